@@ -1,0 +1,355 @@
+//! The aggregator: joins per-segment findings into incidents that span segments.
+//!
+//! It is pure: state in, state out. The stage driver ([`crate::stage`]) loads and stores the
+//! [`AggregatorState`] through the transport's state store, so a stateless Lambda can run it
+//! as well as a long-lived process.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{IncidentRule, PipelineConfig};
+use crate::model::StreamId;
+use crate::report::{
+    merge_evidence, Coverage, Evidence, Finding, Incident, IncidentKind, SegmentReport, Severity,
+    StreamReport, StreamSummary,
+};
+use crate::time::{self, Micros};
+
+/// A run of findings of one kind, not yet closed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Run {
+    start: Micros,
+    end: Micros,
+    first_segment: u64,
+    last_segment: u64,
+    evidence: Evidence,
+    /// An `Opened` event was emitted for it.
+    announced: bool,
+}
+
+/// Everything the aggregator must remember between segments of one stream.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AggregatorState {
+    /// The segment sequence number expected next.
+    next_index: u64,
+    /// Reports that arrived before their predecessors (possible when detectors run in parallel).
+    pending: BTreeMap<u64, SegmentReport>,
+    open: BTreeMap<IncidentKind, Run>,
+    incidents: Vec<Incident>,
+    coverage: Coverage,
+}
+
+impl AggregatorState {
+    /// Incidents closed so far, in the order they closed.
+    pub fn incidents(&self) -> &[Incident] {
+        &self.incidents
+    }
+}
+
+/// What changed after a segment: for real-time notification.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum IncidentEvent {
+    /// A run of findings reached its kind's minimum duration.
+    Opened {
+        kind: IncidentKind,
+        #[serde(with = "time::as_secs")]
+        start: Micros,
+    },
+    /// The incident ended.
+    Closed(Incident),
+}
+
+/// Joins findings into incidents by the configured rules.
+#[derive(Clone, Debug)]
+pub struct IncidentAggregator {
+    rules: BTreeMap<IncidentKind, IncidentRule>,
+    join_gap: Micros,
+}
+
+impl IncidentAggregator {
+    pub fn new(config: &PipelineConfig) -> Self {
+        let rules = IncidentKind::ALL
+            .into_iter()
+            .map(|k| (k, config.rule(k)))
+            .collect();
+        IncidentAggregator {
+            rules,
+            join_gap: time::from_secs(config.aggregator.join_gap),
+        }
+    }
+
+    /// Takes one segment's findings (in any order; duplicates of an already applied segment
+    /// are ignored, so a retried stage is harmless) and returns the incidents opened or closed.
+    pub fn apply(&self, state: &mut AggregatorState, report: SegmentReport) -> Vec<IncidentEvent> {
+        let mut events = Vec::new();
+        if report.index < state.next_index {
+            return events;
+        }
+        state.pending.insert(report.index, report);
+        while let Some(report) = state.pending.remove(&state.next_index) {
+            self.process(state, report, &mut events);
+            state.next_index += 1;
+        }
+        events
+    }
+
+    fn process(
+        &self,
+        state: &mut AggregatorState,
+        report: SegmentReport,
+        events: &mut Vec<IncidentEvent>,
+    ) {
+        let c = &mut state.coverage;
+        c.segments += 1;
+        c.video_frames += u64::from(report.video_frames);
+        c.audio_frames += report.audio_frames;
+        c.decode_errors += u64::from(report.decode_errors);
+        c.analysed = c.analysed.max(report.end);
+
+        let mut findings: Vec<&Finding> = report.findings.iter().collect();
+        findings.sort_by_key(|f| (f.kind, f.start));
+        for f in findings {
+            let joins = state
+                .open
+                .get(&f.kind)
+                .is_some_and(|run| f.start <= run.end + self.join_gap);
+            if !joins {
+                if let Some(run) = state.open.remove(&f.kind) {
+                    self.close(state, f.kind, run, events);
+                }
+                state.open.insert(
+                    f.kind,
+                    Run {
+                        start: f.start,
+                        end: f.end,
+                        first_segment: report.index,
+                        last_segment: report.index,
+                        evidence: f.evidence.clone(),
+                        announced: false,
+                    },
+                );
+            } else if let Some(run) = state.open.get_mut(&f.kind) {
+                run.end = run.end.max(f.end);
+                run.last_segment = report.index;
+                merge_evidence(&mut run.evidence, &f.evidence);
+            }
+            if let Some(run) = state.open.get_mut(&f.kind) {
+                if !run.announced && run.end - run.start >= self.rule(f.kind).min_duration {
+                    run.announced = true;
+                    events.push(IncidentEvent::Opened {
+                        kind: f.kind,
+                        start: run.start,
+                    });
+                }
+            }
+        }
+        // A run that stopped before this segment's end cannot continue into the next one.
+        let ended: Vec<IncidentKind> = state
+            .open
+            .iter()
+            .filter(|(_, run)| run.end + self.join_gap < report.end)
+            .map(|(kind, _)| *kind)
+            .collect();
+        for kind in ended {
+            if let Some(run) = state.open.remove(&kind) {
+                self.close(state, kind, run, events);
+            }
+        }
+    }
+
+    fn rule(&self, kind: IncidentKind) -> IncidentRule {
+        self.rules[&kind]
+    }
+
+    fn close(
+        &self,
+        state: &mut AggregatorState,
+        kind: IncidentKind,
+        run: Run,
+        events: &mut Vec<IncidentEvent>,
+    ) {
+        let rule = self.rule(kind);
+        let duration = run.end - run.start;
+        if duration < rule.min_duration {
+            return;
+        }
+        let severity = if duration >= rule.critical_after {
+            Severity::Critical
+        } else {
+            Severity::Major
+        };
+        let incident = Incident {
+            kind,
+            start: run.start,
+            end: run.end,
+            duration,
+            severity,
+            segments: [run.first_segment, run.last_segment],
+            evidence: run.evidence,
+        };
+        events.push(IncidentEvent::Closed(incident.clone()));
+        state.incidents.push(incident);
+    }
+
+    /// Closes what is still open at the end of the stream and writes the stream report.
+    pub fn finish(
+        &self,
+        mut state: AggregatorState,
+        stream: StreamId,
+        summary: StreamSummary,
+    ) -> (StreamReport, Vec<IncidentEvent>) {
+        let mut events = Vec::new();
+        // Segments lost in flight leave a hole in the sequence; analyse what did arrive.
+        for (_, report) in std::mem::take(&mut state.pending) {
+            self.process(&mut state, report, &mut events);
+        }
+        for (kind, run) in std::mem::take(&mut state.open) {
+            self.close(&mut state, kind, run, &mut events);
+        }
+        let mut incidents = state.incidents;
+        incidents.sort_by_key(|i| (i.start, i.kind));
+        let report = StreamReport {
+            stream,
+            input: summary.input,
+            missing_tracks: summary.media.missing_tracks(),
+            media: summary.media,
+            complete: summary.complete,
+            warnings: summary.warnings,
+            coverage: state.coverage,
+            incidents,
+        };
+        (report, events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Micros = 1_000_000;
+
+    fn report(index: u64, findings: Vec<(IncidentKind, Micros, Micros)>) -> SegmentReport {
+        SegmentReport {
+            stream: StreamId::new("t"),
+            index,
+            start: index as i64 * S,
+            end: (index as i64 + 1) * S,
+            video_frames: 25,
+            audio_frames: 48_000,
+            decode_errors: 0,
+            findings: findings
+                .into_iter()
+                .map(|(kind, start, end)| Finding {
+                    kind,
+                    start,
+                    end,
+                    evidence: Evidence::new(),
+                })
+                .collect(),
+        }
+    }
+
+    fn run_all(reports: Vec<SegmentReport>) -> (Vec<Incident>, Vec<IncidentEvent>) {
+        let agg = IncidentAggregator::new(&PipelineConfig::default());
+        let mut state = AggregatorState::default();
+        let mut events = Vec::new();
+        for r in reports {
+            events.extend(agg.apply(&mut state, r));
+        }
+        let (report, tail) = agg.finish(state, StreamId::new("t"), StreamSummary::default());
+        events.extend(tail);
+        (report.incidents, events)
+    }
+
+    use IncidentKind::*;
+
+    #[test]
+    fn a_freeze_across_three_segments_is_one_incident() {
+        // Video findings overlap by the lead-in frame at each boundary.
+        let (incidents, events) = run_all(vec![
+            report(0, vec![(Freeze, 600_000, S)]),
+            report(1, vec![(Freeze, 960_000, 2 * S)]),
+            report(2, vec![(Freeze, 1_960_000, 2_600_000)]),
+            report(3, vec![]),
+        ]);
+        assert_eq!(incidents.len(), 1);
+        let i = &incidents[0];
+        assert_eq!(
+            (i.start, i.end, i.duration, i.segments),
+            (600_000, 2_600_000, 2_000_000, [0, 2])
+        );
+        assert_eq!(i.severity, Severity::Major);
+        assert!(matches!(
+            events[0],
+            IncidentEvent::Opened {
+                kind: Freeze,
+                start: 600_000
+            }
+        ));
+        assert!(matches!(&events[1], IncidentEvent::Closed(c) if c == i));
+        assert_eq!(events.len(), 2);
+    }
+
+    #[test]
+    fn runs_shorter_than_the_minimum_are_dropped_and_gaps_split_incidents() {
+        let (incidents, _) = run_all(vec![
+            // 0.3 s of black: under black's 0.5 s minimum.
+            report(0, vec![(Black, 100_000, 400_000), (Black, 500_000, S)]),
+            // A gap of 0.1 s splits 0.5..1.0 from 1.1..2.0.
+            report(1, vec![(Black, 1_100_000, 2 * S)]),
+        ]);
+        let spans: Vec<_> = incidents.iter().map(|i| (i.start, i.end)).collect();
+        assert_eq!(spans, vec![(500_000, S), (1_100_000, 2 * S)]);
+    }
+
+    #[test]
+    fn out_of_order_and_repeated_reports_give_the_same_incidents() {
+        let reports = vec![
+            report(0, vec![(Silence, 200_000, S)]),
+            report(1, vec![(Silence, S, 2 * S), (Black, 1_500_000, 2 * S)]),
+            report(
+                2,
+                vec![(Silence, 2 * S, 2_100_000), (Black, 2 * S, 2_200_000)],
+            ),
+        ];
+        let (in_order, _) = run_all(reports.clone());
+        let shuffled = vec![
+            reports[2].clone(),
+            reports[0].clone(),
+            reports[0].clone(),
+            reports[1].clone(),
+            reports[2].clone(),
+        ];
+        let (out_of_order, _) = run_all(shuffled);
+        assert_eq!(in_order, out_of_order);
+        assert_eq!(in_order.len(), 2);
+        assert_eq!(
+            (in_order[0].kind, in_order[0].start, in_order[0].end),
+            (Silence, 200_000, 2_100_000)
+        );
+        assert_eq!(
+            (in_order[1].kind, in_order[1].start, in_order[1].end),
+            (Black, 1_500_000, 2_200_000)
+        );
+    }
+
+    #[test]
+    fn state_survives_the_wire_between_segments() {
+        let agg = IncidentAggregator::new(&PipelineConfig::default());
+        let mut state = AggregatorState::default();
+        for r in [
+            report(0, vec![(Freeze, 0, S)]),
+            report(1, vec![(Freeze, 960_000, 12 * S)]),
+        ] {
+            agg.apply(&mut state, r);
+            let bytes = crate::wire::encode_state(&state);
+            state = crate::wire::decode_state("k", &bytes).unwrap();
+        }
+        let (report, _) = agg.finish(state, StreamId::new("t"), StreamSummary::default());
+        assert_eq!(report.incidents.len(), 1);
+        assert_eq!(report.incidents[0].severity, Severity::Critical);
+        assert_eq!(report.coverage.segments, 2);
+    }
+}

@@ -1,0 +1,28 @@
+//! vqa's core: the data model, the stage traits, the `Transport` trait, the wire form and the
+//! pipeline configuration.
+//!
+//! Architecture invariant: this crate does no I/O and knows nothing of FFmpeg or AWS. Every
+//! handoff goes through [`Transport`], which the edges (transport crates) implement, so stage
+//! code cannot tell which topology it runs in.
+
+pub mod aggregate;
+pub mod config;
+pub mod model;
+pub mod report;
+pub mod stage;
+pub mod time;
+pub mod transport;
+pub mod wire;
+
+pub use aggregate::{AggregatorState, IncidentAggregator, IncidentEvent};
+pub use config::{ConfigError, DetectorName, PipelineConfig};
+pub use model::{AudioBlock, LumaRange, MediaInfo, Segment, StreamId, Track, VideoFrame};
+pub use report::{
+    Coverage, Evidence, Finding, Incident, IncidentKind, SegmentReport, Severity, StreamReport,
+    StreamSummary, Summary,
+};
+pub use stage::{Converter, Detector};
+pub use time::Micros;
+pub use transport::{
+    Artifact, ArtifactKey, Handle, HandoffMetrics, StateKey, Transport, TransportError,
+};

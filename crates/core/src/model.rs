@@ -1,0 +1,216 @@
+//! What flows from the converter to the detectors: segments of decoded frames and samples.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::time::Micros;
+
+/// Names one monitored stream; part of every artifact key and of the report.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StreamId(pub String);
+
+impl StreamId {
+    pub fn new(id: impl Into<String>) -> Self {
+        StreamId(id.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How luma code values map to black and white.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LumaRange {
+    /// "TV" range: black at 16, white at 235 (8-bit).
+    #[default]
+    Limited,
+    /// "PC"/JPEG range: black at 0, white at 255.
+    Full,
+}
+
+impl LumaRange {
+    /// The 8-bit code values of black and of white.
+    pub fn black_white(self) -> (u8, u8) {
+        match self {
+            LumaRange::Limited => (16, 235),
+            LumaRange::Full => (0, 255),
+        }
+    }
+}
+
+/// One decoded picture's luma plane (8 bits per sample).
+///
+/// `luma` is shared, not owned: cloning a frame or handing it to another stage in the same
+/// process copies no pixel data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VideoFrame {
+    pub pts: Micros,
+    /// Display duration; the frame covers `[pts, pts + duration)`.
+    pub duration: Micros,
+    pub width: u32,
+    pub height: u32,
+    /// Bytes from one row to the next; `>= width`.
+    pub stride: u32,
+    pub range: LumaRange,
+    /// `stride * height` bytes (the last row may be only `width` long).
+    pub luma: Bytes,
+}
+
+impl VideoFrame {
+    pub fn end(&self) -> Micros {
+        self.pts + self.duration
+    }
+
+    /// The visible pixels of each row, without stride padding.
+    pub fn rows(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let (w, s) = (self.width as usize, self.stride as usize);
+        (0..self.height as usize).map(move |y| &self.luma[y * s..y * s + w])
+    }
+
+    /// Checks the invariants a frame from the wire must hold before detectors index into it.
+    pub fn is_well_formed(&self) -> bool {
+        let (w, h, s) = (
+            self.width as usize,
+            self.height as usize,
+            self.stride as usize,
+        );
+        w > 0 && h > 0 && s >= w && self.luma.len() >= s * (h - 1) + w && self.duration >= 0
+    }
+}
+
+/// Decoded audio: interleaved f32 samples in [-1, 1].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AudioBlock {
+    /// Time of the first sample.
+    pub pts: Micros,
+    pub rate: u32,
+    pub channels: u16,
+    /// `frames * channels` samples, channel-interleaved.
+    pub samples: Arc<[f32]>,
+}
+
+impl AudioBlock {
+    /// Number of sample instants (samples per channel).
+    pub fn frames(&self) -> usize {
+        self.samples.len() / self.channels.max(1) as usize
+    }
+
+    /// Time of sample instant `i`.
+    pub fn time_of(&self, i: usize) -> Micros {
+        self.pts + (i as i64 * 1_000_000 + self.rate as i64 / 2) / self.rate.max(1) as i64
+    }
+
+    pub fn end(&self) -> Micros {
+        self.time_of(self.frames())
+    }
+}
+
+/// A track of the input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Track {
+    Video,
+    Audio,
+}
+
+impl fmt::Display for Track {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Track::Video => "video",
+            Track::Audio => "audio",
+        })
+    }
+}
+
+/// What the converter found in the input, before decoding it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MediaInfo {
+    /// The container format, as FFmpeg names it.
+    pub format: String,
+    /// Declared duration in seconds, when the container says.
+    pub duration: Option<f64>,
+    pub video: Option<VideoInfo>,
+    pub audio: Option<AudioInfo>,
+}
+
+impl MediaInfo {
+    /// Tracks the input lacks; those detectors have nothing to look at.
+    pub fn missing_tracks(&self) -> Vec<Track> {
+        let mut missing = Vec::new();
+        if self.video.is_none() {
+            missing.push(Track::Video);
+        }
+        if self.audio.is_none() {
+            missing.push(Track::Audio);
+        }
+        missing
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VideoInfo {
+    pub codec: String,
+    pub width: u32,
+    pub height: u32,
+    /// Average frame rate, when known.
+    pub frame_rate: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AudioInfo {
+    pub codec: String,
+    pub sample_rate: u32,
+    pub channels: u16,
+    /// FFmpeg's name of the channel layout ("stereo", "5.1", ...).
+    pub layout: String,
+}
+
+/// A fixed window `[start, end)` of one stream with the frames and samples that fall in it.
+///
+/// Detectors see one segment at a time. `lead_in` is the last frame of the previous segment
+/// (shared, not copied) so a detector comparing consecutive frames sees the boundary pair too.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Segment {
+    pub stream: StreamId,
+    pub index: u64,
+    pub start: Micros,
+    pub end: Micros,
+    pub has_video: bool,
+    pub has_audio: bool,
+    pub lead_in: Option<VideoFrame>,
+    pub video: Vec<VideoFrame>,
+    pub audio: Vec<AudioBlock>,
+    /// Packets or frames the decoder rejected while producing this segment.
+    pub decode_errors: u32,
+}
+
+impl Segment {
+    /// Bytes of frame and sample data the segment carries (the lead-in frame included): the
+    /// same figure whichever transport hands it over.
+    pub fn payload_bytes(&self) -> u64 {
+        let frames: usize = self
+            .lead_in
+            .iter()
+            .chain(&self.video)
+            .map(|f| f.luma.len())
+            .sum();
+        let audio: usize = self.audio.iter().map(|a| a.samples.len() * 4).sum();
+        (frames + audio) as u64
+    }
+
+    pub fn audio_frames(&self) -> u64 {
+        self.audio.iter().map(|a| a.frames() as u64).sum()
+    }
+}

@@ -1,0 +1,178 @@
+//! What detectors and the aggregator produce: findings per segment, incidents per stream.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{MediaInfo, StreamId, Track};
+use crate::time::{self, Micros};
+
+/// The kind of defect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentKind {
+    /// The picture stops changing.
+    Freeze,
+    /// The picture is (nearly) entirely black.
+    Black,
+    /// The audio is below the noise floor on every channel.
+    Silence,
+}
+
+impl IncidentKind {
+    pub const ALL: [IncidentKind; 3] = [
+        IncidentKind::Freeze,
+        IncidentKind::Black,
+        IncidentKind::Silence,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentKind::Freeze => "freeze",
+            IncidentKind::Black => "black",
+            IncidentKind::Silence => "silence",
+        }
+    }
+}
+
+impl fmt::Display for IncidentKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Min, max and mean of one measurement over the frames or samples of a finding or incident.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub min: f64,
+    pub max: f64,
+    pub mean: f64,
+    /// How many values were summarised (frames or sample blocks).
+    pub count: u64,
+}
+
+impl Summary {
+    pub fn of(value: f64) -> Self {
+        Summary {
+            min: value,
+            max: value,
+            mean: value,
+            count: 1,
+        }
+    }
+
+    pub fn add(&mut self, value: f64) {
+        self.merge(&Summary::of(value));
+    }
+
+    pub fn merge(&mut self, other: &Summary) {
+        let n = self.count + other.count;
+        if n == 0 {
+            return;
+        }
+        self.mean = (self.mean * self.count as f64 + other.mean * other.count as f64) / n as f64;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        self.count = n;
+    }
+}
+
+/// Named measurements backing a finding, e.g. `{"black_ratio": {min, max, mean, count}}`.
+pub type Evidence = BTreeMap<String, Summary>;
+
+/// Merges `from` into `into`, measurement by measurement.
+pub fn merge_evidence(into: &mut Evidence, from: &Evidence) {
+    for (name, summary) in from {
+        into.entry(name.clone())
+            .and_modify(|s| s.merge(summary))
+            .or_insert(*summary);
+    }
+}
+
+/// What one detector saw in one segment: an interval where its condition held.
+///
+/// A finding may be shorter than the defect's minimum duration when it touches the segment's
+/// edge: the aggregator joins it with its continuation in the neighbouring segment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub kind: IncidentKind,
+    pub start: Micros,
+    pub end: Micros,
+    pub evidence: Evidence,
+}
+
+/// How bad an incident is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Lasted at least the kind's minimum duration.
+    Major,
+    /// Lasted at least the kind's `critical_after` duration.
+    Critical,
+}
+
+/// A defect over `[start, end)`, possibly spanning many segments.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    pub kind: IncidentKind,
+    #[serde(with = "time::as_secs")]
+    pub start: Micros,
+    #[serde(with = "time::as_secs")]
+    pub end: Micros,
+    #[serde(with = "time::as_secs")]
+    pub duration: Micros,
+    pub severity: Severity,
+    /// Index of the first and last segment the incident covers.
+    pub segments: [u64; 2],
+    pub evidence: Evidence,
+}
+
+/// The detectors' output for one segment: what the aggregator consumes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SegmentReport {
+    pub stream: StreamId,
+    pub index: u64,
+    pub start: Micros,
+    pub end: Micros,
+    pub video_frames: u32,
+    pub audio_frames: u64,
+    pub decode_errors: u32,
+    pub findings: Vec<Finding>,
+}
+
+/// What the converter knows once the input is exhausted; completes the stream report.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamSummary {
+    pub input: String,
+    pub media: MediaInfo,
+    /// False when the input ended early or could not be read to the end.
+    pub complete: bool,
+    /// Why the analysis is incomplete or doubtful, one sentence each.
+    pub warnings: Vec<String>,
+}
+
+/// Counts over the analysed part of the stream.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Coverage {
+    pub segments: u64,
+    pub video_frames: u64,
+    pub audio_frames: u64,
+    pub decode_errors: u64,
+    /// Seconds from the start of the input to the end of the last analysed segment.
+    #[serde(with = "time::as_secs")]
+    pub analysed: Micros,
+}
+
+/// The result for one stream: the one write the aggregator makes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StreamReport {
+    pub stream: StreamId,
+    pub input: String,
+    pub media: MediaInfo,
+    pub missing_tracks: Vec<Track>,
+    pub complete: bool,
+    pub warnings: Vec<String>,
+    pub coverage: Coverage,
+    pub incidents: Vec<Incident>,
+}

@@ -1,0 +1,120 @@
+//! The stages and their drivers, shared by every topology.
+//!
+//! A driver takes handles, fetches artifacts through a [`Transport`], runs the stage's pure
+//! code and hands its output on. The single-process runner calls these from tasks joined by
+//! channels; a Lambda handler calls the same functions with handles from its payload.
+
+use std::sync::Arc;
+
+use crate::aggregate::{AggregatorState, IncidentAggregator, IncidentEvent};
+use crate::config::DetectorName;
+use crate::model::{MediaInfo, Segment, StreamId};
+use crate::report::{Finding, SegmentReport, StreamReport, StreamSummary};
+use crate::transport::{
+    get_findings, get_segment, Artifact, ArtifactKey, Handle, StateKey, Transport, TransportError,
+};
+use crate::wire;
+
+/// Turns an input into segments. Opening the input (and failing on bad input) is the
+/// implementation's constructor; after that, damage is recorded in the summary, not raised.
+pub trait Converter: Send {
+    fn media(&self) -> &MediaInfo;
+
+    /// The next segment, or `None` when the input is exhausted.
+    fn next_segment(&mut self) -> Option<Segment>;
+
+    /// What the converter learnt about the input; complete once `next_segment` returned `None`.
+    fn summary(&self) -> StreamSummary;
+}
+
+/// Looks at one segment and reports where its condition held.
+///
+/// Detectors are stateless: anything spanning segments is the aggregator's job.
+pub trait Detector: Send + Sync {
+    fn name(&self) -> DetectorName;
+
+    fn analyze(&self, segment: &Segment) -> Vec<Finding>;
+}
+
+/// Runs every detector on a segment.
+pub fn detect(detectors: &[Box<dyn Detector>], segment: &Segment) -> SegmentReport {
+    let findings = detectors.iter().flat_map(|d| d.analyze(segment)).collect();
+    SegmentReport {
+        stream: segment.stream.clone(),
+        index: segment.index,
+        start: segment.start,
+        end: segment.end,
+        video_frames: segment.video.len() as u32,
+        audio_frames: segment.audio_frames(),
+        decode_errors: segment.decode_errors,
+        findings,
+    }
+}
+
+/// The aggregator's state-store owner name.
+const AGGREGATOR: &str = "aggregator";
+
+/// Converter stage: hands one segment on.
+pub async fn hand_off_segment(
+    transport: &dyn Transport,
+    segment: Segment,
+) -> Result<Handle, TransportError> {
+    let key = ArtifactKey::segment(&segment.stream, segment.index);
+    transport
+        .put(key, Artifact::Segment(Arc::new(segment)))
+        .await
+}
+
+/// Detector stage: fetches a segment, runs the detectors, hands the findings on.
+pub async fn detect_stage(
+    transport: &dyn Transport,
+    detectors: &[Box<dyn Detector>],
+    segment: &Handle,
+) -> Result<Handle, TransportError> {
+    let segment = get_segment(transport, segment).await?;
+    let report = detect(detectors, &segment);
+    let key = ArtifactKey::findings(&report.stream, report.index);
+    transport
+        .put(key, Artifact::Findings(Arc::new(report)))
+        .await
+}
+
+/// Aggregator stage: applies one segment's findings to the stream's state in the state store.
+pub async fn aggregate_stage(
+    transport: &dyn Transport,
+    aggregator: &IncidentAggregator,
+    findings: &Handle,
+) -> Result<Vec<IncidentEvent>, TransportError> {
+    let report = get_findings(transport, findings).await?;
+    let key = StateKey::new(&report.stream, AGGREGATOR);
+    let mut state = load_state(transport, &key).await?;
+    let events = aggregator.apply(&mut state, report.as_ref().clone());
+    transport
+        .store_state(&key, wire::encode_state(&state))
+        .await?;
+    Ok(events)
+}
+
+/// Final aggregator step: closes open incidents and produces the stream report.
+pub async fn finish_stage(
+    transport: &dyn Transport,
+    aggregator: &IncidentAggregator,
+    stream: &StreamId,
+    summary: StreamSummary,
+) -> Result<(StreamReport, Vec<IncidentEvent>), TransportError> {
+    let key = StateKey::new(stream, AGGREGATOR);
+    let state = load_state(transport, &key).await?;
+    let out = aggregator.finish(state, stream.clone(), summary);
+    transport.clear_state(&key).await?;
+    Ok(out)
+}
+
+async fn load_state(
+    transport: &dyn Transport,
+    key: &StateKey,
+) -> Result<AggregatorState, TransportError> {
+    match transport.load_state(key).await? {
+        Some(bytes) => wire::decode_state(&key.to_string(), &bytes),
+        None => Ok(AggregatorState::default()),
+    }
+}

@@ -1,0 +1,162 @@
+//! The wire form of artifacts and state: what crosses a process boundary (S3 objects, files).
+//!
+//! A one-byte format version, a one-byte artifact tag, then the postcard encoding of the value.
+//! Postcard is compact and exact (integers and raw float bits), so a report computed from a
+//! decoded artifact is identical to one computed in memory.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::model::Segment;
+use crate::report::SegmentReport;
+use crate::transport::{Artifact, ArtifactName, TransportError};
+use std::sync::Arc;
+
+pub const WIRE_VERSION: u8 = 1;
+
+const TAG_SEGMENT: u8 = 1;
+const TAG_FINDINGS: u8 = 2;
+const TAG_STATE: u8 = 3;
+
+fn encode_tagged<T: Serialize>(tag: u8, value: &T, size_hint: usize) -> Bytes {
+    let mut out = BytesMut::with_capacity(size_hint + 16).writer();
+    out.get_mut().put_u8(WIRE_VERSION);
+    out.get_mut().put_u8(tag);
+    // Invariant: our types serialise infallibly (no maps with non-string keys, no unsized data
+    // that postcard rejects); writing to memory cannot fail.
+    postcard::to_io(value, &mut out).expect("vqa wire types always serialise");
+    out.into_inner().freeze()
+}
+
+fn decode_tagged<T: DeserializeOwned>(
+    key: &str,
+    tag: u8,
+    bytes: &[u8],
+) -> Result<T, TransportError> {
+    let fail = |reason: String| TransportError::Decode {
+        key: key.to_string(),
+        reason,
+    };
+    match bytes {
+        [WIRE_VERSION, t, body @ ..] if *t == tag => {
+            postcard::from_bytes(body).map_err(|e| fail(e.to_string()))
+        }
+        [WIRE_VERSION, t, ..] => Err(fail(format!("artifact tag {t}, expected {tag}"))),
+        [v, ..] => Err(fail(format!(
+            "wire version {v}, this build reads {WIRE_VERSION}"
+        ))),
+        [] => Err(fail("empty object".into())),
+    }
+}
+
+/// Encodes an artifact for a transport that stores bytes.
+pub fn encode_artifact(artifact: &Artifact) -> Bytes {
+    match artifact {
+        Artifact::Segment(s) => encode_tagged(TAG_SEGMENT, s.as_ref(), s.payload_bytes() as usize),
+        Artifact::Findings(r) => encode_tagged(TAG_FINDINGS, r.as_ref(), 256),
+    }
+}
+
+/// Decodes what [`encode_artifact`] wrote; `key` names the object in errors.
+pub fn decode_artifact(
+    key: &str,
+    expected: ArtifactName,
+    bytes: &[u8],
+) -> Result<Artifact, TransportError> {
+    Ok(match expected {
+        ArtifactName::Segment => {
+            let s: Segment = decode_tagged(key, TAG_SEGMENT, bytes)?;
+            let well_formed = s.lead_in.iter().chain(&s.video).all(|f| f.is_well_formed());
+            if !well_formed {
+                return Err(TransportError::Decode {
+                    key: key.into(),
+                    reason: "malformed frame".into(),
+                });
+            }
+            Artifact::Segment(Arc::new(s))
+        }
+        ArtifactName::Findings => Artifact::Findings(Arc::new(decode_tagged::<SegmentReport>(
+            key,
+            TAG_FINDINGS,
+            bytes,
+        )?)),
+    })
+}
+
+/// Encodes a stage's state for the state store.
+pub fn encode_state<T: Serialize>(state: &T) -> Bytes {
+    encode_tagged(TAG_STATE, state, 1024)
+}
+
+pub fn decode_state<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, TransportError> {
+    decode_tagged(key, TAG_STATE, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AudioBlock, LumaRange, StreamId, VideoFrame};
+
+    fn segment() -> Segment {
+        let frame = |pts| VideoFrame {
+            pts,
+            duration: 40_000,
+            width: 4,
+            height: 2,
+            stride: 8,
+            range: LumaRange::Limited,
+            luma: Bytes::from((0..16u8).collect::<Vec<_>>()),
+        };
+        Segment {
+            stream: StreamId::new("s"),
+            index: 3,
+            start: 3_000_000,
+            end: 4_000_000,
+            has_video: true,
+            has_audio: true,
+            lead_in: Some(frame(2_960_000)),
+            video: vec![frame(3_000_000), frame(3_040_000)],
+            audio: vec![AudioBlock {
+                pts: 3_000_000,
+                rate: 48_000,
+                channels: 2,
+                samples: vec![0.5, -0.25, 1e-9, 0.0].into(),
+            }],
+            decode_errors: 1,
+        }
+    }
+
+    #[test]
+    fn segments_round_trip_exactly() {
+        let s = Arc::new(segment());
+        let bytes = encode_artifact(&Artifact::Segment(s.clone()));
+        match decode_artifact("k", ArtifactName::Segment, &bytes).unwrap() {
+            Artifact::Segment(back) => assert_eq!(*back, *s),
+            other => panic!("decoded {:?}", other.kind()),
+        }
+    }
+
+    #[test]
+    fn wrong_tag_version_or_garbage_is_an_error_not_a_panic() {
+        let bytes = encode_artifact(&Artifact::Segment(Arc::new(segment())));
+        assert!(decode_artifact("k", ArtifactName::Findings, &bytes).is_err());
+        let mut v = bytes.to_vec();
+        v[0] = 99;
+        assert!(decode_artifact("k", ArtifactName::Segment, &v)
+            .unwrap_err()
+            .to_string()
+            .contains("version 99"));
+        assert!(decode_artifact("k", ArtifactName::Segment, &[]).is_err());
+        let truncated = &bytes[..bytes.len() / 2];
+        assert!(decode_artifact("k", ArtifactName::Segment, truncated).is_err());
+    }
+
+    #[test]
+    fn frames_whose_size_contradicts_their_plane_are_rejected() {
+        let mut s = segment();
+        s.video[0].height = 100;
+        let bytes = encode_artifact(&Artifact::Segment(Arc::new(s)));
+        assert!(decode_artifact("k", ArtifactName::Segment, &bytes).is_err());
+    }
+}
