@@ -1,0 +1,192 @@
+//! `freeze`: the picture stops changing.
+//!
+//! Like FFmpeg's freezedetect, two consecutive frames are "the same" when their mean absolute
+//! luma difference is below the noise level (-60 dB of full scale by default). A freeze over
+//! frames F..L (all equal) is reported as `[pts(F), end(L))`. The segment's lead-in frame
+//! makes the pair straddling the segment boundary visible.
+
+use vqa_core::config::{db_to_ratio, FreezeConfig};
+use vqa_core::model::{Segment, VideoFrame};
+use vqa_core::report::{Finding, IncidentKind};
+use vqa_core::{time, Detector, DetectorName};
+
+use crate::runs::Runs;
+
+pub struct FreezeDetector {
+    /// Largest mean absolute difference, in 8-bit code values, that counts as no change.
+    max_mafd: f64,
+    min_duration: i64,
+}
+
+impl FreezeDetector {
+    pub fn new(config: &FreezeConfig) -> Self {
+        FreezeDetector {
+            max_mafd: db_to_ratio(config.noise_db) * 255.0,
+            min_duration: time::from_secs(config.min_duration),
+        }
+    }
+
+    /// The mean absolute difference of two frames if it is below the freeze threshold.
+    fn frozen_mafd(&self, a: &VideoFrame, b: &VideoFrame) -> Option<f64> {
+        if (a.width, a.height) != (b.width, b.height) {
+            return None;
+        }
+        let pixels = a.width as u64 * a.height as u64;
+        // Stop as soon as the frames are clearly different: moving pictures cost a few rows.
+        let limit = (self.max_mafd * pixels as f64) as u64;
+        let mut sad = 0u64;
+        for (ra, rb) in a.rows().zip(b.rows()) {
+            sad += row_sad(ra, rb);
+            if sad > limit {
+                return None;
+            }
+        }
+        Some(sad as f64 / pixels as f64)
+    }
+}
+
+/// Sum of absolute differences of two rows, in a shape the compiler vectorises (psadbw).
+fn row_sad(a: &[u8], b: &[u8]) -> u64 {
+    const LANES: usize = 64;
+    let mut total = 0u64;
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: u64 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x.abs_diff(*y) as u64)
+        .sum();
+    for (xa, xb) in ca.zip(cb) {
+        let mut acc = 0u32;
+        for i in 0..LANES {
+            acc += xa[i].abs_diff(xb[i]) as u32;
+        }
+        total += acc as u64;
+    }
+    total + tail
+}
+
+impl Detector for FreezeDetector {
+    fn name(&self) -> DetectorName {
+        DetectorName::Freeze
+    }
+
+    fn analyze(&self, segment: &Segment) -> Vec<Finding> {
+        let mut runs = Runs::new(IncidentKind::Freeze, self.min_duration);
+        let frames: Vec<&VideoFrame> = segment.lead_in.iter().chain(&segment.video).collect();
+        for pair in frames.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            match self.frozen_mafd(a, b) {
+                Some(mafd) => runs.push(a.pts, b.end(), Some(&[("mafd", mafd)])),
+                None => runs.push(a.pts, b.end(), None),
+            }
+        }
+        runs.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{frame, video_segment, FRAME};
+
+    fn moving(n: i64) -> VideoFrame {
+        frame(n * FRAME, move |x, y| {
+            ((x + y + 3 * n as usize) % 200) as u8 + 16
+        })
+    }
+
+    fn still(n: i64) -> VideoFrame {
+        frame(n * FRAME, |x, y| ((x * y) % 200) as u8 + 16)
+    }
+
+    fn detector() -> FreezeDetector {
+        FreezeDetector::new(&FreezeConfig::default())
+    }
+
+    #[test]
+    fn identical_frames_inside_a_segment_are_a_freeze_from_first_to_end_of_last() {
+        // frames 0..4 move, 5..19 identical, 20..24 move: 0.6 s, reported with a 0.5 s minimum
+        let frames = (0..25)
+            .map(|n| {
+                if (5..20).contains(&n) {
+                    still(n)
+                } else {
+                    moving(n)
+                }
+            })
+            .collect();
+        let half_second = FreezeConfig {
+            min_duration: 0.5,
+            ..FreezeConfig::default()
+        };
+        let f = FreezeDetector::new(&half_second).analyze(&video_segment(0, None, frames));
+        assert_eq!(f.len(), 1);
+        assert_eq!((f[0].start, f[0].end), (5 * FRAME, 20 * FRAME));
+        assert_eq!(f[0].evidence["mafd"].max, 0.0);
+        assert_eq!(f[0].evidence["mafd"].count, 14);
+    }
+
+    #[test]
+    fn a_freeze_continuing_from_the_previous_segment_starts_at_the_lead_in() {
+        let frames = (25..50)
+            .map(|n| if n < 30 { still(n) } else { moving(n) })
+            .collect();
+        let f = detector().analyze(&video_segment(1, Some(still(24)), frames));
+        assert_eq!(f.len(), 1);
+        assert_eq!((f[0].start, f[0].end), (24 * FRAME, 30 * FRAME));
+    }
+
+    #[test]
+    fn changes_below_the_noise_floor_are_still_a_freeze_changes_above_are_not() {
+        // One pixel changed by 1 level in 64x36: mafd 0.0004, far below 0.255.
+        let tiny = |n: i64| {
+            frame(n * FRAME, move |x, y| {
+                if (x, y) == (0, 0) {
+                    16 + (n % 2) as u8
+                } else {
+                    100
+                }
+            })
+        };
+        let f = detector().analyze(&video_segment(0, None, (0..25).map(tiny).collect()));
+        assert_eq!(f.len(), 1);
+        // A 10% brightness step across half the frame is change.
+        let step = |n: i64| {
+            frame(n * FRAME, move |x, _| {
+                if x < 32 {
+                    100 + (n % 2) as u8 * 25
+                } else {
+                    100
+                }
+            })
+        };
+        assert!(detector()
+            .analyze(&video_segment(0, None, (0..25).map(step).collect()))
+            .is_empty());
+    }
+
+    #[test]
+    fn inner_freezes_shorter_than_the_minimum_are_not_findings() {
+        let frames = (0..25)
+            .map(|n| {
+                if (5..20).contains(&n) {
+                    still(n)
+                } else {
+                    moving(n)
+                }
+            })
+            .collect();
+        assert!(detector()
+            .analyze(&video_segment(0, None, frames))
+            .is_empty());
+    }
+
+    #[test]
+    fn row_sad_matches_the_plain_sum() {
+        let a: Vec<u8> = (0..200u32).map(|i| (i * 37 % 256) as u8).collect();
+        let b: Vec<u8> = (0..200u32).map(|i| (i * 11 % 256) as u8).collect();
+        let plain: u64 = a.iter().zip(&b).map(|(x, y)| x.abs_diff(*y) as u64).sum();
+        assert_eq!(row_sad(&a, &b), plain);
+    }
+}

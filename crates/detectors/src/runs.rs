@@ -1,0 +1,120 @@
+//! Turning a sequence of per-item verdicts (frame pairs, frames, sample runs) into findings.
+
+use vqa_core::report::{Evidence, Finding, IncidentKind, Summary};
+use vqa_core::Micros;
+
+/// Items closer than this are contiguous (timestamps are rounded to microseconds).
+const CONTIGUOUS: Micros = 1_000;
+
+struct Run {
+    start: Micros,
+    end: Micros,
+    evidence: Evidence,
+    from_first_item: bool,
+}
+
+/// Collects the runs of consecutive "hit" items of one segment.
+///
+/// A run is kept if it lasts at least `min_duration` or touches the segment's first or last
+/// item: only those can be, or become part of, an incident. Shorter runs inside the segment
+/// are dropped here, which keeps findings (and handoffs) small.
+pub(crate) struct Runs {
+    kind: IncidentKind,
+    min_duration: Micros,
+    current: Option<Run>,
+    findings: Vec<Finding>,
+    seen_items: bool,
+}
+
+impl Runs {
+    pub fn new(kind: IncidentKind, min_duration: Micros) -> Self {
+        Runs {
+            kind,
+            min_duration,
+            current: None,
+            findings: Vec::new(),
+            seen_items: false,
+        }
+    }
+
+    /// Adds the next item, covering `[start, end)`, with its measurements when it is a hit.
+    pub fn push(&mut self, start: Micros, end: Micros, hit: Option<&[(&str, f64)]>) {
+        let first_item = !self.seen_items;
+        self.seen_items = true;
+        let Some(measures) = hit else {
+            self.close(false);
+            return;
+        };
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|r| start > r.end + CONTIGUOUS)
+        {
+            self.close(false);
+        }
+        let run = self.current.get_or_insert_with(|| Run {
+            start,
+            end,
+            evidence: Evidence::new(),
+            from_first_item: first_item,
+        });
+        run.end = run.end.max(end);
+        for (name, value) in measures {
+            run.evidence
+                .entry((*name).to_string())
+                .and_modify(|s| s.add(*value))
+                .or_insert_with(|| Summary::of(*value));
+        }
+    }
+
+    fn close(&mut self, at_last_item: bool) {
+        if let Some(run) = self.current.take() {
+            if run.from_first_item || at_last_item || run.end - run.start >= self.min_duration {
+                self.findings.push(Finding {
+                    kind: self.kind,
+                    start: run.start,
+                    end: run.end,
+                    evidence: run.evidence,
+                });
+            }
+        }
+    }
+
+    pub fn finish(mut self) -> Vec<Finding> {
+        self.close(true);
+        self.findings
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spans(f: &[Finding]) -> Vec<(Micros, Micros)> {
+        f.iter().map(|f| (f.start, f.end)).collect()
+    }
+
+    #[test]
+    fn keeps_long_runs_and_runs_at_the_edges_drops_short_inner_ones() {
+        let mut r = Runs::new(IncidentKind::Black, 100);
+        let hit: Option<&[(&str, f64)]> = Some(&[("v", 1.0)]);
+        // items of 10 µs... but contiguity is 1 ms, so use ms-sized items
+        let items = [true, false, true, false, true, true, true, false, true];
+        for (i, h) in items.iter().enumerate() {
+            let t = i as Micros * 40;
+            r.push(t, t + 40, if *h { hit } else { None });
+        }
+        let f = r.finish();
+        // first item (edge), items 4..6 (120 µs >= 100), last item (edge); item 2 dropped.
+        assert_eq!(spans(&f), vec![(0, 40), (160, 280), (320, 360)]);
+        assert_eq!(f[1].evidence["v"].count, 3);
+    }
+
+    #[test]
+    fn a_gap_in_time_splits_a_run() {
+        let mut r = Runs::new(IncidentKind::Silence, 1);
+        r.push(0, 10_000, Some(&[]));
+        r.push(50_000, 60_000, Some(&[]));
+        assert_eq!(spans(&r.finish()), vec![(0, 10_000), (50_000, 60_000)]);
+    }
+}
