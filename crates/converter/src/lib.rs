@@ -1,1 +1,313 @@
+//! vqa's converter stage: FFmpeg (through `ffmpeg-next`) decodes the best video and audio
+//! tracks of an input into [`Segment`]s of luma frames and f32 samples.
+//!
+//! Architecture invariant: this is the only crate that knows FFmpeg. Opening the input is
+//! where bad input fails; after that, damage (unreadable packets, an input that ends early)
+//! is recorded as warnings in the [`StreamSummary`] and what could be decoded is analysed.
 
+mod audio;
+mod cutter;
+mod video;
+
+use std::path::Path;
+use std::sync::Once;
+
+use ffmpeg::media::Type;
+use ffmpeg::{Error as FfError, Packet, Rational};
+use ffmpeg_next as ffmpeg;
+use vqa_core::model::{AudioInfo, MediaInfo, Segment, StreamId, VideoInfo};
+use vqa_core::{time, Converter, Micros, PipelineConfig, StreamSummary};
+
+use crate::audio::AudioTrack;
+use crate::cutter::Cutter;
+use crate::video::VideoTrack;
+
+/// Why an input cannot be analysed at all. Messages say what is wrong and what to do; the
+/// caller prefixes the input's name.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("no such file; check the path")]
+    NotFound,
+    #[error("is a directory; give the path of an audio or video file")]
+    IsDirectory,
+    #[error("the file is empty (0 bytes); it may still be being written, or a copy failed")]
+    Empty,
+    #[error("cannot read it: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("not a media file FFmpeg can read ({0}); check that it is an audio or video file and not damaged")]
+    NotMedia(String),
+    #[error("has no audio or video track (only {0}); nothing to analyse")]
+    NoTracks(String),
+    #[error("cannot decode its {track} track ({codec}): {reason}")]
+    Decoder {
+        track: &'static str,
+        codec: String,
+        reason: String,
+    },
+}
+
+/// Converts `time_base` ticks to microseconds.
+pub(crate) fn ticks_to_micros(ticks: i64, time_base: Rational) -> Micros {
+    let (num, den) = (
+        time_base.numerator() as i128,
+        time_base.denominator().max(1) as i128,
+    );
+    let us = ticks as i128 * num * 1_000_000;
+    (us.div_euclid(den) + i128::from(us.rem_euclid(den) * 2 >= den)) as Micros
+}
+
+/// Sets FFmpeg up once per process: registers nothing (FFmpeg 5 needs no registration) but
+/// silences its own logging, which would interleave with ours; errors reach us as values.
+fn init_ffmpeg() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        let _ = ffmpeg::init();
+        let level = if std::env::var_os("VQA_FFMPEG_LOG").is_some() {
+            ffmpeg::util::log::Level::Warning
+        } else {
+            ffmpeg::util::log::Level::Quiet
+        };
+        ffmpeg::util::log::set_level(level);
+    });
+}
+
+/// Consecutive unreadable packets after which the input is given up as unreadable.
+const MAX_CONSECUTIVE_INVALID: u32 = 1000;
+
+/// The FFmpeg converter for one input.
+pub struct FfmpegConverter {
+    input: ffmpeg::format::context::Input,
+    name: String,
+    media: MediaInfo,
+    origin: Micros,
+    video: Option<VideoTrack>,
+    audio: Option<AudioTrack>,
+    cutter: Cutter,
+    eof: bool,
+    warnings: Vec<String>,
+    read_error: Option<String>,
+    decode_errors: u64,
+}
+
+impl FfmpegConverter {
+    /// Opens `path` and its decoders. Fails on inputs that cannot be analysed at all.
+    pub fn open(path: &Path, stream: StreamId, config: &PipelineConfig) -> Result<Self, OpenError> {
+        init_ffmpeg();
+        let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => OpenError::NotFound,
+            _ => OpenError::Io(e),
+        })?;
+        if meta.is_dir() {
+            return Err(OpenError::IsDirectory);
+        }
+        if meta.is_file() && meta.len() == 0 {
+            return Err(OpenError::Empty);
+        }
+        let input = ffmpeg::format::input(&path).map_err(|e| OpenError::NotMedia(describe(&e)))?;
+        Self::from_input(input, path.display().to_string(), stream, config)
+    }
+
+    fn from_input(
+        input: ffmpeg::format::context::Input,
+        name: String,
+        stream: StreamId,
+        config: &PipelineConfig,
+    ) -> Result<Self, OpenError> {
+        let threads = config.converter.decoder_threads;
+        let video = match input.streams().best(Type::Video) {
+            Some(s) => Some(VideoTrack::open(&s, threads)?),
+            None => None,
+        };
+        let audio = match input.streams().best(Type::Audio) {
+            Some(s) => Some(AudioTrack::open(&s)?),
+            None => None,
+        };
+        if video.is_none() && audio.is_none() {
+            let kinds: Vec<String> = input
+                .streams()
+                .map(|s| format!("{:?}", s.parameters().medium()).to_lowercase())
+                .collect();
+            let what = if kinds.is_empty() {
+                "no tracks at all".to_string()
+            } else {
+                kinds.join(", ")
+            };
+            return Err(OpenError::NoTracks(what));
+        }
+        // SAFETY: reading a plain field of the open format context we own.
+        let (start_time, duration) =
+            unsafe { ((*input.as_ptr()).start_time, (*input.as_ptr()).duration) };
+        let av_us = Rational::new(1, 1_000_000);
+        let origin = if start_time == ffmpeg::ffi::AV_NOPTS_VALUE {
+            0
+        } else {
+            ticks_to_micros(start_time, av_us)
+        };
+        let media = MediaInfo {
+            format: input.format().name().to_string(),
+            duration: (duration > 0 && duration != ffmpeg::ffi::AV_NOPTS_VALUE)
+                .then(|| time::to_secs(ticks_to_micros(duration, av_us))),
+            video: video.as_ref().map(|v| VideoInfo {
+                codec: v.codec.clone(),
+                width: v.width,
+                height: v.height,
+                frame_rate: v.frame_rate,
+            }),
+            audio: audio.as_ref().map(|a| AudioInfo {
+                codec: a.codec.clone(),
+                sample_rate: a.rate,
+                channels: a.channels,
+                layout: a.layout_name(),
+            }),
+        };
+        let cutter = Cutter::new(
+            stream,
+            config.segment_length(),
+            video.is_some(),
+            audio.is_some(),
+        );
+        Ok(FfmpegConverter {
+            input,
+            name,
+            media,
+            origin,
+            video,
+            audio,
+            cutter,
+            eof: false,
+            warnings: Vec::new(),
+            read_error: None,
+            decode_errors: 0,
+        })
+    }
+
+    /// Seconds of the input decoded so far (for progress).
+    pub fn position(&self) -> f64 {
+        time::to_secs(self.cutter.position())
+    }
+
+    /// Reads and decodes one packet; at end of input flushes the decoders.
+    fn pump(&mut self) {
+        let mut packet = Packet::empty();
+        let mut invalid = 0u32;
+        loop {
+            match packet.read(&mut self.input) {
+                Ok(()) => break,
+                Err(FfError::Eof) => return self.finish_decoding(),
+                Err(FfError::InvalidData) if invalid < MAX_CONSECUTIVE_INVALID => {
+                    // The demuxer resyncs past a damaged packet: skip it and count it.
+                    invalid += 1;
+                    self.decode_errors += 1;
+                    self.cutter.add_errors(1);
+                }
+                Err(e) => {
+                    self.read_error = Some(describe(&e));
+                    return self.finish_decoding();
+                }
+            }
+        }
+        let index = packet.stream();
+        let origin = self.origin;
+        let errors = if let Some(v) = self.video.as_mut().filter(|v| v.index == index) {
+            v.decode(Some(&packet), origin, &mut self.cutter)
+        } else if let Some(a) = self.audio.as_mut().filter(|a| a.index == index) {
+            a.decode(Some(&packet), origin, &mut self.cutter)
+        } else {
+            0
+        };
+        self.decode_errors += u64::from(errors);
+        self.cutter.add_errors(errors);
+    }
+
+    fn finish_decoding(&mut self) {
+        let origin = self.origin;
+        let mut errors = 0;
+        if let Some(v) = self.video.as_mut() {
+            errors += v.decode(None, origin, &mut self.cutter);
+        }
+        if let Some(a) = self.audio.as_mut() {
+            errors += a.decode(None, origin, &mut self.cutter);
+        }
+        self.decode_errors += u64::from(errors);
+        self.cutter.add_errors(errors);
+        self.eof = true;
+    }
+}
+
+impl Converter for FfmpegConverter {
+    fn media(&self) -> &MediaInfo {
+        &self.media
+    }
+
+    fn next_segment(&mut self) -> Option<Segment> {
+        loop {
+            if let Some(segment) = self.cutter.cut(self.eof) {
+                return Some(segment);
+            }
+            if self.eof {
+                return None;
+            }
+            self.pump();
+        }
+    }
+
+    fn summary(&self) -> StreamSummary {
+        let mut warnings = self.warnings.clone();
+        let mut complete = self.eof;
+        let decoded = time::to_secs(self.cutter.position());
+        if let Some(e) = &self.read_error {
+            warnings.push(format!(
+                "reading stopped at {decoded:.2} s: {e}; the rest of the input was not analysed"
+            ));
+            complete = false;
+        }
+        if let Some(declared) = self.media.duration {
+            // Containers round their duration and tracks end a little apart: allow 1 s + 1%.
+            if self.eof && decoded + 1.0 + 0.01 * declared < declared {
+                warnings.push(format!(
+                    "the input ends at {decoded:.2} s but declares {declared:.2} s: it is truncated or damaged; \
+                     {decoded:.2} s were analysed"
+                ));
+                complete = false;
+            }
+        }
+        if self.decode_errors > 0 {
+            let n = self.decode_errors;
+            let what = if n == 1 {
+                "packet or frame"
+            } else {
+                "packets or frames"
+            };
+            warnings.push(format!(
+                "{n} {what} could not be decoded (damaged stream); the pictures or sound in them were not analysed"
+            ));
+        }
+        if self.eof && self.cutter.position() == 0 && self.decode_errors > 0 {
+            complete = false;
+        }
+        StreamSummary {
+            input: self.name.clone(),
+            media: self.media.clone(),
+            complete,
+            warnings,
+        }
+    }
+}
+
+/// FFmpeg's description of an error, without its numeric code.
+fn describe(e: &FfError) -> String {
+    e.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_convert_to_rounded_microseconds() {
+        assert_eq!(ticks_to_micros(1, Rational::new(1, 25)), 40_000);
+        assert_eq!(ticks_to_micros(3003, Rational::new(1, 90_000)), 33_367);
+        assert_eq!(ticks_to_micros(-1, Rational::new(1, 3)), -333_333);
+        assert_eq!(ticks_to_micros(1024, Rational::new(1, 48_000)), 21_333);
+    }
+}

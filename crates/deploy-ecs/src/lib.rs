@@ -1,1 +1,209 @@
+//! The single-process (ECS) topology: converter, detectors and aggregator as concurrent
+//! tasks in one process, joined by bounded channels and the in-memory transport.
+//!
+//! This crate only wires stages together; the stages themselves are the same code the
+//! distributed topology runs ([`vqa_core::stage`]).
 
+pub mod bench;
+pub mod summary;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+use vqa_converter::{FfmpegConverter, OpenError};
+use vqa_core::stage::{aggregate_stage, detect_stage, finish_stage, hand_off_segment};
+use vqa_core::{
+    Converter, Detector, HandoffMetrics, IncidentAggregator, IncidentEvent, PipelineConfig,
+    StreamId, StreamReport, Transport, TransportError,
+};
+use vqa_transport_mem::MemTransport;
+
+/// CPU time the calling thread has used. Stage timings use it rather than wall time, so a
+/// stage preempted by another on a busy core is not charged for the other's work.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we pass; CLOCK_THREAD_CPUTIME_ID is
+    // supported on every platform we build for (Linux, macOS).
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Segments in flight between converter and detectors, by default: enough to keep both busy,
+/// few enough that memory stays bounded (a 1080p segment of 25 frames is ~75 MB decoded).
+pub const DEFAULT_IN_FLIGHT: usize = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error("handoff failed: {0}")]
+    Transport(#[from] TransportError),
+    #[error("internal error in the {0} stage (a bug: please report it with the input)")]
+    StagePanicked(&'static str),
+}
+
+/// Where the time went, and what the handoff cost.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RunStats {
+    pub wall_seconds: f64,
+    /// CPU time of the converter thread (demux, decode, cutting into segments). Decoding done
+    /// by FFmpeg's own worker threads (`decoder_threads` other than 1) is not included.
+    pub convert_seconds: f64,
+    /// CPU time inside the detectors.
+    pub detect_seconds: f64,
+    /// Time inside the aggregator stage, state store included.
+    pub aggregate_seconds: f64,
+    pub segments: u64,
+    pub video_frames: u64,
+    pub handoff: HandoffMetrics,
+}
+
+/// The result of analysing one input.
+pub struct Analysis {
+    pub report: StreamReport,
+    pub stats: RunStats,
+}
+
+/// Called with each incident opened or closed, as soon as the aggregator knows.
+pub type EventSink = Box<dyn Fn(&StreamId, &IncidentEvent) + Send + Sync>;
+/// Called with the seconds of input decoded so far.
+pub type ProgressSink = Box<dyn Fn(f64) + Send + Sync>;
+
+/// Opens an input with the FFmpeg converter.
+pub fn open_input(
+    path: &Path,
+    stream: StreamId,
+    config: &PipelineConfig,
+) -> Result<FfmpegConverter, OpenError> {
+    FfmpegConverter::open(path, stream, config)
+}
+
+/// Runs the whole pipeline on one opened input.
+pub async fn run(
+    mut converter: FfmpegConverter,
+    config: &PipelineConfig,
+    stream: StreamId,
+    in_flight: usize,
+    progress: Option<ProgressSink>,
+    events: Option<EventSink>,
+) -> Result<Analysis, RunError> {
+    let started = Instant::now();
+    let transport: Arc<dyn Transport> = Arc::new(MemTransport::new(in_flight));
+    let detectors: Arc<Vec<Box<dyn Detector>>> = Arc::new(vqa_detectors::from_config(config));
+    let aggregator = IncidentAggregator::new(config);
+    let (segment_tx, mut segment_rx) = mpsc::channel(in_flight.max(1));
+    let (findings_tx, mut findings_rx) = mpsc::channel(in_flight.max(1));
+    let rt = tokio::runtime::Handle::current();
+
+    // Converter: a blocking thread, since FFmpeg decoding is synchronous CPU work.
+    let convert = {
+        let (transport, rt) = (transport.clone(), rt.clone());
+        tokio::task::spawn_blocking(move || -> Result<_, RunError> {
+            let mut busy = Duration::ZERO;
+            loop {
+                let t = thread_cpu_time();
+                let next = converter.next_segment();
+                busy += thread_cpu_time().saturating_sub(t);
+                let Some(segment) = next else { break };
+                if let Some(p) = &progress {
+                    p(converter.position());
+                }
+                let handle = rt.block_on(hand_off_segment(transport.as_ref(), segment))?;
+                if segment_tx.blocking_send(handle).is_err() {
+                    break; // the detectors stopped: their error is reported
+                }
+            }
+            Ok((converter.summary(), busy))
+        })
+    };
+
+    // Detectors: a blocking thread too; pixel loops are CPU work.
+    let detect = {
+        let (transport, rt) = (transport.clone(), rt.clone());
+        tokio::task::spawn_blocking(move || -> Result<Duration, RunError> {
+            let mut busy = Duration::ZERO;
+            while let Some(handle) = segment_rx.blocking_recv() {
+                let t = thread_cpu_time();
+                let findings =
+                    rt.block_on(detect_stage(transport.as_ref(), &detectors, &handle))?;
+                busy += thread_cpu_time().saturating_sub(t);
+                rt.block_on(transport.delete(&handle))?;
+                if findings_tx.blocking_send(findings).is_err() {
+                    break;
+                }
+            }
+            Ok(busy)
+        })
+    };
+
+    // Aggregator: cheap bookkeeping, an async task.
+    let mut aggregate_busy = Duration::ZERO;
+    let mut segments = 0u64;
+    while let Some(handle) = findings_rx.recv().await {
+        let t = Instant::now();
+        let opened_or_closed = aggregate_stage(transport.as_ref(), &aggregator, &handle).await?;
+        transport.delete(&handle).await?;
+        aggregate_busy += t.elapsed();
+        segments += 1;
+        if let Some(sink) = &events {
+            for e in &opened_or_closed {
+                sink(&stream, e);
+            }
+        }
+    }
+    let detect_busy = detect
+        .await
+        .map_err(|_| RunError::StagePanicked("detector"))??;
+    let (summary, convert_busy) = convert
+        .await
+        .map_err(|_| RunError::StagePanicked("converter"))??;
+
+    let t = Instant::now();
+    let (report, closing) = finish_stage(transport.as_ref(), &aggregator, &stream, summary).await?;
+    aggregate_busy += t.elapsed();
+    if let Some(sink) = &events {
+        for e in &closing {
+            sink(&stream, e);
+        }
+    }
+    let stats = RunStats {
+        wall_seconds: started.elapsed().as_secs_f64(),
+        convert_seconds: convert_busy.as_secs_f64(),
+        detect_seconds: detect_busy.as_secs_f64(),
+        aggregate_seconds: aggregate_busy.as_secs_f64(),
+        segments,
+        video_frames: report.coverage.video_frames,
+        handoff: transport.metrics(),
+    };
+    Ok(Analysis { report, stats })
+}
+
+/// Opens and analyses a file with the default in-flight bound: the library entry point the
+/// command line and the tests share.
+pub async fn analyze_file(path: &Path, config: &PipelineConfig) -> Result<Analysis, RunError> {
+    let stream = stream_id_for(path);
+    let converter = open_input(path, stream.clone(), config)?;
+    run(converter, config, stream, DEFAULT_IN_FLIGHT, None, None).await
+}
+
+/// A stream id from a file name: its stem, which is how users tell their reports apart.
+pub fn stream_id_for(path: &Path) -> StreamId {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    StreamId::new(if stem.is_empty() {
+        "input".to_string()
+    } else {
+        stem
+    })
+}

@@ -1,1 +1,336 @@
-fn main() {}
+//! `vqa`: analyse audio/video inputs for perceptual defects in one process.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use vqa_core::{DetectorName, IncidentEvent, PipelineConfig, StreamReport};
+use vqa_deploy_ecs::{bench, open_input, run, stream_id_for, summary, RunError, DEFAULT_IN_FLIGHT};
+
+/// Exit status when the report covers only part of the input.
+const EXIT_PARTIAL: u8 = 3;
+
+#[derive(Parser)]
+#[command(
+    name = "vqa",
+    version,
+    about = "Find perceptual defects (freeze, black, silence) in audio/video inputs",
+    long_about = "Find perceptual defects in audio/video inputs: frozen pictures, black pictures and silent \
+                  audio, with their start and end times.\n\nThe input is decoded with FFmpeg and cut into \
+                  segments (1 s by default); detectors look at one segment at a time and an aggregator joins \
+                  what they saw into incidents that can span many segments.",
+    after_help = "Exit status: 0 the whole input was analysed; 1 the input could not be analysed (the error \
+                  says why); 2 bad command line; 3 only part of the input could be analysed (truncated or \
+                  damaged input): the report covers that part and says so."
+)]
+struct Cli {
+    /// More logging on stderr (-v: incidents as they open and close; -vv: debug). RUST_LOG
+    /// overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    /// A summary for people.
+    Text,
+    /// The stream report as JSON.
+    Json,
+}
+
+#[derive(clap::Args)]
+struct PipelineArgs {
+    /// Pipeline configuration file (TOML). Fields not given keep their defaults; `vqa config`
+    /// prints them all.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Run only these detectors (comma-separated: freeze,black,silence). Overrides the file.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    detectors: Option<Vec<String>>,
+
+    /// Segment length in seconds. Overrides the file.
+    #[arg(long, value_name = "SECONDS")]
+    segment_seconds: Option<f64>,
+
+    /// Video decoder threads (0: as many as FFmpeg sees fit). Overrides the file.
+    #[arg(long, value_name = "N")]
+    decoder_threads: Option<usize>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Analyse one input and report its incidents.
+    Analyze {
+        /// The audio/video file to analyse (any format FFmpeg reads).
+        input: PathBuf,
+
+        /// Output format on stdout.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+
+        /// Also write the stream report as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+
+        /// Never show a progress bar (it is shown only when stderr is a terminal).
+        #[arg(long)]
+        no_progress: bool,
+
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+    },
+    /// Print the effective pipeline configuration (defaults, the file and flags applied) as TOML.
+    Config {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+    },
+    /// Measure decode speed alone and with the detectors, and the handoff's cost.
+    ///
+    /// For one-core figures: `taskset -c 0 vqa bench INPUT` (the decoder runs single-threaded
+    /// unless --decoder-threads says otherwise).
+    Bench {
+        /// The audio/video file to measure on.
+        input: PathBuf,
+
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+    },
+}
+
+impl PipelineArgs {
+    fn load(&self) -> anyhow::Result<PipelineConfig> {
+        let mut config = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!("{}: cannot read the configuration file", path.display())
+                })?;
+                PipelineConfig::from_toml(&text)
+                    .with_context(|| format!("{}: fix the configuration", path.display()))?
+            }
+            None => PipelineConfig::default(),
+        };
+        if let Some(list) = &self.detectors {
+            config.detectors = list
+                .iter()
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| s.parse::<DetectorName>())
+                .collect::<Result<_, _>>()
+                .context("--detectors")?;
+        }
+        if let Some(s) = self.segment_seconds {
+            config.segment_seconds = s;
+        }
+        if let Some(n) = self.decoder_threads {
+            config.converter.decoder_threads = n;
+        }
+        config.validate().context("invalid settings")?;
+        Ok(config)
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn progress_bar(duration: Option<f64>, hidden: bool) -> Option<ProgressBar> {
+    if hidden || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = match duration {
+        Some(d) => {
+            let bar = ProgressBar::new((d * 1000.0) as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {msg} [{bar:40}] {percent:>3}%  eta {eta}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            bar
+        }
+        None => ProgressBar::new_spinner(),
+    };
+    bar.set_message("analysing");
+    Some(bar)
+}
+
+/// Writes the report atomically: a crash mid-write never leaves half a report.
+fn write_report(path: &Path, report: &StreamReport) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(report)?;
+    let tmp = path.with_extension("vqa-partial");
+    std::fs::write(&tmp, json + "\n")
+        .with_context(|| format!("{}: cannot write the report", path.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("{}: cannot write the report", path.display()))?;
+    Ok(())
+}
+
+/// Fails early, before a long analysis, if the report could not be written.
+fn check_writable(path: &Path) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        bail!(
+            "{}: the directory {} does not exist; create it or choose another --out",
+            path.display(),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+async fn analyze(
+    input: &Path,
+    format: Format,
+    out: Option<&Path>,
+    no_progress: bool,
+    config: PipelineConfig,
+) -> anyhow::Result<ExitCode> {
+    if let Some(out) = out {
+        check_writable(out)?;
+    }
+    let stream = stream_id_for(input);
+    let converter = open_input(input, stream.clone(), &config)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
+    let bar = progress_bar(vqa_core::Converter::media(&converter).duration, no_progress);
+    let progress = bar.clone().map(|b| -> vqa_deploy_ecs::ProgressSink {
+        Box::new(move |s| b.set_position((s * 1000.0) as u64))
+    });
+    let events: vqa_deploy_ecs::EventSink = Box::new(|stream, event| match event {
+        IncidentEvent::Opened { kind, start } => {
+            tracing::info!(%stream, %kind, start = vqa_core::time::to_secs(*start), "incident opened")
+        }
+        IncidentEvent::Closed(i) => tracing::info!(
+            %stream,
+            kind = %i.kind,
+            start = vqa_core::time::to_secs(i.start),
+            end = vqa_core::time::to_secs(i.end),
+            "incident closed"
+        ),
+    });
+    let analysis = run(
+        converter,
+        &config,
+        stream,
+        DEFAULT_IN_FLIGHT,
+        progress,
+        Some(events),
+    )
+    .await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let report = match analysis {
+        Ok(a) => a.report,
+        Err(RunError::Open(e)) => bail!("{}: {e}", input.display()),
+        Err(e) => bail!("{}: {e}", input.display()),
+    };
+    if let Some(out) = out {
+        write_report(out, &report)?;
+    }
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Text => print!("{}", summary::render(&report)),
+    }
+    if report.complete {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        let why = report
+            .warnings
+            .first()
+            .map(String::as_str)
+            .unwrap_or("the input could not be read to the end");
+        eprintln!(
+            "vqa: error: {}: only partly analysed: {why}",
+            input.display()
+        );
+        Ok(ExitCode::from(EXIT_PARTIAL))
+    }
+}
+
+async fn main_result(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Analyze {
+            input,
+            format,
+            out,
+            no_progress,
+            pipeline,
+        } => {
+            analyze(
+                &input,
+                format,
+                out.as_deref(),
+                no_progress,
+                pipeline.load()?,
+            )
+            .await
+        }
+        Command::Config { pipeline } => {
+            print!("{}", pipeline.load()?.to_toml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            input,
+            format,
+            mut pipeline,
+        } => {
+            pipeline.decoder_threads = pipeline.decoder_threads.or(Some(1));
+            let config = pipeline.load()?;
+            let result = bench::bench(&input, &config)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&result)?),
+                Format::Text => print!("{}", bench::render(&result)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vqa: error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(main_result(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            // One line: the chain of causes, outermost first.
+            let causes: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("vqa: error: {}", causes.join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}

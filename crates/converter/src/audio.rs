@@ -1,0 +1,151 @@
+//! The audio track: decoding to interleaved f32 samples.
+
+use ffmpeg::format::sample::Type as Layout;
+use ffmpeg::format::Sample;
+use ffmpeg::util::frame::Audio as AvFrame;
+use ffmpeg::{codec, Packet, Rational};
+use ffmpeg_next as ffmpeg;
+use vqa_core::model::AudioBlock;
+use vqa_core::Micros;
+
+use crate::cutter::Cutter;
+use crate::{ticks_to_micros, OpenError};
+
+pub(crate) struct AudioTrack {
+    pub index: usize,
+    pub codec: String,
+    pub rate: u32,
+    pub channels: u16,
+    decoder: ffmpeg::decoder::Audio,
+    time_base: Rational,
+    next_pts: Option<Micros>,
+}
+
+impl AudioTrack {
+    pub fn open(stream: &ffmpeg::format::stream::Stream) -> Result<Self, OpenError> {
+        let params = stream.parameters();
+        let codec = ffmpeg::decoder::find(params.id())
+            .map(|c| c.name().to_string())
+            .unwrap_or_else(|| format!("{:?}", params.id()).to_lowercase());
+        let fail = |reason: String| OpenError::Decoder {
+            track: "audio",
+            codec: codec.clone(),
+            reason,
+        };
+        let ctx =
+            codec::context::Context::from_parameters(params).map_err(|e| fail(e.to_string()))?;
+        let decoder = ctx
+            .decoder()
+            .audio()
+            .map_err(|e| fail(format!("{e}; FFmpeg has no decoder for it")))?;
+        Ok(AudioTrack {
+            index: stream.index(),
+            codec,
+            rate: decoder.rate(),
+            channels: decoder.channels(),
+            decoder,
+            time_base: stream.time_base(),
+            next_pts: None,
+        })
+    }
+
+    /// FFmpeg's usual name for the channel count.
+    pub fn layout_name(&self) -> String {
+        match self.channels {
+            1 => "mono".into(),
+            2 => "stereo".into(),
+            6 => "5.1".into(),
+            8 => "7.1".into(),
+            n => format!("{n} channels"),
+        }
+    }
+
+    /// Sends a packet (or end of stream) and passes every decoded block to the cutter.
+    /// Returns how many errors the decoder reported.
+    pub fn decode(&mut self, packet: Option<&Packet>, origin: Micros, cutter: &mut Cutter) -> u32 {
+        let sent = match packet {
+            Some(p) => self.decoder.send_packet(p),
+            None => self.decoder.send_eof(),
+        };
+        let mut errors = u32::from(sent.is_err());
+        loop {
+            let mut frame = AvFrame::empty();
+            match self.decoder.receive_frame(&mut frame) {
+                Ok(()) => match self.to_block(&frame, origin) {
+                    Some(b) => cutter.push_audio(b),
+                    None => errors += 1,
+                },
+                Err(ffmpeg::Error::Eof)
+                | Err(ffmpeg::Error::Other {
+                    errno: ffmpeg::util::error::EAGAIN,
+                }) => break,
+                Err(_) => {
+                    errors += 1;
+                    break;
+                }
+            }
+        }
+        errors
+    }
+
+    fn to_block(&mut self, frame: &AvFrame, origin: Micros) -> Option<AudioBlock> {
+        let (n, channels, rate) = (
+            frame.samples(),
+            frame.channels().max(1),
+            frame.rate().max(1),
+        );
+        let pts = match frame.timestamp() {
+            Some(ts) => ticks_to_micros(ts, self.time_base) - origin,
+            None => self.next_pts.unwrap_or(0),
+        };
+        let samples = interleaved_f32(frame, n, channels as usize)?;
+        let block = AudioBlock {
+            pts,
+            rate,
+            channels,
+            samples: samples.into(),
+        };
+        self.next_pts = Some(block.end());
+        Some(block)
+    }
+}
+
+/// Converts any FFmpeg sample format to interleaved f32 in [-1, 1].
+fn interleaved_f32(frame: &AvFrame, n: usize, channels: usize) -> Option<Vec<f32>> {
+    let (width, layout, convert): (usize, Layout, fn(&[u8]) -> f32) = match frame.format() {
+        Sample::U8(l) => (1, l, |b| (b[0] as f32 - 128.0) / 128.0),
+        Sample::I16(l) => (2, l, |b| i16::from_ne_bytes([b[0], b[1]]) as f32 / 32_768.0),
+        Sample::I32(l) => (4, l, |b| {
+            i32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as f32 / 2_147_483_648.0
+        }),
+        Sample::I64(l) => (8, l, |b| {
+            (i64::from_ne_bytes(b.try_into().unwrap_or([0; 8])) as f64 / 9.223_372e18) as f32
+        }),
+        Sample::F32(l) => (4, l, |b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]])),
+        Sample::F64(l) => (8, l, |b| {
+            f64::from_ne_bytes(b.try_into().unwrap_or([0; 8])) as f32
+        }),
+        Sample::None => return None,
+    };
+    let mut out = vec![0f32; n * channels];
+    match layout {
+        Layout::Packed => {
+            let data = frame.data(0).get(..n * channels * width)?;
+            for (o, b) in out.iter_mut().zip(data.chunks_exact(width)) {
+                *o = convert(b);
+            }
+        }
+        Layout::Planar => {
+            if frame.planes() < channels {
+                return None;
+            }
+            for c in 0..channels {
+                let data = frame.data(c).get(..n * width)?;
+                for (i, b) in data.chunks_exact(width).enumerate() {
+                    out[i * channels + c] = convert(b);
+                }
+            }
+        }
+    }
+    Some(out)
+}

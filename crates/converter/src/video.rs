@@ -1,0 +1,234 @@
+//! The video track: decoding to luma frames.
+
+use bytes::Bytes;
+use ffmpeg::format::Pixel;
+use ffmpeg::util::frame::Video as AvFrame;
+use ffmpeg::{codec, Packet, Rational};
+use ffmpeg_next as ffmpeg;
+use vqa_core::model::{LumaRange, VideoFrame};
+use vqa_core::Micros;
+
+use crate::cutter::Cutter;
+use crate::{ticks_to_micros, OpenError};
+
+/// Keeps a decoded frame alive while its luma plane is shared as [`Bytes`]: no pixel copy.
+struct LumaPlane(AvFrame);
+
+impl AsRef<[u8]> for LumaPlane {
+    fn as_ref(&self) -> &[u8] {
+        self.0.data(0)
+    }
+}
+
+/// An swscale context owned by one track.
+struct GrayScaler(ffmpeg::software::scaling::Context);
+
+// SAFETY: an SwsContext has no thread affinity; it is only ever used through `&mut self` of
+// the one track that owns it, so moving it to another thread is sound.
+unsafe impl Send for GrayScaler {}
+
+/// How to get 8-bit luma out of a decoded pixel format.
+enum LumaAccess {
+    /// Plane 0 already is 8-bit luma: share it.
+    Direct,
+    /// Plane 0 is little-endian 16-bit samples: copy, shifting right by this many bits.
+    Wide(u32),
+    /// Anything else (RGB, packed YUV): convert with swscale.
+    Convert,
+}
+
+fn luma_access(format: Pixel) -> LumaAccess {
+    use Pixel::*;
+    match format {
+        YUV420P | YUVJ420P | YUV422P | YUVJ422P | YUV444P | YUVJ444P | YUV440P | YUVJ440P
+        | YUV411P | YUV410P | GRAY8 | NV12 | NV21 | NV16 | NV24 | NV42 | YUVA420P | YUVA422P
+        | YUVA444P => LumaAccess::Direct,
+        YUV420P10LE | YUV422P10LE | YUV444P10LE | GRAY10LE => LumaAccess::Wide(2),
+        YUV420P12LE | YUV422P12LE | YUV444P12LE | GRAY12LE => LumaAccess::Wide(4),
+        P010LE | P016LE => LumaAccess::Wide(8),
+        _ => LumaAccess::Convert,
+    }
+}
+
+pub(crate) struct VideoTrack {
+    pub index: usize,
+    pub codec: String,
+    pub width: u32,
+    pub height: u32,
+    pub frame_rate: Option<f64>,
+    decoder: ffmpeg::decoder::Video,
+    time_base: Rational,
+    /// Duration of one frame when the stream does not say.
+    default_duration: Micros,
+    next_pts: Option<Micros>,
+    scaler: Option<(Pixel, u32, u32, GrayScaler)>,
+}
+
+impl VideoTrack {
+    pub fn open(
+        stream: &ffmpeg::format::stream::Stream,
+        threads: usize,
+    ) -> Result<Self, OpenError> {
+        let params = stream.parameters();
+        let codec = ffmpeg::decoder::find(params.id())
+            .map(|c| c.name().to_string())
+            .unwrap_or_else(|| format!("{:?}", params.id()).to_lowercase());
+        let fail = |reason: String| OpenError::Decoder {
+            track: "video",
+            codec: codec.clone(),
+            reason,
+        };
+        let mut ctx =
+            codec::context::Context::from_parameters(params).map_err(|e| fail(e.to_string()))?;
+        ctx.set_threading(codec::threading::Config {
+            count: threads,
+            ..codec::threading::Config::kind(codec::threading::Type::Frame)
+        });
+        let decoder = ctx
+            .decoder()
+            .video()
+            .map_err(|e| fail(format!("{e}; FFmpeg has no decoder for it")))?;
+        let rate = [stream.avg_frame_rate(), stream.rate()]
+            .into_iter()
+            .find(|r| r.numerator() > 0 && r.denominator() > 0);
+        let frame_rate = rate.map(f64::from);
+        let default_duration = rate.map_or(40_000, |r| ticks_to_micros(1, r.invert()).max(1));
+        Ok(VideoTrack {
+            index: stream.index(),
+            codec,
+            width: decoder.width(),
+            height: decoder.height(),
+            frame_rate,
+            decoder,
+            time_base: stream.time_base(),
+            default_duration,
+            next_pts: None,
+            scaler: None,
+        })
+    }
+
+    /// Sends a packet (or, with `None`, end of stream) and passes every decoded frame to the
+    /// cutter. Returns how many errors the decoder reported.
+    pub fn decode(&mut self, packet: Option<&Packet>, origin: Micros, cutter: &mut Cutter) -> u32 {
+        let sent = match packet {
+            Some(p) => self.decoder.send_packet(p),
+            None => self.decoder.send_eof(),
+        };
+        let mut errors = u32::from(sent.is_err());
+        loop {
+            let mut frame = AvFrame::empty();
+            match self.decoder.receive_frame(&mut frame) {
+                Ok(()) => match self.to_luma(frame, origin) {
+                    Some(f) => cutter.push_video(f),
+                    None => errors += 1,
+                },
+                Err(ffmpeg::Error::Eof)
+                | Err(ffmpeg::Error::Other {
+                    errno: ffmpeg::util::error::EAGAIN,
+                }) => break,
+                Err(_) => {
+                    errors += 1;
+                    break;
+                }
+            }
+        }
+        errors
+    }
+
+    fn to_luma(&mut self, frame: AvFrame, origin: Micros) -> Option<VideoFrame> {
+        let pts = match frame.timestamp() {
+            Some(ts) => ticks_to_micros(ts, self.time_base) - origin,
+            None => self.next_pts.unwrap_or(0),
+        };
+        let packet_duration = frame.packet().duration;
+        let duration = if packet_duration > 0 {
+            ticks_to_micros(packet_duration, self.time_base)
+        } else {
+            self.default_duration
+        };
+        self.next_pts = Some(pts + duration);
+        let (width, height) = (frame.width(), frame.height());
+        if width == 0 || height == 0 || frame.planes() == 0 {
+            return None;
+        }
+        let full_range = matches!(frame.color_range(), ffmpeg::color::Range::JPEG)
+            || matches!(
+                frame.format(),
+                Pixel::YUVJ420P | Pixel::YUVJ422P | Pixel::YUVJ444P | Pixel::YUVJ440P
+            );
+        let range = if full_range {
+            LumaRange::Full
+        } else {
+            LumaRange::Limited
+        };
+        let stride = frame.stride(0);
+        let sane_stride = stride >= width as usize && stride < (1 << 24);
+        let (luma, stride, range) = match luma_access(frame.format()) {
+            LumaAccess::Direct if sane_stride => {
+                (Bytes::from_owner(LumaPlane(frame)), stride, range)
+            }
+            LumaAccess::Wide(shift) if sane_stride => {
+                let mut out = Vec::with_capacity(width as usize * height as usize);
+                let data = frame.data(0);
+                for y in 0..height as usize {
+                    let row = &data[y * stride..y * stride + 2 * width as usize];
+                    out.extend(
+                        row.chunks_exact(2)
+                            .map(|p| (u16::from_le_bytes([p[0], p[1]]) >> shift).min(255) as u8),
+                    );
+                }
+                (Bytes::from(out), width as usize, range)
+            }
+            _ => (
+                self.convert_to_gray(&frame)?,
+                width as usize,
+                LumaRange::Full,
+            ),
+        };
+        Some(VideoFrame {
+            pts,
+            duration,
+            width,
+            height,
+            stride: stride as u32,
+            range,
+            luma,
+        })
+    }
+
+    /// The slow path for pixel formats without a luma plane: swscale to full-range GRAY8.
+    fn convert_to_gray(&mut self, frame: &AvFrame) -> Option<Bytes> {
+        let key = (frame.format(), frame.width(), frame.height());
+        if self
+            .scaler
+            .as_ref()
+            .is_none_or(|(f, w, h, _)| (*f, *w, *h) != key)
+        {
+            let ctx = ffmpeg::software::scaling::Context::get(
+                key.0,
+                key.1,
+                key.2,
+                Pixel::GRAY8,
+                key.1,
+                key.2,
+                ffmpeg::software::scaling::Flags::POINT,
+            )
+            .ok()?;
+            self.scaler = Some((key.0, key.1, key.2, GrayScaler(ctx)));
+        }
+        let (_, _, _, scaler) = self.scaler.as_mut()?;
+        let mut gray = AvFrame::empty();
+        scaler.0.run(frame, &mut gray).ok()?;
+        let (w, h, s) = (
+            gray.width() as usize,
+            gray.height() as usize,
+            gray.stride(0),
+        );
+        let data = gray.data(0);
+        let mut out = Vec::with_capacity(w * h);
+        for y in 0..h {
+            out.extend_from_slice(&data[y * s..y * s + w]);
+        }
+        Some(Bytes::from(out))
+    }
+}
