@@ -111,6 +111,9 @@ pub struct FreezeConfig {
     pub min_duration: f64,
     /// Freezes at least this long are critical (default 10.0 s).
     pub critical_after: f64,
+    /// Also report an unchanging black picture as a freeze, as FFmpeg's freezedetect does
+    /// (default false: it is reported as `black` only, by the black detector's criteria).
+    pub include_black: bool,
 }
 
 impl Default for FreezeConfig {
@@ -119,6 +122,7 @@ impl Default for FreezeConfig {
             noise_db: -60.0,
             min_duration: 1.0,
             critical_after: 10.0,
+            include_black: false,
         }
     }
 }

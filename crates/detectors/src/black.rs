@@ -18,9 +18,9 @@ pub struct BlackDetector {
 }
 
 /// What a black frame looked like.
-struct BlackFrame {
-    ratio: f64,
-    mean_luma: f64,
+pub(crate) struct BlackFrame {
+    pub ratio: f64,
+    pub mean_luma: f64,
 }
 
 impl BlackDetector {
@@ -32,7 +32,7 @@ impl BlackDetector {
         }
     }
 
-    fn black_frame(&self, frame: &VideoFrame) -> Option<BlackFrame> {
+    pub(crate) fn black_frame(&self, frame: &VideoFrame) -> Option<BlackFrame> {
         let (black, white) = frame.range.black_white();
         let threshold =
             (black as f64 + self.pixel_threshold * (white - black) as f64).floor() as u8;

@@ -4,25 +4,32 @@
 //! luma difference is below the noise level (-60 dB of full scale by default). A freeze over
 //! frames F..L (all equal) is reported as `[pts(F), end(L))`. The segment's lead-in frame
 //! makes the pair straddling the segment boundary visible.
+//!
+//! An unchanging black picture is black, not frozen: unless `include_black` is set, pairs of
+//! black frames (by the black detector's criteria) are not counted as frozen.
 
-use vqa_core::config::{db_to_ratio, FreezeConfig};
+use vqa_core::config::{db_to_ratio, BlackConfig, FreezeConfig};
 use vqa_core::model::{Segment, VideoFrame};
 use vqa_core::report::{Finding, IncidentKind};
 use vqa_core::{time, Detector, DetectorName};
 
+use crate::black::BlackDetector;
 use crate::runs::Runs;
 
 pub struct FreezeDetector {
     /// Largest mean absolute difference, in 8-bit code values, that counts as no change.
     max_mafd: f64,
     min_duration: i64,
+    /// Set when black pictures are not freezes: tells which they are.
+    black: Option<BlackDetector>,
 }
 
 impl FreezeDetector {
-    pub fn new(config: &FreezeConfig) -> Self {
+    pub fn new(config: &FreezeConfig, black: &BlackConfig) -> Self {
         FreezeDetector {
             max_mafd: db_to_ratio(config.noise_db) * 255.0,
             min_duration: time::from_secs(config.min_duration),
+            black: (!config.include_black).then(|| BlackDetector::new(black)),
         }
     }
 
@@ -76,7 +83,14 @@ impl Detector for FreezeDetector {
         let frames: Vec<&VideoFrame> = segment.lead_in.iter().chain(&segment.video).collect();
         for pair in frames.windows(2) {
             let (a, b) = (pair[0], pair[1]);
-            match self.frozen_mafd(a, b) {
+            // Checked only for frozen pairs, which are rare: the black test scans the frame.
+            let frozen = self.frozen_mafd(a, b).filter(|_| {
+                !self
+                    .black
+                    .as_ref()
+                    .is_some_and(|d| d.black_frame(b).is_some())
+            });
+            match frozen {
                 Some(mafd) => runs.push(a.pts, b.end(), Some(&[("mafd", mafd)])),
                 None => runs.push(a.pts, b.end(), None),
             }
@@ -101,7 +115,7 @@ mod tests {
     }
 
     fn detector() -> FreezeDetector {
-        FreezeDetector::new(&FreezeConfig::default())
+        FreezeDetector::new(&FreezeConfig::default(), &BlackConfig::default())
     }
 
     #[test]
@@ -120,7 +134,8 @@ mod tests {
             min_duration: 0.5,
             ..FreezeConfig::default()
         };
-        let f = FreezeDetector::new(&half_second).analyze(&video_segment(0, None, frames));
+        let f = FreezeDetector::new(&half_second, &BlackConfig::default())
+            .analyze(&video_segment(0, None, frames));
         assert_eq!(f.len(), 1);
         assert_eq!((f[0].start, f[0].end), (5 * FRAME, 20 * FRAME));
         assert_eq!(f[0].evidence["mafd"].max, 0.0);
@@ -180,6 +195,23 @@ mod tests {
         assert!(detector()
             .analyze(&video_segment(0, None, frames))
             .is_empty());
+    }
+
+    #[test]
+    fn a_still_black_picture_is_a_freeze_only_when_asked() {
+        let black = |n: i64| frame(n * FRAME, |_, _| 16);
+        let seg = video_segment(0, None, (0..25).map(black).collect());
+        assert!(detector().analyze(&seg).is_empty());
+        let include = FreezeConfig {
+            include_black: true,
+            ..FreezeConfig::default()
+        };
+        assert_eq!(
+            FreezeDetector::new(&include, &BlackConfig::default())
+                .analyze(&seg)
+                .len(),
+            1
+        );
     }
 
     #[test]

@@ -19,7 +19,9 @@ pub fn from_config(config: &PipelineConfig) -> Vec<Box<dyn Detector>> {
         .iter()
         .map(|name| -> Box<dyn Detector> {
             match name {
-                DetectorName::Freeze => Box::new(FreezeDetector::new(&config.freeze)),
+                DetectorName::Freeze => {
+                    Box::new(FreezeDetector::new(&config.freeze, &config.black))
+                }
                 DetectorName::Black => Box::new(BlackDetector::new(&config.black)),
                 DetectorName::Silence => Box::new(SilenceDetector::new(&config.silence)),
             }
