@@ -71,7 +71,7 @@ impl AudioTrack {
         loop {
             let mut frame = AvFrame::empty();
             match self.decoder.receive_frame(&mut frame) {
-                Ok(()) => match self.to_block(&frame, origin) {
+                Ok(()) => match self.block_from(&frame, origin) {
                     Some(b) => cutter.push_audio(b),
                     None => errors += 1,
                 },
@@ -88,7 +88,7 @@ impl AudioTrack {
         errors
     }
 
-    fn to_block(&mut self, frame: &AvFrame, origin: Micros) -> Option<AudioBlock> {
+    fn block_from(&mut self, frame: &AvFrame, origin: Micros) -> Option<AudioBlock> {
         let (n, channels, rate) = (
             frame.samples(),
             frame.channels().max(1),
@@ -110,9 +110,12 @@ impl AudioTrack {
     }
 }
 
+/// Reads one sample of some format from its bytes.
+type SampleReader = fn(&[u8]) -> f32;
+
 /// Converts any FFmpeg sample format to interleaved f32 in [-1, 1].
 fn interleaved_f32(frame: &AvFrame, n: usize, channels: usize) -> Option<Vec<f32>> {
-    let (width, layout, convert): (usize, Layout, fn(&[u8]) -> f32) = match frame.format() {
+    let (width, layout, convert): (usize, Layout, SampleReader) = match frame.format() {
         Sample::U8(l) => (1, l, |b| (b[0] as f32 - 128.0) / 128.0),
         Sample::I16(l) => (2, l, |b| i16::from_ne_bytes([b[0], b[1]]) as f32 / 32_768.0),
         Sample::I32(l) => (4, l, |b| {

@@ -118,7 +118,7 @@ impl VideoTrack {
         loop {
             let mut frame = AvFrame::empty();
             match self.decoder.receive_frame(&mut frame) {
-                Ok(()) => match self.to_luma(frame, origin) {
+                Ok(()) => match self.luma_frame(frame, origin) {
                     Some(f) => cutter.push_video(f),
                     None => errors += 1,
                 },
@@ -135,7 +135,7 @@ impl VideoTrack {
         errors
     }
 
-    fn to_luma(&mut self, frame: AvFrame, origin: Micros) -> Option<VideoFrame> {
+    fn luma_frame(&mut self, frame: AvFrame, origin: Micros) -> Option<VideoFrame> {
         let pts = match frame.timestamp() {
             Some(ts) => ticks_to_micros(ts, self.time_base) - origin,
             None => self.next_pts.unwrap_or(0),

@@ -191,17 +191,11 @@ impl Default for AggregatorConfig {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConverterConfig {
     /// Video decoder threads; 0 lets FFmpeg choose from the number of cores (default 0).
     pub decoder_threads: usize,
-}
-
-impl Default for ConverterConfig {
-    fn default() -> Self {
-        ConverterConfig { decoder_threads: 0 }
-    }
 }
 
 /// When an incident of one kind is reported, and when it is critical.

@@ -33,6 +33,13 @@ impl FreezeDetector {
         }
     }
 
+    /// Whether the frame is black and black pictures are not to be reported as freezes.
+    fn is_black(&self, frame: &VideoFrame) -> bool {
+        self.black
+            .as_ref()
+            .is_some_and(|d| d.black_frame(frame).is_some())
+    }
+
     /// The mean absolute difference of two frames if it is below the freeze threshold.
     fn frozen_mafd(&self, a: &VideoFrame, b: &VideoFrame) -> Option<f64> {
         if (a.width, a.height) != (b.width, b.height) {
@@ -84,12 +91,7 @@ impl Detector for FreezeDetector {
         for pair in frames.windows(2) {
             let (a, b) = (pair[0], pair[1]);
             // Checked only for frozen pairs, which are rare: the black test scans the frame.
-            let frozen = self.frozen_mafd(a, b).filter(|_| {
-                !self
-                    .black
-                    .as_ref()
-                    .is_some_and(|d| d.black_frame(b).is_some())
-            });
+            let frozen = self.frozen_mafd(a, b).filter(|_| !self.is_black(b));
             match frozen {
                 Some(mafd) => runs.push(a.pts, b.end(), Some(&[("mafd", mafd)])),
                 None => runs.push(a.pts, b.end(), None),

@@ -1,0 +1,251 @@
+//! The `vqa` command line as a user meets it: real binary, real clips, real bad inputs.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use vqa_testkit::{make_bad_inputs, make_clip, ClipSpec, Defect, DefectKind};
+
+fn vqa(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vqa"))
+        .args(args)
+        .output()
+        .expect("run vqa")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A 6 s clip with a freeze and a silence, or `None` without the ffmpeg CLI.
+fn defect_clip(dir: &Path) -> Option<std::path::PathBuf> {
+    if !vqa_testkit::ffmpeg_available() {
+        eprintln!("skipping: the ffmpeg CLI is not installed (bash scripts/install-deps.sh)");
+        return None;
+    }
+    let spec = ClipSpec {
+        duration: 6.0,
+        defects: vec![
+            Defect {
+                kind: DefectKind::Freeze,
+                start: 1.0,
+                end: 2.6,
+            },
+            Defect {
+                kind: DefectKind::Silence,
+                start: 3.0,
+                end: 4.5,
+            },
+        ],
+        ..ClipSpec::default()
+    };
+    Some(make_clip(dir, "cli", &spec).expect("make clip").path)
+}
+
+#[test]
+fn bad_inputs_give_one_line_naming_the_input_and_exit_1() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(good) = defect_clip(dir.path()) else {
+        return;
+    };
+    let bad = make_bad_inputs(dir.path(), &good).expect("bad inputs");
+    let cases = [
+        (&bad.missing, "no such file"),
+        (&bad.empty, "empty"),
+        (&bad.random, "not a media file"),
+        (&bad.text_as_mp4, "not a media file"),
+    ];
+    let dir_path = dir.path().to_path_buf();
+    for (path, cause) in cases.iter().copied().chain([(&dir_path, "directory")]) {
+        let o = vqa(&["analyze", path.to_str().expect("utf-8 path")]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{}: {err}", path.display());
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+        assert!(err.starts_with("vqa: error: "), "{err}");
+        assert!(
+            err.contains(&*path.to_string_lossy()),
+            "names the input: {err}"
+        );
+        assert!(err.contains(cause), "says why ({cause}): {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(
+            o.stdout.is_empty(),
+            "no report for an input that could not be read"
+        );
+    }
+}
+
+#[test]
+fn a_truncated_file_reports_what_could_be_analysed_and_exits_3() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(good) = defect_clip(dir.path()) else {
+        return;
+    };
+    let bad = make_bad_inputs(dir.path(), &good).expect("bad inputs");
+    let o = vqa(&[
+        "analyze",
+        bad.truncated.to_str().expect("utf-8"),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("truncated") && err.contains(&*bad.truncated.to_string_lossy()),
+        "{err}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&stdout(&o)).expect("the partial report is JSON");
+    assert_eq!(report["complete"], false);
+    let analysed = report["coverage"]["analysed"].as_f64().expect("analysed");
+    assert!(
+        analysed > 0.5 && analysed < 5.0,
+        "part of the 6 s was analysed: {analysed}"
+    );
+}
+
+#[test]
+fn json_report_on_stdout_and_in_out_file_carry_the_incidents() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(clip) = defect_clip(dir.path()) else {
+        return;
+    };
+    let out = dir.path().join("report.json");
+    let o = vqa(&[
+        "analyze",
+        clip.to_str().expect("utf-8"),
+        "--format",
+        "json",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        o.stderr.is_empty(),
+        "nothing on stderr when it is not a terminal: {}",
+        stderr(&o)
+    );
+    let printed: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json on stdout");
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("--out written"))
+            .expect("json in file");
+    assert_eq!(printed, written);
+    let incidents = printed["incidents"].as_array().expect("incidents");
+    let kinds: Vec<&str> = incidents
+        .iter()
+        .map(|i| i["kind"].as_str().expect("kind"))
+        .collect();
+    assert_eq!(kinds, ["freeze", "silence"]);
+    let freeze = &incidents[0];
+    assert!((freeze["start"].as_f64().expect("start") - 1.0).abs() <= 0.2);
+    assert!((freeze["end"].as_f64().expect("end") - 2.6).abs() <= 0.2);
+    assert!(
+        freeze["evidence"]["mafd"]["max"]
+            .as_f64()
+            .expect("evidence")
+            < 0.255
+    );
+}
+
+#[test]
+fn detectors_flag_selects_a_subset_and_text_output_lists_incidents() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(clip) = defect_clip(dir.path()) else {
+        return;
+    };
+    let o = vqa(&[
+        "analyze",
+        clip.to_str().expect("utf-8"),
+        "--detectors",
+        "silence,black",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("1 incident") && text.contains("silence"),
+        "{text}"
+    );
+    assert!(!text.contains("freeze"), "freeze was not asked for: {text}");
+    let o = vqa(&[
+        "analyze",
+        clip.to_str().expect("utf-8"),
+        "--detectors",
+        "freez",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("unknown detector `freez`"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn config_file_is_applied_and_its_mistakes_are_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(clip) = defect_clip(dir.path()) else {
+        return;
+    };
+    // A 2 s minimum hides the 1.5 s silence and the 1.6 s freeze.
+    let config = dir.path().join("vqa.toml");
+    std::fs::write(
+        &config,
+        "[freeze]\nmin_duration = 2.0\n[silence]\nmin_duration = 2.0\n",
+    )
+    .expect("write");
+    let o = vqa(&[
+        "analyze",
+        clip.to_str().expect("utf-8"),
+        "--config",
+        config.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("0 incidents"), "{}", stdout(&o));
+
+    std::fs::write(&config, "[silence]\nnoise = -50\n").expect("write");
+    let o = vqa(&[
+        "analyze",
+        clip.to_str().expect("utf-8"),
+        "--config",
+        config.to_str().expect("utf-8"),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err.contains("vqa.toml") && err.contains("noise"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn config_command_prints_the_defaults_as_loadable_toml() {
+    let o = vqa(&["config"]);
+    assert_eq!(o.status.code(), Some(0));
+    let parsed = vqa_core::PipelineConfig::from_toml(&stdout(&o)).expect("loadable");
+    assert_eq!(parsed, vqa_core::PipelineConfig::default());
+    let o = vqa(&["config", "--detectors", "black", "--segment-seconds", "2"]);
+    let parsed = vqa_core::PipelineConfig::from_toml(&stdout(&o)).expect("loadable");
+    assert_eq!(parsed.detectors, vec![vqa_core::DetectorName::Black]);
+    assert_eq!(parsed.segment_seconds, 2.0);
+}
+
+#[test]
+fn help_explains_every_option() {
+    let o = vqa(&["analyze", "--help"]);
+    let help = stdout(&o);
+    for option in [
+        "--format",
+        "--out",
+        "--detectors",
+        "--config",
+        "--segment-seconds",
+        "--decoder-threads",
+        "--no-progress",
+    ] {
+        assert!(help.contains(option), "{option} missing from help:\n{help}");
+    }
+    let o = vqa(&["--help"]);
+    assert!(stdout(&o).contains("Exit status"), "{}", stdout(&o));
+}
