@@ -101,6 +101,7 @@ impl AudioTrack {
         let samples = interleaved_f32(frame, n, channels as usize)?;
         let block = AudioBlock {
             pts,
+            skipped: 0,
             rate,
             channels,
             samples: samples.into(),

@@ -78,7 +78,7 @@ impl Cutter {
     /// The earliest timestamp still queued.
     fn earliest_queued(&self) -> Option<Micros> {
         let v = self.video.front().map(|f| f.pts);
-        let a = self.audio.front().map(|b| b.pts);
+        let a = self.audio.front().map(|b| b.time_of(0));
         v.into_iter().chain(a).min()
     }
 
@@ -116,7 +116,7 @@ impl Cutter {
         }
         let mut audio = Vec::new();
         while let Some(block) = self.audio.pop_front() {
-            if block.pts >= end {
+            if block.time_of(0) >= end {
                 self.audio.push_front(block);
                 break;
             }
@@ -170,7 +170,7 @@ fn split_at_time(block: AudioBlock, at: Micros) -> (AudioBlock, Option<AudioBloc
     }
     // First instant at or after `at`: estimate, then correct for rounding.
     let estimate =
-        ((at - block.pts).max(0) as u128 * block.rate as u128).div_ceil(1_000_000) as usize;
+        ((at - block.time_of(0)).max(0) as u128 * block.rate as u128).div_ceil(1_000_000) as usize;
     let mut n = estimate.min(frames);
     while n > 0 && block.time_of(n - 1) >= at {
         n -= 1;
@@ -184,7 +184,7 @@ fn split_at_time(block: AudioBlock, at: Micros) -> (AudioBlock, Option<AudioBloc
         ..block.clone()
     };
     let tail = AudioBlock {
-        pts: block.time_of(n),
+        skipped: block.skipped + n as u32,
         samples: block.samples[n * channels..].into(),
         ..block
     };
@@ -207,6 +207,7 @@ mod tests {
             height: 2,
             stride: 2,
             range: LumaRange::Limited,
+            keyframe: false,
             luma: Bytes::from_static(&[0; 4]),
         }
     }
@@ -214,6 +215,7 @@ mod tests {
     fn block(pts: Micros, frames: usize) -> AudioBlock {
         AudioBlock {
             pts,
+            skipped: 0,
             rate: 48_000,
             channels: 2,
             samples: vec![0.1; frames * 2].into(),
@@ -245,7 +247,7 @@ mod tests {
         assert_eq!(s0.audio_frames(), 48_000);
         assert!(s0.lead_in.is_none());
         assert_eq!(segs[1].lead_in.as_ref().map(|f| f.pts), Some(960_000));
-        assert_eq!(segs[1].audio.first().map(|b| b.pts), Some(L));
+        assert_eq!(segs[1].audio.first().map(|b| b.time_of(0)), Some(L));
         let rest = drain(&mut c, true);
         assert_eq!(rest.len(), 1);
         assert_eq!(
@@ -290,6 +292,6 @@ mod tests {
         // 10 ms at 48 kHz = 480 samples before the edge.
         assert_eq!(head.frames(), 480);
         let tail = tail.unwrap();
-        assert_eq!((tail.pts, tail.frames()), (L, 544));
+        assert_eq!((tail.time_of(0), tail.frames()), (L, 544));
     }
 }

@@ -161,6 +161,7 @@ impl VideoTrack {
         } else {
             LumaRange::Limited
         };
+        let keyframe = frame.is_key() || frame.kind() == ffmpeg::picture::Type::I;
         let stride = frame.stride(0);
         let sane_stride = stride >= width as usize && stride < (1 << 24);
         let (luma, stride, range) = match luma_access(frame.format()) {
@@ -186,6 +187,7 @@ impl VideoTrack {
             ),
         };
         Some(VideoFrame {
+            keyframe,
             pts,
             duration,
             width,

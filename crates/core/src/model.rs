@@ -64,6 +64,9 @@ pub struct VideoFrame {
     /// Bytes from one row to the next; `>= width`.
     pub stride: u32,
     pub range: LumaRange,
+    /// Decoded from a keyframe (an intra-coded picture). An encoder re-encoding a still
+    /// picture as a keyframe changes it slightly; the freeze detector allows for that.
+    pub keyframe: bool,
     /// `stride * height` bytes (the last row may be only `width` long).
     pub luma: Bytes,
 }
@@ -93,8 +96,12 @@ impl VideoFrame {
 /// Decoded audio: interleaved f32 samples in [-1, 1].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AudioBlock {
-    /// Time of the first sample.
+    /// Time of the first sample of the decoded block this one comes from.
     pub pts: Micros,
+    /// Samples of that decoded block before this one's first: non-zero when a segment edge
+    /// split it. Times are computed from `pts` and the sample's index in the decoded block,
+    /// so splitting never shifts a sample's time, however the stream is segmented.
+    pub skipped: u32,
     pub rate: u32,
     pub channels: u16,
     /// `frames * channels` samples, channel-interleaved.
@@ -109,7 +116,8 @@ impl AudioBlock {
 
     /// Time of sample instant `i`.
     pub fn time_of(&self, i: usize) -> Micros {
-        self.pts + (i as i64 * 1_000_000 + self.rate as i64 / 2) / self.rate.max(1) as i64
+        let n = self.skipped as i64 + i as i64;
+        self.pts + (n * 1_000_000 + self.rate as i64 / 2) / self.rate.max(1) as i64
     }
 
     pub fn end(&self) -> Micros {

@@ -106,6 +106,7 @@ mod tests {
             height: 2,
             stride: 8,
             range: LumaRange::Limited,
+            keyframe: false,
             luma: Bytes::from((0..16u8).collect::<Vec<_>>()),
         };
         Segment {
@@ -119,6 +120,7 @@ mod tests {
             video: vec![frame(3_000_000), frame(3_040_000)],
             audio: vec![AudioBlock {
                 pts: 3_000_000,
+                skipped: 0,
                 rate: 48_000,
                 channels: 2,
                 samples: vec![0.5, -0.25, 1e-9, 0.0].into(),

@@ -5,6 +5,10 @@
 //! frames F..L (all equal) is reported as `[pts(F), end(L))`. The segment's lead-in frame
 //! makes the pair straddling the segment boundary visible.
 //!
+//! A keyframe inside a freeze re-encodes the still picture and so differs from the frame
+//! before it by compression noise; a pair ending on a keyframe is the same up to the looser
+//! `keyframe_noise_db`, so such a freeze is not cut in pieces at every keyframe.
+//!
 //! An unchanging black picture is black, not frozen: unless `include_black` is set, pairs of
 //! black frames (by the black detector's criteria) are not counted as frozen.
 
@@ -19,6 +23,8 @@ use crate::runs::Runs;
 pub struct FreezeDetector {
     /// Largest mean absolute difference, in 8-bit code values, that counts as no change.
     max_mafd: f64,
+    /// The same, for a pair whose second frame is a keyframe.
+    keyframe_max_mafd: f64,
     min_duration: i64,
     /// Set when black pictures are not freezes: tells which they are.
     black: Option<BlackDetector>,
@@ -28,6 +34,7 @@ impl FreezeDetector {
     pub fn new(config: &FreezeConfig, black: &BlackConfig) -> Self {
         FreezeDetector {
             max_mafd: db_to_ratio(config.noise_db) * 255.0,
+            keyframe_max_mafd: db_to_ratio(config.noise_db.max(config.keyframe_noise_db)) * 255.0,
             min_duration: time::from_secs(config.min_duration),
             black: (!config.include_black).then(|| BlackDetector::new(black)),
         }
@@ -40,14 +47,14 @@ impl FreezeDetector {
             .is_some_and(|d| d.black_frame(frame).is_some())
     }
 
-    /// The mean absolute difference of two frames if it is below the freeze threshold.
-    fn frozen_mafd(&self, a: &VideoFrame, b: &VideoFrame) -> Option<f64> {
+    /// The mean absolute difference of two frames if it is at most `max_mafd`.
+    fn frozen_mafd(&self, a: &VideoFrame, b: &VideoFrame, max_mafd: f64) -> Option<f64> {
         if (a.width, a.height) != (b.width, b.height) {
             return None;
         }
         let pixels = a.width as u64 * a.height as u64;
         // Stop as soon as the frames are clearly different: moving pictures cost a few rows.
-        let limit = (self.max_mafd * pixels as f64) as u64;
+        let limit = (max_mafd * pixels as f64) as u64;
         let mut sad = 0u64;
         for (ra, rb) in a.rows().zip(b.rows()) {
             sad += row_sad(ra, rb);
@@ -91,9 +98,17 @@ impl Detector for FreezeDetector {
         for pair in frames.windows(2) {
             let (a, b) = (pair[0], pair[1]);
             // Checked only for frozen pairs, which are rare: the black test scans the frame.
-            let frozen = self.frozen_mafd(a, b).filter(|_| !self.is_black(b));
+            let max = if b.keyframe {
+                self.keyframe_max_mafd
+            } else {
+                self.max_mafd
+            };
+            let frozen = self.frozen_mafd(a, b, max).filter(|_| !self.is_black(b));
             match frozen {
-                Some(mafd) => runs.push(a.pts, b.end(), Some(&[("mafd", mafd)])),
+                Some(mafd) if mafd <= self.max_mafd => {
+                    runs.push(a.pts, b.end(), Some(&[("mafd", mafd)]))
+                }
+                Some(mafd) => runs.push(a.pts, b.end(), Some(&[("keyframe_mafd", mafd)])),
                 None => runs.push(a.pts, b.end(), None),
             }
         }
@@ -197,6 +212,32 @@ mod tests {
         assert!(detector()
             .analyze(&video_segment(0, None, frames))
             .is_empty());
+    }
+
+    #[test]
+    fn a_keyframe_re_encoding_the_still_picture_does_not_cut_the_freeze() {
+        // A still picture; frame 12 is 3 code values brighter everywhere (-39 dB).
+        let refreshed = |keyframe: bool| {
+            let frames = (0..25)
+                .map(|n| {
+                    let mut f = frame(n * FRAME, move |x, y| {
+                        ((x * y) % 200) as u8 + 16 + 3 * (n >= 12) as u8
+                    });
+                    f.keyframe = keyframe && n == 12;
+                    f
+                })
+                .collect();
+            detector().analyze(&video_segment(0, None, frames))
+        };
+        let f = refreshed(true);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!((f[0].start, f[0].end), (0, 25 * FRAME));
+        assert_eq!(f[0].evidence["keyframe_mafd"].max, 3.0);
+        assert_eq!(f[0].evidence["mafd"].max, 0.0);
+        // The same change on an ordinary frame is a change: two pieces, one at each edge.
+        let f = refreshed(false);
+        let spans: Vec<_> = f.iter().map(|f| (f.start, f.end)).collect();
+        assert_eq!(spans, vec![(0, 12 * FRAME), (12 * FRAME, 25 * FRAME)]);
     }
 
     #[test]

@@ -52,6 +52,7 @@ pub(crate) mod testing {
             height: h as u32,
             stride: stride as u32,
             range: LumaRange::Limited,
+            keyframe: false,
             luma: Bytes::from(luma),
         }
     }

@@ -98,6 +98,7 @@ mod tests {
             .map(|(k, chunk)| AudioBlock {
                 pts: index as i64 * 1_000_000
                     + (k as i64 * 1024 * 1_000_000 + RATE as i64 / 2) / RATE as i64,
+                skipped: 0,
                 rate: RATE,
                 channels: 2,
                 samples: chunk.to_vec().into(),

@@ -202,6 +202,7 @@ mod tests {
             height: 64,
             stride: 64,
             range: LumaRange::Full,
+            keyframe: false,
             luma,
         };
         Segment {

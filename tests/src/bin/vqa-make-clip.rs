@@ -1,0 +1,100 @@
+//! `vqa-make-clip OUT.mp4` — writes the README demo clip and prints its ground truth.
+//!
+//! The clip is 12 s of 640x360 25 fps natural content with stereo 48 kHz audio, a
+//! freeze at 2–4.5 s, black at 6–7 s and silence at 8.5–10 s. The container follows
+//! the extension (`.mp4`, `.mkv`, `.ts`). Each truth entry is printed on stdout as one
+//! JSON line, e.g. `{"kind":"freeze","start":2.0,"end":4.5}`. With `--implied`, the
+//! freeze over the black span (which an analyser may also report) is printed too, with
+//! `"implied":true`.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use vqa_testkit::{
+    ffmpeg_available, make_clip, ClipSpec, Container, Content, Defect, FFMPEG_INSTALL_HINT,
+};
+
+const USAGE: &str = "usage: vqa-make-clip [--implied] OUT.{mp4,mkv,ts}";
+
+fn demo_spec(container: Container) -> ClipSpec {
+    ClipSpec {
+        duration: 12.0,
+        width: 640,
+        height: 360,
+        fps: 25,
+        content: Content::Natural,
+        container,
+        defects: vec![
+            Defect::freeze(2.0, 4.5),
+            Defect::black(6.0, 7.0),
+            Defect::silence(8.5, 10.0),
+        ],
+        ..ClipSpec::default()
+    }
+}
+
+fn run() -> Result<()> {
+    let mut implied = false;
+    let mut out: Option<PathBuf> = None;
+    for arg in std::env::args_os().skip(1) {
+        match arg.to_str() {
+            Some("-h" | "--help") => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            Some("--implied") => implied = true,
+            _ if out.is_none() => out = Some(PathBuf::from(arg)),
+            _ => bail!("{USAGE}"),
+        }
+    }
+    let Some(out) = out else { bail!("{USAGE}") };
+    let Some(container) = Container::from_path(&out) else {
+        bail!(
+            "{}: unknown extension; use .mp4, .mkv or .ts",
+            out.display()
+        );
+    };
+    if !ffmpeg_available() {
+        bail!("{FFMPEG_INSTALL_HINT}");
+    }
+    let dir = match out.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = out
+        .file_stem()
+        .context("output path has no file name")?
+        .to_string_lossy()
+        .into_owned();
+
+    let clip = make_clip(&dir, &name, &demo_spec(container))?;
+
+    let stdout = io::stdout();
+    let mut stdout = stdout.lock();
+    for defect in &clip.truth {
+        writeln!(stdout, "{}", serde_json::to_string(defect)?)?;
+    }
+    if implied {
+        for defect in &clip.implied {
+            let mut value = serde_json::to_value(defect)?;
+            value["implied"] = serde_json::Value::Bool(true);
+            writeln!(stdout, "{value}")?;
+        }
+    }
+    stdout.flush()?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // One line: the whole context chain joined by ": ".
+            let message = format!("{err:#}").replace('\n', " ");
+            eprintln!("vqa-make-clip: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

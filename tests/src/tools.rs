@@ -1,0 +1,320 @@
+//! Running the `ffmpeg` and `ffprobe` command-line programs.
+//!
+//! Everything in the testkit goes through [`run_ffmpeg`] / [`probe`] so that every
+//! invocation uses the same quiet, non-interactive flags, checks the exit status and,
+//! on failure, returns an error that carries ffmpeg's own stderr (which is usually
+//! the only useful diagnostic).
+
+use std::ffi::{OsStr, OsString};
+use std::io::ErrorKind;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+
+/// What to tell the user when the ffmpeg CLI is not installed.
+pub const FFMPEG_INSTALL_HINT: &str =
+    "ffmpeg/ffprobe not found on PATH; install them with `apt-get install ffmpeg`";
+
+/// Flags every ffmpeg invocation gets: never read stdin (tests run without a
+/// terminal), no banner, only errors on stderr (so stderr is the error message), and
+/// overwrite outputs.
+const FFMPEG_BASE_FLAGS: [&str; 5] = ["-nostdin", "-hide_banner", "-loglevel", "error", "-y"];
+
+/// True when both `ffmpeg` and `ffprobe` can be started and report their version.
+///
+/// Tests use this to skip (rather than fail) on machines without the CLI.
+pub fn ffmpeg_available() -> bool {
+    ["ffmpeg", "ffprobe"].iter().all(|tool| {
+        Command::new(tool)
+            .arg("-version")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|status| status.success())
+            .unwrap_or(false)
+    })
+}
+
+/// Runs `program` with `args`, returns its stderr, and fails with that stderr when the
+/// exit status is not success.
+fn run_capturing_stderr<I, S>(program: &str, args: I) -> Result<String>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+    let output = match Command::new(program)
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+    {
+        Ok(output) => output,
+        Err(err) if err.kind() == ErrorKind::NotFound => bail!("{FFMPEG_INSTALL_HINT}"),
+        Err(err) => return Err(err).with_context(|| format!("cannot start {program}")),
+    };
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    if !output.status.success() {
+        bail!(
+            "{program} failed ({}): {}\ncommand: {program} {}",
+            output.status,
+            stderr.trim(),
+            shell_words(&args)
+        );
+    }
+    Ok(stderr)
+}
+
+/// Renders arguments for an error message, quoting the ones a shell would split.
+fn shell_words(args: &[OsString]) -> String {
+    args.iter()
+        .map(|a| {
+            let a = a.to_string_lossy();
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\";|&[]()".contains(c)) {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            } else {
+                a.into_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Runs `ffmpeg` with the standard flags (`-nostdin -hide_banner -loglevel error -y`)
+/// followed by `args`.
+pub fn run_ffmpeg<I, S>(args: I) -> Result<()>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let all = FFMPEG_BASE_FLAGS
+        .iter()
+        .map(OsString::from)
+        .chain(args.into_iter().map(|a| a.as_ref().to_owned()));
+    run_capturing_stderr("ffmpeg", all).map(|_| ())
+}
+
+/// Runs `ffmpeg` at `-loglevel info` and returns stderr.
+///
+/// Only for FFmpeg's detector filters (freezedetect, blackdetect, silencedetect),
+/// which report at info level; `-nostats` keeps the progress line from being
+/// interleaved with their output.
+pub(crate) fn run_ffmpeg_info<I, S>(args: I) -> Result<String>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let base = [
+        "-nostdin",
+        "-hide_banner",
+        "-nostats",
+        "-loglevel",
+        "info",
+        "-y",
+    ];
+    let all = base
+        .iter()
+        .map(OsString::from)
+        .chain(args.into_iter().map(|a| a.as_ref().to_owned()));
+    run_capturing_stderr("ffmpeg", all)
+}
+
+/// One stream as `ffprobe` reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamInfo {
+    /// `video`, `audio`, ...
+    pub codec_type: String,
+    pub codec_name: String,
+    /// Stream start time in seconds, as stored in the container (not file-relative).
+    pub start_time: Option<f64>,
+    pub duration: Option<f64>,
+    pub channels: Option<u16>,
+    pub sample_rate: Option<u32>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// Frame count from the container header, when it has one (MP4 does).
+    pub nb_frames: Option<u64>,
+}
+
+/// What `ffprobe` reports about a file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeInfo {
+    /// Earliest start time over all streams; ffmpeg's CLI subtracts this, so
+    /// "seconds from start of file" means `stream time - format_start`.
+    pub format_start: f64,
+    pub duration: Option<f64>,
+    pub streams: Vec<StreamInfo>,
+}
+
+impl ProbeInfo {
+    /// The first stream of the given type (`"video"` or `"audio"`).
+    pub fn first(&self, codec_type: &str) -> Option<&StreamInfo> {
+        self.streams.iter().find(|s| s.codec_type == codec_type)
+    }
+
+    /// How many streams of the given type the file has.
+    pub fn count(&self, codec_type: &str) -> usize {
+        self.streams
+            .iter()
+            .filter(|s| s.codec_type == codec_type)
+            .count()
+    }
+}
+
+/// Runs `ffprobe -of json` with `entries` on `path` and parses the JSON.
+fn ffprobe_json(path: &Path, entries: &[&str]) -> Result<Value> {
+    let mut args: Vec<OsString> = ["-hide_banner", "-loglevel", "error"]
+        .iter()
+        .chain(entries)
+        .map(OsString::from)
+        .collect();
+    args.extend(["-of".into(), "json".into(), path.as_os_str().to_owned()]);
+    let output = match Command::new("ffprobe")
+        .args(&args)
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(output) => output,
+        Err(err) if err.kind() == ErrorKind::NotFound => bail!("{FFMPEG_INSTALL_HINT}"),
+        Err(err) => return Err(err).context("cannot start ffprobe"),
+    };
+    if !output.status.success() {
+        bail!(
+            "ffprobe failed on {} ({}): {}",
+            path.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    serde_json::from_slice(&output.stdout)
+        .with_context(|| format!("ffprobe printed invalid JSON for {}", path.display()))
+}
+
+/// Probes `path` with `ffprobe` (format and stream level only; fast).
+pub fn probe(path: &Path) -> Result<ProbeInfo> {
+    let json = ffprobe_json(
+        path,
+        &[
+            "-show_entries",
+            "format=start_time,duration:stream=index,codec_type,codec_name,start_time,\
+             duration,channels,sample_rate,width,height,nb_frames",
+        ],
+    )?;
+    parse_probe_json(&json)
+        .with_context(|| format!("unexpected ffprobe output for {}", path.display()))
+}
+
+/// Times of the keyframes of the first video stream, in seconds from the start of the
+/// file, ascending. Reads packet flags only (no decoding), so it is fast.
+pub fn video_keyframes(path: &Path) -> Result<Vec<f64>> {
+    let json = ffprobe_json(
+        path,
+        &[
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "format=start_time:packet=pts_time,flags",
+        ],
+    )?;
+    let format_start = number(json.get("format").and_then(|f| f.get("start_time"))).unwrap_or(0.0);
+    let mut times: Vec<f64> = json
+        .get("packets")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|p| {
+            p.get("flags")
+                .and_then(Value::as_str)
+                .is_some_and(|f| f.starts_with('K'))
+        })
+        .filter_map(|p| number(p.get("pts_time")))
+        .map(|t| t - format_start)
+        .collect();
+    times.sort_by(f64::total_cmp);
+    Ok(times)
+}
+
+/// ffprobe prints most numbers as strings ("0.000000", "48000"); accept both forms.
+fn number(value: Option<&Value>) -> Option<f64> {
+    match value? {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn parse_probe_json(json: &Value) -> Result<ProbeInfo> {
+    let format = json
+        .get("format")
+        .ok_or_else(|| anyhow!("no `format` section"))?;
+    let streams = json
+        .get("streams")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|s| {
+            let text = |key: &str| {
+                s.get(key)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            StreamInfo {
+                codec_type: text("codec_type"),
+                codec_name: text("codec_name"),
+                start_time: number(s.get("start_time")),
+                duration: number(s.get("duration")),
+                channels: number(s.get("channels")).map(|v| v as u16),
+                sample_rate: number(s.get("sample_rate")).map(|v| v as u32),
+                width: number(s.get("width")).map(|v| v as u32),
+                height: number(s.get("height")).map(|v| v as u32),
+                nb_frames: number(s.get("nb_frames")).map(|v| v as u64),
+            }
+        })
+        .collect();
+    Ok(ProbeInfo {
+        format_start: number(format.get("start_time")).unwrap_or(0.0),
+        duration: number(format.get("duration")),
+        streams,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ffprobe_json_with_string_numbers() {
+        let json: Value = serde_json::from_str(
+            r#"{"streams":[{"index":0,"codec_name":"h264","codec_type":"video","width":320,
+                "height":240,"start_time":"0.021000","nb_frames":"250"},
+               {"index":1,"codec_name":"aac","codec_type":"audio","sample_rate":"48000",
+                "channels":2,"start_time":"0.000000"}],
+               "format":{"start_time":"0.000000","duration":"10.021000"}}"#,
+        )
+        .expect("test JSON is valid");
+        let info = parse_probe_json(&json).expect("parses");
+        assert_eq!(info.count("video"), 1);
+        assert_eq!(info.first("video").and_then(|s| s.start_time), Some(0.021));
+        assert_eq!(info.first("video").and_then(|s| s.nb_frames), Some(250));
+        assert_eq!(info.first("audio").and_then(|s| s.sample_rate), Some(48000));
+        assert_eq!(info.first("audio").and_then(|s| s.channels), Some(2));
+        assert_eq!(info.duration, Some(10.021));
+    }
+
+    #[test]
+    fn quotes_arguments_for_error_messages() {
+        let args = vec![
+            OsString::from("-i"),
+            OsString::from("a b.mp4"),
+            OsString::from("x"),
+        ];
+        assert_eq!(shell_words(&args), "-i 'a b.mp4' x");
+    }
+}

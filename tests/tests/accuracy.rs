@@ -1,0 +1,268 @@
+//! End to end, on real video: clips made by the ffmpeg CLI with defects at known times,
+//! decoded by the real converter, analysed by the single-process runner, compared with the
+//! ground truth. Each injected defect must be found within 0.2 s of its start and end, and
+//! nothing else may be reported.
+
+use std::path::Path;
+
+use vqa_core::{IncidentKind, PipelineConfig, StreamReport};
+use vqa_testkit::{make_clip, Clip, ClipSpec, Container, Content, Defect, DefectKind};
+
+const TOLERANCE: f64 = 0.2;
+
+fn defect(kind: DefectKind, start: f64, end: f64) -> Defect {
+    Defect { kind, start, end }
+}
+
+use DefectKind::{Black, Freeze, Silence};
+
+fn kind_of(kind: IncidentKind) -> &'static str {
+    kind.as_str()
+}
+
+fn analyze(clip: &Clip, config: &PipelineConfig) -> StreamReport {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(vqa_deploy_ecs::analyze_file(&clip.path, config))
+        .unwrap_or_else(|e| panic!("{}: {e}", clip.path.display()))
+        .report
+}
+
+/// Every truth defect matched by exactly one incident of its kind within the tolerance,
+/// and every incident matched by a truth defect.
+fn assert_matches_truth(clip: &Clip, report: &StreamReport) {
+    let found: Vec<(&str, f64, f64)> = report
+        .incidents
+        .iter()
+        .map(|i| {
+            (
+                kind_of(i.kind),
+                vqa_core::time::to_secs(i.start),
+                vqa_core::time::to_secs(i.end),
+            )
+        })
+        .collect();
+    let truth: Vec<(&str, f64, f64)> = clip
+        .truth
+        .iter()
+        .map(|d| (d.kind.as_str(), d.start, d.end))
+        .collect();
+    let close = |a: &(&str, f64, f64), b: &(&str, f64, f64)| {
+        a.0 == b.0 && (a.1 - b.1).abs() <= TOLERANCE && (a.2 - b.2).abs() <= TOLERANCE
+    };
+    for t in &truth {
+        let hits = found.iter().filter(|f| close(f, t)).count();
+        assert_eq!(
+            hits,
+            1,
+            "{}: injected {t:?} found {hits} times; found {found:?}",
+            clip.path.display()
+        );
+    }
+    for f in &found {
+        assert!(
+            truth.iter().any(|t| close(f, t)),
+            "{}: reported {f:?}, which was not injected; truth {truth:?}",
+            clip.path.display()
+        );
+    }
+    assert!(
+        report.complete,
+        "{}: {:?}",
+        clip.path.display(),
+        report.warnings
+    );
+}
+
+struct Case {
+    name: &'static str,
+    spec: ClipSpec,
+}
+
+fn cases() -> Vec<Case> {
+    let base = ClipSpec::default();
+    vec![
+        Case {
+            name: "clean_pattern",
+            spec: ClipSpec {
+                duration: 8.0,
+                ..base.clone()
+            },
+        },
+        Case {
+            name: "clean_natural",
+            spec: ClipSpec {
+                duration: 8.0,
+                content: Content::Natural,
+                ..base.clone()
+            },
+        },
+        Case {
+            name: "pattern_all_three",
+            spec: ClipSpec {
+                duration: 12.0,
+                defects: vec![
+                    defect(Freeze, 1.6, 4.4),
+                    defect(Black, 5.5, 6.3),
+                    defect(Silence, 7.2, 9.0),
+                ],
+                ..base.clone()
+            },
+        },
+        Case {
+            // Defects on segment boundaries, overlapping each other, and at the very end.
+            name: "natural_boundaries",
+            spec: ClipSpec {
+                duration: 12.0,
+                content: Content::Natural,
+                defects: vec![
+                    defect(Freeze, 2.0, 5.0),
+                    defect(Silence, 3.0, 4.4),
+                    defect(Black, 7.0, 8.0),
+                    defect(Silence, 10.5, 12.0),
+                ],
+                ..base.clone()
+            },
+        },
+        Case {
+            // Shorter than each kind's minimum duration: not incidents.
+            name: "too_short_to_report",
+            spec: ClipSpec {
+                duration: 8.0,
+                content: Content::Natural,
+                defects: vec![
+                    defect(Freeze, 1.2, 1.8),
+                    defect(Black, 3.0, 3.28),
+                    defect(Silence, 5.1, 5.6),
+                ],
+                ..base.clone()
+            },
+        },
+        Case {
+            name: "mkv_video_only",
+            spec: ClipSpec {
+                duration: 8.0,
+                audio_channels: 0,
+                container: Container::Mkv,
+                defects: vec![defect(Freeze, 0.0, 2.0), defect(Black, 4.4, 5.6)],
+                ..base.clone()
+            },
+        },
+        Case {
+            name: "ts_surround_audio_only",
+            spec: ClipSpec {
+                duration: 8.0,
+                video: false,
+                audio_channels: 6,
+                container: Container::Ts,
+                defects: vec![defect(Silence, 2.5, 5.0)],
+                ..base.clone()
+            },
+        },
+        Case {
+            // A keyframe every second re-encodes the frozen picture: still one freeze.
+            name: "freeze_across_keyframes",
+            spec: ClipSpec {
+                duration: 10.0,
+                content: Content::Natural,
+                gop: Some(25),
+                defects: vec![defect(Freeze, 1.3, 4.7), defect(Black, 6.2, 7.4)],
+                ..base.clone()
+            },
+        },
+    ]
+}
+
+fn case(name: &str) -> Case {
+    cases()
+        .into_iter()
+        .find(|c| c.name == name)
+        .expect("known case")
+}
+
+/// Drops the defects too short for the default configuration: the truth of what must be found.
+fn reportable(clip: &mut Clip) {
+    let config = PipelineConfig::default();
+    clip.truth.retain(|d| {
+        let min = match d.kind {
+            Freeze => config.freeze.min_duration,
+            Black => config.black.min_duration,
+            Silence => config.silence.min_duration,
+        };
+        d.end - d.start >= min
+    });
+}
+
+fn make(dir: &Path, case: &Case) -> Option<Clip> {
+    if !vqa_testkit::ffmpeg_available() {
+        eprintln!("skipping: the ffmpeg CLI is not installed (bash scripts/install-deps.sh)");
+        return None;
+    }
+    let mut clip = make_clip(dir, case.name, &case.spec)
+        .unwrap_or_else(|e| panic!("making {}: {e:#}", case.name));
+    reportable(&mut clip);
+    Some(clip)
+}
+
+#[test]
+fn injected_defects_are_found_within_tolerance_and_nothing_else() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for case in cases() {
+        let Some(clip) = make(dir.path(), &case) else {
+            return;
+        };
+        let report = analyze(&clip, &PipelineConfig::default());
+        assert_matches_truth(&clip, &report);
+    }
+}
+
+#[test]
+fn the_segment_length_does_not_change_the_incidents() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(clip) = make(dir.path(), &case("natural_boundaries")) else {
+        return;
+    };
+    let reference = analyze(&clip, &PipelineConfig::default());
+    for seconds in [0.4, 2.5] {
+        let config = PipelineConfig {
+            segment_seconds: seconds,
+            ..PipelineConfig::default()
+        };
+        let report = analyze(&clip, &config);
+        assert_matches_truth(&clip, &report);
+        let spans = |r: &StreamReport| {
+            r.incidents
+                .iter()
+                .map(|i| (i.kind, i.start, i.end))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            spans(&report),
+            spans(&reference),
+            "segment_seconds = {seconds}"
+        );
+        assert!(report.coverage.segments > 1);
+    }
+}
+
+#[test]
+fn reports_say_which_track_is_missing_and_describe_the_media() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for case in [case("mkv_video_only"), case("ts_surround_audio_only")] {
+        let Some(clip) = make(dir.path(), &case) else {
+            return;
+        };
+        let report = analyze(&clip, &PipelineConfig::default());
+        let json = serde_json::to_value(&report).expect("json");
+        let expected_missing = if case.spec.video { "audio" } else { "video" };
+        assert_eq!(
+            json["missing_tracks"],
+            serde_json::json!([expected_missing]),
+            "{}",
+            case.name
+        );
+        if case.spec.audio_channels == 6 {
+            assert_eq!(json["media"]["audio"]["channels"], 6);
+            assert_eq!(json["media"]["audio"]["layout"], "5.1");
+        }
+    }
+}
