@@ -10,10 +10,6 @@ use vqa_testkit::{make_clip, Clip, ClipSpec, Container, Content, Defect, DefectK
 
 const TOLERANCE: f64 = 0.2;
 
-fn defect(kind: DefectKind, start: f64, end: f64) -> Defect {
-    Defect { kind, start, end }
-}
-
 use DefectKind::{Black, Freeze, Silence};
 
 fn kind_of(kind: IncidentKind) -> &'static str {
@@ -101,9 +97,9 @@ fn cases() -> Vec<Case> {
             spec: ClipSpec {
                 duration: 12.0,
                 defects: vec![
-                    defect(Freeze, 1.6, 4.4),
-                    defect(Black, 5.5, 6.3),
-                    defect(Silence, 7.2, 9.0),
+                    Defect::freeze(1.6, 4.4),
+                    Defect::black(5.5, 6.3),
+                    Defect::silence(7.2, 9.0),
                 ],
                 ..base.clone()
             },
@@ -115,10 +111,10 @@ fn cases() -> Vec<Case> {
                 duration: 12.0,
                 content: Content::Natural,
                 defects: vec![
-                    defect(Freeze, 2.0, 5.0),
-                    defect(Silence, 3.0, 4.4),
-                    defect(Black, 7.0, 8.0),
-                    defect(Silence, 10.5, 12.0),
+                    Defect::freeze(2.0, 5.0),
+                    Defect::silence(3.0, 4.4),
+                    Defect::black(7.0, 8.0),
+                    Defect::silence(10.5, 12.0),
                 ],
                 ..base.clone()
             },
@@ -130,9 +126,9 @@ fn cases() -> Vec<Case> {
                 duration: 8.0,
                 content: Content::Natural,
                 defects: vec![
-                    defect(Freeze, 1.2, 1.8),
-                    defect(Black, 3.0, 3.28),
-                    defect(Silence, 5.1, 5.6),
+                    Defect::freeze(1.2, 1.8),
+                    Defect::black(3.0, 3.28),
+                    Defect::silence(5.1, 5.6),
                 ],
                 ..base.clone()
             },
@@ -143,7 +139,7 @@ fn cases() -> Vec<Case> {
                 duration: 8.0,
                 audio_channels: 0,
                 container: Container::Mkv,
-                defects: vec![defect(Freeze, 0.0, 2.0), defect(Black, 4.4, 5.6)],
+                defects: vec![Defect::freeze(0.0, 2.0), Defect::black(4.4, 5.6)],
                 ..base.clone()
             },
         },
@@ -154,7 +150,7 @@ fn cases() -> Vec<Case> {
                 video: false,
                 audio_channels: 6,
                 container: Container::Ts,
-                defects: vec![defect(Silence, 2.5, 5.0)],
+                defects: vec![Defect::silence(2.5, 5.0)],
                 ..base.clone()
             },
         },
@@ -165,7 +161,7 @@ fn cases() -> Vec<Case> {
                 duration: 10.0,
                 content: Content::Natural,
                 gop: Some(25),
-                defects: vec![defect(Freeze, 1.3, 4.7), defect(Black, 6.2, 7.4)],
+                defects: vec![Defect::freeze(1.3, 4.7), Defect::black(6.2, 7.4)],
                 ..base.clone()
             },
         },

@@ -9,7 +9,7 @@ use vqa_core::model::AudioBlock;
 use vqa_core::Micros;
 
 use crate::cutter::Cutter;
-use crate::{ticks_to_micros, OpenError};
+use crate::{decode_frames, ticks_to_micros, OpenError};
 
 pub(crate) struct AudioTrack {
     pub index: usize,
@@ -63,26 +63,11 @@ impl AudioTrack {
     /// Sends a packet (or end of stream) and passes every decoded block to the cutter.
     /// Returns how many errors the decoder reported.
     pub fn decode(&mut self, packet: Option<&Packet>, origin: Micros, cutter: &mut Cutter) -> u32 {
-        let sent = match packet {
-            Some(p) => self.decoder.send_packet(p),
-            None => self.decoder.send_eof(),
-        };
-        let mut errors = u32::from(sent.is_err());
-        loop {
-            let mut frame = AvFrame::empty();
-            match self.decoder.receive_frame(&mut frame) {
-                Ok(()) => match self.block_from(&frame, origin) {
-                    Some(b) => cutter.push_audio(b),
-                    None => errors += 1,
-                },
-                Err(ffmpeg::Error::Eof)
-                | Err(ffmpeg::Error::Other {
-                    errno: ffmpeg::util::error::EAGAIN,
-                }) => break,
-                Err(_) => {
-                    errors += 1;
-                    break;
-                }
+        let (frames, mut errors) = decode_frames(&mut self.decoder, packet, AvFrame::empty);
+        for frame in frames {
+            match self.block_from(&frame, origin) {
+                Some(f) => cutter.push_audio(f),
+                None => errors += 1,
             }
         }
         errors

@@ -9,6 +9,7 @@ mod audio;
 mod cutter;
 mod video;
 
+use std::ops::DerefMut;
 use std::path::Path;
 use std::sync::Once;
 
@@ -54,6 +55,36 @@ pub(crate) fn ticks_to_micros(ticks: i64, time_base: Rational) -> Micros {
     );
     let us = ticks as i128 * num * 1_000_000;
     (us.div_euclid(den) + i128::from(us.rem_euclid(den) * 2 >= den)) as Micros
+}
+
+/// Sends a packet (or, with `None`, end of stream) to a decoder and returns the frames it
+/// gives back, with the number of errors it reported.
+pub(crate) fn decode_frames<F: DerefMut<Target = ffmpeg::Frame>>(
+    decoder: &mut ffmpeg::decoder::Opened,
+    packet: Option<&Packet>,
+    empty: fn() -> F,
+) -> (Vec<F>, u32) {
+    let sent = match packet {
+        Some(p) => decoder.send_packet(p),
+        None => decoder.send_eof(),
+    };
+    let mut errors = u32::from(sent.is_err());
+    let mut frames = Vec::new();
+    loop {
+        let mut frame = empty();
+        match decoder.receive_frame(&mut frame) {
+            Ok(()) => frames.push(frame),
+            Err(FfError::Eof)
+            | Err(FfError::Other {
+                errno: ffmpeg::util::error::EAGAIN,
+            }) => break,
+            Err(_) => {
+                errors += 1;
+                break;
+            }
+        }
+    }
+    (frames, errors)
 }
 
 /// Sets FFmpeg up once per process: registers nothing (FFmpeg 5 needs no registration) but

@@ -9,7 +9,7 @@ use vqa_core::model::{LumaRange, VideoFrame};
 use vqa_core::Micros;
 
 use crate::cutter::Cutter;
-use crate::{ticks_to_micros, OpenError};
+use crate::{decode_frames, ticks_to_micros, OpenError};
 
 /// Keeps a decoded frame alive while its luma plane is shared as [`Bytes`]: no pixel copy.
 struct LumaPlane(AvFrame);
@@ -110,26 +110,11 @@ impl VideoTrack {
     /// Sends a packet (or, with `None`, end of stream) and passes every decoded frame to the
     /// cutter. Returns how many errors the decoder reported.
     pub fn decode(&mut self, packet: Option<&Packet>, origin: Micros, cutter: &mut Cutter) -> u32 {
-        let sent = match packet {
-            Some(p) => self.decoder.send_packet(p),
-            None => self.decoder.send_eof(),
-        };
-        let mut errors = u32::from(sent.is_err());
-        loop {
-            let mut frame = AvFrame::empty();
-            match self.decoder.receive_frame(&mut frame) {
-                Ok(()) => match self.luma_frame(frame, origin) {
-                    Some(f) => cutter.push_video(f),
-                    None => errors += 1,
-                },
-                Err(ffmpeg::Error::Eof)
-                | Err(ffmpeg::Error::Other {
-                    errno: ffmpeg::util::error::EAGAIN,
-                }) => break,
-                Err(_) => {
-                    errors += 1;
-                    break;
-                }
+        let (frames, mut errors) = decode_frames(&mut self.decoder, packet, AvFrame::empty);
+        for frame in frames {
+            match self.luma_frame(frame, origin) {
+                Some(f) => cutter.push_video(f),
+                None => errors += 1,
             }
         }
         errors

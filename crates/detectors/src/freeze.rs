@@ -131,6 +131,19 @@ mod tests {
         frame(n * FRAME, |x, y| ((x * y) % 200) as u8 + 16)
     }
 
+    /// One segment of 25 frames, moving except for the still frames in `still_frames`.
+    fn still_during(still_frames: std::ops::Range<i64>) -> Vec<VideoFrame> {
+        (0..25)
+            .map(|n| {
+                if still_frames.contains(&n) {
+                    still(n)
+                } else {
+                    moving(n)
+                }
+            })
+            .collect()
+    }
+
     fn detector() -> FreezeDetector {
         FreezeDetector::new(&FreezeConfig::default(), &BlackConfig::default())
     }
@@ -138,15 +151,7 @@ mod tests {
     #[test]
     fn identical_frames_inside_a_segment_are_a_freeze_from_first_to_end_of_last() {
         // frames 0..4 move, 5..19 identical, 20..24 move: 0.6 s, reported with a 0.5 s minimum
-        let frames = (0..25)
-            .map(|n| {
-                if (5..20).contains(&n) {
-                    still(n)
-                } else {
-                    moving(n)
-                }
-            })
-            .collect();
+        let frames = still_during(5..20);
         let half_second = FreezeConfig {
             min_duration: 0.5,
             ..FreezeConfig::default()
@@ -200,15 +205,7 @@ mod tests {
 
     #[test]
     fn inner_freezes_shorter_than_the_minimum_are_not_findings() {
-        let frames = (0..25)
-            .map(|n| {
-                if (5..20).contains(&n) {
-                    still(n)
-                } else {
-                    moving(n)
-                }
-            })
-            .collect();
+        let frames = still_during(5..20);
         assert!(detector()
             .analyze(&video_segment(0, None, frames))
             .is_empty());
