@@ -153,7 +153,7 @@ impl VideoTrack {
             LumaAccess::Direct if sane_stride => {
                 (Bytes::from_owner(LumaPlane(frame)), stride, range)
             }
-            LumaAccess::Wide(shift) if sane_stride => {
+            LumaAccess::Wide(shift) if sane_stride && stride >= 2 * width as usize => {
                 let mut out = Vec::with_capacity(width as usize * height as usize);
                 let data = frame.data(0);
                 for y in 0..height as usize {

@@ -6,8 +6,9 @@
 //! makes the pair straddling the segment boundary visible.
 //!
 //! A keyframe inside a freeze re-encodes the still picture and so differs from the frame
-//! before it by compression noise; a pair ending on a keyframe is the same up to the looser
-//! `keyframe_noise_db`, so such a freeze is not cut in pieces at every keyframe.
+//! before it by compression noise; a pair from an inter-coded frame to a keyframe is the same
+//! up to the looser `keyframe_noise_db`, so such a freeze is not cut in pieces at every
+//! keyframe. In intra-only streams (every frame a keyframe) the strict level applies.
 //!
 //! An unchanging black picture is black, not frozen: unless `include_black` is set, pairs of
 //! black frames (by the black detector's criteria) are not counted as frozen.
@@ -98,7 +99,8 @@ impl Detector for FreezeDetector {
         for pair in frames.windows(2) {
             let (a, b) = (pair[0], pair[1]);
             // Checked only for frozen pairs, which are rare: the black test scans the frame.
-            let max = if b.keyframe {
+            let refresh = b.keyframe && !a.keyframe;
+            let max = if refresh {
                 self.keyframe_max_mafd
             } else {
                 self.max_mafd
@@ -214,27 +216,37 @@ mod tests {
     #[test]
     fn a_keyframe_re_encoding_the_still_picture_does_not_cut_the_freeze() {
         // A still picture; frame 12 is 3 code values brighter everywhere (-39 dB).
-        let refreshed = |keyframe: bool| {
+        #[derive(PartialEq)]
+        enum Keyframes {
+            None,
+            Twelfth,
+            All,
+        }
+        let refreshed = |keyframes: Keyframes| {
             let frames = (0..25)
                 .map(|n| {
                     let mut f = frame(n * FRAME, move |x, y| {
                         ((x * y) % 200) as u8 + 16 + 3 * (n >= 12) as u8
                     });
-                    f.keyframe = keyframe && n == 12;
+                    f.keyframe =
+                        keyframes == Keyframes::All || (keyframes == Keyframes::Twelfth && n == 12);
                     f
                 })
                 .collect();
             detector().analyze(&video_segment(0, None, frames))
         };
-        let f = refreshed(true);
+        let f = refreshed(Keyframes::Twelfth);
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!((f[0].start, f[0].end), (0, 25 * FRAME));
         assert_eq!(f[0].evidence["keyframe_mafd"].max, 3.0);
         assert_eq!(f[0].evidence["mafd"].max, 0.0);
-        // The same change on an ordinary frame is a change: two pieces, one at each edge.
-        let f = refreshed(false);
-        let spans: Vec<_> = f.iter().map(|f| (f.start, f.end)).collect();
-        assert_eq!(spans, vec![(0, 12 * FRAME), (12 * FRAME, 25 * FRAME)]);
+        // The same change on an ordinary frame, or in an intra-only stream where every frame
+        // is a keyframe, is a change: two pieces, one at each edge.
+        for keyframes in [Keyframes::None, Keyframes::All] {
+            let f = refreshed(keyframes);
+            let spans: Vec<_> = f.iter().map(|f| (f.start, f.end)).collect();
+            assert_eq!(spans, vec![(0, 12 * FRAME), (12 * FRAME, 25 * FRAME)]);
+        }
     }
 
     #[test]
