@@ -145,12 +145,18 @@ impl IncidentAggregator {
                 }
             }
         }
-        // A run that stopped before this segment's end cannot continue into the next one.
+        // A run this segment did not carry to its end cannot continue into the next one.
+        let continuing: Vec<IncidentKind> = report
+            .findings
+            .iter()
+            .filter(|f| f.reaches_end)
+            .map(|f| f.kind)
+            .collect();
         let ended: Vec<IncidentKind> = state
             .open
-            .iter()
-            .filter(|(_, run)| run.end + self.join_gap < report.end)
-            .map(|(kind, _)| *kind)
+            .keys()
+            .filter(|kind| !continuing.contains(kind))
+            .copied()
             .collect();
         for kind in ended {
             if let Some(run) = state.open.remove(&kind) {
@@ -245,6 +251,7 @@ mod tests {
                     kind,
                     start,
                     end,
+                    reaches_end: end == (index as i64 + 1) * S,
                     evidence: Evidence::new(),
                 })
                 .collect(),
@@ -290,6 +297,28 @@ mod tests {
         ));
         assert!(matches!(&events[1], IncidentEvent::Closed(c) if c == i));
         assert_eq!(events.len(), 2);
+    }
+
+    #[test]
+    fn a_finding_left_open_before_the_segment_end_joins_the_next_segment() {
+        // The freeze detector could not judge the segment's last pair (a keyframe): its finding
+        // ends one frame early but reaches_end, and the next segment's piece is adjacent.
+        let mut first = report(0, vec![(Freeze, 200_000, 960_000)]);
+        first.findings[0].reaches_end = true;
+        let (incidents, _) = run_all(vec![first, report(1, vec![(Freeze, 960_000, 1_500_000)])]);
+        assert_eq!(
+            incidents
+                .iter()
+                .map(|i| (i.start, i.end))
+                .collect::<Vec<_>>(),
+            vec![(200_000, 1_500_000)]
+        );
+        // Without reaches_end the first piece closes, too short, and the second stands alone.
+        let (incidents, _) = run_all(vec![
+            report(0, vec![(Freeze, 200_000, 960_000)]),
+            report(1, vec![(Freeze, 960_000, 1_500_000)]),
+        ]);
+        assert!(incidents.is_empty(), "{incidents:?}");
     }
 
     #[test]

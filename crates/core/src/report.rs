@@ -99,6 +99,9 @@ pub struct Finding {
     pub kind: IncidentKind,
     pub start: Micros,
     pub end: Micros,
+    /// The condition held up to the segment's last frame or sample (or the detector could
+    /// not decide there), so it may go on in the next segment.
+    pub reaches_end: bool,
     pub evidence: Evidence,
 }
 

@@ -41,6 +41,23 @@ impl FreezeDetector {
         }
     }
 
+    fn judge(&self, a: &VideoFrame, b: &VideoFrame) -> Pair {
+        // Only a keyframe after an inter-coded frame is a refresh: in intra-only streams every
+        // frame is a keyframe and the strict level applies.
+        let refresh = b.keyframe && !a.keyframe;
+        let max = if refresh {
+            self.keyframe_max_mafd
+        } else {
+            self.max_mafd
+        };
+        // Checked only for frozen pairs, which are rare: the black test scans the frame.
+        match self.frozen_mafd(a, b, max).filter(|_| !self.is_black(b)) {
+            Some(mafd) if mafd <= self.max_mafd => Pair::Frozen(mafd),
+            Some(mafd) => Pair::Refresh(mafd),
+            None => Pair::Changed,
+        }
+    }
+
     /// Whether the frame is black and black pictures are not to be reported as freezes.
     fn is_black(&self, frame: &VideoFrame) -> bool {
         self.black
@@ -88,6 +105,15 @@ fn row_sad(a: &[u8], b: &[u8]) -> u64 {
     total + tail
 }
 
+/// What a pair of consecutive frames shows.
+enum Pair {
+    /// The same picture (mean absolute difference given).
+    Frozen(f64),
+    /// The same picture up to keyframe re-encoding noise: frozen if the pairs around it are.
+    Refresh(f64),
+    Changed,
+}
+
 impl Detector for FreezeDetector {
     fn name(&self) -> DetectorName {
         DetectorName::Freeze
@@ -96,22 +122,28 @@ impl Detector for FreezeDetector {
     fn analyze(&self, segment: &Segment) -> Vec<Finding> {
         let mut runs = Runs::new(IncidentKind::Freeze, self.min_duration);
         let frames: Vec<&VideoFrame> = segment.lead_in.iter().chain(&segment.video).collect();
-        for pair in frames.windows(2) {
-            let (a, b) = (pair[0], pair[1]);
-            // Checked only for frozen pairs, which are rare: the black test scans the frame.
-            let refresh = b.keyframe && !a.keyframe;
-            let max = if refresh {
-                self.keyframe_max_mafd
-            } else {
-                self.max_mafd
-            };
-            let frozen = self.frozen_mafd(a, b, max).filter(|_| !self.is_black(b));
-            match frozen {
-                Some(mafd) if mafd <= self.max_mafd => {
-                    runs.push(a.pts, b.end(), Some(&[("mafd", mafd)]))
+        let pairs: Vec<(&VideoFrame, &VideoFrame)> =
+            frames.windows(2).map(|w| (w[0], w[1])).collect();
+        let verdicts: Vec<Pair> = pairs.iter().map(|(a, b)| self.judge(a, b)).collect();
+        let frozen_at = |i: Option<usize>| {
+            i.and_then(|i| verdicts.get(i))
+                .map(|v| matches!(v, Pair::Frozen(_)))
+        };
+        for (i, ((a, b), verdict)) in pairs.iter().zip(&verdicts).enumerate() {
+            match *verdict {
+                Pair::Frozen(mafd) => runs.push(a.pts, b.end(), Some(&[("mafd", mafd)])),
+                Pair::Changed => runs.push(a.pts, b.end(), None),
+                // A keyframe bridges a freeze only between frozen pairs; at the segment's edge
+                // one side is in the neighbouring segment and the aggregator decides.
+                Pair::Refresh(mafd) => {
+                    match (frozen_at(i.checked_sub(1)), frozen_at(Some(i + 1))) {
+                        (Some(true), Some(true)) => {
+                            runs.push(a.pts, b.end(), Some(&[("keyframe_mafd", mafd)]))
+                        }
+                        (Some(false), _) | (_, Some(false)) => runs.push(a.pts, b.end(), None),
+                        _ => runs.push_undecided(),
+                    }
                 }
-                Some(mafd) => runs.push(a.pts, b.end(), Some(&[("keyframe_mafd", mafd)])),
-                None => runs.push(a.pts, b.end(), None),
             }
         }
         runs.finish()
@@ -247,6 +279,48 @@ mod tests {
             let spans: Vec<_> = f.iter().map(|f| (f.start, f.end)).collect();
             assert_eq!(spans, vec![(0, 12 * FRAME), (12 * FRAME, 25 * FRAME)]);
         }
+    }
+
+    #[test]
+    fn a_keyframe_never_moves_a_freeze_edge() {
+        // Motion changing 2 code values a frame (under the keyframe level), still from frame
+        // 12 on, and frame 12 a keyframe: the freeze starts at 12, not at 11.
+        let slow = |n: i64| {
+            frame(n * FRAME, move |x, y| {
+                ((x * y) % 200) as u8 + 16 + 2 * n.min(12) as u8
+            })
+        };
+        let mut frames: Vec<VideoFrame> = (0..25).map(slow).collect();
+        frames[12].keyframe = true;
+        let half_second = FreezeConfig {
+            min_duration: 0.5,
+            ..FreezeConfig::default()
+        };
+        let f = FreezeDetector::new(&half_second, &BlackConfig::default())
+            .analyze(&video_segment(0, None, frames));
+        assert_eq!(
+            f.iter().map(|f| (f.start, f.end)).collect::<Vec<_>>(),
+            vec![(12 * FRAME, 25 * FRAME)]
+        );
+    }
+
+    #[test]
+    fn a_keyframe_opening_a_segment_leaves_the_decision_to_the_aggregator() {
+        // Still picture, refreshed by a keyframe that opens the segment; the freeze then ends
+        // after 3 frames. The short piece is kept (it may continue the previous segment's).
+        let still_then_moving = |n: i64| {
+            let shift = 3 * (n >= 25) as usize + 9 * (n - 27).max(0) as usize;
+            frame(n * FRAME, move |x, y| {
+                (((x * y) % 200 + 16 + shift) % 256) as u8
+            })
+        };
+        let mut frames: Vec<VideoFrame> = (25..50).map(still_then_moving).collect();
+        frames[0].keyframe = true;
+        let f = detector().analyze(&video_segment(1, Some(still_then_moving(24)), frames));
+        assert_eq!(
+            f.iter().map(|f| (f.start, f.end)).collect::<Vec<_>>(),
+            vec![(25 * FRAME, 28 * FRAME)]
+        );
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub(crate) struct Runs {
     current: Option<Run>,
     findings: Vec<Finding>,
     seen_items: bool,
+    /// Every item so far was undecided: the next run may continue one from the segment before.
+    undecided_lead: bool,
 }
 
 impl Runs {
@@ -34,12 +36,13 @@ impl Runs {
             current: None,
             findings: Vec::new(),
             seen_items: false,
+            undecided_lead: false,
         }
     }
 
     /// Adds the next item, covering `[start, end)`, with its measurements when it is a hit.
     pub fn push(&mut self, start: Micros, end: Micros, hit: Option<&[(&str, f64)]>) {
-        let first_item = !self.seen_items;
+        let first_item = !self.seen_items || std::mem::take(&mut self.undecided_lead);
         self.seen_items = true;
         let Some(measures) = hit else {
             self.close(false);
@@ -67,6 +70,15 @@ impl Runs {
         }
     }
 
+    /// Adds an item at the segment's edge whose verdict depends on the neighbouring segment.
+    /// It is no hit here, but the runs next to it are kept as if they touched the edge, so
+    /// the aggregator can join them across it (its neighbours' findings are adjacent).
+    pub fn push_undecided(&mut self) {
+        self.undecided_lead = !self.seen_items;
+        self.seen_items = true;
+        self.close(true);
+    }
+
     fn close(&mut self, at_last_item: bool) {
         if let Some(run) = self.current.take() {
             if run.from_first_item || at_last_item || run.end - run.start >= self.min_duration {
@@ -74,6 +86,7 @@ impl Runs {
                     kind: self.kind,
                     start: run.start,
                     end: run.end,
+                    reaches_end: at_last_item,
                     evidence: run.evidence,
                 });
             }
@@ -108,6 +121,23 @@ mod tests {
         // first item (edge), items 4..6 (120 µs >= 100), last item (edge); item 2 dropped.
         assert_eq!(spans(&f), vec![(0, 40), (160, 280), (320, 360)]);
         assert_eq!(f[1].evidence["v"].count, 3);
+    }
+
+    #[test]
+    fn runs_next_to_an_undecided_edge_item_are_kept() {
+        let hit: Option<&[(&str, f64)]> = Some(&[]);
+        let mut r = Runs::new(IncidentKind::Freeze, 1_000_000);
+        r.push_undecided();
+        r.push(40_000, 80_000, hit);
+        r.push(80_000, 120_000, None);
+        r.push(120_000, 160_000, hit); // short, inside: dropped
+        r.push(160_000, 200_000, None);
+        r.push(200_000, 240_000, hit);
+        r.push_undecided();
+        assert_eq!(
+            spans(&r.finish()),
+            vec![(40_000, 80_000), (200_000, 240_000)]
+        );
     }
 
     #[test]

@@ -13,10 +13,13 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use vqa_testkit::{
-    ffmpeg_available, make_clip, ClipSpec, Container, Content, Defect, FFMPEG_INSTALL_HINT,
+    bench_clip_spec, ffmpeg_available, make_clip, ClipSpec, Container, Content, Defect,
+    FFMPEG_INSTALL_HINT,
 };
 
-const USAGE: &str = "usage: vqa-make-clip [--implied] OUT.{mp4,mkv,ts}";
+const USAGE: &str = "usage: vqa-make-clip [--implied] OUT.{mp4,mkv,ts}\n       \
+                     vqa-make-clip --bench SECONDS [--with-defects] OUT.mp4   \
+                     (1080p25 benchmark clip; --with-defects: frozen for a third of it, black for a sixth)";
 
 fn demo_spec(container: Container) -> ClipSpec {
     ClipSpec {
@@ -37,14 +40,27 @@ fn demo_spec(container: Container) -> ClipSpec {
 
 fn run() -> Result<()> {
     let mut implied = false;
+    let mut with_defects = false;
+    let mut bench: Option<f64> = None;
     let mut out: Option<PathBuf> = None;
-    for arg in std::env::args_os().skip(1) {
+    let mut args = std::env::args_os().skip(1);
+    while let Some(arg) = args.next() {
         match arg.to_str() {
             Some("-h" | "--help") => {
                 println!("{USAGE}");
                 return Ok(());
             }
             Some("--implied") => implied = true,
+            Some("--with-defects") => with_defects = true,
+            Some("--bench") => {
+                let seconds = args
+                    .next()
+                    .and_then(|s| s.to_str().and_then(|s| s.parse::<f64>().ok()));
+                match seconds {
+                    Some(s) if s > 0.0 => bench = Some(s),
+                    _ => bail!("--bench needs a positive number of seconds\n{USAGE}"),
+                }
+            }
             _ if out.is_none() => out = Some(PathBuf::from(arg)),
             _ => bail!("{USAGE}"),
         }
@@ -69,7 +85,23 @@ fn run() -> Result<()> {
         .to_string_lossy()
         .into_owned();
 
-    let clip = make_clip(&dir, &name, &demo_spec(container))?;
+    let spec = match bench {
+        Some(seconds) => {
+            let mut spec = ClipSpec {
+                container,
+                ..bench_clip_spec(seconds)
+            };
+            if with_defects {
+                spec.defects = vec![
+                    Defect::freeze(seconds / 6.0, seconds / 6.0 + seconds / 3.0),
+                    Defect::black(seconds * 2.0 / 3.0, seconds * 2.0 / 3.0 + seconds / 6.0),
+                ];
+            }
+            spec
+        }
+        None => demo_spec(container),
+    };
+    let clip = make_clip(&dir, &name, &spec)?;
 
     let stdout = io::stdout();
     let mut stdout = stdout.lock();
