@@ -324,7 +324,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(main_result(cli)) {
+    let result = runtime.block_on(main_result(cli));
+    // Do not wait for stage threads that an error left blocked: the result is decided.
+    runtime.shutdown_background();
+    match result {
         Ok(code) => code,
         Err(e) => {
             // One line: the chain of causes, outermost first.
