@@ -3,13 +3,13 @@
 use ffmpeg::format::sample::Type as Layout;
 use ffmpeg::format::Sample;
 use ffmpeg::util::frame::Audio as AvFrame;
-use ffmpeg::{codec, Packet, Rational};
+use ffmpeg::{Packet, Rational};
 use ffmpeg_next as ffmpeg;
 use vqa_core::model::AudioBlock;
 use vqa_core::Micros;
 
 use crate::cutter::Cutter;
-use crate::{decode_frames, ticks_to_micros, OpenError};
+use crate::{decode_frames, no_decoder, ticks_to_micros, track_codec, OpenError};
 
 pub(crate) struct AudioTrack {
     pub index: usize,
@@ -23,21 +23,11 @@ pub(crate) struct AudioTrack {
 
 impl AudioTrack {
     pub fn open(stream: &ffmpeg::format::stream::Stream) -> Result<Self, OpenError> {
-        let params = stream.parameters();
-        let codec = ffmpeg::decoder::find(params.id())
-            .map(|c| c.name().to_string())
-            .unwrap_or_else(|| format!("{:?}", params.id()).to_lowercase());
-        let fail = |reason: String| OpenError::Decoder {
-            track: "audio",
-            codec: codec.clone(),
-            reason,
-        };
-        let ctx =
-            codec::context::Context::from_parameters(params).map_err(|e| fail(e.to_string()))?;
+        let (codec, ctx) = track_codec(stream, "audio")?;
         let decoder = ctx
             .decoder()
             .audio()
-            .map_err(|e| fail(format!("{e}; FFmpeg has no decoder for it")))?;
+            .map_err(|e| no_decoder("audio", &codec, e))?;
         Ok(AudioTrack {
             index: stream.index(),
             codec,

@@ -57,6 +57,34 @@ pub(crate) fn ticks_to_micros(ticks: i64, time_base: Rational) -> Micros {
     (us.div_euclid(den) + i128::from(us.rem_euclid(den) * 2 >= den)) as Micros
 }
 
+/// The codec's name (for messages) and a decoder context for a track, not yet opened.
+pub(crate) fn track_codec(
+    stream: &ffmpeg::format::stream::Stream,
+    track: &'static str,
+) -> Result<(String, ffmpeg::codec::context::Context), OpenError> {
+    let params = stream.parameters();
+    let codec = ffmpeg::decoder::find(params.id())
+        .map(|c| c.name().to_string())
+        .unwrap_or_else(|| format!("{:?}", params.id()).to_lowercase());
+    match ffmpeg::codec::context::Context::from_parameters(params) {
+        Ok(ctx) => Ok((codec, ctx)),
+        Err(e) => Err(OpenError::Decoder {
+            track,
+            codec,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// The error for a track whose decoder FFmpeg could not open.
+pub(crate) fn no_decoder(track: &'static str, codec: &str, e: FfError) -> OpenError {
+    OpenError::Decoder {
+        track,
+        codec: codec.to_string(),
+        reason: format!("{e}; FFmpeg has no decoder for it"),
+    }
+}
+
 /// Sends a packet (or, with `None`, end of stream) to a decoder and returns the frames it
 /// gives back, with the number of errors it reported.
 pub(crate) fn decode_frames<F: DerefMut<Target = ffmpeg::Frame>>(

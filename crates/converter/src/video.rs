@@ -9,7 +9,7 @@ use vqa_core::model::{LumaRange, VideoFrame};
 use vqa_core::Micros;
 
 use crate::cutter::Cutter;
-use crate::{decode_frames, ticks_to_micros, OpenError};
+use crate::{decode_frames, no_decoder, ticks_to_micros, track_codec, OpenError};
 
 /// Keeps a decoded frame alive while its luma plane is shared as [`Bytes`]: no pixel copy.
 struct LumaPlane(AvFrame);
@@ -69,17 +69,7 @@ impl VideoTrack {
         stream: &ffmpeg::format::stream::Stream,
         threads: usize,
     ) -> Result<Self, OpenError> {
-        let params = stream.parameters();
-        let codec = ffmpeg::decoder::find(params.id())
-            .map(|c| c.name().to_string())
-            .unwrap_or_else(|| format!("{:?}", params.id()).to_lowercase());
-        let fail = |reason: String| OpenError::Decoder {
-            track: "video",
-            codec: codec.clone(),
-            reason,
-        };
-        let mut ctx =
-            codec::context::Context::from_parameters(params).map_err(|e| fail(e.to_string()))?;
+        let (codec, mut ctx) = track_codec(stream, "video")?;
         ctx.set_threading(codec::threading::Config {
             count: threads,
             ..codec::threading::Config::kind(codec::threading::Type::Frame)
@@ -87,7 +77,7 @@ impl VideoTrack {
         let decoder = ctx
             .decoder()
             .video()
-            .map_err(|e| fail(format!("{e}; FFmpeg has no decoder for it")))?;
+            .map_err(|e| no_decoder("video", &codec, e))?;
         let rate = [stream.avg_frame_rate(), stream.rate()]
             .into_iter()
             .find(|r| r.numerator() > 0 && r.denominator() > 0);
