@@ -55,7 +55,7 @@ fn each_incident_opens_once_then_closes_once_and_handoffs_are_counted() {
     for incident in incidents {
         let opened = events
             .iter()
-            .position(|e| matches!(e, IncidentEvent::Opened { kind, start } if *kind == incident.kind && *start == incident.start))
+            .position(|e| matches!(e, IncidentEvent::Opened { kind, start, .. } if *kind == incident.kind && *start == incident.start))
             .unwrap_or_else(|| panic!("no open event for {incident:?}: {events:?}"));
         let closed = events
             .iter()

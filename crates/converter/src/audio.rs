@@ -16,6 +16,8 @@ pub(crate) struct AudioTrack {
     pub codec: String,
     pub rate: u32,
     pub channels: u16,
+    /// Index of the low-frequency effects channel, if the layout has one.
+    lfe: Option<u16>,
     decoder: ffmpeg::decoder::Audio,
     time_base: Rational,
     next_pts: Option<Micros>,
@@ -33,6 +35,7 @@ impl AudioTrack {
             codec,
             rate: decoder.rate(),
             channels: decoder.channels(),
+            lfe: lfe_index(decoder.channel_layout().bits(), decoder.channels()),
             decoder,
             time_base: stream.time_base(),
             next_pts: None,
@@ -79,11 +82,25 @@ impl AudioTrack {
             skipped: 0,
             rate,
             channels,
+            lfe: self.lfe.filter(|&c| c < channels),
             samples: samples.into(),
         };
         self.next_pts = Some(block.end());
         Some(block)
     }
+}
+
+/// FFmpeg's channel mask bit for the low-frequency effects channel (AV_CH_LOW_FREQUENCY).
+const LFE_BIT: u64 = 0x8;
+
+/// Where the LFE channel is in an FFmpeg channel mask. Channels are stored in mask-bit order,
+/// so it is the number of channels before it. Without a mask, FFmpeg's default layouts for 6
+/// and 8 channels (5.1, 7.1) put it fourth.
+fn lfe_index(mask: u64, channels: u16) -> Option<u16> {
+    if mask == 0 {
+        return matches!(channels, 6 | 8).then_some(3);
+    }
+    (mask & LFE_BIT != 0).then(|| (mask & (LFE_BIT - 1)).count_ones() as u16)
 }
 
 /// Reads one sample of some format from its bytes.
@@ -127,4 +144,19 @@ fn interleaved_f32(frame: &AvFrame, n: usize, channels: usize) -> Option<Vec<f32
         }
     }
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lfe_is_found_in_the_mask_or_assumed_for_unmasked_surround() {
+        assert_eq!(lfe_index(0x3F, 6), Some(3)); // 5.1: FL FR FC LFE BL BR
+        assert_eq!(lfe_index(0x60F, 6), Some(3)); // 5.1(side)
+        assert_eq!(lfe_index(0x3, 2), None); // stereo
+        assert_eq!(lfe_index(0xB, 3), Some(2)); // 2.1: FL FR LFE
+        assert_eq!(lfe_index(0, 6), Some(3));
+        assert_eq!(lfe_index(0, 2), None);
+    }
 }

@@ -218,6 +218,7 @@ mod tests {
             skipped: 0,
             rate: 48_000,
             channels: 2,
+            lfe: None,
             samples: vec![0.1; frames * 2].into(),
         }
     }

@@ -28,6 +28,13 @@ struct Run {
     announced: bool,
 }
 
+/// What a run is of: a kind of defect, on one channel or on the whole stream.
+type RunKey = (IncidentKind, Option<u16>);
+
+fn key_of(f: &Finding) -> RunKey {
+    (f.kind, f.channel)
+}
+
 /// Everything the aggregator must remember between segments of one stream.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct AggregatorState {
@@ -35,7 +42,7 @@ pub struct AggregatorState {
     next_index: u64,
     /// Reports that arrived before their predecessors (possible when detectors run in parallel).
     pending: BTreeMap<u64, SegmentReport>,
-    open: BTreeMap<IncidentKind, Run>,
+    open: BTreeMap<RunKey, Run>,
     incidents: Vec<Incident>,
     coverage: Coverage,
 }
@@ -54,6 +61,7 @@ pub enum IncidentEvent {
     /// A run of findings reached its kind's minimum duration.
     Opened {
         kind: IncidentKind,
+        channel: Option<u16>,
         #[serde(with = "time::as_secs")]
         start: Micros,
     },
@@ -109,18 +117,19 @@ impl IncidentAggregator {
         c.analysed = c.analysed.max(report.end);
 
         let mut findings: Vec<&Finding> = report.findings.iter().collect();
-        findings.sort_by_key(|f| (f.kind, f.start));
+        findings.sort_by_key(|f| (key_of(f), f.start));
         for f in findings {
+            let key = key_of(f);
             let joins = state
                 .open
-                .get(&f.kind)
+                .get(&key)
                 .is_some_and(|run| f.start <= run.end + self.join_gap);
             if !joins {
-                if let Some(run) = state.open.remove(&f.kind) {
-                    self.close(state, f.kind, run, events);
+                if let Some(run) = state.open.remove(&key) {
+                    self.close(state, key, run, events);
                 }
                 state.open.insert(
-                    f.kind,
+                    key,
                     Run {
                         start: f.start,
                         end: f.end,
@@ -130,37 +139,38 @@ impl IncidentAggregator {
                         announced: false,
                     },
                 );
-            } else if let Some(run) = state.open.get_mut(&f.kind) {
+            } else if let Some(run) = state.open.get_mut(&key) {
                 run.end = run.end.max(f.end);
                 run.last_segment = report.index;
                 merge_evidence(&mut run.evidence, &f.evidence);
             }
-            if let Some(run) = state.open.get_mut(&f.kind) {
+            if let Some(run) = state.open.get_mut(&key) {
                 if !run.announced && run.end - run.start >= self.rule(f.kind).min_duration {
                     run.announced = true;
                     events.push(IncidentEvent::Opened {
                         kind: f.kind,
+                        channel: f.channel,
                         start: run.start,
                     });
                 }
             }
         }
         // A run this segment did not carry to its end cannot continue into the next one.
-        let continuing: Vec<IncidentKind> = report
+        let continuing: Vec<RunKey> = report
             .findings
             .iter()
             .filter(|f| f.reaches_end)
-            .map(|f| f.kind)
+            .map(key_of)
             .collect();
-        let ended: Vec<IncidentKind> = state
+        let ended: Vec<RunKey> = state
             .open
             .keys()
-            .filter(|kind| !continuing.contains(kind))
+            .filter(|key| !continuing.contains(key))
             .copied()
             .collect();
-        for kind in ended {
-            if let Some(run) = state.open.remove(&kind) {
-                self.close(state, kind, run, events);
+        for key in ended {
+            if let Some(run) = state.open.remove(&key) {
+                self.close(state, key, run, events);
             }
         }
     }
@@ -172,7 +182,7 @@ impl IncidentAggregator {
     fn close(
         &self,
         state: &mut AggregatorState,
-        kind: IncidentKind,
+        (kind, channel): RunKey,
         run: Run,
         events: &mut Vec<IncidentEvent>,
     ) {
@@ -188,6 +198,7 @@ impl IncidentAggregator {
         };
         let incident = Incident {
             kind,
+            channel,
             start: run.start,
             end: run.end,
             duration,
@@ -211,11 +222,11 @@ impl IncidentAggregator {
         for (_, report) in std::mem::take(&mut state.pending) {
             self.process(&mut state, report, &mut events);
         }
-        for (kind, run) in std::mem::take(&mut state.open) {
-            self.close(&mut state, kind, run, &mut events);
+        for (key, run) in std::mem::take(&mut state.open) {
+            self.close(&mut state, key, run, &mut events);
         }
         let mut incidents = state.incidents;
-        incidents.sort_by_key(|i| (i.start, i.kind));
+        incidents.sort_by_key(|i| (i.start, i.kind, i.channel));
         let report = StreamReport {
             stream,
             input: summary.input,
@@ -251,6 +262,7 @@ mod tests {
                     kind,
                     start,
                     end,
+                    channel: None,
                     reaches_end: end == (index as i64 + 1) * S,
                     evidence: Evidence::new(),
                 })
@@ -292,6 +304,7 @@ mod tests {
             events[0],
             IncidentEvent::Opened {
                 kind: Freeze,
+                channel: None,
                 start: 600_000
             }
         ));

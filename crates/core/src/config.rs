@@ -160,7 +160,8 @@ impl Default for BlackConfig {
     }
 }
 
-/// `silence`: every channel below `noise_db` for at least `min_duration`.
+/// `silence`: every channel below `noise_db` for at least `min_duration`; and, per channel,
+/// one channel below it while others are not.
 /// Defaults follow FFmpeg's silencedetect level (-60 dB), with a 1 s minimum.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -171,6 +172,12 @@ pub struct SilenceConfig {
     pub min_duration: f64,
     /// Silences at least this long are critical (default 10.0 s).
     pub critical_after: f64,
+    /// Also report one channel silent while others carry sound, e.g. a dead channel in 5.1
+    /// (default true).
+    pub per_channel: bool,
+    /// Check the low-frequency effects channel on its own too (default false: programmes
+    /// often leave it silent by design).
+    pub include_lfe: bool,
 }
 
 impl Default for SilenceConfig {
@@ -179,6 +186,8 @@ impl Default for SilenceConfig {
             noise_db: -60.0,
             min_duration: 1.0,
             critical_after: 10.0,
+            per_channel: true,
+            include_lfe: false,
         }
     }
 }

@@ -104,6 +104,8 @@ pub struct AudioBlock {
     pub skipped: u32,
     pub rate: u32,
     pub channels: u16,
+    /// Which channel is the low-frequency effects channel, if any (often silent by design).
+    pub lfe: Option<u16>,
     /// `frames * channels` samples, channel-interleaved.
     pub samples: Arc<[f32]>,
 }

@@ -16,7 +16,8 @@ pub enum IncidentKind {
     Freeze,
     /// The picture is (nearly) entirely black.
     Black,
-    /// The audio is below the noise floor on every channel.
+    /// The audio is below the noise floor: on every channel, or (with a `channel`) on one
+    /// channel while others carry sound.
     Silence,
 }
 
@@ -97,6 +98,8 @@ pub fn merge_evidence(into: &mut Evidence, from: &Evidence) {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
     pub kind: IncidentKind,
+    /// The audio channel (0-based, in the input's order) when the defect is on one channel.
+    pub channel: Option<u16>,
     pub start: Micros,
     pub end: Micros,
     /// The condition held up to the segment's last frame or sample (or the detector could
@@ -119,6 +122,8 @@ pub enum Severity {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
     pub kind: IncidentKind,
+    /// The audio channel (0-based, in the input's order) when the defect is on one channel.
+    pub channel: Option<u16>,
     #[serde(with = "time::as_secs")]
     pub start: Micros,
     #[serde(with = "time::as_secs")]

@@ -2,7 +2,8 @@
 //!
 //! A one-byte format version, a one-byte artifact tag, then the postcard encoding of the value.
 //! Postcard is compact and exact (integers and raw float bits), so a report computed from a
-//! decoded artifact is identical to one computed in memory.
+//! decoded artifact is identical to one computed in memory. It is not self-describing: wire
+//! types must not skip fields when serialising (`skip_serializing_if`), or decoding fails.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::de::DeserializeOwned;
@@ -123,6 +124,7 @@ mod tests {
                 skipped: 0,
                 rate: 48_000,
                 channels: 2,
+                lfe: None,
                 samples: vec![0.5, -0.25, 1e-9, 0.0].into(),
             }],
             decode_errors: 1,
@@ -135,6 +137,34 @@ mod tests {
         let bytes = encode_artifact(&Artifact::Segment(s.clone()));
         match decode_artifact("k", ArtifactName::Segment, &bytes).unwrap() {
             Artifact::Segment(back) => assert_eq!(*back, *s),
+            other => panic!("decoded {:?}", other.kind()),
+        }
+    }
+
+    #[test]
+    fn findings_round_trip_with_and_without_a_channel() {
+        use crate::report::{Finding, IncidentKind, Summary};
+        let finding = |channel| Finding {
+            kind: IncidentKind::Silence,
+            channel,
+            start: 10,
+            end: 20,
+            reaches_end: true,
+            evidence: [("peak_dbfs".to_string(), Summary::of(-120.0))].into(),
+        };
+        let report = Arc::new(SegmentReport {
+            stream: StreamId::new("s"),
+            index: 0,
+            start: 0,
+            end: 1_000_000,
+            video_frames: 0,
+            audio_frames: 48_000,
+            decode_errors: 0,
+            findings: vec![finding(None), finding(Some(4))],
+        });
+        let bytes = encode_artifact(&Artifact::Findings(report.clone()));
+        match decode_artifact("k", ArtifactName::Findings, &bytes).unwrap() {
+            Artifact::Findings(back) => assert_eq!(*back, *report),
             other => panic!("decoded {:?}", other.kind()),
         }
     }

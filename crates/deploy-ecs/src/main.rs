@@ -218,12 +218,17 @@ async fn analyze(
         Box::new(move |s| b.set_position((s * 1000.0) as u64))
     });
     let events: vqa_deploy_ecs::EventSink = Box::new(|stream, event| match event {
-        IncidentEvent::Opened { kind, start } => {
-            tracing::info!(%stream, %kind, start = vqa_core::time::to_secs(*start), "incident opened")
+        IncidentEvent::Opened {
+            kind,
+            channel,
+            start,
+        } => {
+            tracing::info!(%stream, %kind, ?channel, start = vqa_core::time::to_secs(*start), "incident opened")
         }
         IncidentEvent::Closed(i) => tracing::info!(
             %stream,
             kind = %i.kind,
+            channel = ?i.channel,
             start = vqa_core::time::to_secs(i.start),
             end = vqa_core::time::to_secs(i.end),
             "incident closed"

@@ -9,14 +9,18 @@ use vqa_core::{time, StreamReport};
 fn evidence_line(incident: &Incident) -> String {
     let e = &incident.evidence;
     let get = |name: &str| e.get(name);
-    match incident.kind {
+    let channel = incident
+        .channel
+        .map(|c| format!("channel {c}: "))
+        .unwrap_or_default();
+    let measured = match incident.kind {
         IncidentKind::Freeze => get("mafd").map(|s| format!("frame difference ≤ {:.3}", s.max)),
         IncidentKind::Black => {
             get("black_ratio").map(|s| format!("≥ {:.1}% black pixels", s.min * 100.0))
         }
         IncidentKind::Silence => get("peak_dbfs").map(|s| format!("peak {:.1} dBFS", s.max)),
-    }
-    .unwrap_or_default()
+    };
+    channel + &measured.unwrap_or_default()
 }
 
 fn describe_media(report: &StreamReport) -> String {

@@ -20,6 +20,7 @@ struct Run {
 /// are dropped here, which keeps findings (and handoffs) small.
 pub(crate) struct Runs {
     kind: IncidentKind,
+    channel: Option<u16>,
     min_duration: Micros,
     current: Option<Run>,
     findings: Vec<Finding>,
@@ -30,8 +31,14 @@ pub(crate) struct Runs {
 
 impl Runs {
     pub fn new(kind: IncidentKind, min_duration: Micros) -> Self {
+        Self::on_channel(kind, None, min_duration)
+    }
+
+    /// Runs of a condition on one audio channel (`Some`) or on the whole stream (`None`).
+    pub fn on_channel(kind: IncidentKind, channel: Option<u16>, min_duration: Micros) -> Self {
         Runs {
             kind,
+            channel,
             min_duration,
             current: None,
             findings: Vec::new(),
@@ -84,6 +91,7 @@ impl Runs {
             if run.from_first_item || at_last_item || run.end - run.start >= self.min_duration {
                 self.findings.push(Finding {
                     kind: self.kind,
+                    channel: self.channel,
                     start: run.start,
                     end: run.end,
                     reaches_end: at_last_item,

@@ -1,8 +1,14 @@
-//! `silence`: every channel below the noise level.
+//! `silence`: every channel below the noise level, or one channel while others carry sound.
 //!
 //! Like FFmpeg's silencedetect, a sample instant is silent when its amplitude is below the
 //! noise level (-60 dBFS by default) on every channel; silences are runs of silent instants,
 //! reported from the first silent sample to the first loud one, at sample precision.
+//!
+//! With `per_channel`, each channel (the LFE channel only with `include_lfe`) is also checked
+//! on its own, and reported with its `channel` where the whole stream is not silent: a dead
+//! channel in a 5.1 mix is a defect a listener on that speaker hears.
+
+use std::collections::BTreeMap;
 
 use vqa_core::config::{db_to_ratio, SilenceConfig};
 use vqa_core::model::{AudioBlock, Segment};
@@ -17,6 +23,8 @@ const FLOOR_DBFS: f64 = -120.0;
 pub struct SilenceDetector {
     noise: f32,
     min_duration: i64,
+    per_channel: bool,
+    include_lfe: bool,
 }
 
 impl SilenceDetector {
@@ -24,11 +32,14 @@ impl SilenceDetector {
         SilenceDetector {
             noise: db_to_ratio(config.noise_db) as f32,
             min_duration: time::from_secs(config.min_duration),
+            per_channel: config.per_channel,
+            include_lfe: config.include_lfe,
         }
     }
 
-    /// Splits a block into alternating quiet and loud runs of sample instants.
-    fn scan(&self, block: &AudioBlock, runs: &mut Runs) {
+    /// Splits a block into alternating quiet and loud runs of sample instants, where
+    /// `level` gives an instant's amplitude (the loudest channel, or one channel).
+    fn scan(&self, block: &AudioBlock, runs: &mut Runs, level: impl Fn(&[f32]) -> f32) {
         let channels = block.channels.max(1) as usize;
         let instants = block.samples.chunks_exact(channels);
         let mut run_start = 0usize;
@@ -44,7 +55,7 @@ impl SilenceDetector {
             }
         };
         for (i, instant) in instants.enumerate() {
-            let peak = instant.iter().fold(0f32, |m, s| m.max(s.abs()));
+            let peak = level(instant);
             let quiet = peak < self.noise;
             match run_quiet {
                 Some(q) if q == quiet => run_peak = run_peak.max(peak),
@@ -59,6 +70,43 @@ impl SilenceDetector {
             flush(run_start, block.frames(), q, run_peak, runs);
         }
     }
+
+    /// The channels checked on their own in this block.
+    fn single_channels(&self, block: &AudioBlock) -> Vec<u16> {
+        if !self.per_channel || block.channels < 2 {
+            return Vec::new();
+        }
+        (0..block.channels)
+            .filter(|c| self.include_lfe || Some(*c) != block.lfe)
+            .collect()
+    }
+}
+
+/// The parts of `finding` outside every one of `covering` (sorted, non-overlapping).
+fn outside(finding: Finding, covering: &[Finding]) -> Vec<Finding> {
+    let mut pieces = Vec::new();
+    let mut from = finding.start;
+    for c in covering
+        .iter()
+        .filter(|c| c.end > finding.start && c.start < finding.end)
+    {
+        if c.start > from {
+            pieces.push(Finding {
+                start: from,
+                end: c.start,
+                reaches_end: false,
+                ..finding.clone()
+            });
+        }
+        from = from.max(c.end);
+    }
+    if from < finding.end {
+        pieces.push(Finding {
+            start: from,
+            ..finding
+        });
+    }
+    pieces
 }
 
 impl Detector for SilenceDetector {
@@ -67,11 +115,30 @@ impl Detector for SilenceDetector {
     }
 
     fn analyze(&self, segment: &Segment) -> Vec<Finding> {
-        let mut runs = Runs::new(IncidentKind::Silence, self.min_duration);
+        let mut whole = Runs::new(IncidentKind::Silence, self.min_duration);
+        let mut single: BTreeMap<u16, Runs> = BTreeMap::new();
         for block in &segment.audio {
-            self.scan(block, &mut runs);
+            self.scan(block, &mut whole, |instant| {
+                instant.iter().fold(0f32, |m, s| m.max(s.abs()))
+            });
+            for c in self.single_channels(block) {
+                let runs = single.entry(c).or_insert_with(|| {
+                    Runs::on_channel(IncidentKind::Silence, Some(c), self.min_duration)
+                });
+                self.scan(block, runs, |instant| instant[c as usize].abs());
+            }
         }
-        runs.finish()
+        let mut findings = whole.finish();
+        // Where everything is silent, that is the finding; a channel is reported for the
+        // rest of its silence only. Codecs smear silence edges differently per channel, so
+        // what remains there is a few milliseconds, which the aggregator's minimum drops.
+        let channel_findings: Vec<Finding> = single
+            .into_values()
+            .flat_map(Runs::finish)
+            .flat_map(|f| outside(f, &findings))
+            .collect();
+        findings.extend(channel_findings);
+        findings
     }
 }
 
@@ -101,6 +168,7 @@ mod tests {
                 skipped: 0,
                 rate: RATE,
                 channels: 2,
+                lfe: None,
                 samples: chunk.to_vec().into(),
             })
             .collect();
@@ -137,16 +205,99 @@ mod tests {
         assert!(detector().analyze(&second(0, |_| false, 0.0)).is_empty());
     }
 
+    /// One second of 6 channels, a tone on each except the `dead` ones, which are zero.
+    fn surround(dead: &[usize]) -> Segment {
+        let samples: Vec<f32> = (0..RATE as usize)
+            .flat_map(|i| {
+                (0..6).map(move |c| {
+                    let t = i as f32 / RATE as f32;
+                    let tone =
+                        0.3 * (t * std::f32::consts::TAU * (200.0 + 50.0 * c as f32)).sin() + 0.05;
+                    if dead.contains(&c) {
+                        0.0
+                    } else {
+                        tone
+                    }
+                })
+            })
+            .collect();
+        let block = AudioBlock {
+            pts: 0,
+            skipped: 0,
+            rate: RATE,
+            channels: 6,
+            lfe: Some(3),
+            samples: samples.into(),
+        };
+        audio_segment(0, vec![block])
+    }
+
+    fn spans(f: &[Finding]) -> Vec<(Option<u16>, i64, i64)> {
+        f.iter().map(|f| (f.channel, f.start, f.end)).collect()
+    }
+
     #[test]
-    fn one_live_channel_is_not_silence() {
-        let mut seg = second(0, |_| true, 0.0);
-        for block in &mut seg.audio {
-            let mut s = block.samples.to_vec();
-            for (i, v) in s.iter_mut().enumerate().filter(|(i, _)| i % 2 == 1) {
-                *v = 0.3 * ((i as f32) * 0.05).sin() + 0.05;
-            }
-            block.samples = s.into();
-        }
-        assert!(detector().analyze(&seg).is_empty());
+    fn one_dead_channel_is_reported_with_its_number_but_not_as_silence() {
+        assert_eq!(
+            spans(&detector().analyze(&surround(&[1]))),
+            vec![(Some(1), 0, 1_000_000)]
+        );
+        let whole_only = SilenceConfig {
+            per_channel: false,
+            ..SilenceConfig::default()
+        };
+        assert!(SilenceDetector::new(&whole_only)
+            .analyze(&surround(&[1]))
+            .is_empty());
+    }
+
+    #[test]
+    fn a_silent_lfe_channel_is_reported_only_when_asked() {
+        assert!(detector().analyze(&surround(&[3])).is_empty());
+        let with_lfe = SilenceConfig {
+            include_lfe: true,
+            ..SilenceConfig::default()
+        };
+        assert_eq!(
+            spans(&SilenceDetector::new(&with_lfe).analyze(&surround(&[3]))),
+            vec![(Some(3), 0, 1_000_000)]
+        );
+    }
+
+    #[test]
+    fn a_channel_silent_a_little_longer_than_the_rest_leaves_only_the_difference() {
+        let channel = |start, end, reaches_end| Finding {
+            kind: IncidentKind::Silence,
+            channel: Some(0),
+            start,
+            end,
+            reaches_end,
+            evidence: Default::default(),
+        };
+        let whole = Finding {
+            channel: None,
+            ..channel(3_000, 900_000, false)
+        };
+        let pieces = outside(
+            channel(1_000, 1_000_000, true),
+            std::slice::from_ref(&whole),
+        );
+        assert_eq!(
+            spans(&pieces),
+            vec![(Some(0), 1_000, 3_000), (Some(0), 900_000, 1_000_000)]
+        );
+        assert_eq!(
+            pieces.iter().map(|p| p.reaches_end).collect::<Vec<_>>(),
+            vec![false, true]
+        );
+        assert!(outside(channel(3_000, 900_000, false), &[whole]).is_empty());
+    }
+
+    #[test]
+    fn when_every_channel_is_silent_only_the_whole_stream_silence_is_reported() {
+        assert_eq!(
+            spans(&detector().analyze(&surround(&[0, 1, 2, 3, 4, 5]))),
+            vec![(None, 0, 1_000_000)]
+        );
     }
 }
