@@ -64,7 +64,7 @@ use serde::{Deserialize, Serialize};
 pub use bad_inputs::{make_bad_inputs, BadInputs};
 pub use reference::{describe, ffmpeg_reference, ReferenceSettings};
 pub use tools::{
-    ffmpeg_available, probe, run_ffmpeg, video_keyframes, ProbeInfo, StreamInfo,
+    ffmpeg_available, ffmpeg_or_skip, probe, run_ffmpeg, video_keyframes, ProbeInfo, StreamInfo,
     FFMPEG_INSTALL_HINT,
 };
 

@@ -22,6 +22,15 @@ pub const FFMPEG_INSTALL_HINT: &str =
 /// overwrite outputs.
 const FFMPEG_BASE_FLAGS: [&str; 5] = ["-nostdin", "-hide_banner", "-loglevel", "error", "-y"];
 
+/// For tests: true when the ffmpeg CLI is there; otherwise says the test is skipped and why.
+pub fn ffmpeg_or_skip() -> bool {
+    let available = ffmpeg_available();
+    if !available {
+        eprintln!("skipping: the ffmpeg CLI is not installed (bash scripts/install-deps.sh)");
+    }
+    available
+}
+
 /// True when both `ffmpeg` and `ffprobe` can be started and report their version.
 ///
 /// Tests use this to skip (rather than fail) on machines without the CLI.

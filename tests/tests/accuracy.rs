@@ -189,8 +189,7 @@ fn reportable(clip: &mut Clip) {
 }
 
 fn make(dir: &Path, case: &Case) -> Option<Clip> {
-    if !vqa_testkit::ffmpeg_available() {
-        eprintln!("skipping: the ffmpeg CLI is not installed (bash scripts/install-deps.sh)");
+    if !vqa_testkit::ffmpeg_or_skip() {
         return None;
     }
     let mut clip = make_clip(dir, case.name, &case.spec)

@@ -21,8 +21,7 @@ fn graph() -> String {
 
 #[test]
 fn a_dead_surround_channel_is_reported_with_its_number() {
-    if !vqa_testkit::ffmpeg_available() {
-        eprintln!("skipping: the ffmpeg CLI is not installed (bash scripts/install-deps.sh)");
+    if !vqa_testkit::ffmpeg_or_skip() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

@@ -29,8 +29,7 @@ fn analyze(path: &Path) -> Vec<(IncidentKind, f64, f64)> {
 
 #[test]
 fn every_luma_path_and_intra_only_codecs_find_the_same_defects() {
-    if !vqa_testkit::ffmpeg_available() {
-        eprintln!("skipping: the ffmpeg CLI is not installed (bash scripts/install-deps.sh)");
+    if !vqa_testkit::ffmpeg_or_skip() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

@@ -9,8 +9,7 @@ use vqa_testkit::{make_clip, ClipSpec, Content, Defect};
 
 #[test]
 fn each_incident_opens_once_then_closes_once_and_handoffs_are_counted() {
-    if !vqa_testkit::ffmpeg_available() {
-        eprintln!("skipping: the ffmpeg CLI is not installed (bash scripts/install-deps.sh)");
+    if !vqa_testkit::ffmpeg_or_skip() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

@@ -22,8 +22,7 @@ fn stdout(o: &Output) -> String {
 
 /// A 6 s clip with a freeze and a silence, or `None` without the ffmpeg CLI.
 fn defect_clip(dir: &Path) -> Option<std::path::PathBuf> {
-    if !vqa_testkit::ffmpeg_available() {
-        eprintln!("skipping: the ffmpeg CLI is not installed (bash scripts/install-deps.sh)");
+    if !vqa_testkit::ffmpeg_or_skip() {
         return None;
     }
     let spec = ClipSpec {

@@ -20,6 +20,8 @@ use vqa_core::{
 
 struct Stored {
     artifact: Artifact,
+    /// Its logical size, computed once when stored.
+    payload: u64,
     /// Held while a segment is stored; dropping it admits the next one.
     _slot: Option<OwnedSemaphorePermit>,
 }
@@ -106,12 +108,14 @@ impl Transport for MemTransport {
         } else {
             None
         };
-        add(&self.counters.payload_bytes_put, payload_bytes(&artifact));
+        let payload = payload_bytes(&artifact);
+        add(&self.counters.payload_bytes_put, payload);
         let started = Instant::now();
         lock(&self.artifacts).insert(
             key.clone(),
             Stored {
                 artifact,
+                payload,
                 _slot: slot,
             },
         );
@@ -125,13 +129,13 @@ impl Transport for MemTransport {
 
     async fn get(&self, handle: &Handle) -> Result<Artifact, TransportError> {
         let started = Instant::now();
-        let artifact = lock(&self.artifacts)
+        let (artifact, payload) = lock(&self.artifacts)
             .get(&handle.key)
-            .map(|s| s.artifact.clone())
+            .map(|s| (s.artifact.clone(), s.payload))
             .ok_or_else(|| TransportError::NotFound(handle.key.to_string()))?;
         add(&self.counters.transfer_nanos, elapsed_nanos(started));
         add(&self.counters.gets, 1);
-        add(&self.counters.payload_bytes_got, payload_bytes(&artifact));
+        add(&self.counters.payload_bytes_got, payload);
         Ok(artifact)
     }
 
