@@ -27,11 +27,27 @@ pub(crate) struct Cutter {
     window: i64,
     next_index: u64,
     lead_in: Option<VideoFrame>,
+    /// How much audio before a segment's start goes with it.
+    audio_lead: Micros,
+    /// The latest cut audio, at least `audio_lead` of it.
+    recent_audio: VecDeque<AudioBlock>,
     pending_errors: u32,
 }
 
 impl Cutter {
+    #[cfg(test)]
     pub fn new(stream: StreamId, length: Micros, has_video: bool, has_audio: bool) -> Self {
+        Self::with_audio_lead(stream, length, has_video, has_audio, 0)
+    }
+
+    /// A cutter that hands each segment the audio of the `audio_lead` before its start too.
+    pub fn with_audio_lead(
+        stream: StreamId,
+        length: Micros,
+        has_video: bool,
+        has_audio: bool,
+        audio_lead: Micros,
+    ) -> Self {
         Cutter {
             stream,
             length,
@@ -44,6 +60,8 @@ impl Cutter {
             window: 0,
             next_index: 0,
             lead_in: None,
+            audio_lead,
+            recent_audio: VecDeque::new(),
             pending_errors: 0,
         }
     }
@@ -144,6 +162,15 @@ impl Cutter {
             Some(last) => self.lead_in.replace(last.clone()),
             None => self.lead_in.clone(),
         };
+        let audio_lead_in = if self.audio_lead > 0 {
+            let from = start - self.audio_lead;
+            self.recent_audio.retain(|b| b.end() > from);
+            let lead: Vec<AudioBlock> = self.recent_audio.iter().cloned().collect();
+            self.recent_audio.extend(audio.iter().cloned());
+            lead
+        } else {
+            Vec::new()
+        };
         let segment = Segment {
             stream: self.stream.clone(),
             index: self.next_index,
@@ -154,6 +181,7 @@ impl Cutter {
             lead_in,
             video,
             audio,
+            audio_lead_in,
             decode_errors: std::mem::take(&mut self.pending_errors),
         };
         self.next_index += 1;
@@ -208,6 +236,7 @@ mod tests {
             stride: 2,
             range: LumaRange::Limited,
             keyframe: false,
+            corrupt: false,
             luma: Bytes::from_static(&[0; 4]),
         }
     }
@@ -285,6 +314,28 @@ mod tests {
             2,
             "windows more than 3 s behind the video are cut"
         );
+    }
+
+    #[test]
+    fn segments_carry_the_audio_before_their_start_as_lead_in() {
+        let mut c = Cutter::with_audio_lead(StreamId::new("s"), L, false, true, 2_900_000);
+        // 5 s of audio in 100 ms blocks.
+        for k in 0..50 {
+            c.push_audio(block(k * 100_000, 4800));
+        }
+        let segs = drain(&mut c, true);
+        assert_eq!(segs.len(), 5);
+        assert!(segs[0].audio_lead_in.is_empty());
+        let lead = |s: &Segment| {
+            let b = &s.audio_lead_in;
+            (
+                b.first().map(|b| b.time_of(0)),
+                b.last().map(|b| b.end()),
+                b.iter().map(|b| b.frames()).sum::<usize>(),
+            )
+        };
+        assert_eq!(lead(&segs[1]), (Some(0), Some(L), 48_000));
+        assert_eq!(lead(&segs[4]), (Some(1_100_000), Some(4 * L), 139_200));
     }
 
     #[test]

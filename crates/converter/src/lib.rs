@@ -219,11 +219,12 @@ impl FfmpegConverter {
                 layout: a.layout_name(),
             }),
         };
-        let cutter = Cutter::new(
+        let cutter = Cutter::with_audio_lead(
             stream,
             config.segment_length(),
             video.is_some(),
             audio.is_some(),
+            config.audio_lead_in(),
         );
         Ok(FfmpegConverter {
             input,

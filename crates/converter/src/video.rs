@@ -62,6 +62,8 @@ pub(crate) struct VideoTrack {
     default_duration: Micros,
     next_pts: Option<Micros>,
     scaler: Option<(Pixel, u32, u32, GrayScaler)>,
+    /// The decoder rejected a packet or frame since the last picture it produced.
+    damage_pending: bool,
 }
 
 impl VideoTrack {
@@ -94,6 +96,7 @@ impl VideoTrack {
             default_duration,
             next_pts: None,
             scaler: None,
+            damage_pending: false,
         })
     }
 
@@ -101,10 +104,18 @@ impl VideoTrack {
     /// cutter. Returns how many errors the decoder reported.
     pub fn decode(&mut self, packet: Option<&Packet>, origin: Micros, cutter: &mut Cutter) -> u32 {
         let (frames, mut errors) = decode_frames(&mut self.decoder, packet, AvFrame::empty);
+        // A rejected packet damages the pictures decoded next (their references are gone).
+        self.damage_pending |= errors > 0;
         for frame in frames {
             match self.luma_frame(frame, origin) {
-                Some(f) => cutter.push_video(f),
-                None => errors += 1,
+                Some(mut f) => {
+                    f.corrupt |= std::mem::take(&mut self.damage_pending);
+                    cutter.push_video(f)
+                }
+                None => {
+                    errors += 1;
+                    self.damage_pending = true;
+                }
             }
         }
         errors
@@ -137,6 +148,14 @@ impl VideoTrack {
             LumaRange::Limited
         };
         let keyframe = frame.is_key() || frame.kind() == ffmpeg::picture::Type::I;
+        // SAFETY: reading plain fields of a frame we own.
+        let (error_flags, flags) = unsafe {
+            (
+                (*frame.as_ptr()).decode_error_flags,
+                (*frame.as_ptr()).flags,
+            )
+        };
+        let corrupt = error_flags != 0 || flags & ffmpeg::ffi::AV_FRAME_FLAG_CORRUPT != 0;
         let stride = frame.stride(0);
         let sane_stride = stride >= width as usize && stride < (1 << 24);
         let (luma, stride, range) = match luma_access(frame.format()) {
@@ -163,6 +182,7 @@ impl VideoTrack {
         };
         Some(VideoFrame {
             keyframe,
+            corrupt,
             pts,
             duration,
             width,

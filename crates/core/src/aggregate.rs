@@ -9,10 +9,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{IncidentRule, PipelineConfig};
+use crate::loudness::LoudnessSummary;
 use crate::model::StreamId;
 use crate::report::{
-    merge_evidence, Coverage, Evidence, Finding, Incident, IncidentKind, SegmentReport, Severity,
-    StreamReport, StreamSummary,
+    merge_evidence, Coverage, Evidence, Finding, Incident, IncidentKind, Measurements,
+    SegmentReport, Severity, StreamReport, StreamSummary,
 };
 use crate::time::{self, Micros};
 
@@ -45,6 +46,7 @@ pub struct AggregatorState {
     open: BTreeMap<RunKey, Run>,
     incidents: Vec<Incident>,
     coverage: Coverage,
+    measurements: Measurements,
 }
 
 impl AggregatorState {
@@ -73,7 +75,6 @@ pub enum IncidentEvent {
 #[derive(Clone, Debug)]
 pub struct IncidentAggregator {
     rules: BTreeMap<IncidentKind, IncidentRule>,
-    join_gap: Micros,
 }
 
 impl IncidentAggregator {
@@ -82,10 +83,7 @@ impl IncidentAggregator {
             .into_iter()
             .map(|k| (k, config.rule(k)))
             .collect();
-        IncidentAggregator {
-            rules,
-            join_gap: time::from_secs(config.aggregator.join_gap),
-        }
+        IncidentAggregator { rules }
     }
 
     /// Takes one segment's findings (in any order; duplicates of an already applied segment
@@ -115,6 +113,7 @@ impl IncidentAggregator {
         c.audio_frames += report.audio_frames;
         c.decode_errors += u64::from(report.decode_errors);
         c.analysed = c.analysed.max(report.end);
+        state.measurements.merge(&report.measurements);
 
         let mut findings: Vec<&Finding> = report.findings.iter().collect();
         findings.sort_by_key(|f| (key_of(f), f.start));
@@ -123,7 +122,7 @@ impl IncidentAggregator {
             let joins = state
                 .open
                 .get(&key)
-                .is_some_and(|run| f.start <= run.end + self.join_gap);
+                .is_some_and(|run| f.start <= run.end + self.rule(f.kind).join_gap);
             if !joins {
                 if let Some(run) = state.open.remove(&key) {
                     self.close(state, key, run, events);
@@ -236,6 +235,8 @@ impl IncidentAggregator {
             warnings: summary.warnings,
             coverage: state.coverage,
             incidents,
+            loudness: LoudnessSummary::from_measurements(&state.measurements),
+            measurements: state.measurements.values,
         };
         (report, events)
     }
@@ -256,6 +257,7 @@ mod tests {
             video_frames: 25,
             audio_frames: 48_000,
             decode_errors: 0,
+            measurements: Measurements::default(),
             findings: findings
                 .into_iter()
                 .map(|(kind, start, end)| Finding {

@@ -24,32 +24,79 @@ pub enum ConfigError {
         value: String,
         expected: &'static str,
     },
-    #[error("unknown detector `{0}` (known: freeze, black, silence)")]
+    #[error("unknown detector `{0}` (known: {known})", known = DetectorName::list())]
     UnknownDetector(String),
 }
 
-/// A detector that can be switched on or off by name.
+/// A detector that can be switched on or off by name; each reports the [`IncidentKind`] of
+/// the same name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DetectorName {
     Freeze,
     Black,
     Silence,
+    Blockiness,
+    Corruption,
+    Blur,
+    Colorbars,
+    FrameDrop,
+    Loudness,
+    Clipping,
+    AvSync,
+    Onnx,
 }
 
 impl DetectorName {
-    pub const ALL: [DetectorName; 3] = [
+    pub const ALL: [DetectorName; 12] = [
         DetectorName::Freeze,
         DetectorName::Black,
         DetectorName::Silence,
+        DetectorName::Blockiness,
+        DetectorName::Corruption,
+        DetectorName::Blur,
+        DetectorName::Colorbars,
+        DetectorName::FrameDrop,
+        DetectorName::Loudness,
+        DetectorName::Clipping,
+        DetectorName::AvSync,
+        DetectorName::Onnx,
     ];
 
+    /// Detectors that run when the configuration names none: all but `onnx`, which needs a
+    /// model file.
+    pub fn defaults() -> Vec<DetectorName> {
+        DetectorName::ALL
+            .into_iter()
+            .filter(|d| *d != DetectorName::Onnx)
+            .collect()
+    }
+
     pub fn as_str(self) -> &'static str {
+        self.kind().as_str()
+    }
+
+    /// The kind of incident the detector reports.
+    pub fn kind(self) -> IncidentKind {
         match self {
-            DetectorName::Freeze => "freeze",
-            DetectorName::Black => "black",
-            DetectorName::Silence => "silence",
+            DetectorName::Freeze => IncidentKind::Freeze,
+            DetectorName::Black => IncidentKind::Black,
+            DetectorName::Silence => IncidentKind::Silence,
+            DetectorName::Blockiness => IncidentKind::Blockiness,
+            DetectorName::Corruption => IncidentKind::Corruption,
+            DetectorName::Blur => IncidentKind::Blur,
+            DetectorName::Colorbars => IncidentKind::Colorbars,
+            DetectorName::FrameDrop => IncidentKind::FrameDrop,
+            DetectorName::Loudness => IncidentKind::Loudness,
+            DetectorName::Clipping => IncidentKind::Clipping,
+            DetectorName::AvSync => IncidentKind::AvSync,
+            DetectorName::Onnx => IncidentKind::Onnx,
         }
+    }
+
+    /// All names, comma-separated, for messages.
+    pub fn list() -> String {
+        DetectorName::ALL.map(|d| d.as_str()).join(", ")
     }
 }
 
@@ -76,11 +123,20 @@ impl FromStr for DetectorName {
 pub struct PipelineConfig {
     /// Length of one segment in seconds (default 1.0). Every detector sees one segment at a time.
     pub segment_seconds: f64,
-    /// Detectors to run (default: all of freeze, black, silence).
+    /// Detectors to run (default: all but `onnx`, which needs a model file).
     pub detectors: Vec<DetectorName>,
     pub freeze: FreezeConfig,
     pub black: BlackConfig,
     pub silence: SilenceConfig,
+    pub blockiness: BlockinessConfig,
+    pub corruption: CorruptionConfig,
+    pub blur: BlurConfig,
+    pub colorbars: ColorbarsConfig,
+    pub frame_drop: FrameDropConfig,
+    pub loudness: LoudnessConfig,
+    pub clipping: ClippingConfig,
+    pub av_sync: AvSyncConfig,
+    pub onnx: OnnxConfig,
     pub aggregator: AggregatorConfig,
     pub converter: ConverterConfig,
 }
@@ -89,10 +145,19 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
             segment_seconds: 1.0,
-            detectors: DetectorName::ALL.to_vec(),
+            detectors: DetectorName::defaults(),
             freeze: FreezeConfig::default(),
             black: BlackConfig::default(),
             silence: SilenceConfig::default(),
+            blockiness: BlockinessConfig::default(),
+            corruption: CorruptionConfig::default(),
+            blur: BlurConfig::default(),
+            colorbars: ColorbarsConfig::default(),
+            frame_drop: FrameDropConfig::default(),
+            loudness: LoudnessConfig::default(),
+            clipping: ClippingConfig::default(),
+            av_sync: AvSyncConfig::default(),
+            onnx: OnnxConfig::default(),
             aggregator: AggregatorConfig::default(),
             converter: ConverterConfig::default(),
         }
@@ -192,6 +257,281 @@ impl Default for SilenceConfig {
     }
 }
 
+/// `blockiness`: visible block structure, no reference needed. Per frame, the luma gradient
+/// across the 8-pixel block grid is compared with the gradient inside blocks, horizontally
+/// and vertically; a starved encoder or concealed damage makes block edges stand out while
+/// detailed or flat content does not.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BlockinessConfig {
+    /// A frame is blocky when its block-edge gradient is at least this many times the
+    /// gradient inside blocks, in both directions (default 1.5; clean H.264 measures
+    /// about 1.0).
+    pub threshold: f64,
+    /// Shortest blocky run reported, in seconds (default 0.5).
+    pub min_duration: f64,
+    /// Blocky runs at least this long are critical (default 5.0 s).
+    pub critical_after: f64,
+}
+
+impl Default for BlockinessConfig {
+    fn default() -> Self {
+        BlockinessConfig {
+            threshold: 1.5,
+            min_duration: 0.5,
+            critical_after: 5.0,
+        }
+    }
+}
+
+/// `corruption`: pictures the decoder flagged as damaged or concealed, and packets it
+/// rejected.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorruptionConfig {
+    /// Shortest corruption reported, in seconds (default 0: one damaged picture is enough).
+    pub min_duration: f64,
+    /// Corruption lasting at least this long is critical (default 2.0 s).
+    pub critical_after: f64,
+    /// Damaged pictures at most this many seconds apart are one incident (default 1.0).
+    pub join_gap: f64,
+}
+
+impl Default for CorruptionConfig {
+    fn default() -> Self {
+        CorruptionConfig {
+            min_duration: 0.0,
+            critical_after: 2.0,
+            join_gap: 1.0,
+        }
+    }
+}
+
+/// `blur`: the mean width of the picture's strongest edges grows past `max_edge_width`,
+/// measured as FFmpeg's blurdetect does (the Marziliano edge-width metric).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BlurConfig {
+    /// Mean edge width, in pixels of a 1080-line picture (scaled for other heights), above
+    /// which a frame is blurred (default 6.0).
+    pub max_edge_width: f64,
+    /// Shortest blurred run reported, in seconds (default 1.0).
+    pub min_duration: f64,
+    /// Blurred runs at least this long are critical (default 10.0 s).
+    pub critical_after: f64,
+}
+
+impl Default for BlurConfig {
+    fn default() -> Self {
+        BlurConfig {
+            max_edge_width: 6.0,
+            min_duration: 1.0,
+            critical_after: 10.0,
+        }
+    }
+}
+
+/// `colorbars`: SMPTE (SD and HD) or EBU colour bars in place of programme: a row of at least
+/// `min_bars` flat, equally wide bars whose luma falls from left to right.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ColorbarsConfig {
+    /// Fewest bars that make a bar pattern (default 6; SMPTE has 7, EBU 8).
+    pub min_bars: u32,
+    /// Shortest run of bars reported, in seconds (default 1.0).
+    pub min_duration: f64,
+    /// Bars at least this long are critical (default 10.0 s).
+    pub critical_after: f64,
+}
+
+impl Default for ColorbarsConfig {
+    fn default() -> Self {
+        ColorbarsConfig {
+            min_bars: 6,
+            min_duration: 1.0,
+            critical_after: 10.0,
+        }
+    }
+}
+
+/// `frame_drop`: video timestamps that jump forward by more than `max_gap_frames` frame
+/// durations (frames missing) or go backwards.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FrameDropConfig {
+    /// Largest step between frames, in frame durations, that is not a drop (default 1.5).
+    pub max_gap_frames: f64,
+    /// Shortest gap reported, in seconds (default 0: one missing frame is enough).
+    pub min_duration: f64,
+    /// Gaps at least this long are critical (default 1.0 s).
+    pub critical_after: f64,
+    /// Gaps at most this many seconds apart are one incident (default 0.5).
+    pub join_gap: f64,
+}
+
+impl Default for FrameDropConfig {
+    fn default() -> Self {
+        FrameDropConfig {
+            max_gap_frames: 1.5,
+            min_duration: 0.0,
+            critical_after: 1.0,
+            join_gap: 0.5,
+        }
+    }
+}
+
+/// `loudness`: EBU R128 short-term loudness (3 s window) outside the target window, and the
+/// stream's integrated loudness, loudness range and true peak in the report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoudnessConfig {
+    /// Target programme loudness, LUFS (default -23, EBU R128; ATSC A/85 uses -24).
+    pub target_lufs: f64,
+    /// Short-term loudness more than this many LU above the target is too loud (default 5).
+    pub max_above_lu: f64,
+    /// Short-term loudness more than this many LU below the target is too quiet (default 10).
+    /// Audio below -70 LUFS is silence, the silence detector's business, not a loudness
+    /// incident.
+    pub max_below_lu: f64,
+    /// Shortest excursion reported, in seconds (default 5.0).
+    pub min_duration: f64,
+    /// Excursions at least this long are critical (default 30.0 s).
+    pub critical_after: f64,
+}
+
+impl Default for LoudnessConfig {
+    fn default() -> Self {
+        LoudnessConfig {
+            target_lufs: -23.0,
+            max_above_lu: 5.0,
+            max_below_lu: 10.0,
+            min_duration: 5.0,
+            critical_after: 30.0,
+        }
+    }
+}
+
+/// `clipping`: runs of consecutive samples at full scale on any channel.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClippingConfig {
+    /// A sample is at full scale when its magnitude is at least this (default 0.99).
+    pub level: f64,
+    /// Fewest consecutive full-scale samples that count as a clip (default 4): a loud but
+    /// intact waveform touches its peak for one or two samples.
+    pub min_run: u32,
+    /// Shortest clipped passage reported, in seconds (default 0).
+    pub min_duration: f64,
+    /// Clipped passages at least this long are critical (default 5.0 s).
+    pub critical_after: f64,
+    /// Clips at most this many seconds apart are one passage (default 0.5).
+    pub join_gap: f64,
+}
+
+impl Default for ClippingConfig {
+    fn default() -> Self {
+        ClippingConfig {
+            level: 0.99,
+            min_run: 4,
+            min_duration: 0.0,
+            critical_after: 5.0,
+            join_gap: 0.5,
+        }
+    }
+}
+
+/// `av_sync`: on a sync test pattern (a white flash with a simultaneous beep, repeating), the
+/// audio onset's offset from the flash, positive when audio is late.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AvSyncConfig {
+    /// Audio later than the picture by more than this is an incident (default 45 ms).
+    pub max_late_ms: f64,
+    /// Audio earlier than the picture by more than this is an incident (default 15 ms).
+    pub max_early_ms: f64,
+    /// How far from a flash its beep is looked for (default 500 ms).
+    pub search_ms: f64,
+    /// Shortest out-of-sync run reported, in seconds (default 0: one measurement).
+    pub min_duration: f64,
+    /// Out-of-sync runs at least this long are critical (default 10.0 s).
+    pub critical_after: f64,
+}
+
+impl Default for AvSyncConfig {
+    fn default() -> Self {
+        AvSyncConfig {
+            max_late_ms: 45.0,
+            max_early_ms: 15.0,
+            search_ms: 500.0,
+            min_duration: 0.0,
+            critical_after: 10.0,
+        }
+    }
+}
+
+/// `onnx`: any ONNX image model, run with tract on luma patches or on the resized frame.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OnnxConfig {
+    /// Path of the `.onnx` file (required when the detector is enabled). The repository ships
+    /// `models/blockiness.onnx`, a macroblocking classifier on 32x32 luma patches.
+    pub model: String,
+    /// `patches`: the model scores `input_width` x `input_height` patches cut at native
+    /// resolution on a grid aligned to 16 pixels, and the frame's score is their mean;
+    /// `resize`: the model scores the whole frame scaled to its input size (default patches).
+    pub mode: OnnxMode,
+    /// Model input width and height in pixels (default 32 x 32).
+    pub input_width: u32,
+    pub input_height: u32,
+    /// Input channels: 1 feeds luma; 3 feeds luma to each channel (default 1).
+    pub channels: u32,
+    /// Input value = (luma * scale - mean) / std (defaults 1/255, 0, 1).
+    pub scale: f64,
+    pub mean: f64,
+    pub std: f64,
+    /// Which element of each output row is the defect score (default 0).
+    pub output_index: u32,
+    /// A frame whose score is at least this is defective (default 0.5).
+    pub threshold: f64,
+    /// Patches per frame in `patches` mode (default 24).
+    pub patches: u32,
+    /// Score every n-th frame (default 5: 5 frames a second at 25 fps).
+    pub frame_step: u32,
+    /// Shortest defective run reported, in seconds (default 0.5).
+    pub min_duration: f64,
+    /// Runs at least this long are critical (default 5.0 s).
+    pub critical_after: f64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnnxMode {
+    #[default]
+    Patches,
+    Resize,
+}
+
+impl Default for OnnxConfig {
+    fn default() -> Self {
+        OnnxConfig {
+            model: String::new(),
+            mode: OnnxMode::Patches,
+            input_width: 32,
+            input_height: 32,
+            channels: 1,
+            scale: 1.0 / 255.0,
+            mean: 0.0,
+            std: 1.0,
+            output_index: 0,
+            threshold: 0.5,
+            patches: 24,
+            frame_step: 5,
+            min_duration: 0.5,
+            critical_after: 5.0,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AggregatorConfig {
@@ -218,6 +558,8 @@ pub struct ConverterConfig {
 pub struct IncidentRule {
     pub min_duration: Micros,
     pub critical_after: Micros,
+    /// Findings at most this far apart are one incident.
+    pub join_gap: Micros,
 }
 
 impl PipelineConfig {
@@ -260,15 +602,65 @@ impl PipelineConfig {
     }
 
     pub fn rule(&self, kind: IncidentKind) -> IncidentRule {
-        let (min, critical) = match kind {
-            IncidentKind::Freeze => (self.freeze.min_duration, self.freeze.critical_after),
-            IncidentKind::Black => (self.black.min_duration, self.black.critical_after),
-            IncidentKind::Silence => (self.silence.min_duration, self.silence.critical_after),
+        use IncidentKind::*;
+        let (min, critical, gap) = match kind {
+            Freeze => (self.freeze.min_duration, self.freeze.critical_after, 0.0),
+            Black => (self.black.min_duration, self.black.critical_after, 0.0),
+            Silence => (self.silence.min_duration, self.silence.critical_after, 0.0),
+            Blockiness => (
+                self.blockiness.min_duration,
+                self.blockiness.critical_after,
+                0.0,
+            ),
+            Corruption => (
+                self.corruption.min_duration,
+                self.corruption.critical_after,
+                self.corruption.join_gap,
+            ),
+            Blur => (self.blur.min_duration, self.blur.critical_after, 0.0),
+            Colorbars => (
+                self.colorbars.min_duration,
+                self.colorbars.critical_after,
+                0.0,
+            ),
+            FrameDrop => (
+                self.frame_drop.min_duration,
+                self.frame_drop.critical_after,
+                self.frame_drop.join_gap,
+            ),
+            Loudness => (
+                self.loudness.min_duration,
+                self.loudness.critical_after,
+                0.0,
+            ),
+            Clipping => (
+                self.clipping.min_duration,
+                self.clipping.critical_after,
+                self.clipping.join_gap,
+            ),
+            AvSync => (self.av_sync.min_duration, self.av_sync.critical_after, 0.0),
+            Onnx => (self.onnx.min_duration, self.onnx.critical_after, 0.0),
         };
         IncidentRule {
             min_duration: time::from_secs(min),
             critical_after: time::from_secs(critical),
+            join_gap: time::from_secs(gap.max(self.aggregator.join_gap)),
         }
+    }
+
+    /// Audio before each segment's start the detectors need (loudness: the rest of a 3 s
+    /// short-term window; av_sync: a beep ahead of its flash). The converter hands it over
+    /// with the segment as `audio_lead_in`.
+    pub fn audio_lead_in(&self) -> Micros {
+        let mut secs: f64 = 0.0;
+        if self.is_enabled(DetectorName::Loudness) {
+            // A 3 s short-term window ending at the segment's first 100 ms step.
+            secs = secs.max(2.9);
+        }
+        if self.is_enabled(DetectorName::AvSync) {
+            secs = secs.max(self.av_sync.search_ms / 1000.0);
+        }
+        time::from_secs(secs)
     }
 
     /// Checks every value is in its meaningful range; the error names the field.
@@ -303,6 +695,20 @@ impl PipelineConfig {
             ("black.critical_after", self.black.critical_after),
             ("silence.min_duration", self.silence.min_duration),
             ("silence.critical_after", self.silence.critical_after),
+            ("blockiness.min_duration", self.blockiness.min_duration),
+            ("blockiness.critical_after", self.blockiness.critical_after),
+            ("corruption.critical_after", self.corruption.critical_after),
+            ("blur.min_duration", self.blur.min_duration),
+            ("blur.critical_after", self.blur.critical_after),
+            ("colorbars.min_duration", self.colorbars.min_duration),
+            ("colorbars.critical_after", self.colorbars.critical_after),
+            ("frame_drop.critical_after", self.frame_drop.critical_after),
+            ("loudness.min_duration", self.loudness.min_duration),
+            ("loudness.critical_after", self.loudness.critical_after),
+            ("clipping.critical_after", self.clipping.critical_after),
+            ("av_sync.critical_after", self.av_sync.critical_after),
+            ("onnx.min_duration", self.onnx.min_duration),
+            ("onnx.critical_after", self.onnx.critical_after),
         ];
         for (field, v) in durations {
             check(
@@ -311,6 +717,143 @@ impl PipelineConfig {
                 v > 0.0 && v <= 86_400.0,
                 "expected a duration in seconds, > 0",
             )?;
+        }
+        // Kinds where one event is a defect may report it however short.
+        for (field, v) in [
+            ("corruption.min_duration", self.corruption.min_duration),
+            ("corruption.join_gap", self.corruption.join_gap),
+            ("frame_drop.min_duration", self.frame_drop.min_duration),
+            ("frame_drop.join_gap", self.frame_drop.join_gap),
+            ("clipping.min_duration", self.clipping.min_duration),
+            ("clipping.join_gap", self.clipping.join_gap),
+            ("av_sync.min_duration", self.av_sync.min_duration),
+        ] {
+            check(
+                field,
+                v,
+                (0.0..=86_400.0).contains(&v),
+                "expected a duration in seconds, >= 0",
+            )?;
+        }
+        for (field, v, ok, expected) in [
+            (
+                "blockiness.threshold",
+                self.blockiness.threshold,
+                self.blockiness.threshold > 1.0,
+                "expected a ratio above 1",
+            ),
+            (
+                "blur.max_edge_width",
+                self.blur.max_edge_width,
+                self.blur.max_edge_width > 1.0,
+                "expected pixels above 1",
+            ),
+            (
+                "colorbars.min_bars",
+                f64::from(self.colorbars.min_bars),
+                (3..=16).contains(&self.colorbars.min_bars),
+                "expected between 3 and 16 bars",
+            ),
+            (
+                "frame_drop.max_gap_frames",
+                self.frame_drop.max_gap_frames,
+                self.frame_drop.max_gap_frames > 1.0,
+                "expected frame durations above 1",
+            ),
+            (
+                "loudness.target_lufs",
+                self.loudness.target_lufs,
+                (-70.0..=0.0).contains(&self.loudness.target_lufs),
+                "expected LUFS between -70 and 0",
+            ),
+            (
+                "loudness.max_above_lu",
+                self.loudness.max_above_lu,
+                self.loudness.max_above_lu > 0.0,
+                "expected LU above 0",
+            ),
+            (
+                "loudness.max_below_lu",
+                self.loudness.max_below_lu,
+                self.loudness.max_below_lu > 0.0,
+                "expected LU above 0",
+            ),
+            (
+                "clipping.level",
+                self.clipping.level,
+                self.clipping.level > 0.0 && self.clipping.level <= 1.0,
+                "expected a fraction of full scale in (0, 1]",
+            ),
+            (
+                "clipping.min_run",
+                f64::from(self.clipping.min_run),
+                self.clipping.min_run >= 1,
+                "expected at least 1 sample",
+            ),
+            (
+                "av_sync.max_late_ms",
+                self.av_sync.max_late_ms,
+                self.av_sync.max_late_ms >= 0.0,
+                "expected milliseconds >= 0",
+            ),
+            (
+                "av_sync.max_early_ms",
+                self.av_sync.max_early_ms,
+                self.av_sync.max_early_ms >= 0.0,
+                "expected milliseconds >= 0",
+            ),
+            (
+                "av_sync.search_ms",
+                self.av_sync.search_ms,
+                (40.0..=2000.0).contains(&self.av_sync.search_ms),
+                "expected milliseconds between 40 and 2000",
+            ),
+            (
+                "onnx.threshold",
+                self.onnx.threshold,
+                true,
+                "expected a finite number",
+            ),
+            (
+                "onnx.std",
+                self.onnx.std,
+                self.onnx.std != 0.0,
+                "expected a non-zero number",
+            ),
+            (
+                "onnx.input_width",
+                f64::from(self.onnx.input_width),
+                (1..=4096).contains(&self.onnx.input_width)
+                    && (1..=4096).contains(&self.onnx.input_height),
+                "expected input_width and input_height between 1 and 4096",
+            ),
+            (
+                "onnx.channels",
+                f64::from(self.onnx.channels),
+                self.onnx.channels == 1 || self.onnx.channels == 3,
+                "expected 1 or 3",
+            ),
+            (
+                "onnx.patches",
+                f64::from(self.onnx.patches),
+                (1..=1024).contains(&self.onnx.patches),
+                "expected between 1 and 1024",
+            ),
+            (
+                "onnx.frame_step",
+                f64::from(self.onnx.frame_step),
+                self.onnx.frame_step >= 1,
+                "expected at least 1",
+            ),
+        ] {
+            check(field, v, ok, expected)?;
+        }
+        if self.is_enabled(DetectorName::Onnx) && self.onnx.model.trim().is_empty() {
+            return Err(ConfigError::OutOfRange {
+                field: "onnx.model",
+                value: "\"\"".into(),
+                expected: "the onnx detector needs a model file: set onnx.model to a .onnx path, e.g. models/blockiness.onnx",
+            });
         }
         for (field, v) in [
             ("freeze.noise_db", self.freeze.noise_db),
@@ -348,7 +891,7 @@ impl PipelineConfig {
             return Err(ConfigError::OutOfRange {
                 field: "detectors",
                 value: "[]".into(),
-                expected: "expected at least one of freeze, black, silence",
+                expected: "expected at least one detector",
             });
         }
         Ok(())

@@ -7,6 +7,7 @@
 
 pub mod aggregate;
 pub mod config;
+pub mod loudness;
 pub mod model;
 pub mod report;
 pub mod stage;
@@ -18,8 +19,8 @@ pub use aggregate::{AggregatorState, IncidentAggregator, IncidentEvent};
 pub use config::{ConfigError, DetectorName, PipelineConfig};
 pub use model::{AudioBlock, LumaRange, MediaInfo, Segment, StreamId, Track, VideoFrame};
 pub use report::{
-    Coverage, Evidence, Finding, Incident, IncidentKind, SegmentReport, Severity, StreamReport,
-    StreamSummary, Summary,
+    Coverage, Evidence, Finding, Incident, IncidentKind, Measurements, SegmentReport, Severity,
+    StreamReport, StreamSummary, Summary,
 };
 pub use stage::{Converter, Detector};
 pub use time::Micros;

@@ -67,6 +67,9 @@ pub struct VideoFrame {
     /// Decoded from a keyframe (an intra-coded picture). An encoder re-encoding a still
     /// picture as a keyframe changes it slightly; the freeze detector allows for that.
     pub keyframe: bool,
+    /// The decoder flagged the picture as damaged: missing references, a corrupt bitstream,
+    /// or error concealment in use.
+    pub corrupt: bool,
     /// `stride * height` bytes (the last row may be only `width` long).
     pub luma: Bytes,
 }
@@ -202,12 +205,15 @@ pub struct Segment {
     pub lead_in: Option<VideoFrame>,
     pub video: Vec<VideoFrame>,
     pub audio: Vec<AudioBlock>,
+    /// Audio just before `start` (as long as the configuration's detectors need: see
+    /// `PipelineConfig::audio_lead_in`), for windows that reach back over the segment edge.
+    pub audio_lead_in: Vec<AudioBlock>,
     /// Packets or frames the decoder rejected while producing this segment.
     pub decode_errors: u32,
 }
 
 impl Segment {
-    /// Bytes of frame and sample data the segment carries (the lead-in frame included): the
+    /// Bytes of frame and sample data the segment carries (lead-ins included): the
     /// same figure whichever transport hands it over.
     pub fn payload_bytes(&self) -> u64 {
         let frames: usize = self
@@ -216,7 +222,12 @@ impl Segment {
             .chain(&self.video)
             .map(|f| f.luma.len())
             .sum();
-        let audio: usize = self.audio.iter().map(|a| a.samples.len() * 4).sum();
+        let audio: usize = self
+            .audio_lead_in
+            .iter()
+            .chain(&self.audio)
+            .map(|a| a.samples.len() * 4)
+            .sum();
         (frames + audio) as u64
     }
 

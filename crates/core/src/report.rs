@@ -19,13 +19,40 @@ pub enum IncidentKind {
     /// The audio is below the noise floor: on every channel, or (with a `channel`) on one
     /// channel while others carry sound.
     Silence,
+    /// Visible block structure (macroblocking) from a starved encoder or concealed damage.
+    Blockiness,
+    /// The decoder reported damaged or concealed pictures, or rejected packets.
+    Corruption,
+    /// The picture lost its sharpness.
+    Blur,
+    /// Colour bars in place of programme.
+    Colorbars,
+    /// Video timestamps jump: frames missing, or time going backwards.
+    FrameDrop,
+    /// Programme loudness outside the target window.
+    Loudness,
+    /// Samples at full scale: the waveform was cut off.
+    Clipping,
+    /// Audio ahead of or behind the picture beyond tolerance.
+    AvSync,
+    /// A user-supplied ONNX model scored frames above its threshold.
+    Onnx,
 }
 
 impl IncidentKind {
-    pub const ALL: [IncidentKind; 3] = [
+    pub const ALL: [IncidentKind; 12] = [
         IncidentKind::Freeze,
         IncidentKind::Black,
         IncidentKind::Silence,
+        IncidentKind::Blockiness,
+        IncidentKind::Corruption,
+        IncidentKind::Blur,
+        IncidentKind::Colorbars,
+        IncidentKind::FrameDrop,
+        IncidentKind::Loudness,
+        IncidentKind::Clipping,
+        IncidentKind::AvSync,
+        IncidentKind::Onnx,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -33,6 +60,15 @@ impl IncidentKind {
             IncidentKind::Freeze => "freeze",
             IncidentKind::Black => "black",
             IncidentKind::Silence => "silence",
+            IncidentKind::Blockiness => "blockiness",
+            IncidentKind::Corruption => "corruption",
+            IncidentKind::Blur => "blur",
+            IncidentKind::Colorbars => "colorbars",
+            IncidentKind::FrameDrop => "frame_drop",
+            IncidentKind::Loudness => "loudness",
+            IncidentKind::Clipping => "clipping",
+            IncidentKind::AvSync => "av_sync",
+            IncidentKind::Onnx => "onnx",
         }
     }
 }
@@ -81,6 +117,74 @@ impl Summary {
 
 /// Named measurements backing a finding, e.g. `{"black_ratio": {min, max, mean, count}}`.
 pub type Evidence = BTreeMap<String, Summary>;
+
+/// Counts of values in bins of 0.1 unit (bin `b` holds values in `[b/10 - 0.05, b/10 + 0.05)`),
+/// e.g. the loudness of every 400 ms block: unlike a [`Summary`], enough to compute gated
+/// means and percentiles over a whole stream.
+pub type Histogram = BTreeMap<i32, u64>;
+
+/// Named histograms, merged bin by bin across segments.
+pub type Histograms = BTreeMap<String, Histogram>;
+
+/// Adds `value` to a histogram.
+pub fn histogram_add(h: &mut Histogram, value: f64) {
+    if value.is_finite() {
+        *h.entry((value * 10.0).round() as i32).or_insert(0) += 1;
+    }
+}
+
+/// Merges `from` into `into`, bin by bin.
+pub fn merge_histograms(into: &mut Histograms, from: &Histograms) {
+    for (name, h) in from {
+        let target = into.entry(name.clone()).or_default();
+        for (bin, n) in h {
+            *target.entry(*bin).or_insert(0) += n;
+        }
+    }
+}
+
+/// Measurement: audio onset minus flash on a sync test pattern, ms (positive: audio late).
+pub const AV_SYNC_OFFSET_MS: &str = "av_sync.offset_ms";
+
+/// What detectors measured besides findings: values summarised over a segment (and, merged,
+/// over the stream), e.g. `av_sync.offset_ms`, and histograms, e.g. `loudness.momentary_lufs`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Measurements {
+    pub values: Evidence,
+    pub histograms: Histograms,
+}
+
+impl Measurements {
+    pub fn add(&mut self, name: &str, value: f64) {
+        if !value.is_finite() {
+            return;
+        }
+        match self.values.get_mut(name) {
+            Some(s) => s.add(value),
+            None => {
+                self.values.insert(name.to_string(), Summary::of(value));
+            }
+        }
+    }
+
+    pub fn add_to_histogram(&mut self, name: &str, value: f64) {
+        if !self.histograms.contains_key(name) {
+            self.histograms.insert(name.to_string(), Histogram::new());
+        }
+        if let Some(h) = self.histograms.get_mut(name) {
+            histogram_add(h, value);
+        }
+    }
+
+    pub fn merge(&mut self, other: &Measurements) {
+        merge_evidence(&mut self.values, &other.values);
+        merge_histograms(&mut self.histograms, &other.histograms);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty() && self.histograms.is_empty()
+    }
+}
 
 /// Merges `from` into `into`, measurement by measurement.
 pub fn merge_evidence(into: &mut Evidence, from: &Evidence) {
@@ -147,6 +251,7 @@ pub struct SegmentReport {
     pub audio_frames: u64,
     pub decode_errors: u32,
     pub findings: Vec<Finding>,
+    pub measurements: Measurements,
 }
 
 /// What the converter knows once the input is exhausted; completes the stream report.
@@ -183,4 +288,9 @@ pub struct StreamReport {
     pub warnings: Vec<String>,
     pub coverage: Coverage,
     pub incidents: Vec<Incident>,
+    /// Programme loudness over the whole stream (EBU R128), when the loudness detector ran on
+    /// audio.
+    pub loudness: Option<crate::loudness::LoudnessSummary>,
+    /// What the detectors measured, summarised over the stream (e.g. `av_sync.offset_ms`).
+    pub measurements: Evidence,
 }

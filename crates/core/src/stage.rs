@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::aggregate::{AggregatorState, IncidentAggregator, IncidentEvent};
 use crate::config::DetectorName;
 use crate::model::{MediaInfo, Segment, StreamId};
-use crate::report::{Finding, SegmentReport, StreamReport, StreamSummary};
+use crate::report::{Finding, Measurements, SegmentReport, StreamReport, StreamSummary};
 use crate::transport::{
     get_findings, get_segment, Artifact, ArtifactKey, Handle, StateKey, Transport, TransportError,
 };
@@ -29,16 +29,33 @@ pub trait Converter: Send {
 
 /// Looks at one segment and reports where its condition held.
 ///
-/// Detectors are stateless: anything spanning segments is the aggregator's job.
+/// Detectors are stateless: anything spanning segments is the aggregator's job. A detector
+/// implements one of the two `analyze` methods: `analyze_measuring` when it also reports
+/// measurements (values summarised over the stream, or histograms).
 pub trait Detector: Send + Sync {
     fn name(&self) -> DetectorName;
 
-    fn analyze(&self, segment: &Segment) -> Vec<Finding>;
+    fn analyze(&self, segment: &Segment) -> Vec<Finding> {
+        self.analyze_measuring(segment, &mut Measurements::default())
+    }
+
+    fn analyze_measuring(
+        &self,
+        segment: &Segment,
+        measurements: &mut Measurements,
+    ) -> Vec<Finding> {
+        let _ = measurements;
+        self.analyze(segment)
+    }
 }
 
 /// Runs every detector on a segment.
 pub fn detect(detectors: &[Box<dyn Detector>], segment: &Segment) -> SegmentReport {
-    let findings = detectors.iter().flat_map(|d| d.analyze(segment)).collect();
+    let mut measurements = Measurements::default();
+    let findings = detectors
+        .iter()
+        .flat_map(|d| d.analyze_measuring(segment, &mut measurements))
+        .collect();
     SegmentReport {
         stream: segment.stream.clone(),
         index: segment.index,
@@ -48,6 +65,7 @@ pub fn detect(detectors: &[Box<dyn Detector>], segment: &Segment) -> SegmentRepo
         audio_frames: segment.audio_frames(),
         decode_errors: segment.decode_errors,
         findings,
+        measurements,
     }
 }
 

@@ -14,7 +14,7 @@ use crate::report::SegmentReport;
 use crate::transport::{Artifact, ArtifactName, TransportError};
 use std::sync::Arc;
 
-pub const WIRE_VERSION: u8 = 1;
+pub const WIRE_VERSION: u8 = 2;
 
 const TAG_SEGMENT: u8 = 1;
 const TAG_FINDINGS: u8 = 2;
@@ -108,6 +108,7 @@ mod tests {
             stride: 8,
             range: LumaRange::Limited,
             keyframe: false,
+            corrupt: pts == 3_040_000,
             luma: Bytes::from((0..16u8).collect::<Vec<_>>()),
         };
         Segment {
@@ -126,6 +127,14 @@ mod tests {
                 channels: 2,
                 lfe: None,
                 samples: vec![0.5, -0.25, 1e-9, 0.0].into(),
+            }],
+            audio_lead_in: vec![AudioBlock {
+                pts: 2_999_000,
+                skipped: 2,
+                rate: 48_000,
+                channels: 2,
+                lfe: Some(1),
+                samples: vec![0.125; 4].into(),
             }],
             decode_errors: 1,
         }
@@ -161,6 +170,12 @@ mod tests {
             audio_frames: 48_000,
             decode_errors: 0,
             findings: vec![finding(None), finding(Some(4))],
+            measurements: {
+                let mut m = crate::report::Measurements::default();
+                m.add("av_sync.offset_ms", 12.5);
+                m.add_to_histogram("loudness.momentary_lufs", -23.04);
+                m
+            },
         });
         let bytes = encode_artifact(&Artifact::Findings(report.clone()));
         match decode_artifact("k", ArtifactName::Findings, &bytes).unwrap() {

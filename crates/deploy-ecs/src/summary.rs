@@ -19,6 +19,27 @@ fn evidence_line(incident: &Incident) -> String {
             get("black_ratio").map(|s| format!("≥ {:.1}% black pixels", s.min * 100.0))
         }
         IncidentKind::Silence => get("peak_dbfs").map(|s| format!("peak {:.1} dBFS", s.max)),
+        IncidentKind::Blockiness => {
+            get("block_ratio").map(|s| format!("block-edge ratio {:.2} (mean)", s.mean))
+        }
+        IncidentKind::Corruption => get("corrupt_frames")
+            .map(|s| format!("{} damaged pictures", s.count))
+            .or_else(|| get("decode_errors").map(|s| format!("{} decoder errors", s.max))),
+        IncidentKind::Blur => get("edge_width").map(|s| format!("edge width {:.1} px", s.mean)),
+        IncidentKind::Colorbars => get("bars").map(|s| format!("{} bars", s.max)),
+        IncidentKind::FrameDrop => get("missing_frames")
+            .map(|s| format!("{:.0} frames missing", s.mean * s.count as f64))
+            .or_else(|| get("backwards_ms").map(|s| format!("time back {:.0} ms", s.max))),
+        IncidentKind::Loudness => {
+            get("short_term_lufs").map(|s| format!("short-term {:.1} to {:.1} LUFS", s.min, s.max))
+        }
+        IncidentKind::Clipping => get("clipped_samples")
+            .map(|s| format!("{:.0} clipped samples", s.mean * s.count as f64)),
+        IncidentKind::AvSync => get("offset_ms").map(|s| {
+            let side = if s.mean > 0.0 { "late" } else { "early" };
+            format!("audio {:.0} ms {side}", s.mean.abs())
+        }),
+        IncidentKind::Onnx => get("score").map(|s| format!("model score {:.2} (mean)", s.mean)),
     };
     channel + &measured.unwrap_or_default()
 }
@@ -73,6 +94,24 @@ pub fn render(report: &StreamReport) -> String {
             time::to_secs(i.duration),
             format!("{:?}", i.severity).to_lowercase(),
             evidence_line(i)
+        );
+    }
+    if let Some(l) = &report.loudness {
+        let fmt =
+            |v: Option<f64>, unit: &str| v.map_or("-".to_string(), |v| format!("{v:.1} {unit}"));
+        let _ = writeln!(
+            out,
+            "  loudness: integrated {}, range {}, true peak {}",
+            fmt(l.integrated_lufs, "LUFS"),
+            fmt(l.range_lu, "LU"),
+            fmt(l.max_true_peak_dbtp, "dBTP")
+        );
+    }
+    if let Some(s) = report.measurements.get(vqa_core::report::AV_SYNC_OFFSET_MS) {
+        let _ = writeln!(
+            out,
+            "  a/v offset: {:+.1} ms mean ({:+.1} to {:+.1}, {} flashes; + is audio late)",
+            s.mean, s.min, s.max, s.count
         );
     }
     for track in &report.missing_tracks {

@@ -1,13 +1,29 @@
 //! vqa's defect detectors. Pure computation over one segment at a time: no I/O, no state
 //! between segments (the aggregator joins findings across segments).
 
+mod av_sync;
 mod black;
+mod blockiness;
+mod blur;
+mod clipping;
+mod colorbars;
+mod corruption;
+mod frame_drop;
 mod freeze;
+mod loudness;
 mod runs;
 mod silence;
 
+pub use av_sync::AvSyncDetector;
 pub use black::BlackDetector;
+pub use blockiness::BlockinessDetector;
+pub use blur::BlurDetector;
+pub use clipping::ClippingDetector;
+pub use colorbars::ColorbarsDetector;
+pub use corruption::CorruptionDetector;
+pub use frame_drop::FrameDropDetector;
 pub use freeze::FreezeDetector;
+pub use loudness::LoudnessDetector;
 pub use silence::SilenceDetector;
 
 use vqa_core::{Detector, DetectorName, PipelineConfig};
@@ -24,6 +40,15 @@ pub fn from_config(config: &PipelineConfig) -> Vec<Box<dyn Detector>> {
                 }
                 DetectorName::Black => Box::new(BlackDetector::new(&config.black)),
                 DetectorName::Silence => Box::new(SilenceDetector::new(&config.silence)),
+                DetectorName::Blockiness => Box::new(BlockinessDetector::new(&config.blockiness)),
+                DetectorName::Corruption => Box::new(CorruptionDetector::new(&config.corruption)),
+                DetectorName::Blur => Box::new(BlurDetector::new(&config.blur)),
+                DetectorName::Colorbars => Box::new(ColorbarsDetector::new(&config.colorbars)),
+                DetectorName::FrameDrop => Box::new(FrameDropDetector::new(&config.frame_drop)),
+                DetectorName::Loudness => Box::new(LoudnessDetector::new(&config.loudness)),
+                DetectorName::Clipping => Box::new(ClippingDetector::new(&config.clipping)),
+                DetectorName::AvSync => Box::new(AvSyncDetector::new(&config.av_sync)),
+                DetectorName::Onnx => todo!("onnx detector"),
             }
         })
         .collect()
@@ -53,6 +78,7 @@ pub(crate) mod testing {
             stride: stride as u32,
             range: LumaRange::Limited,
             keyframe: false,
+            corrupt: false,
             luma: Bytes::from(luma),
         }
     }
@@ -72,6 +98,7 @@ pub(crate) mod testing {
             lead_in,
             video: frames,
             audio: vec![],
+            audio_lead_in: vec![],
             decode_errors: 0,
         }
     }

@@ -207,6 +207,7 @@ mod tests {
             stride: 64,
             range: LumaRange::Full,
             keyframe: false,
+            corrupt: false,
             luma,
         };
         Segment {
@@ -219,6 +220,7 @@ mod tests {
             lead_in: None,
             video: vec![frame],
             audio: vec![],
+            audio_lead_in: vec![],
             decode_errors: 0,
         }
     }

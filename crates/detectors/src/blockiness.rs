@@ -1,0 +1,184 @@
+//! `blockiness`: macroblocking, without a reference.
+//!
+//! Codecs quantise the picture in 8x8 (and 4x4, 16x16) blocks. When they are starved of bits,
+//! or conceal lost slices, the block edges stand out: the luma step across the block grid
+//! grows while the picture inside blocks goes flat. Per frame, absolute luma differences
+//! between neighbouring pixels are summed by position modulo 8, horizontally (sparse rows)
+//! and vertically (sparse column strips); the strongest of the 8 phases is the grid (so a
+//! cropped picture's shifted grid is found too) and is compared with the mean of the other
+//! seven. Differences are clipped at 32 code values so that a few strong natural edges that
+//! happen to line up with the grid cannot dominate. A frame is blocky when both directions'
+//! ratios reach the threshold; clean pictures, detailed or flat, measure about 1.
+
+use vqa_core::config::BlockinessConfig;
+use vqa_core::model::{Segment, VideoFrame};
+use vqa_core::report::{Finding, IncidentKind, Measurements};
+use vqa_core::{time, Detector, DetectorName, Micros};
+
+use crate::runs::Runs;
+
+const CLIP: u8 = 32;
+/// Added to both sides of the ratio, in code values: flat pictures measure 1, not 0/0.
+const FLOOR: f64 = 1.0;
+/// Every n-th row for horizontal differences.
+const ROW_STEP: usize = 4;
+/// Vertical differences on strips of this many columns, one every `STRIP_STEP`.
+const STRIP: usize = 64;
+const STRIP_STEP: usize = 256;
+
+pub struct BlockinessDetector {
+    threshold: f64,
+    min_duration: Micros,
+}
+
+impl BlockinessDetector {
+    pub fn new(config: &BlockinessConfig) -> Self {
+        BlockinessDetector {
+            threshold: config.threshold,
+            min_duration: time::from_secs(config.min_duration),
+        }
+    }
+}
+
+fn ratio(bins: &[u64; 8], counts: &[u64; 8]) -> f64 {
+    let means: Vec<f64> = bins
+        .iter()
+        .zip(counts)
+        .map(|(&b, &c)| if c == 0 { 0.0 } else { b as f64 / c as f64 })
+        .collect();
+    let (grid, at) =
+        means.iter().enumerate().fold(
+            (f64::MIN, 0),
+            |(m, i), (j, &v)| if v > m { (v, j) } else { (m, i) },
+        );
+    let inside = means
+        .iter()
+        .enumerate()
+        .filter(|&(j, _)| j != at)
+        .map(|(_, v)| v)
+        .sum::<f64>()
+        / 7.0;
+    (grid + FLOOR) / (inside + FLOOR)
+}
+
+/// Grid-to-inside gradient ratios, horizontal and vertical.
+pub(crate) fn block_ratios(frame: &VideoFrame) -> (f64, f64) {
+    let (w, h, s) = (
+        frame.width as usize,
+        frame.height as usize,
+        frame.stride as usize,
+    );
+    let luma = &frame.luma[..];
+    let diff = |a: u8, b: u8| u64::from(a.abs_diff(b).min(CLIP));
+
+    let mut hb = [0u64; 8];
+    let mut hc = [0u64; 8];
+    let full = (w - 1) / 8 * 8;
+    for y in (0..h).step_by(ROW_STEP) {
+        let row = &luma[y * s..y * s + w];
+        // Pixel x against x - 1, for x = 8 .. full: each chunk of 8 covers phases 0..8.
+        let mut acc = [0u16; 8];
+        for (n, x) in (8..full).step_by(8).enumerate() {
+            for k in 0..8 {
+                acc[k] += u16::from(row[x + k].abs_diff(row[x + k - 1]).min(CLIP));
+            }
+            // Flush before the u16 lanes could overflow (32 * 2047 < 65536).
+            if n % 2047 == 2046 {
+                for k in 0..8 {
+                    hb[k] += u64::from(acc[k]);
+                }
+                acc = [0; 8];
+            }
+        }
+        for k in 0..8 {
+            hb[k] += u64::from(acc[k]);
+            hc[k] += (full.saturating_sub(8) / 8) as u64;
+        }
+    }
+
+    let mut vb = [0u64; 8];
+    let mut vc = [0u64; 8];
+    let strips: Vec<usize> = if w <= STRIP {
+        vec![0]
+    } else {
+        (0..=w - STRIP).step_by(STRIP_STEP).collect()
+    };
+    let width = STRIP.min(w);
+    for y in 1..h {
+        let (above, here) = (&luma[(y - 1) * s..], &luma[y * s..]);
+        let mut sum = 0u64;
+        for &x in &strips {
+            let a = &above[x..x + width];
+            let b = &here[x..x + width];
+            sum += a.iter().zip(b).map(|(&p, &q)| diff(p, q)).sum::<u64>();
+        }
+        vb[y % 8] += sum;
+        vc[y % 8] += (strips.len() * width) as u64;
+    }
+    (ratio(&hb, &hc), ratio(&vb, &vc))
+}
+
+impl Detector for BlockinessDetector {
+    fn name(&self) -> DetectorName {
+        DetectorName::Blockiness
+    }
+
+    fn analyze_measuring(&self, segment: &Segment, m: &mut Measurements) -> Vec<Finding> {
+        let mut runs = Runs::new(IncidentKind::Blockiness, self.min_duration);
+        for frame in &segment.video {
+            if frame.width < 32 || frame.height < 16 {
+                runs.push(frame.pts, frame.end(), None);
+                continue;
+            }
+            let (h, v) = block_ratios(frame);
+            let score = h.min(v);
+            m.add("blockiness.ratio", score);
+            let hit = [("block_ratio", score)];
+            runs.push(
+                frame.pts,
+                frame.end(),
+                (score >= self.threshold).then_some(&hit[..]),
+            );
+        }
+        runs.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{frame, video_segment, FRAME};
+
+    fn texture(x: usize, y: usize) -> u8 {
+        // Deterministic detail: a hash of the position.
+        let v = (x as u32).wrapping_mul(2_654_435_761) ^ (y as u32).wrapping_mul(40_503);
+        60 + (v >> 27) as u8 * 4
+    }
+
+    #[test]
+    fn detailed_and_flat_pictures_are_not_blocky() {
+        let d = BlockinessDetector::new(&BlockinessConfig::default());
+        let detailed = video_segment(0, None, vec![frame(0, texture)]);
+        assert!(d.analyze(&detailed).is_empty());
+        let (h, v) = block_ratios(&detailed.video[0]);
+        assert!(h < 1.2 && v < 1.2, "{h} {v}");
+        let flat = video_segment(0, None, vec![frame(0, |_, _| 90)]);
+        assert!(d.analyze(&flat).is_empty());
+    }
+
+    #[test]
+    fn a_picture_made_of_flat_8x8_blocks_is_blocky_whatever_the_grid_offset() {
+        let d = BlockinessDetector::new(&BlockinessConfig::default());
+        for offset in [0, 3] {
+            // Each 8x8 block at the mean of a detailed picture's block: a starved encoder.
+            let blocky = move |x: usize, y: usize| {
+                let (bx, by) = ((x + offset) / 8, (y + offset) / 8);
+                50 + ((bx * 37 + by * 23) % 9) as u8 * 6
+            };
+            let seg = video_segment(0, None, (0..25).map(|n| frame(n * FRAME, blocky)).collect());
+            let found = d.analyze(&seg);
+            assert_eq!(found.len(), 1, "offset {offset}");
+            assert!(found[0].evidence["block_ratio"].min > 3.0);
+        }
+    }
+}

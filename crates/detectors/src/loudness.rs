@@ -1,0 +1,194 @@
+//! `loudness`: EBU R128 loudness with the `ebur128` crate (a port of libebur128).
+//!
+//! Per segment, the audio lead-in (the rest of a 3 s window) fills the meter's filters and
+//! windows without being read, then the segment's audio is fed in 100 ms steps. After each
+//! step the momentary (400 ms) and short-term (3 s) loudness are read: momentary values are
+//! BS.1770's gating blocks (400 ms, 75% overlap) and go to a histogram from which the
+//! aggregator computes the stream's integrated loudness and loudness range; short-term values
+//! outside `[target - max_below, target + max_above]` (and above -70 LUFS, silence being the
+//! silence detector's) are findings. True peak is measured per segment.
+
+use ebur128::{Channel, EbuR128, Mode};
+use vqa_core::config::LoudnessConfig;
+use vqa_core::loudness::{MOMENTARY, SHORT_TERM, TRUE_PEAK};
+use vqa_core::model::{AudioBlock, Segment};
+use vqa_core::report::{Finding, IncidentKind, Measurements};
+use vqa_core::{time, Detector, DetectorName, Micros};
+
+use crate::runs::Runs;
+
+const SILENT: f64 = -70.0;
+
+pub struct LoudnessDetector {
+    low: f64,
+    high: f64,
+    min_duration: Micros,
+}
+
+impl LoudnessDetector {
+    pub fn new(config: &LoudnessConfig) -> Self {
+        LoudnessDetector {
+            low: config.target_lufs - config.max_below_lu,
+            high: config.target_lufs + config.max_above_lu,
+            min_duration: time::from_secs(config.min_duration),
+        }
+    }
+}
+
+/// The interleaved samples of the blocks that share the first one's format.
+fn samples_of<'a>(blocks: impl Iterator<Item = &'a AudioBlock>, rate: u32, ch: u16) -> Vec<f32> {
+    let mut out = Vec::new();
+    for b in blocks.filter(|b| b.rate == rate && b.channels == ch) {
+        out.extend_from_slice(&b.samples);
+    }
+    out
+}
+
+impl Detector for LoudnessDetector {
+    fn name(&self) -> DetectorName {
+        DetectorName::Loudness
+    }
+
+    fn analyze_measuring(&self, segment: &Segment, m: &mut Measurements) -> Vec<Finding> {
+        let Some(first) = segment.audio.first() else {
+            return Vec::new();
+        };
+        let (rate, channels) = (first.rate, first.channels);
+        let Ok(mut meter) = EbuR128::new(
+            u32::from(channels),
+            rate,
+            Mode::S | Mode::TRUE_PEAK | Mode::M,
+        ) else {
+            return Vec::new();
+        };
+        if let Some(lfe) = first.lfe {
+            let _ = meter.set_channel(u32::from(lfe), Channel::Unused);
+        }
+        let lead = samples_of(segment.audio_lead_in.iter(), rate, channels);
+        let body = samples_of(segment.audio.iter(), rate, channels);
+        let ch = usize::from(channels.max(1));
+        // The lead-in fills the meter's windows; only the segment's own steps are read.
+        if meter.add_frames_f32(&lead).is_err() {
+            return Vec::new();
+        }
+        let mut fed = (lead.len() / ch) as u64;
+        let step = (rate / 10).max(1) as usize;
+        let (momentary_frames, short_frames) = (u64::from(rate) * 4 / 10, u64::from(rate) * 3);
+        let mut runs = Runs::new(IncidentKind::Loudness, self.min_duration);
+        let mut peak = 0f64;
+        let origin = first.time_of(0);
+        for (k, chunk) in body.chunks(step * ch).enumerate() {
+            if meter.add_frames_f32(chunk).is_err() {
+                break;
+            }
+            fed += (chunk.len() / ch) as u64;
+            for c in 0..u32::from(channels) {
+                if Some(c as u16) != first.lfe {
+                    peak = peak.max(meter.prev_true_peak(c).unwrap_or(0.0));
+                }
+            }
+            let from = origin + (k * step) as i64 * 1_000_000 / i64::from(rate);
+            let to = origin
+                + ((k * step) as i64 + (chunk.len() / ch) as i64) * 1_000_000 / i64::from(rate);
+            if fed >= momentary_frames {
+                if let Ok(l) = meter.loudness_momentary() {
+                    m.add_to_histogram(MOMENTARY, l.max(-200.0));
+                }
+            }
+            if fed < short_frames {
+                runs.push_undecided();
+                continue;
+            }
+            let Ok(st) = meter.loudness_shortterm() else {
+                runs.push(from, to, None);
+                continue;
+            };
+            if st > SILENT {
+                m.add_to_histogram(SHORT_TERM, st);
+            }
+            let out = st > SILENT && (st < self.low || st > self.high);
+            runs.push(from, to, out.then_some(&[("short_term_lufs", st)][..]));
+        }
+        if peak > 0.0 {
+            m.add(TRUE_PEAK, 20.0 * peak.log10());
+        }
+        runs.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::audio_segment;
+
+    /// `seconds` of a 1 kHz stereo sine at `amplitude`, starting at `start` µs.
+    fn sine(start: Micros, seconds: f64, amplitude: f64) -> AudioBlock {
+        let n = (48_000.0 * seconds) as usize;
+        let samples: Vec<f32> = (0..n)
+            .flat_map(|i| {
+                let t = start as f64 / 1e6 + i as f64 / 48_000.0;
+                let s = (amplitude * (2.0 * std::f64::consts::PI * 997.0 * t).sin()) as f32;
+                [s, s]
+            })
+            .collect();
+        AudioBlock {
+            pts: start,
+            skipped: 0,
+            rate: 48_000,
+            channels: 2,
+            lfe: None,
+            samples: samples.into(),
+        }
+    }
+
+    fn segment(index: i64, amplitude: f64, lead: f64) -> Segment {
+        let start = index * 1_000_000;
+        let mut seg = audio_segment(index as u64, vec![sine(start, 1.0, amplitude)]);
+        let from = start - (lead * 1e6) as i64;
+        seg.audio_lead_in = vec![sine(from, lead, amplitude)];
+        seg
+    }
+
+    fn run(seg: &Segment) -> (Vec<Finding>, Measurements) {
+        let mut m = Measurements::default();
+        let f = LoudnessDetector::new(&LoudnessConfig::default()).analyze_measuring(seg, &mut m);
+        (f, m)
+    }
+
+    #[test]
+    fn a_sine_measures_its_known_loudness() {
+        // BS.1770: a 997 Hz sine at 0 dBFS on one channel is -3.01 LUFS; on two, 0.0 LUFS.
+        // At amplitude 0.1 (-20 dBFS) on both channels: -20 LUFS.
+        let (found, m) = run(&segment(5, 0.1, 2.9));
+        assert!(found.is_empty(), "{found:?}");
+        let h = &m.histograms[MOMENTARY];
+        assert_eq!(h.values().sum::<u64>(), 10);
+        let l = vqa_core::loudness::integrated(h).unwrap();
+        assert!((l + 20.0).abs() < 0.15, "{l}");
+        let st = &m.histograms[SHORT_TERM];
+        assert_eq!(st.values().sum::<u64>(), 10);
+        let tp = m.values[TRUE_PEAK].max;
+        assert!((tp + 20.0).abs() < 0.2, "{tp}");
+    }
+
+    #[test]
+    fn too_loud_and_too_quiet_are_findings_and_silence_is_not() {
+        // -8 LUFS is 15 LU above the -23 target; -40 LUFS 17 LU below it.
+        let (loud, _) = run(&segment(5, 0.4, 2.9));
+        assert_eq!(loud.len(), 1);
+        assert!(loud[0].reaches_end);
+        assert_eq!(loud[0].start, 5_000_000);
+        let (quiet, _) = run(&segment(5, 0.01, 2.9));
+        assert_eq!(quiet.len(), 1);
+        let (silent, _) = run(&segment(5, 0.0, 2.9));
+        assert!(silent.is_empty());
+    }
+
+    #[test]
+    fn without_three_seconds_of_audio_short_term_is_not_judged() {
+        let (found, m) = run(&segment(0, 0.4, 0.0));
+        assert!(found.is_empty());
+        // Momentary blocks from 400 ms on: 7 of the 10 steps.
+        assert_eq!(m.histograms[MOMENTARY].values().sum::<u64>(), 7);
+    }
+}
