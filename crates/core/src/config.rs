@@ -265,8 +265,9 @@ impl Default for SilenceConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct BlockinessConfig {
     /// A frame is blocky when its block-edge gradient is at least this many times the
-    /// gradient inside blocks, in both directions (default 1.5; clean H.264 measures
-    /// about 1.0).
+    /// gradient inside blocks, in both directions (default 1.4; clean H.264 measures
+    /// 1.0-1.25, test patterns about 1.2, frames of an encoder starved of bits without
+    /// deblocking 1.5-3). Blocks a deblocking filter smoothed over are beyond this measure.
     pub threshold: f64,
     /// Shortest blocky run reported, in seconds (default 0.5).
     pub min_duration: f64,
@@ -277,7 +278,7 @@ pub struct BlockinessConfig {
 impl Default for BlockinessConfig {
     fn default() -> Self {
         BlockinessConfig {
-            threshold: 1.5,
+            threshold: 1.4,
             min_duration: 0.5,
             critical_after: 5.0,
         }
@@ -307,13 +308,16 @@ impl Default for CorruptionConfig {
     }
 }
 
-/// `blur`: the mean width of the picture's strongest edges grows past `max_edge_width`,
-/// measured as FFmpeg's blurdetect does (the Marziliano edge-width metric).
+/// `blur`: the picture's sharpest edges grow wide, measured as the Marziliano edge width that
+/// FFmpeg's blurdetect builds on.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BlurConfig {
-    /// Mean edge width, in pixels of a 1080-line picture (scaled for other heights), above
-    /// which a frame is blurred (default 6.0).
+    /// A frame is blurred when the 20th percentile of its edge widths, in pixels, exceeds
+    /// this (default 5). Sharp pictures measure 1-2 px, soft natural scenes up to 4, a
+    /// Gaussian blur of sigma 2 about 6. Content upscaled from a lower resolution is soft
+    /// by this measure (a 3x upscale measures 3x its source): raise the value for such
+    /// channels.
     pub max_edge_width: f64,
     /// Shortest blurred run reported, in seconds (default 1.0).
     pub min_duration: f64,
@@ -324,7 +328,7 @@ pub struct BlurConfig {
 impl Default for BlurConfig {
     fn default() -> Self {
         BlurConfig {
-            max_edge_width: 6.0,
+            max_edge_width: 5.0,
             min_duration: 1.0,
             critical_after: 10.0,
         }

@@ -5,6 +5,7 @@
 //! distributed topology runs ([`vqa_core::stage`]).
 
 pub mod bench;
+pub mod eval;
 pub mod summary;
 
 use std::path::Path;
@@ -45,6 +46,8 @@ pub const DEFAULT_IN_FLIGHT: usize = 3;
 pub enum RunError {
     #[error(transparent)]
     Open(#[from] OpenError),
+    #[error(transparent)]
+    Model(#[from] vqa_detectors::ModelError),
     #[error("handoff failed: {0}")]
     Transport(#[from] TransportError),
     #[error("internal error in the {0} stage (a bug: please report it with the input)")]
@@ -98,7 +101,7 @@ pub async fn run(
 ) -> Result<Analysis, RunError> {
     let started = Instant::now();
     let transport: Arc<dyn Transport> = Arc::new(MemTransport::new(in_flight));
-    let detectors: Arc<Vec<Box<dyn Detector>>> = Arc::new(vqa_detectors::from_config(config));
+    let detectors: Arc<Vec<Box<dyn Detector>>> = Arc::new(vqa_detectors::from_config(config)?);
     let aggregator = IncidentAggregator::new(config);
     let (segment_tx, mut segment_rx) = mpsc::channel(in_flight.max(1));
     let (findings_tx, mut findings_rx) = mpsc::channel(in_flight.max(1));

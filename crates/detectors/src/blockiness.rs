@@ -6,8 +6,8 @@
 //! between neighbouring pixels are summed by position modulo 8, horizontally (sparse rows)
 //! and vertically (sparse column strips); the strongest of the 8 phases is the grid (so a
 //! cropped picture's shifted grid is found too) and is compared with the mean of the other
-//! seven. Differences are clipped at 32 code values so that a few strong natural edges that
-//! happen to line up with the grid cannot dominate. A frame is blocky when both directions'
+//! seven. Differences are clipped at 12 code values (block steps are small) so that strong
+//! natural or synthetic edges that happen to line up with the grid cannot dominate. A frame is blocky when both directions'
 //! ratios reach the threshold; clean pictures, detailed or flat, measure about 1.
 
 use vqa_core::config::BlockinessConfig;
@@ -17,7 +17,7 @@ use vqa_core::{time, Detector, DetectorName, Micros};
 
 use crate::runs::Runs;
 
-const CLIP: u8 = 32;
+const CLIP: u8 = 12;
 /// Added to both sides of the ratio, in code values: flat pictures measure 1, not 0/0.
 const FLOOR: f64 = 1.0;
 /// Every n-th row for horizontal differences.
@@ -40,7 +40,8 @@ impl BlockinessDetector {
     }
 }
 
-fn ratio(bins: &[u64; 8], counts: &[u64; 8]) -> f64 {
+/// Mean clipped difference on the grid phase and inside blocks.
+fn grid_and_inside(bins: &[u64; 8], counts: &[u64; 8]) -> (f64, f64) {
     let means: Vec<f64> = bins
         .iter()
         .zip(counts)
@@ -58,11 +59,22 @@ fn ratio(bins: &[u64; 8], counts: &[u64; 8]) -> f64 {
         .map(|(_, v)| v)
         .sum::<f64>()
         / 7.0;
+    (grid, inside)
+}
+
+/// Grid-to-inside ratio of a (grid, inside) pair.
+pub fn ratio((grid, inside): (f64, f64)) -> f64 {
     (grid + FLOOR) / (inside + FLOOR)
 }
 
 /// Grid-to-inside gradient ratios, horizontal and vertical.
-pub(crate) fn block_ratios(frame: &VideoFrame) -> (f64, f64) {
+pub fn block_ratios(frame: &VideoFrame) -> (f64, f64) {
+    let (h, v) = block_edges(frame);
+    (ratio(h), ratio(v))
+}
+
+/// Mean luma differences across the block grid and inside blocks, horizontal and vertical.
+pub fn block_edges(frame: &VideoFrame) -> ((f64, f64), (f64, f64)) {
     let (w, h, s) = (
         frame.width as usize,
         frame.height as usize,
@@ -115,7 +127,7 @@ pub(crate) fn block_ratios(frame: &VideoFrame) -> (f64, f64) {
         vb[y % 8] += sum;
         vc[y % 8] += (strips.len() * width) as u64;
     }
-    (ratio(&hb, &hc), ratio(&vb, &vc))
+    (grid_and_inside(&hb, &hc), grid_and_inside(&vb, &vc))
 }
 
 impl Detector for BlockinessDetector {

@@ -4,8 +4,9 @@
 //! On sparse rows, every edge — a local maximum of the horizontal gradient of at least
 //! `MIN_SLOPE` code values per pixel — is followed both ways for as long as the luma keeps
 //! strictly rising (or falling); its width is the distance between the two ends, kept when the luma
-//! changes by at least `MIN_CONTRAST` across it. Blurring widens every edge; the frame's
-//! measure is the mean width, scaled to a 1080-line picture. A frame without edges (flat, or
+//! changes by at least `MIN_CONTRAST` across it. Blurring widens every edge, while soft but
+//! intact content (gradients, smooth shapes) keeps some sharp ones: the frame's measure is
+//! the 20th percentile of its edge widths, in pixels. A frame without edges (flat, or
 //! blurred beyond recognition of any edge) is not judged.
 
 use vqa_core::config::BlurConfig;
@@ -17,6 +18,8 @@ use crate::runs::Runs;
 
 const MIN_SLOPE: i16 = 4;
 const MIN_CONTRAST: i16 = 24;
+/// The frame's measure is this percentile of its edge widths.
+const SHARPEST_PERCENT: u32 = 20;
 /// Fewest edges for a verdict.
 const MIN_EDGES: usize = 16;
 /// Longest edge followed, in pixels: beyond it a ramp is shading, not an edge.
@@ -36,8 +39,8 @@ impl BlurDetector {
     }
 }
 
-/// Mean edge width in pixels of a 1080-line picture, or `None` without enough edges.
-pub(crate) fn edge_width(frame: &VideoFrame) -> Option<f64> {
+/// The 20th percentile of the frame's edge widths in pixels, or `None` without enough edges.
+pub fn edge_width(frame: &VideoFrame) -> Option<f64> {
     let (w, h, s) = (
         frame.width as usize,
         frame.height as usize,
@@ -47,7 +50,8 @@ pub(crate) fn edge_width(frame: &VideoFrame) -> Option<f64> {
         return None;
     }
     let rows = (h / 32).max(16).min(h);
-    let (mut total, mut edges) = (0usize, 0usize);
+    // How many edges of each width.
+    let mut widths = [0u32; MAX_WIDTH * 2 + 2];
     for r in 0..rows {
         let y = (r * h + h / 2) / rows;
         let row = &frame.luma[y * s..y * s + w];
@@ -71,13 +75,25 @@ pub(crate) fn edge_width(frame: &VideoFrame) -> Option<f64> {
             }
             let contrast = (i16::from(row[b]) - i16::from(row[a])) * dir;
             if contrast >= MIN_CONTRAST {
-                total += b - a;
-                edges += 1;
+                widths[b - a] += 1;
             }
             x = b.max(x + 1);
         }
     }
-    (edges >= MIN_EDGES).then(|| total as f64 / edges as f64 * 1080.0 / h as f64)
+    let edges: u32 = widths.iter().sum();
+    if (edges as usize) < MIN_EDGES {
+        return None;
+    }
+    // The sharpest edges tell: soft content keeps some, a blurred picture has none.
+    let rank = edges * SHARPEST_PERCENT / 100;
+    let mut seen = 0;
+    for (width, &n) in widths.iter().enumerate() {
+        seen += n;
+        if seen > rank {
+            return Some(width as f64);
+        }
+    }
+    None
 }
 
 impl Detector for BlurDetector {
@@ -131,18 +147,14 @@ mod tests {
     fn sharp_edges_are_narrow_and_soft_edges_wide() {
         let sharp = edge_width(&frame(0, stripes(1))).unwrap();
         let soft = edge_width(&frame(0, stripes(8))).unwrap();
-        // Scaled from 36 to 1080 lines (x30).
-        assert!(sharp / 30.0 <= 2.0, "{sharp}");
-        assert!(soft / 30.0 >= 7.0, "{soft}");
+        assert!(sharp <= 2.0, "{sharp}");
+        assert!(soft >= 7.0, "{soft}");
         assert_eq!(edge_width(&frame(0, |_, _| 80)), None);
     }
 
     #[test]
     fn blurred_frames_are_reported() {
-        let d = BlurDetector::new(&BlurConfig {
-            max_edge_width: 4.0 * 30.0,
-            ..Default::default()
-        });
+        let d = BlurDetector::new(&BlurConfig::default());
         let seg = |soft| {
             video_segment(
                 0,

@@ -11,30 +11,33 @@ mod corruption;
 mod frame_drop;
 mod freeze;
 mod loudness;
+mod onnx;
 mod runs;
 mod silence;
 
 pub use av_sync::AvSyncDetector;
 pub use black::BlackDetector;
-pub use blockiness::BlockinessDetector;
-pub use blur::BlurDetector;
+pub use blockiness::{block_edges, block_ratios, BlockinessDetector};
+pub use blur::{edge_width, BlurDetector};
 pub use clipping::ClippingDetector;
 pub use colorbars::ColorbarsDetector;
 pub use corruption::CorruptionDetector;
 pub use frame_drop::FrameDropDetector;
 pub use freeze::FreezeDetector;
 pub use loudness::LoudnessDetector;
+pub use onnx::{ModelError, OnnxDetector};
 pub use silence::SilenceDetector;
 
 use vqa_core::{Detector, DetectorName, PipelineConfig};
 
-/// The detectors the configuration enables, in the configuration's order.
-pub fn from_config(config: &PipelineConfig) -> Vec<Box<dyn Detector>> {
+/// The detectors the configuration enables, in the configuration's order. Fails only when
+/// the `onnx` detector's model cannot be loaded.
+pub fn from_config(config: &PipelineConfig) -> Result<Vec<Box<dyn Detector>>, ModelError> {
     config
         .detectors
         .iter()
-        .map(|name| -> Box<dyn Detector> {
-            match name {
+        .map(|name| -> Result<Box<dyn Detector>, ModelError> {
+            Ok(match name {
                 DetectorName::Freeze => {
                     Box::new(FreezeDetector::new(&config.freeze, &config.black))
                 }
@@ -48,8 +51,8 @@ pub fn from_config(config: &PipelineConfig) -> Vec<Box<dyn Detector>> {
                 DetectorName::Loudness => Box::new(LoudnessDetector::new(&config.loudness)),
                 DetectorName::Clipping => Box::new(ClippingDetector::new(&config.clipping)),
                 DetectorName::AvSync => Box::new(AvSyncDetector::new(&config.av_sync)),
-                DetectorName::Onnx => todo!("onnx detector"),
-            }
+                DetectorName::Onnx => Box::new(OnnxDetector::load(&config.onnx)?),
+            })
         })
         .collect()
 }
