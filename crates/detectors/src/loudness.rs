@@ -5,7 +5,7 @@
 //! step the momentary (400 ms) and short-term (3 s) loudness are read: momentary values are
 //! BS.1770's gating blocks (400 ms, 75% overlap) and go to a histogram from which the
 //! aggregator computes the stream's integrated loudness and loudness range; short-term values
-//! outside `[target - max_below, target + max_above]` (and above -70 LUFS, silence being the
+//! (read every 500 ms) outside `[target - max_below, target + max_above]` (and above -70 LUFS, silence being the
 //! silence detector's) are findings. True peak is measured per segment.
 
 use ebur128::{Channel, EbuR128, Mode};
@@ -18,6 +18,8 @@ use vqa_core::{time, Detector, DetectorName, Micros};
 use crate::runs::Runs;
 
 const SILENT: f64 = -70.0;
+/// Short-term loudness is read every this many 100 ms steps.
+const SHORT_TERM_EVERY: usize = 5;
 
 pub struct LoudnessDetector {
     low: f64,
@@ -54,11 +56,11 @@ impl Detector for LoudnessDetector {
             return Vec::new();
         };
         let (rate, channels) = (first.rate, first.channels);
-        let Ok(mut meter) = EbuR128::new(
-            u32::from(channels),
-            rate,
-            Mode::S | Mode::TRUE_PEAK | Mode::M,
-        ) else {
+        // Loudness over lead-in and segment; true peak (4x oversampling, the costly part)
+        // over the segment only.
+        let meters = EbuR128::new(u32::from(channels), rate, Mode::S | Mode::M)
+            .and_then(|m| Ok((m, EbuR128::new(u32::from(channels), rate, Mode::TRUE_PEAK)?)));
+        let Ok((mut meter, mut peak_meter)) = meters else {
             return Vec::new();
         };
         if let Some(lfe) = first.lfe {
@@ -77,16 +79,20 @@ impl Detector for LoudnessDetector {
         let mut runs = Runs::new(IncidentKind::Loudness, self.min_duration);
         let mut peak = 0f64;
         let origin = first.time_of(0);
+        let steps = body.len().div_ceil(step * ch);
+        if peak_meter.add_frames_f32(&body).is_ok() {
+            for c in 0..u32::from(channels) {
+                if Some(c as u16) != first.lfe {
+                    peak = peak.max(peak_meter.prev_true_peak(c).unwrap_or(0.0));
+                }
+            }
+        }
+        let mut judged_until = origin;
         for (k, chunk) in body.chunks(step * ch).enumerate() {
             if meter.add_frames_f32(chunk).is_err() {
                 break;
             }
             fed += (chunk.len() / ch) as u64;
-            for c in 0..u32::from(channels) {
-                if Some(c as u16) != first.lfe {
-                    peak = peak.max(meter.prev_true_peak(c).unwrap_or(0.0));
-                }
-            }
             let from = origin + (k * step) as i64 * 1_000_000 / i64::from(rate);
             let to = origin
                 + ((k * step) as i64 + (chunk.len() / ch) as i64) * 1_000_000 / i64::from(rate);
@@ -97,8 +103,17 @@ impl Detector for LoudnessDetector {
             }
             if fed < short_frames {
                 runs.push_undecided();
+                judged_until = to;
                 continue;
             }
+            // Short-term loudness sums its whole 3 s window on every read: read it every
+            // `SHORT_TERM_EVERY` steps (and at the segment's last), each verdict covering
+            // the steps since the one before.
+            if (k + 1) % SHORT_TERM_EVERY != 0 && k + 1 != steps {
+                continue;
+            }
+            let from = judged_until.max(from - (SHORT_TERM_EVERY as i64 - 1) * 100_000);
+            judged_until = to;
             let Ok(st) = meter.loudness_shortterm() else {
                 runs.push(from, to, None);
                 continue;
@@ -166,7 +181,7 @@ mod tests {
         let l = vqa_core::loudness::integrated(h).unwrap();
         assert!((l + 20.0).abs() < 0.15, "{l}");
         let st = &m.histograms[SHORT_TERM];
-        assert_eq!(st.values().sum::<u64>(), 10);
+        assert_eq!(st.values().sum::<u64>(), 2);
         let tp = m.values[TRUE_PEAK].max;
         assert!((tp + 20.0).abs() < 0.2, "{tp}");
     }
