@@ -114,9 +114,12 @@ fn json_report_on_stdout_and_in_out_file_carry_the_incidents() {
         return;
     };
     let out = dir.path().join("report.json");
+    // The kinds the clip was made with (its test tone is loud by R128 standards).
     let o = vqa(&[
         "analyze",
         clip.to_str().expect("utf-8"),
+        "--detectors",
+        "freeze,black,silence",
         "--format",
         "json",
         "--out",
@@ -193,7 +196,8 @@ fn config_file_is_applied_and_its_mistakes_are_named() {
     let config = dir.path().join("vqa.toml");
     std::fs::write(
         &config,
-        "[freeze]\nmin_duration = 2.0\n[silence]\nmin_duration = 2.0\n",
+        "detectors = [\"freeze\", \"black\", \"silence\"]\n\
+         [freeze]\nmin_duration = 2.0\n[silence]\nmin_duration = 2.0\n",
     )
     .expect("write");
     let o = vqa(&[
@@ -247,4 +251,44 @@ fn help_explains_every_option() {
     }
     let o = vqa(&["--help"]);
     assert!(stdout(&o).contains("Exit status"), "{}", stdout(&o));
+}
+
+#[test]
+fn default_detectors_measure_programme_loudness_of_the_test_tone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(clip) = defect_clip(dir.path()) else {
+        return;
+    };
+    // The clip is 6 s: loudness incidents shorter than the 5 s default are reported here.
+    let config = dir.path().join("loudness.toml");
+    std::fs::write(&config, "[loudness]\nmin_duration = 2.0\n").expect("write");
+    let o = vqa(&[
+        "analyze",
+        clip.to_str().expect("utf-8"),
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    // Two tones at 0.3 of full scale plus light noise: about -11 LUFS (BS.1770), far above
+    // the -23 LUFS target, so a loudness incident once the 3 s short-term window is full;
+    // the 1.5 s silence (3-4.5 s) is gated out of the integrated figure.
+    let integrated = report["loudness"]["integrated_lufs"]
+        .as_f64()
+        .expect("integrated loudness");
+    assert!((-12.5..=-9.5).contains(&integrated), "{integrated}");
+    let peak = report["loudness"]["max_true_peak_dbtp"]
+        .as_f64()
+        .expect("true peak");
+    assert!((-10.0..=-4.0).contains(&peak), "{peak}");
+    let loud: Vec<&serde_json::Value> = report["incidents"]
+        .as_array()
+        .expect("incidents")
+        .iter()
+        .filter(|i| i["kind"] == "loudness")
+        .collect();
+    assert!(!loud.is_empty(), "{report}");
+    assert!(loud[0]["start"].as_f64().expect("start") >= 2.9);
 }
