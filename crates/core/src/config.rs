@@ -265,9 +265,9 @@ impl Default for SilenceConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct BlockinessConfig {
     /// A frame is blocky when its block-edge gradient is at least this many times the
-    /// gradient inside blocks, in both directions (default 1.4; clean H.264 measures
-    /// 1.0-1.25, test patterns about 1.2, frames of an encoder starved of bits without
-    /// deblocking 1.5-3). Blocks a deblocking filter smoothed over are beyond this measure.
+    /// gradient inside blocks, in both directions, as the median of the five frames around
+    /// it (default 1.3; clean H.264 measures 1.0-1.25, test patterns about 1.2, an encoder
+    /// starved of bits 1.2-3 depending on deblocking and content).
     pub threshold: f64,
     /// Shortest blocky run reported, in seconds (default 0.5).
     pub min_duration: f64,
@@ -278,7 +278,7 @@ pub struct BlockinessConfig {
 impl Default for BlockinessConfig {
     fn default() -> Self {
         BlockinessConfig {
-            threshold: 1.4,
+            threshold: 1.3,
             min_duration: 0.5,
             critical_after: 5.0,
         }

@@ -6,7 +6,7 @@
 //! between neighbouring pixels are summed by position modulo 8, horizontally (sparse rows)
 //! and vertically (sparse column strips); the strongest of the 8 phases is the grid (so a
 //! cropped picture's shifted grid is found too) and is compared with the mean of the other
-//! seven. Differences are clipped at 12 code values (block steps are small) so that strong
+//! seven (a frame's verdict is the median over the five frames around it). Differences are clipped at 12 code values (block steps are small) so that strong
 //! natural or synthetic edges that happen to line up with the grid cannot dominate. A frame is blocky when both directions'
 //! ratios reach the threshold; clean pictures, detailed or flat, measure about 1.
 
@@ -144,20 +144,37 @@ impl Detector for BlockinessDetector {
     }
 
     fn analyze_measuring(&self, segment: &Segment, m: &mut Measurements) -> Vec<Finding> {
+        let scores: Vec<Option<f64>> = segment
+            .video
+            .iter()
+            .map(|frame| {
+                (frame.width >= 32 && frame.height >= 16).then(|| {
+                    let (h, v) = block_ratios(frame);
+                    h.min(v)
+                })
+            })
+            .collect();
         let mut runs = Runs::new(IncidentKind::Blockiness, self.min_duration);
-        for frame in &segment.video {
-            if frame.width < 32 || frame.height < 16 {
+        for (i, frame) in segment.video.iter().enumerate() {
+            // A starved encoder's frames alternate between worse and better (I/P/B): judge
+            // each frame by the median of the (up to) five around it in the segment.
+            let mut around: Vec<f64> = scores[i.saturating_sub(2)..(i + 3).min(scores.len())]
+                .iter()
+                .flatten()
+                .copied()
+                .collect();
+            let Some(score) = scores[i] else {
                 runs.push(frame.pts, frame.end(), None);
                 continue;
-            }
-            let (h, v) = block_ratios(frame);
-            let score = h.min(v);
+            };
             m.add("blockiness.ratio", score);
-            let hit = [("block_ratio", score)];
+            around.sort_by(f64::total_cmp);
+            let median = around[around.len() / 2];
+            let hit = [("block_ratio", median)];
             runs.push(
                 frame.pts,
                 frame.end(),
-                (score >= self.threshold).then_some(&hit[..]),
+                (median >= self.threshold).then_some(&hit[..]),
             );
         }
         runs.finish()
