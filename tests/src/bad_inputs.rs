@@ -26,11 +26,12 @@ const RANDOM_BYTES: usize = 1 << 20;
 /// Fraction of the good clip kept in `truncated`.
 const TRUNCATED_FRACTION: f64 = 0.4;
 
-/// SplitMix64: a tiny, well-mixed PRNG; enough for junk bytes without a `rand` crate.
-struct SplitMix64(u64);
+/// SplitMix64: a tiny, well-mixed PRNG; enough for junk bytes (and seeded colours)
+/// without a `rand` crate.
+pub(crate) struct SplitMix64(pub u64);
 
 impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

@@ -456,3 +456,95 @@ fn bad_inputs_are_bad_in_the_intended_ways() {
         "truncated decoded {part} of {whole} frames"
     );
 }
+
+/// FFmpeg's `blockdetect` over `[start, end)` of `path`, one fresh instance (its sums
+/// never reset, so a window needs its own).
+fn block_mean(path: &Path, start: f64, end: f64) -> f64 {
+    let log = crate::tools::run_ffmpeg_info([
+        "-i",
+        &path.to_string_lossy(),
+        "-vf",
+        &format!("trim=start={start}:end={end},blockdetect"),
+        "-f",
+        "null",
+        "-",
+    ])
+    .expect("blockdetect runs");
+    log.lines()
+        .find_map(|l| l.split("block mean:").nth(1)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no block mean in {log}"))
+}
+
+#[test]
+fn frame_drops_corruption_and_blockiness_are_where_the_truth_says() {
+    if ffmpeg_missing() {
+        return;
+    }
+    let dir = temp_dir();
+    // MKV: the video starts 21.3 ms late (AAC priming), so the offsets are exercised too.
+    let spec = ClipSpec {
+        duration: 8.0,
+        gop: Some(25),
+        container: Container::Mkv,
+        defects: vec![
+            Defect::new(DefectKind::FrameDrop, 2.0, 2.2),
+            Defect::new(DefectKind::Corruption, 4.1, 4.3),
+        ],
+        ..ClipSpec::default()
+    };
+    let clip = make_clip(dir.path(), "timing", &spec).unwrap_or_else(|e| panic!("{e:#}"));
+    let offset = clip.video_offset;
+    assert!(offset > 0.02, "MKV with AAC delays the video: {offset}");
+    let near = |a: f64, b: f64| (a - b).abs() < 1e-3;
+    let times: Vec<f64> = video_packets(&clip.path)
+        .expect("packets")
+        .iter()
+        .map(|p| p.time)
+        .collect();
+
+    // The gap: frames 50-54 are missing, 49 and 55 are there.
+    let drop = clip
+        .truth_of(DefectKind::FrameDrop)
+        .next()
+        .expect("drop truth");
+    assert!(
+        near(drop.start, 2.0 + offset) && near(drop.end, 2.2 + offset),
+        "{drop:?}"
+    );
+    assert!(times.iter().any(|&t| near(t, drop.start - 0.04)));
+    assert!(times.iter().any(|&t| near(t, drop.end)));
+    assert!(!times
+        .iter()
+        .any(|&t| t > drop.start - 0.02 && t < drop.end - 0.02));
+
+    // Corruption from the first damaged frame (103, 4.12 s) to a keyframe.
+    let damage = clip.truth_of(DefectKind::Corruption).collect::<Vec<_>>();
+    assert_eq!(damage.len(), 1, "{:?}", clip.truth);
+    assert!(near(damage[0].start, 4.12 + offset), "{:?}", damage[0]);
+    assert!(
+        clip.keyframes.iter().any(|&k| near(k, damage[0].end)),
+        "ends on a keyframe: {:?} {:?}",
+        damage[0],
+        clip.keyframes
+    );
+    assert!(damage[0].end > 4.28 + offset);
+
+    // Blockiness: the span measures far blockier than the same length before it.
+    let spec = ClipSpec {
+        duration: 4.0,
+        content: Content::Natural,
+        defects: vec![Defect::new(DefectKind::Blockiness, 1.6, 2.2)],
+        ..ClipSpec::default()
+    };
+    let clip = make_clip(dir.path(), "blocky", &spec).unwrap_or_else(|e| panic!("{e:#}"));
+    let (inside, before) = (
+        block_mean(&clip.path, 1.6, 2.2),
+        block_mean(&clip.path, 0.8, 1.4),
+    );
+    assert!(inside > 3.0 * before, "inside {inside}, before {before}");
+    let after = block_mean(&clip.path, 2.2, 2.8);
+    assert!(
+        after < inside / 3.0,
+        "clean again after: {after} vs {inside}"
+    );
+}

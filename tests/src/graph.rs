@@ -9,7 +9,8 @@ use std::fmt::Write as _;
 
 use anyhow::{bail, ensure, Result};
 
-use crate::{ClipSpec, Content, DefectKind};
+use crate::bad_inputs::SplitMix64;
+use crate::{ClipSpec, Content, DefectKind, Track};
 
 /// Scene generators render at most this wide and are scaled up: fractals and cellular
 /// automata at 1080p would make generation (and encoding) many times slower, and the
@@ -33,6 +34,29 @@ const TONE_AMPLITUDE: f64 = 0.3;
 /// Amplitude of the white noise added to the tone, so the signal is never a pure
 /// sine (and never near zero for more than a few samples).
 const NOISE_AMPLITUDE: f64 = 0.03;
+/// Noise amplitude relative to the tone (`NOISE_AMPLITUDE / TONE_AMPLITUDE`), for clips
+/// with their own [`ClipSpec::audio_level_db`].
+const NOISE_RATIO: f64 = 0.1;
+/// Sync pattern: amplitude of the 1 kHz beep (−6 dBFS).
+const BEEP_AMPLITUDE: f64 = 0.5;
+/// Sync pattern: beep frequency, Hz.
+const BEEP_FREQUENCY: f64 = 1000.0;
+/// Sync pattern: beep length, seconds.
+const BEEP_SECONDS: f64 = 0.04;
+/// Sync pattern: amplitude of the noise floor between beeps (−50 dBFS): quiet enough for a
+/// beep onset to stand out, loud enough not to be digital silence.
+const SYNC_NOISE_AMPLITUDE: f64 = 0.00316;
+/// Sync pattern: the dimmed background's luma is `16 + (Y − 16) · SYNC_DIM`, so a white
+/// flash frame stands out and the picture is dark but never black.
+const SYNC_DIM: f64 = 0.4;
+/// Largest sync offset, ms: beyond half the flash period a beep would pair with the wrong
+/// flash.
+pub(crate) const MAX_AV_OFFSET_MS: f64 = 400.0;
+/// MPEG-2 quantiser scale of the blocky picture (its coarsest).
+const STARVED_QSCALE: u32 = 31;
+/// Frame rates MPEG-2 can code (integer ones), hence those a blockiness clip may have.
+const MPEG2_FRAME_RATES: [u32; 5] = [24, 25, 30, 50, 60];
+
 /// Tone frequency per channel index; different per channel so channel mix-ups show.
 /// Index 3 is the LFE channel in 5.1 and 7.1, hence a low tone there.
 const CHANNEL_FREQUENCIES: [f64; 8] = [440.0, 554.37, 659.25, 97.0, 880.0, 329.63, 493.88, 587.33];
@@ -54,20 +78,40 @@ pub(crate) struct PlacedDefect {
 /// The spec resolved to integer frame/sample positions.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Layout {
-    /// Number of video frames (0 for audio-only clips).
+    /// Number of video frames rendered (0 for audio-only clips), dropped ones included.
     pub frames: u64,
     /// Number of audio samples per channel (0 without audio).
     pub samples: u64,
     /// Requested defects in request order.
     pub defects: Vec<PlacedDefect>,
+    /// Sync pattern: the first flash frame and the first beep sample (one of each per
+    /// second from there on; the beep pattern also extends backwards to sample 0).
+    pub sync: Option<SyncTiming>,
+}
+
+/// Where the sync pattern's flashes and beeps are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SyncTiming {
+    pub first_flash: u64,
+    pub first_beep: u64,
 }
 
 impl Layout {
-    fn spans(&self, kind: DefectKind) -> impl Iterator<Item = Span> + '_ {
+    pub(crate) fn spans(&self, kind: DefectKind) -> impl Iterator<Item = Span> + '_ {
         self.defects
             .iter()
             .filter(move |d| d.kind == kind)
             .map(|d| d.span)
+    }
+
+    /// The index the encoder (and the muxed stream) gives source frame `frame`: frames
+    /// removed by frame-drop spans before it do not count.
+    pub(crate) fn encoded_index(&self, frame: u64) -> u64 {
+        let dropped: u64 = self
+            .spans(DefectKind::FrameDrop)
+            .map(|s| s.end.min(frame).saturating_sub(s.first))
+            .sum();
+        frame - dropped
     }
 }
 
@@ -84,8 +128,36 @@ pub(crate) fn channel_layout(channels: u16) -> Result<&'static str> {
 
 /// `round(seconds * rate)`, with halves always rounded up: 9.7 s at 25 fps is
 /// 242.49999999999997 in floating point but means frame 242.5, which rounds to 243.
-fn round_index(seconds: f64, rate: u32) -> u64 {
+pub(crate) fn round_index(seconds: f64, rate: u32) -> u64 {
     (seconds * f64::from(rate) + 1e-6).round().max(0.0) as u64
+}
+
+/// Linear amplitude of the test tone.
+pub(crate) fn tone_amplitude(spec: &ClipSpec) -> f64 {
+    spec.audio_level_db
+        .map_or(TONE_AMPLITUDE, |db| 10f64.powf(db / 20.0))
+}
+
+/// The largest sample magnitude of the undamaged audio (sine plus noise, or beep plus
+/// noise floor).
+fn audio_peak(spec: &ClipSpec) -> f64 {
+    match spec.content {
+        Content::SyncPattern => BEEP_AMPLITUDE + SYNC_NOISE_AMPLITUDE,
+        _ => tone_amplitude(spec) * (1.0 + NOISE_RATIO),
+    }
+}
+
+/// The amplitude of the signal a clipping span drives past full scale (the sine or
+/// beep alone, without its noise).
+fn audio_carrier(spec: &ClipSpec) -> f64 {
+    match spec.content {
+        Content::SyncPattern => BEEP_AMPLITUDE,
+        _ => tone_amplitude(spec),
+    }
+}
+
+fn db_to_gain(db: f64) -> f64 {
+    10f64.powf(db / 20.0)
 }
 
 /// Checks the spec and resolves every defect to frame or sample indices.
@@ -115,6 +187,12 @@ pub(crate) fn layout(spec: &ClipSpec) -> Result<Layout> {
             (8000..=96000).contains(&spec.sample_rate),
             "sample rate {} is outside 8000..=96000",
             spec.sample_rate
+        );
+    }
+    if let Some(db) = spec.audio_level_db {
+        ensure!(
+            db.is_finite() && (-60.0..=-1.0).contains(&db),
+            "audio_level_db {db} is outside -60..=-1 dBFS"
         );
     }
     let frames = if spec.video {
@@ -150,8 +228,8 @@ pub(crate) fn layout(spec: &ClipSpec) -> Result<Layout> {
             defect.end,
             spec.duration
         );
-        let span = match defect.kind {
-            DefectKind::Freeze | DefectKind::Black => {
+        let span = match defect.kind.track() {
+            Track::Video => {
                 ensure!(spec.video, "a {} defect needs a video stream", defect.kind);
                 let span = Span {
                     first: round_index(defect.start, spec.fps),
@@ -173,10 +251,11 @@ pub(crate) fn layout(spec: &ClipSpec) -> Result<Layout> {
                 );
                 span
             }
-            DefectKind::Silence => {
+            Track::Audio => {
                 ensure!(
                     spec.audio_channels > 0,
-                    "a silence defect needs an audio stream"
+                    "a {} defect needs an audio stream",
+                    defect.kind
                 );
                 let span = Span {
                     first: round_index(defect.start, spec.sample_rate),
@@ -184,23 +263,131 @@ pub(crate) fn layout(spec: &ClipSpec) -> Result<Layout> {
                 };
                 ensure!(
                     span.end > span.first,
-                    "silence defect [{}, {}) is empty",
+                    "{} defect [{}, {}) is empty",
+                    defect.kind,
                     defect.start,
                     defect.end
                 );
                 span
             }
+            Track::Both => bail!(
+                "av_sync is not requested as a span: use content = \"sync_pattern\" and set \
+                 av_offset_ms (the whole clip is then out of sync)"
+            ),
         };
+        check_kind(spec, defect.kind, span, frames)?;
         defects.push(PlacedDefect {
             kind: defect.kind,
             span,
         });
     }
+    let layout_spans = |kind: DefectKind| {
+        let mut spans: Vec<Span> = defects
+            .iter()
+            .filter(|d| d.kind == kind)
+            .map(|d| d.span)
+            .collect();
+        spans.sort_by_key(|s| s.first);
+        spans
+    };
+    let drops = layout_spans(DefectKind::FrameDrop);
+    ensure!(
+        drops.windows(2).all(|w| w[0].end < w[1].first),
+        "frame_drop defects must be separated by at least one kept frame"
+    );
+    for kind in [DefectKind::Blockiness, DefectKind::Corruption] {
+        for span in layout_spans(kind) {
+            ensure!(
+                drops
+                    .iter()
+                    .all(|d| d.end <= span.first || span.end <= d.first),
+                "a {kind} defect may not overlap a frame_drop defect (its frames would not exist)"
+            );
+        }
+    }
+    ensure!(
+        spec.av_offset_ms.is_finite() && spec.av_offset_ms.abs() <= MAX_AV_OFFSET_MS,
+        "av_offset_ms {} is outside ±{MAX_AV_OFFSET_MS} ms",
+        spec.av_offset_ms
+    );
+    let sync = if spec.content == Content::SyncPattern {
+        ensure!(
+            spec.video && spec.audio_channels > 0,
+            "the sync pattern needs video and audio"
+        );
+        ensure!(spec.fps >= 2, "the sync pattern needs at least 2 fps");
+        let first_flash = round_index(0.5, spec.fps);
+        let beep_seconds = first_flash as f64 / f64::from(spec.fps) + spec.av_offset_ms / 1000.0;
+        Some(SyncTiming {
+            first_flash,
+            first_beep: round_index(beep_seconds, spec.sample_rate),
+        })
+    } else {
+        ensure!(
+            spec.av_offset_ms == 0.0,
+            "av_offset_ms needs content = \"sync_pattern\""
+        );
+        None
+    };
     Ok(Layout {
         frames,
         samples,
         defects,
+        sync,
     })
+}
+
+/// Checks what only one kind of defect needs.
+fn check_kind(spec: &ClipSpec, kind: DefectKind, span: Span, frames: u64) -> Result<()> {
+    match kind {
+        DefectKind::Blockiness => ensure!(
+            MPEG2_FRAME_RATES.contains(&spec.fps),
+            "a blockiness defect needs a frame rate MPEG-2 can code ({MPEG2_FRAME_RATES:?}), \
+             got {} fps",
+            spec.fps
+        ),
+        DefectKind::Corruption => ensure!(
+            spec.gop.is_some(),
+            "a corruption defect needs a fixed GOP (set gop): damage lasts to the next keyframe"
+        ),
+        DefectKind::FrameDrop => ensure!(
+            span.first >= 1 && span.end < frames,
+            "a frame_drop defect needs a kept frame before and after it (frames 1..{})",
+            frames.saturating_sub(1)
+        ),
+        DefectKind::Blur => ensure!(
+            spec.blur_sigma.is_finite() && spec.blur_sigma >= 3.0,
+            "blur_sigma {} is below 3 (too faint to be a defect)",
+            spec.blur_sigma
+        ),
+        DefectKind::Loudness => {
+            let gain = spec.loudness_gain_db;
+            ensure!(
+                gain.is_finite() && gain.abs() >= 6.0,
+                "loudness_gain_db {gain} must be at least 6 dB up or down"
+            );
+            let peak = audio_peak(spec) * db_to_gain(gain);
+            ensure!(
+                peak < 1.0,
+                "loudness_gain_db {gain} would clip the audio (peak {:.1} dBFS); lower \
+                 audio_level_db",
+                20.0 * peak.log10()
+            );
+        }
+        DefectKind::Clipping => {
+            let gain = spec.clipping_gain_db;
+            ensure!(gain.is_finite(), "clipping_gain_db must be a number");
+            let peak = audio_carrier(spec) * db_to_gain(gain);
+            ensure!(
+                peak >= 1.12,
+                "clipping_gain_db {gain} drives the audio to only {:.1} dBFS: it must pass \
+                 full scale by at least 1 dB",
+                20.0 * peak.log10()
+            );
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Size at which scene generators render before being scaled to the output size.
@@ -237,7 +424,15 @@ fn natural_scene_source(index: usize, width: u32, height: u32, fps: u32) -> Stri
              life_color=0xf0c080:death_color=0x402010:mold_color=0x205030",
             eighth.0, eighth.1
         ),
-        2 => format!("gradients=s={width}x{height}:r={fps}:speed=0.2:n=5:seed={seed}"),
+        2 => {
+            // gradients draws its colours at random whatever its seed: give it colours
+            // from the seed, so the clip is the same every time it is rendered.
+            let mut rng = SplitMix64(seed as u64);
+            let colours: String = (0..5)
+                .map(|c| format!(":c{c}=0x{:06x}", rng.next_u64() & 0xff_ffff))
+                .collect();
+            format!("gradients=s={width}x{height}:r={fps}:speed=0.2:n=5:seed={seed}{colours}")
+        }
         3 => {
             let rule = [110, 30, 150][cycle % 3];
             format!(
@@ -256,13 +451,23 @@ fn natural_scene_source(index: usize, width: u32, height: u32, fps: u32) -> Stri
 }
 
 /// Appends the base video (label `[v0]`, exactly `frames` frames, yuv420p) to `graph`.
-fn push_base_video(graph: &mut String, spec: &ClipSpec, frames: u64) {
-    let (w, h, fps) = (spec.width, spec.height, spec.fps);
+fn push_base_video(graph: &mut String, spec: &ClipSpec, layout: &Layout) {
+    let (w, h, fps, frames) = (spec.width, spec.height, spec.fps, layout.frames);
     match spec.content {
         Content::TestPattern => {
             let _ = write!(
                 graph,
                 "testsrc2=s={w}x{h}:r={fps},trim=end_frame={frames},format=yuv420p[v0];"
+            );
+        }
+        Content::SyncPattern => {
+            let first_flash = layout.sync.map_or(0, |s| s.first_flash);
+            let _ = write!(
+                graph,
+                "testsrc2=s={w}x{h}:r={fps},trim=end_frame={frames},format=yuv420p,\
+                 lutyuv=y=16+(val-16)*{SYNC_DIM},\
+                 drawbox=x=0:y=0:w=iw:h=ih:color=white:t=fill:\
+                 enable='eq(mod(n,{fps}),{first_flash})'[v0];"
             );
         }
         Content::Natural => {
@@ -292,8 +497,28 @@ fn push_base_video(graph: &mut String, spec: &ClipSpec, frames: u64) {
     }
 }
 
-/// Appends the video defect chain from `[v0]` to `[vout]`.
-fn push_video_defects(graph: &mut String, layout: &Layout) {
+/// `between(n,F,L)+...` over the frame spans of `kind`, or `None` without any.
+fn frames_expression(layout: &Layout, kind: DefectKind) -> Option<String> {
+    let terms: Vec<String> = layout
+        .spans(kind)
+        .map(|s| format!("between(n,{},{})", s.first, s.end - 1))
+        .collect();
+    (!terms.is_empty()).then(|| terms.join("+"))
+}
+
+/// Which rendering pass a graph is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pass {
+    /// The clip itself; with blockiness spans, the blocky pass's output is input 0.
+    Clip,
+    /// The picture to code as blocky MPEG-2: every frame, no frame dropped.
+    Blocky,
+}
+
+/// Appends the video defect chain from `[v0]` to `[vout]`: freezes, then blur, colour
+/// bars and black over the (possibly frozen) picture, then blockiness (frames from the
+/// blocky pass, input 0) and the frame drops.
+fn push_video_defects(graph: &mut String, spec: &ClipSpec, layout: &Layout, pass: Pass) {
     let mut current = 0usize;
     // Freezes first, so a black span inside a freeze is still black.
     for (i, span) in layout.spans(DefectKind::Freeze).enumerate() {
@@ -306,27 +531,104 @@ fn push_video_defects(graph: &mut String, layout: &Layout) {
         );
         current += 1;
     }
-    let blacks: Vec<String> = layout
-        .spans(DefectKind::Black)
-        .map(|s| format!("between(n,{},{})", s.first, s.end - 1))
-        .collect();
-    let _ = write!(graph, "[v{current}]");
-    if !blacks.is_empty() {
+    if let Some(enable) = frames_expression(layout, DefectKind::Blur) {
         let _ = write!(
             graph,
-            "drawbox=x=0:y=0:w=iw:h=ih:color=black:t=fill:enable='{}',",
-            blacks.join("+")
+            "[v{current}]gblur=sigma={}:enable='{enable}'[v{}];",
+            spec.blur_sigma,
+            current + 1
         );
+        current += 1;
+    }
+    if let Some(enable) = frames_expression(layout, DefectKind::Colorbars) {
+        let _ = write!(
+            graph,
+            "{}=s={}x{}:r={},trim=end_frame={},format=yuv420p[bars];\
+             [v{current}][bars]overlay=eof_action=pass:enable='{enable}'[v{}];",
+            spec.bars.source(),
+            spec.width,
+            spec.height,
+            spec.fps,
+            layout.frames,
+            current + 1
+        );
+        current += 1;
+    }
+    let _ = write!(graph, "[v{current}]");
+    if let Some(enable) = frames_expression(layout, DefectKind::Black) {
+        let _ = write!(
+            graph,
+            "drawbox=x=0:y=0:w=iw:h=ih:color=black:t=fill:enable='{enable}',"
+        );
+    }
+    if pass == Pass::Blocky {
+        graph.push_str("format=yuv420p[vout]");
+        return;
+    }
+    if let Some(enable) = frames_expression(layout, DefectKind::Blockiness) {
+        // Both inputs count frames from 0 at the same rate: give the raw MPEG-2 stream
+        // the same timestamps, so overlay pairs frame n with frame n.
+        let _ = write!(
+            graph,
+            "format=yuv420p[vpre];[0:v:0]settb=1/{fps},setpts=N[blocky];\
+             [vpre][blocky]overlay=eof_action=pass:enable='{enable}',",
+            fps = spec.fps
+        );
+    }
+    if let Some(dropped) = frames_expression(layout, DefectKind::FrameDrop) {
+        let _ = write!(graph, "select='not({dropped})',");
     }
     graph.push_str("format=yuv420p[vout]");
 }
 
-/// The `aevalsrc` expression for one channel: tone plus noise, multiplied by a gate
-/// that is exactly 0 on silenced sample indices. aevalsrc evaluates per sample with
-/// `n` = sample index, so the silence is sample-exact (unlike `volume`'s per-frame
-/// timeline `enable`).
-fn channel_expression(channel: usize, layout: &Layout) -> String {
-    let frequency = CHANNEL_FREQUENCIES[channel % CHANNEL_FREQUENCIES.len()];
+/// `(1+(g-1)*gte(n,a)*lt(n,b))*...`: gain `g` over the sample spans of `kind`.
+fn gain_expression(layout: &Layout, kind: DefectKind, gain_db: f64) -> Option<String> {
+    let extra = db_to_gain(gain_db) - 1.0;
+    let factors: Vec<String> = layout
+        .spans(kind)
+        .map(|s| format!("(1+{extra}*gte(n,{})*lt(n,{}))", s.first, s.end))
+        .collect();
+    (!factors.is_empty()).then(|| factors.join("*"))
+}
+
+/// The `aevalsrc` expression for one channel: tone plus noise (or the sync pattern's
+/// beeps over a noise floor), times the loudness and clipping gains (clipped to ±1 when
+/// a clipping span drives it past full scale), multiplied by a gate that is exactly 0 on
+/// silenced sample indices. aevalsrc evaluates per sample with `n` = sample index, so
+/// every audio defect is sample-exact (unlike `volume`'s per-frame timeline `enable`).
+fn channel_expression(channel: usize, spec: &ClipSpec, layout: &Layout) -> String {
+    let mut signal = match layout.sync {
+        Some(sync) => {
+            // A beep starts at every sample n ≡ first_beep (mod sample_rate); `phase` makes
+            // the argument of mod non-negative.
+            let rate = u64::from(spec.sample_rate);
+            let phase = (rate - sync.first_beep % rate) % rate;
+            let length = round_index(BEEP_SECONDS, spec.sample_rate);
+            format!(
+                "({BEEP_AMPLITUDE}*sin(2*PI*{BEEP_FREQUENCY}*t)*lt(mod(n+{phase},{rate}),{length})\
+                 +{SYNC_NOISE_AMPLITUDE}*(2*random(0)-1))"
+            )
+        }
+        None => {
+            let frequency = CHANNEL_FREQUENCIES[channel % CHANNEL_FREQUENCIES.len()];
+            match spec.audio_level_db {
+                None => format!(
+                    "({TONE_AMPLITUDE}*sin(2*PI*{frequency}*t)+{NOISE_AMPLITUDE}*(2*random(0)-1))"
+                ),
+                Some(_) => {
+                    let tone = tone_amplitude(spec);
+                    let noise = tone * NOISE_RATIO;
+                    format!("({tone}*sin(2*PI*{frequency}*t)+{noise}*(2*random(0)-1))")
+                }
+            }
+        }
+    };
+    if let Some(gains) = gain_expression(layout, DefectKind::Loudness, spec.loudness_gain_db) {
+        signal = format!("{signal}*{gains}");
+    }
+    if let Some(gains) = gain_expression(layout, DefectKind::Clipping, spec.clipping_gain_db) {
+        signal = format!("clip({signal}*{gains},-1,1)");
+    }
     let gates: Vec<String> = layout
         .spans(DefectKind::Silence)
         .map(|s| format!("(1-gte(n,{})*lt(n,{}))", s.first, s.end))
@@ -336,14 +638,14 @@ fn channel_expression(channel: usize, layout: &Layout) -> String {
     } else {
         gates.join("*")
     };
-    format!("({TONE_AMPLITUDE}*sin(2*PI*{frequency}*t)+{NOISE_AMPLITUDE}*(2*random(0)-1))*{gate}")
+    format!("{signal}*{gate}")
 }
 
 /// Appends the audio source (label `[aout]`, exactly `samples` samples per channel).
 fn push_audio(graph: &mut String, spec: &ClipSpec, layout: &Layout) -> Result<()> {
     let channel_layout = channel_layout(spec.audio_channels)?;
     let expressions: Vec<String> = (0..usize::from(spec.audio_channels))
-        .map(|c| channel_expression(c, layout))
+        .map(|c| channel_expression(c, spec, layout))
         .collect();
     let _ = write!(
         graph,
@@ -359,8 +661,8 @@ fn push_audio(graph: &mut String, spec: &ClipSpec, layout: &Layout) -> Result<()
 pub(crate) fn filter_complex(spec: &ClipSpec, layout: &Layout) -> Result<String> {
     let mut graph = String::new();
     if spec.video {
-        push_base_video(&mut graph, spec, layout.frames);
-        push_video_defects(&mut graph, layout);
+        push_base_video(&mut graph, spec, layout);
+        push_video_defects(&mut graph, spec, layout, Pass::Clip);
     }
     if spec.audio_channels > 0 {
         if spec.video {
@@ -369,6 +671,25 @@ pub(crate) fn filter_complex(spec: &ClipSpec, layout: &Layout) -> Result<String>
         push_audio(&mut graph, spec, layout)?;
     }
     Ok(graph)
+}
+
+/// The ffmpeg arguments that render the blocky picture every blockiness span takes its
+/// frames from: the clip's picture (with its other defects, before frames are dropped)
+/// coded as intra-only MPEG-2 at the coarsest quantiser, which has no deblocking filter
+/// and no intra prediction to hide its 8x8 blocks. Writes a raw `.m2v` stream to `out`.
+pub(crate) fn blocky_pass_args(spec: &ClipSpec, layout: &Layout, out: &str) -> Vec<String> {
+    let mut graph = String::new();
+    push_base_video(&mut graph, spec, layout);
+    push_video_defects(&mut graph, spec, layout, Pass::Blocky);
+    let mut args = vec!["-filter_complex".to_owned(), graph];
+    args.extend(
+        ["-map", "[vout]", "-c:v", "mpeg2video", "-g", "1", "-q:v"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    args.extend([STARVED_QSCALE.to_string(), "-f".into(), "mpeg2video".into()]);
+    args.push(out.to_owned());
+    args
 }
 
 #[cfg(test)]
@@ -452,5 +773,127 @@ mod tests {
         assert_eq!(render_size(320, 240), (320, 240));
         assert_eq!(render_size(1920, 1080), (640, 360));
         assert_eq!(render_size(1280, 534), (640, 268));
+    }
+
+    #[test]
+    fn new_kinds_render_by_frame_and_sample_index() {
+        let spec = ClipSpec {
+            audio_level_db: Some(-22.0),
+            clipping_gain_db: 24.0,
+            loudness_gain_db: -20.0,
+            bars: crate::BarsPattern::Pal75,
+            defects: vec![
+                Defect::new(DefectKind::Blur, 1.0, 2.0),
+                Defect::new(DefectKind::Colorbars, 2.0, 3.0),
+                Defect::new(DefectKind::FrameDrop, 3.0, 3.2),
+                Defect::new(DefectKind::Blockiness, 4.0, 4.4),
+                Defect::new(DefectKind::Loudness, 5.0, 6.0),
+                Defect::new(DefectKind::Clipping, 7.0, 7.5),
+            ],
+            ..ClipSpec::default()
+        };
+        let layout = layout(&spec).expect("valid spec");
+        let graph = filter_complex(&spec, &layout).expect("graph");
+        for part in [
+            "gblur=sigma=4:enable='between(n,25,49)'",
+            "pal75bars=s=320x240:r=25,trim=end_frame=250",
+            "overlay=eof_action=pass:enable='between(n,50,74)'",
+            "[0:v:0]settb=1/25,setpts=N[blocky]",
+            "enable='between(n,100,109)'",
+            "select='not(between(n,75,79))'",
+            "*gte(n,240000)*lt(n,288000))",
+            "clip(",
+            "*gte(n,336000)*lt(n,360000)),-1,1)",
+        ] {
+            assert!(graph.contains(part), "{part} in {graph}");
+        }
+        // The encoder numbers frames after the drop: frame 100 is its 95th.
+        assert_eq!(layout.encoded_index(100), 95);
+        assert_eq!(layout.encoded_index(76), 75);
+        let blocky = blocky_pass_args(&spec, &layout, "b.m2v").join(" ");
+        assert!(blocky.contains("mpeg2video -g 1 -q:v 31"), "{blocky}");
+        assert!(!blocky.contains("select="), "every frame: {blocky}");
+    }
+
+    #[test]
+    fn the_sync_pattern_flashes_and_beeps_on_schedule() {
+        let spec = ClipSpec {
+            content: Content::SyncPattern,
+            av_offset_ms: -100.0,
+            ..ClipSpec::default()
+        };
+        let layout = layout(&spec).expect("valid spec");
+        // Frame 13 (0.52 s); the beep 100 ms earlier, at sample 20160.
+        assert_eq!(
+            layout.sync,
+            Some(SyncTiming {
+                first_flash: 13,
+                first_beep: 20_160
+            })
+        );
+        let graph = filter_complex(&spec, &layout).expect("graph");
+        assert!(graph.contains("enable='eq(mod(n,25),13)'"), "{graph}");
+        assert!(
+            graph.contains("lt(mod(n+27840,48000),1920)"),
+            "48000 - 20160 = 27840: {graph}"
+        );
+    }
+
+    #[test]
+    fn rejects_impossible_new_defects() {
+        let bad = |spec: ClipSpec| layout(&spec).map(|_| ()).map_err(|e| e.to_string());
+        let with = |defect: Defect| ClipSpec {
+            defects: vec![defect],
+            ..ClipSpec::default()
+        };
+        let corruption = with(Defect::new(DefectKind::Corruption, 2.0, 3.0));
+        assert!(bad(corruption.clone()).is_err_and(|e| e.contains("gop")));
+        assert!(bad(ClipSpec {
+            gop: Some(25),
+            ..corruption
+        })
+        .is_ok());
+        for (start, end) in [(0.0, 0.2), (9.8, 10.0)] {
+            let drop = with(Defect::new(DefectKind::FrameDrop, start, end));
+            assert!(
+                bad(drop).is_err_and(|e| e.contains("kept frame")),
+                "{start}"
+            );
+        }
+        let loud = with(Defect::new(DefectKind::Loudness, 2.0, 9.0));
+        assert!(bad(loud.clone()).is_err_and(|e| e.contains("would clip")));
+        assert!(bad(ClipSpec {
+            audio_level_db: Some(-22.4),
+            ..loud
+        })
+        .is_ok());
+        let clip = with(Defect::new(DefectKind::Clipping, 2.0, 3.0));
+        assert!(bad(ClipSpec {
+            audio_level_db: Some(-22.4),
+            ..clip.clone()
+        })
+        .is_err_and(|e| e.contains("full scale")));
+        assert!(bad(clip).is_ok(), "default tone + 12 dB clips");
+        let blur = with(Defect::new(DefectKind::Blur, 2.0, 3.0));
+        assert!(bad(ClipSpec {
+            blur_sigma: 1.0,
+            ..blur
+        })
+        .is_err());
+        let blocky = with(Defect::new(DefectKind::Blockiness, 2.0, 3.0));
+        assert!(bad(ClipSpec { fps: 29, ..blocky }).is_err_and(|e| e.contains("MPEG-2")));
+        assert!(bad(with(Defect::new(DefectKind::AvSync, 0.0, 5.0)))
+            .is_err_and(|e| e.contains("av_offset_ms")));
+        assert!(bad(ClipSpec {
+            av_offset_ms: 80.0,
+            ..ClipSpec::default()
+        })
+        .is_err_and(|e| e.contains("sync_pattern")));
+        assert!(bad(ClipSpec {
+            content: Content::SyncPattern,
+            av_offset_ms: 450.0,
+            ..ClipSpec::default()
+        })
+        .is_err());
     }
 }

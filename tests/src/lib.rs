@@ -17,10 +17,43 @@
 //!   every channel (`aevalsrc` gates each sample by its index `n`). After AAC the
 //!   interior decodes to exact zeros; the edges smear by a few milliseconds (2–3 ms
 //!   in stereo, up to ~25 ms on the band-limited 5.1 LFE channel).
+//! * **blur** `[S, E)`: the frame range through `gblur` (sigma [`ClipSpec::blur_sigma`],
+//!   at least 3), enabled by frame number.
+//! * **colorbars** `[S, E)`: the frame range replaced by [`ClipSpec::bars`] (SMPTE, SMPTE
+//!   HD or EBU bars). Still bars are identical frames: a freeze there is implied.
+//! * **blockiness** `[S, E)`: the frame range taken from a second rendering of the
+//!   picture coded as intra-only MPEG-2 at quantiser scale 31, whose 8x8 blocks then
+//!   survive the clip's H.264 encoding. (A starved x264 — zones at QP 51 — is no exact
+//!   truth: its P-frames mostly copy the good picture before them, so the blocks show
+//!   only where the content changes.)
+//! * **frame_drop** `[S, E)`: the frame range removed (`select`) and the rest encoded
+//!   with its timestamps (`-fps_mode passthrough`). Truth is the gap: from the first
+//!   missing frame's time to the next present frame's. A player shows the frame before
+//!   the gap until the next one: a freeze from that frame is implied.
+//! * **corruption** `[S, E)`: the rendered clip's video packets of the frame range
+//!   damaged by the `noise` bitstream filter (about one byte in 100). Needs a fixed GOP
+//!   ([`ClipSpec::gop`]) and is encoded without B-frames, so damage runs forward in
+//!   time. Truth is measured, not assumed: the packets whose hash changed, each until the
+//!   next undamaged keyframe (the decoder's references stay broken until then). Damaged
+//!   pictures may be concealed into blocks or dropped: blockiness and a frame drop over
+//!   the span are implied.
+//! * **loudness** `[S, E)`: samples of the range multiplied by
+//!   [`ClipSpec::loudness_gain_db`] (up or down, never clipping). Truth is the range;
+//!   a short-term meter (3 s window) lags it by up to 3 s at either end.
+//! * **clipping** `[S, E)`: samples of the range driven by [`ClipSpec::clipping_gain_db`]
+//!   past full scale and cut off at ±1. The passage is loud too: loudness from its start
+//!   to 3 s after its end is implied.
+//! * **av_sync**: on [`Content::SyncPattern`], every beep moved by
+//!   [`ClipSpec::av_offset_ms`]. The measured offset is [`Clip::av_offset_ms`]; beyond
+//!   [`AV_SYNC_MAX_LATE_MS`] late or [`AV_SYNC_MAX_EARLY_MS`] early the whole clip is an
+//!   av_sync defect.
+//!
+//! Audio defects are placed by sample index inside the `aevalsrc` expression, video ones
+//! by frame number. [`corpus`] renders labelled sets of such clips for `vqa eval`.
 //!
 //! Outside the defects the video changes every frame and the audio is never quiet, so
 //! a correct analyser reports exactly the truth (plus, optionally, the implied
-//! freezes). One caveat: a keyframe inside a freeze re-encodes the frozen picture, see
+//! defects). One caveat: a keyframe inside a freeze re-encodes the frozen picture, see
 //! [`Clip::keyframes`].
 //!
 //! Times are seconds from the start of the file as ffmpeg's CLI reports them (stream
@@ -50,6 +83,7 @@
 //! ```
 
 mod bad_inputs;
+pub mod corpus;
 mod graph;
 mod reference;
 mod tools;
@@ -62,19 +96,36 @@ use anyhow::{anyhow, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 
 pub use bad_inputs::{make_bad_inputs, BadInputs};
+pub use corpus::{write_corpus, CorpusEntry, CorpusSize, Manifest};
 pub use reference::{describe, ffmpeg_reference, ReferenceSettings};
 pub use tools::{
-    ffmpeg_available, ffmpeg_or_skip, probe, run_ffmpeg, video_keyframes, ProbeInfo, StreamInfo,
-    FFMPEG_INSTALL_HINT,
+    ffmpeg_available, ffmpeg_or_skip, probe, run_ffmpeg, video_keyframes, video_packets, ProbeInfo,
+    StreamInfo, VideoPacket, FFMPEG_INSTALL_HINT,
 };
 
 /// Samples of priming (encoder delay) FFmpeg's native AAC encoder puts before the
 /// first real sample.
 pub const AAC_PRIMING_SAMPLES: u32 = 1024;
 
-/// What kind of defect.
+/// Audio later than the picture by more than this many milliseconds is an A/V sync
+/// defect (vqa's default `av_sync.max_late_ms`).
+pub const AV_SYNC_MAX_LATE_MS: f64 = 45.0;
+/// Audio earlier than the picture by more than this many milliseconds is an A/V sync
+/// defect (vqa's default `av_sync.max_early_ms`).
+pub const AV_SYNC_MAX_EARLY_MS: f64 = 15.0;
+
+/// The EBU R128 short-term loudness window, seconds. Loudness truth is the span whose
+/// gain was changed; a meter's verdict lags it by up to this much at either end, and a
+/// passage driven into clipping may read as too loud until this long after it ends.
+pub const SHORT_TERM_WINDOW: f64 = 3.0;
+
+/// The `noise` bitstream filter damages one byte in this many in each packet of a
+/// corruption span (about 1%: every packet of a few hundred bytes or more is hit).
+const CORRUPTION_BYTE_INTERVAL: u32 = 100;
+
+/// What kind of defect. The JSON names are vqa's incident kinds (`frame_drop`, `av_sync`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum DefectKind {
     /// The picture stops changing.
     Freeze,
@@ -82,18 +133,73 @@ pub enum DefectKind {
     Black,
     /// The audio is digital silence on all channels.
     Silence,
+    /// A starved encoder: the span's frames coded as intra-only MPEG-2 at the coarsest
+    /// quantiser (8x8 blocks, no deblocking), then re-encoded with the rest of the clip.
+    Blockiness,
+    /// Damaged H.264 packets (the `noise` bitstream filter) over the span; the damage lasts
+    /// to the next keyframe.
+    Corruption,
+    /// A Gaussian blur (`gblur`, sigma [`ClipSpec::blur_sigma`]) over the span.
+    Blur,
+    /// Colour bars ([`ClipSpec::bars`]) in place of the picture over the span.
+    Colorbars,
+    /// Frames removed without re-timing: a gap in the video timestamps.
+    FrameDrop,
+    /// The programme [`ClipSpec::loudness_gain_db`] louder (or quieter) over the span.
+    Loudness,
+    /// The audio driven [`ClipSpec::clipping_gain_db`] past full scale and cut off there.
+    Clipping,
+    /// Audio out of sync with the picture on [`Content::SyncPattern`]: never requested as
+    /// a span, it follows from [`ClipSpec::av_offset_ms`] and covers the whole clip.
+    AvSync,
+}
+
+/// Which track a defect is rendered in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Track {
+    Video,
+    Audio,
+    Both,
 }
 
 impl DefectKind {
     /// All kinds, in a fixed order.
-    pub const ALL: [DefectKind; 3] = [DefectKind::Freeze, DefectKind::Black, DefectKind::Silence];
+    pub const ALL: [DefectKind; 11] = [
+        DefectKind::Freeze,
+        DefectKind::Black,
+        DefectKind::Silence,
+        DefectKind::Blockiness,
+        DefectKind::Corruption,
+        DefectKind::Blur,
+        DefectKind::Colorbars,
+        DefectKind::FrameDrop,
+        DefectKind::Loudness,
+        DefectKind::Clipping,
+        DefectKind::AvSync,
+    ];
 
-    /// Lower-case name: `"freeze"`, `"black"` or `"silence"` (same as the JSON form).
+    /// The JSON name: `"freeze"`, `"frame_drop"`, `"av_sync"`, ...
     pub fn as_str(self) -> &'static str {
         match self {
             DefectKind::Freeze => "freeze",
             DefectKind::Black => "black",
             DefectKind::Silence => "silence",
+            DefectKind::Blockiness => "blockiness",
+            DefectKind::Corruption => "corruption",
+            DefectKind::Blur => "blur",
+            DefectKind::Colorbars => "colorbars",
+            DefectKind::FrameDrop => "frame_drop",
+            DefectKind::Loudness => "loudness",
+            DefectKind::Clipping => "clipping",
+            DefectKind::AvSync => "av_sync",
+        }
+    }
+
+    pub(crate) fn track(self) -> Track {
+        match self {
+            DefectKind::Silence | DefectKind::Loudness | DefectKind::Clipping => Track::Audio,
+            DefectKind::AvSync => Track::Both,
+            _ => Track::Video,
         }
     }
 }
@@ -159,6 +265,35 @@ pub enum Content {
     /// with hard cuts every 2–2.8 s and light temporal grain: every frame differs
     /// from the previous one, encodes like real footage and has real scene changes.
     Natural,
+    /// An A/V sync test pattern: `testsrc2` dimmed to a dark picture with one white
+    /// frame every second at frame `round(fps/2)` (0.52 s at 25 fps, then every second),
+    /// and on every channel a 40 ms 1 kHz beep at −6 dBFS at the same instants over a
+    /// −50 dBFS noise floor, moved by [`ClipSpec::av_offset_ms`].
+    SyncPattern,
+}
+
+/// Which colour bars a [`DefectKind::Colorbars`] span shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BarsPattern {
+    /// SMPTE EG 1 bars (`smptebars`).
+    #[default]
+    Smpte,
+    /// SMPTE RP 219 HD bars (`smptehdbars`).
+    SmpteHd,
+    /// EBU 75% bars (`pal75bars`).
+    Pal75,
+}
+
+impl BarsPattern {
+    /// The lavfi source that draws them.
+    pub(crate) fn source(self) -> &'static str {
+        match self {
+            BarsPattern::Smpte => "smptebars",
+            BarsPattern::SmpteHd => "smptehdbars",
+            BarsPattern::Pal75 => "pal75bars",
+        }
+    }
 }
 
 /// Output container; the codecs are always H.264 (libx264, yuv420p) and AAC.
@@ -240,6 +375,25 @@ pub struct ClipSpec {
     pub x264_preset: String,
     /// x264 constant rate factor.
     pub crf: u8,
+    /// Peak level of each channel's test tone, dBFS; `None`: 0.3 of full scale (about
+    /// −10.5 dBFS, which measures about −11 LUFS in stereo). −22.4 dBFS measures
+    /// −23.0 LUFS (EBU R128's target) in stereo.
+    pub audio_level_db: Option<f64>,
+    /// Gain over each [`DefectKind::Loudness`] span, dB: positive for a loud passage
+    /// (which must stay below full scale), negative for a quiet one.
+    pub loudness_gain_db: f64,
+    /// Gain over each [`DefectKind::Clipping`] span, dB; it must drive the tone past
+    /// full scale, where every sample is cut off at ±1.
+    pub clipping_gain_db: f64,
+    /// Gaussian blur sigma over each [`DefectKind::Blur`] span, pixels (at least 3).
+    pub blur_sigma: f64,
+    /// The bars every [`DefectKind::Colorbars`] span shows.
+    pub bars: BarsPattern,
+    /// [`Content::SyncPattern`] only: how much later the beeps are than the flashes,
+    /// milliseconds (negative: audio early), within ±400 ms. Outside vqa's default
+    /// tolerance ([`AV_SYNC_MAX_LATE_MS`] late, [`AV_SYNC_MAX_EARLY_MS`] early) the
+    /// whole clip is an [`DefectKind::AvSync`] defect.
+    pub av_offset_ms: f64,
 }
 
 impl Default for ClipSpec {
@@ -259,6 +413,12 @@ impl Default for ClipSpec {
             gop: None,
             x264_preset: "veryfast".to_owned(),
             crf: 20,
+            audio_level_db: None,
+            loudness_gain_db: 15.0,
+            clipping_gain_db: 12.0,
+            blur_sigma: 4.0,
+            bars: BarsPattern::Smpte,
+            av_offset_ms: 0.0,
         }
     }
 }
@@ -272,7 +432,9 @@ pub struct Clip {
     /// shifted by the container's start offsets), sorted by start time.
     pub truth: Vec<Defect>,
     /// Defects that follow from the requested ones and that an analyser may report
-    /// but need not: a freeze over every black span (black frames are identical).
+    /// but need not: a freeze over every black or colour-bars span (their frames are
+    /// identical), a freeze over a frame drop, blockiness and a frame drop over corruption,
+    /// loudness after clipping.
     pub implied: Vec<Defect>,
     /// Seconds added to frame-aligned times to get video truth (0 for MP4; the AAC
     /// priming delay for MKV/TS with audio).
@@ -287,6 +449,11 @@ pub struct Clip {
     /// freezedetect to split the freeze there. An analyser should bridge such
     /// one-frame blips; a test can use these times to see why a freeze was split.
     pub keyframes: Vec<f64>,
+    /// [`Content::SyncPattern`] only: how much later each beep starts than its flash
+    /// frame in the file, milliseconds (the requested offset rounded to whole samples,
+    /// plus any difference between the streams' start offsets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub av_offset_ms: Option<f64>,
 }
 
 /// Outcome of [`Clip::compare`].
@@ -405,38 +572,52 @@ pub fn make_clip(dir: &Path, name: &str, spec: &ClipSpec) -> Result<Clip> {
         .to_string_lossy()
         .into_owned();
     let partial = dir.join(format!(".{file_name}.partial"));
-
-    let mut args: Vec<String> = vec!["-filter_complex".into(), graph];
-    if spec.video {
-        args.extend(
-            [
-                "-map", "[vout]", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset",
-            ]
-            .map(String::from),
-        );
-        args.push(spec.x264_preset.clone());
-        args.extend(["-crf".to_owned(), spec.crf.to_string()]);
-        if let Some(gop) = spec.gop {
-            let gop = gop.to_string();
-            args.extend(["-g".into(), gop.clone(), "-keyint_min".into(), gop]);
-            args.extend(["-sc_threshold".into(), "0".into()]);
-        }
-    }
-    if spec.audio_channels > 0 {
-        let bitrate = format!("{}k", 64 * u32::from(spec.audio_channels));
-        args.extend(["-map", "[aout]", "-c:a", "aac", "-b:a"].map(String::from));
-        args.push(bitrate);
-    }
-    args.extend(spec.container.muxer_args().iter().map(|s| s.to_string()));
-    args.push(partial.to_string_lossy().into_owned());
-
-    let rendered = run_ffmpeg(&args).with_context(|| format!("rendering {}", path.display()));
-    if let Err(err) = rendered {
+    let damaged = dir.join(format!(".{file_name}.damaged.partial"));
+    let blocky = dir.join(format!(".{file_name}.blocky.partial"));
+    let cleanup = || {
         let _ = fs::remove_file(&partial);
+        let _ = fs::remove_file(&damaged);
+        let _ = fs::remove_file(&blocky);
+    };
+
+    let with_blockiness = layout.spans(DefectKind::Blockiness).next().is_some();
+    let rendered = if with_blockiness {
+        run_ffmpeg(graph::blocky_pass_args(
+            spec,
+            &layout,
+            &blocky.to_string_lossy(),
+        ))
+        .with_context(|| format!("rendering the blocky picture for {}", path.display()))
+    } else {
+        Ok(())
+    }
+    .and_then(|()| {
+        let blocky = with_blockiness.then_some(blocky.as_path());
+        run_ffmpeg(render_args(spec, &layout, graph, blocky, &partial))
+            .with_context(|| format!("rendering {}", path.display()))
+    });
+    if let Err(err) = rendered {
+        cleanup();
         return Err(err);
     }
-    fs::rename(&partial, &path)
-        .with_context(|| format!("renaming {} to {}", partial.display(), path.display()))?;
+    let corrupted = match damage_expression(&layout) {
+        Some(expression) => match damage_packets(spec, &partial, &damaged, &expression) {
+            Ok(spans) => Some(spans),
+            Err(err) => {
+                cleanup();
+                return Err(err.context(format!("damaging {}", path.display())));
+            }
+        },
+        None => None,
+    };
+    let finished = if corrupted.is_some() {
+        &damaged
+    } else {
+        &partial
+    };
+    fs::rename(finished, &path)
+        .with_context(|| format!("renaming {} to {}", finished.display(), path.display()))?;
+    cleanup();
 
     let info = probe(&path)?;
     let stream_start = |kind: &str| -> Result<f64> {
@@ -460,33 +641,62 @@ pub fn make_clip(dir: &Path, name: &str, spec: &ClipSpec) -> Result<Clip> {
     } else {
         0.0
     };
-
-    let mut truth: Vec<Defect> = layout
-        .defects
-        .iter()
-        .map(|placed| {
-            let (rate, offset) = match placed.kind {
-                DefectKind::Freeze | DefectKind::Black => (f64::from(spec.fps), video_offset),
-                DefectKind::Silence => (f64::from(spec.sample_rate), audio_offset),
-            };
-            Defect::new(
-                placed.kind,
-                tidy_seconds(placed.span.first as f64 / rate + offset),
-                tidy_seconds(placed.span.end as f64 / rate + offset),
-            )
-        })
-        .collect();
-    truth.sort_by(|a, b| a.start.total_cmp(&b.start).then(a.kind.cmp(&b.kind)));
-    let implied = truth
-        .iter()
-        .filter(|d| d.kind == DefectKind::Black)
-        .map(|d| Defect::freeze(d.start, d.end))
-        .collect();
-    let keyframes = if spec.video {
-        video_keyframes(&path)?
+    let packets = if spec.video {
+        video_packets(&path)?
     } else {
         Vec::new()
     };
+    let keyframes: Vec<f64> = packets
+        .iter()
+        .filter(|p| p.keyframe)
+        .map(|p| p.time)
+        .collect();
+
+    let fps = f64::from(spec.fps);
+    let sample_rate = f64::from(spec.sample_rate);
+    let mut truth: Vec<Defect> = Vec::new();
+    for placed in &layout.defects {
+        let (first, end) = (placed.span.first as f64, placed.span.end as f64);
+        let (rate, offset) = match placed.kind.track() {
+            Track::Audio => (sample_rate, audio_offset),
+            Track::Video | Track::Both => (fps, video_offset),
+        };
+        // Corruption truth is where the damage really is, measured below.
+        if placed.kind != DefectKind::Corruption {
+            truth.push(Defect::new(
+                placed.kind,
+                tidy_seconds(first / rate + offset),
+                tidy_seconds(end / rate + offset),
+            ));
+        }
+    }
+    let video_end = layout.frames as f64 / fps + video_offset;
+    if let Some(damaged_times) = &corrupted {
+        for (start, end) in corruption_spans(damaged_times, &keyframes, video_end) {
+            truth.push(Defect::new(
+                DefectKind::Corruption,
+                tidy_seconds(start),
+                tidy_seconds(end),
+            ));
+        }
+    }
+    let av_offset_ms = layout.sync.map(|sync| {
+        let flash = sync.first_flash as f64 / fps + video_offset;
+        let beep = sync.first_beep as f64 / sample_rate + audio_offset;
+        tidy_seconds(beep - flash) * 1000.0
+    });
+    if let Some(offset) = av_offset_ms {
+        if offset > AV_SYNC_MAX_LATE_MS || -offset > AV_SYNC_MAX_EARLY_MS {
+            truth.push(Defect::new(
+                DefectKind::AvSync,
+                0.0,
+                tidy_seconds(video_end),
+            ));
+        }
+    }
+    truth.sort_by(|a, b| a.start.total_cmp(&b.start).then(a.kind.cmp(&b.kind)));
+    let audio_end = layout.samples as f64 / sample_rate + audio_offset;
+    let implied = implied_defects(&truth, 1.0 / fps, audio_end);
 
     Ok(Clip {
         path,
@@ -496,7 +706,160 @@ pub fn make_clip(dir: &Path, name: &str, spec: &ClipSpec) -> Result<Clip> {
         video_offset,
         audio_offset,
         keyframes,
+        av_offset_ms,
     })
+}
+
+/// The ffmpeg arguments that render `spec` (before any damage) into `out`, taking the
+/// frames of blockiness spans from `blocky` (a raw MPEG-2 stream).
+fn render_args(
+    spec: &ClipSpec,
+    layout: &graph::Layout,
+    graph: String,
+    blocky: Option<&Path>,
+    out: &Path,
+) -> Vec<String> {
+    let mut args: Vec<String> = Vec::new();
+    if let Some(blocky) = blocky {
+        args.extend(["-f".into(), "mpegvideo".into(), "-i".into()]);
+        args.push(blocky.to_string_lossy().into_owned());
+    }
+    args.extend(["-filter_complex".into(), graph]);
+    if spec.video {
+        args.extend(
+            [
+                "-map", "[vout]", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset",
+            ]
+            .map(String::from),
+        );
+        args.push(spec.x264_preset.clone());
+        args.extend(["-crf".to_owned(), spec.crf.to_string()]);
+        if let Some(gop) = spec.gop {
+            let gop = gop.to_string();
+            args.extend(["-g".into(), gop.clone(), "-keyint_min".into(), gop]);
+            args.extend(["-sc_threshold".into(), "0".into()]);
+        }
+        if layout.spans(DefectKind::Corruption).next().is_some() {
+            // Without B-frames, decode order is display order: packet n is frame n, and
+            // damage runs forward in time from the first damaged packet.
+            args.extend(["-bf".into(), "0".into()]);
+        }
+        if layout.spans(DefectKind::FrameDrop).next().is_some() {
+            // Keep the timestamps `select` left, gaps included.
+            args.extend(["-fps_mode".into(), "passthrough".into()]);
+        }
+    }
+    if spec.audio_channels > 0 {
+        let bitrate = format!("{}k", 64 * u32::from(spec.audio_channels));
+        args.extend(["-map", "[aout]", "-c:a", "aac", "-b:a"].map(String::from));
+        args.push(bitrate);
+    }
+    args.extend(spec.container.muxer_args().iter().map(|s| s.to_string()));
+    args.push(out.to_string_lossy().into_owned());
+    args
+}
+
+/// The `noise` bitstream filter's `amount` expression that damages the packets of every
+/// corruption span (packet `n` is encoded frame `n`: no B-frames), or `None`.
+fn damage_expression(layout: &graph::Layout) -> Option<String> {
+    let terms: Vec<String> = layout
+        .spans(DefectKind::Corruption)
+        .map(|s| {
+            format!(
+                "between(n\\,{}\\,{})",
+                layout.encoded_index(s.first),
+                layout.encoded_index(s.end - 1)
+            )
+        })
+        .collect();
+    (!terms.is_empty()).then(|| format!("if({}\\,{CORRUPTION_BYTE_INTERVAL}\\,0)", terms.join("+")))
+}
+
+/// Copies `clean` to `damaged` with the video packets `expression` selects damaged, and
+/// returns the times of the packets that really differ (every byte might have escaped).
+fn damage_packets(
+    spec: &ClipSpec,
+    clean: &Path,
+    damaged: &Path,
+    expression: &str,
+) -> Result<Vec<f64>> {
+    let mut args: Vec<String> = vec!["-i".into(), clean.to_string_lossy().into_owned()];
+    args.extend(["-map", "0", "-c", "copy", "-bsf:v"].map(String::from));
+    args.push(format!("noise=amount={expression}"));
+    args.extend(spec.container.muxer_args().iter().map(|s| s.to_string()));
+    args.push(damaged.to_string_lossy().into_owned());
+    run_ffmpeg(&args)?;
+    let before = video_packets(clean)?;
+    let after = video_packets(damaged)?;
+    ensure!(
+        before.len() == after.len(),
+        "the noise filter changed the packet count ({} to {})",
+        before.len(),
+        after.len()
+    );
+    let times: Vec<f64> = before
+        .iter()
+        .zip(&after)
+        .filter(|(b, a)| b.hash != a.hash)
+        .map(|(_, a)| a.time)
+        .collect();
+    ensure!(!times.is_empty(), "the noise filter damaged no packet");
+    Ok(times)
+}
+
+/// Spans of visible damage: from each damaged packet to the next keyframe that is not
+/// itself damaged (or the end of the video), merged.
+fn corruption_spans(damaged: &[f64], keyframes: &[f64], video_end: f64) -> Vec<(f64, f64)> {
+    let is_damaged = |t: f64| damaged.iter().any(|d| (d - t).abs() < 1e-6);
+    let mut spans: Vec<(f64, f64)> = Vec::new();
+    for &t in damaged {
+        let end = keyframes
+            .iter()
+            .copied()
+            .find(|&k| k > t + 1e-6 && !is_damaged(k))
+            .unwrap_or(video_end);
+        match spans.last_mut() {
+            Some(last) if t <= last.1 + 1e-6 => last.1 = last.1.max(end),
+            _ => spans.push((t, end)),
+        }
+    }
+    spans
+}
+
+/// Defects that follow from the truth and that an analyser may report but need not:
+///
+/// * a freeze over every black or colour-bars span (their frames are identical);
+/// * blockiness and a frame drop over every corruption span (concealed damage is blocky,
+///   and a decoder may drop a picture it cannot decode);
+/// * a freeze over every frame drop, from the last frame before the gap (a player shows it
+///   until the next frame comes);
+/// * loudness from the start of every clipping span until a short-term window after it
+///   (the passage was driven far past its level).
+fn implied_defects(truth: &[Defect], frame_seconds: f64, audio_end: f64) -> Vec<Defect> {
+    let mut implied = Vec::new();
+    for d in truth {
+        match d.kind {
+            DefectKind::Black | DefectKind::Colorbars => {
+                implied.push(Defect::freeze(d.start, d.end));
+            }
+            DefectKind::FrameDrop => implied.push(Defect::freeze(
+                tidy_seconds((d.start - frame_seconds).max(0.0)),
+                d.end,
+            )),
+            DefectKind::Corruption => {
+                implied.push(Defect::new(DefectKind::Blockiness, d.start, d.end));
+                implied.push(Defect::new(DefectKind::FrameDrop, d.start, d.end));
+            }
+            DefectKind::Clipping => implied.push(Defect::new(
+                DefectKind::Loudness,
+                d.start,
+                tidy_seconds((d.end + SHORT_TERM_WINDOW).min(audio_end)),
+            )),
+            _ => {}
+        }
+    }
+    implied.sort_by(|a, b| a.start.total_cmp(&b.start).then(a.kind.cmp(&b.kind)));
+    implied
 }
 
 /// The spec [`make_bench_clip`] renders: 1920x1080 25 fps natural content, stereo
@@ -558,13 +921,32 @@ mod tests {
             video_offset: 0.0,
             audio_offset: 0.0,
             keyframes: Vec::new(),
+            av_offset_ms: None,
         }
     }
 
     #[test]
     fn kinds_have_stable_names() {
         let names: Vec<&str> = DefectKind::ALL.iter().map(|k| k.as_str()).collect();
-        assert_eq!(names, ["freeze", "black", "silence"]);
+        assert_eq!(
+            names,
+            [
+                "freeze",
+                "black",
+                "silence",
+                "blockiness",
+                "corruption",
+                "blur",
+                "colorbars",
+                "frame_drop",
+                "loudness",
+                "clipping",
+                "av_sync"
+            ]
+        );
+        let json = serde_json::to_string(&Defect::new(DefectKind::FrameDrop, 1.0, 1.2))
+            .expect("serialises");
+        assert_eq!(json, r#"{"kind":"frame_drop","start":1.0,"end":1.2}"#);
         let json = serde_json::to_string(&Defect::silence(1.0, 2.5)).expect("serialises");
         assert_eq!(json, r#"{"kind":"silence","start":1.0,"end":2.5}"#);
     }
@@ -625,5 +1007,46 @@ mod tests {
         assert_eq!(result.unexpected, vec![Defect::freeze(6.0, 7.0)]);
         assert!(clip.overlaps_requested(DefectKind::Silence, 8.5, 10.0));
         assert!(!clip.overlaps_requested(DefectKind::Silence, 9.0, 10.0));
+    }
+
+    #[test]
+    fn corruption_lasts_to_the_next_undamaged_keyframe() {
+        let keyframes = [0.0, 1.0, 2.0, 3.0, 4.0];
+        // Three damaged frames inside a GOP: to the next keyframe.
+        assert_eq!(
+            corruption_spans(&[2.2, 2.24, 2.28], &keyframes, 5.0),
+            vec![(2.2, 3.0)]
+        );
+        // The keyframe itself damaged: on to the one after it.
+        assert_eq!(
+            corruption_spans(&[2.96, 3.0, 3.04], &keyframes, 5.0),
+            vec![(2.96, 4.0)]
+        );
+        // Two separate bursts; the last one runs to the end of the video.
+        assert_eq!(
+            corruption_spans(&[0.5, 4.5], &keyframes, 5.0),
+            vec![(0.5, 1.0), (4.5, 5.0)]
+        );
+    }
+
+    #[test]
+    fn implied_defects_follow_from_the_truth() {
+        let truth = [
+            Defect::new(DefectKind::FrameDrop, 2.0, 2.12),
+            Defect::new(DefectKind::Clipping, 6.0, 7.0),
+            Defect::new(DefectKind::Corruption, 3.0, 4.0),
+            Defect::new(DefectKind::Colorbars, 8.0, 9.0),
+            Defect::new(DefectKind::Blur, 5.0, 6.0),
+        ];
+        assert_eq!(
+            implied_defects(&truth, 0.04, 9.5),
+            vec![
+                Defect::freeze(1.96, 2.12),
+                Defect::new(DefectKind::Blockiness, 3.0, 4.0),
+                Defect::new(DefectKind::FrameDrop, 3.0, 4.0),
+                Defect::new(DefectKind::Loudness, 6.0, 9.5),
+                Defect::freeze(8.0, 9.0),
+            ]
+        );
     }
 }

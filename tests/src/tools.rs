@@ -217,35 +217,60 @@ pub fn probe(path: &Path) -> Result<ProbeInfo> {
         .with_context(|| format!("unexpected ffprobe output for {}", path.display()))
 }
 
-/// Times of the keyframes of the first video stream, in seconds from the start of the
-/// file, ascending. Reads packet flags only (no decoding), so it is fast.
-pub fn video_keyframes(path: &Path) -> Result<Vec<f64>> {
+/// One packet of the first video stream, as `ffprobe` lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoPacket {
+    /// Presentation time, seconds from the start of the file.
+    pub time: f64,
+    pub keyframe: bool,
+    /// MD5 of the packet's bytes, to tell which packets two files differ in.
+    pub hash: String,
+}
+
+/// The packets of the first video stream in presentation order, with their hashes. Reads
+/// packets only (no decoding), so it is fast.
+pub fn video_packets(path: &Path) -> Result<Vec<VideoPacket>> {
     let json = ffprobe_json(
         path,
         &[
             "-select_streams",
             "v:0",
+            "-show_data_hash",
+            "md5",
             "-show_entries",
-            "format=start_time:packet=pts_time,flags",
+            "format=start_time:packet=pts_time,flags,data_hash",
         ],
     )?;
     let format_start = number(json.get("format").and_then(|f| f.get("start_time"))).unwrap_or(0.0);
-    let mut times: Vec<f64> = json
+    let mut packets: Vec<VideoPacket> = json
         .get("packets")
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or_default()
         .iter()
-        .filter(|p| {
-            p.get("flags")
-                .and_then(Value::as_str)
-                .is_some_and(|f| f.starts_with('K'))
+        .filter_map(|p| {
+            Some(VideoPacket {
+                time: number(p.get("pts_time"))? - format_start,
+                keyframe: p
+                    .get("flags")
+                    .and_then(Value::as_str)
+                    .is_some_and(|f| f.starts_with('K')),
+                hash: p.get("data_hash")?.as_str()?.to_owned(),
+            })
         })
-        .filter_map(|p| number(p.get("pts_time")))
-        .map(|t| t - format_start)
         .collect();
-    times.sort_by(f64::total_cmp);
-    Ok(times)
+    packets.sort_by(|a, b| a.time.total_cmp(&b.time));
+    Ok(packets)
+}
+
+/// Times of the keyframes of the first video stream, in seconds from the start of the
+/// file, ascending.
+pub fn video_keyframes(path: &Path) -> Result<Vec<f64>> {
+    Ok(video_packets(path)?
+        .into_iter()
+        .filter(|p| p.keyframe)
+        .map(|p| p.time)
+        .collect())
 }
 
 /// ffprobe prints most numbers as strings ("0.000000", "48000"); accept both forms.

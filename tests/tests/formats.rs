@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use vqa_core::{time, IncidentKind, PipelineConfig};
+use vqa_core::{time, DetectorName, IncidentKind, PipelineConfig};
 
 /// 6 s of testsrc2 at 25 fps: frames 25..=74 frozen (1.0-3.0 s), 100..=130 black (4.0-5.24 s).
 const GRAPH: &str = "testsrc2=size=320x240:rate=25:duration=6,split[a][b];[a][b]freezeframes=first=25:last=74:replace=25,\
@@ -15,7 +15,12 @@ fn analyze(path: &Path) -> Vec<(IncidentKind, f64, f64)> {
     let analysis = rt
         .block_on(vqa_deploy_ecs::analyze_file(
             path,
-            &PipelineConfig::default(),
+            // The converter's luma paths are the subject: the two detectors that read luma
+            // exactly.
+            &PipelineConfig {
+                detectors: vec![DetectorName::Freeze, DetectorName::Black],
+                ..PipelineConfig::default()
+            },
         ))
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert!(analysis.report.complete, "{:?}", analysis.report.warnings);

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use vqa_core::{IncidentEvent, PipelineConfig, StreamId};
+use vqa_core::{DetectorName, IncidentEvent, PipelineConfig, StreamId};
 use vqa_deploy_ecs::{open_input, run, EventSink, DEFAULT_IN_FLIGHT};
 use vqa_testkit::{make_clip, ClipSpec, Content, Defect};
 
@@ -24,7 +24,16 @@ fn each_incident_opens_once_then_closes_once_and_handoffs_are_counted() {
         ..ClipSpec::default()
     };
     let clip = make_clip(dir.path(), "events", &spec).expect("clip");
-    let config = PipelineConfig::default();
+    // The detectors of the three injected kinds: the clip's loud test tone and pattern are
+    // not what this test is about.
+    let config = PipelineConfig {
+        detectors: vec![
+            DetectorName::Freeze,
+            DetectorName::Black,
+            DetectorName::Silence,
+        ],
+        ..PipelineConfig::default()
+    };
     let stream = StreamId::new("events");
     let converter = open_input(&clip.path, stream.clone(), &config).expect("open");
 

@@ -8,7 +8,9 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use vqa_core::{DetectorName, IncidentEvent, PipelineConfig, StreamReport};
-use vqa_deploy_ecs::{bench, open_input, run, stream_id_for, summary, RunError, DEFAULT_IN_FLIGHT};
+use vqa_deploy_ecs::{
+    bench, eval, open_input, run, stream_id_for, summary, RunError, DEFAULT_IN_FLIGHT,
+};
 
 /// Exit status when the report covers only part of the input.
 const EXIT_PARTIAL: u8 = 3;
@@ -88,6 +90,26 @@ enum Command {
     },
     /// Print the effective pipeline configuration (defaults, the file and flags applied) as TOML.
     Config {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+    },
+    /// Score the detectors on a labelled corpus, side by side with FFmpeg's own filters.
+    ///
+    /// The corpus is a directory with clips and a corpus.json listing their defects, as
+    /// `vqa-make-clip --corpus DIR` writes it. Exit status: 0 every clip was scored (whatever
+    /// the scores); 1 the corpus could not be read or a clip could not be analysed.
+    Eval {
+        /// The corpus directory.
+        corpus: PathBuf,
+
+        /// Output format on stdout.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+
+        /// Do not run FFmpeg's filters (the ffmpeg CLI is then not needed).
+        #[arg(long)]
+        no_ffmpeg: bool,
+
         #[command(flatten)]
         pipeline: PipelineArgs,
     },
@@ -249,6 +271,7 @@ async fn analyze(
     let report = match analysis {
         Ok(a) => a.report,
         Err(RunError::Open(e)) => bail!("{}: {e}", input.display()),
+        Err(RunError::Model(e)) => bail!("{e}"),
         Err(e) => bail!("{}: {e}", input.display()),
     };
     if let Some(out) = out {
@@ -274,6 +297,51 @@ async fn analyze(
     }
 }
 
+/// `vqa eval`: prints the scores even when some clips failed, then fails naming them.
+async fn eval_corpus(
+    dir: &Path,
+    format: Format,
+    no_ffmpeg: bool,
+    config: PipelineConfig,
+) -> anyhow::Result<ExitCode> {
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let progress = |position: usize, total: usize, clip: &Path| {
+        if let Some(b) = &bar {
+            b.set_length(total as u64);
+            b.set_position(position as u64);
+            b.set_message(clip.display().to_string());
+        }
+    };
+    let options = eval::EvalOptions { ffmpeg: !no_ffmpeg };
+    let result = eval::evaluate(dir, &config, &options, Some(&progress)).await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let evaluation = result?;
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&evaluation)?),
+        Format::Text => print!("{}", eval::render(&evaluation)),
+    }
+    if let Some(first) = evaluation.errors.first() {
+        bail!(
+            "{}: {} of {} clips could not be scored; first: {}: {}",
+            dir.display(),
+            evaluation.errors.len(),
+            evaluation.clips,
+            first.clip.display(),
+            first.error
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn main_result(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Analyze {
@@ -292,6 +360,12 @@ async fn main_result(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await
         }
+        Command::Eval {
+            corpus,
+            format,
+            no_ffmpeg,
+            pipeline,
+        } => eval_corpus(&corpus, format, no_ffmpeg, pipeline.load()?).await,
         Command::Config { pipeline } => {
             print!("{}", pipeline.load()?.to_toml());
             Ok(ExitCode::SUCCESS)

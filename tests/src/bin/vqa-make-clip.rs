@@ -6,20 +6,27 @@
 //! JSON line, e.g. `{"kind":"freeze","start":2.0,"end":4.5}`. With `--implied`, the
 //! freeze over the black span (which an analyser may also report) is printed too, with
 //! `"implied":true`.
+//!
+//! `vqa-make-clip --corpus DIR [--quick]` writes a labelled corpus for `vqa eval`: several
+//! clips of every defect kind plus clean ones, and `DIR/corpus.json` listing each clip's
+//! spec and ground truth (see `vqa_testkit::corpus`).
 
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use vqa_testkit::{
-    bench_clip_spec, ffmpeg_available, make_clip, ClipSpec, Container, Content, Defect,
-    FFMPEG_INSTALL_HINT,
+    bench_clip_spec, ffmpeg_available, make_clip, write_corpus, ClipSpec, Container, Content,
+    CorpusSize, Defect, FFMPEG_INSTALL_HINT,
 };
 
 const USAGE: &str = "usage: vqa-make-clip [--implied] OUT.{mp4,mkv,ts}\n       \
                      vqa-make-clip --bench SECONDS [--with-defects] OUT.mp4   \
-                     (1080p25 benchmark clip; --with-defects: frozen for a third of it, black for a sixth)";
+                     (1080p25 benchmark clip; --with-defects: frozen for a third of it, black for a sixth)\n       \
+                     vqa-make-clip --corpus DIR [--quick]   \
+                     (labelled clips of every defect kind and DIR/corpus.json, for `vqa eval`)";
 
 fn demo_spec(container: Container) -> ClipSpec {
     ClipSpec {
@@ -42,6 +49,8 @@ fn run() -> Result<()> {
     let mut implied = false;
     let mut with_defects = false;
     let mut bench: Option<f64> = None;
+    let mut corpus: Option<PathBuf> = None;
+    let mut quick = false;
     let mut out: Option<PathBuf> = None;
     let mut args = std::env::args_os().skip(1);
     while let Some(arg) = args.next() {
@@ -52,6 +61,11 @@ fn run() -> Result<()> {
             }
             Some("--implied") => implied = true,
             Some("--with-defects") => with_defects = true,
+            Some("--quick") => quick = true,
+            Some("--corpus") => match args.next() {
+                Some(dir) => corpus = Some(PathBuf::from(dir)),
+                None => bail!("--corpus needs a directory\n{USAGE}"),
+            },
             Some("--bench") => {
                 let seconds = args
                     .next()
@@ -64,6 +78,15 @@ fn run() -> Result<()> {
             _ if out.is_none() => out = Some(PathBuf::from(arg)),
             _ => bail!("{USAGE}"),
         }
+    }
+    if let Some(dir) = corpus {
+        if out.is_some() || bench.is_some() || with_defects {
+            bail!("--corpus takes only a directory and --quick\n{USAGE}");
+        }
+        return make_corpus(&dir, quick);
+    }
+    if quick {
+        bail!("--quick goes with --corpus\n{USAGE}");
     }
     let Some(out) = out else { bail!("{USAGE}") };
     let Some(container) = Container::from_path(&out) else {
@@ -116,6 +139,32 @@ fn run() -> Result<()> {
         }
     }
     stdout.flush()?;
+    Ok(())
+}
+
+/// Writes the corpus, with one progress line per clip on stderr and a summary on stdout.
+fn make_corpus(dir: &Path, quick: bool) -> Result<()> {
+    if !ffmpeg_available() {
+        bail!("{FFMPEG_INSTALL_HINT}");
+    }
+    let size = if quick {
+        CorpusSize::Quick
+    } else {
+        CorpusSize::Full
+    };
+    let started = Instant::now();
+    let manifest = write_corpus(dir, size, |position, total, name| {
+        eprintln!("[{:>2}/{total}] {name}", position + 1);
+    })
+    .with_context(|| format!("{}: cannot write the corpus", dir.display()))?;
+    let defects: usize = manifest.clips.iter().map(|c| c.truth.len()).sum();
+    println!(
+        "{}: {} clips, {defects} labelled defects, in {:.0} s; run `vqa eval {}`",
+        dir.join(vqa_testkit::corpus::MANIFEST_NAME).display(),
+        manifest.clips.len(),
+        started.elapsed().as_secs_f64(),
+        dir.display()
+    );
     Ok(())
 }
 

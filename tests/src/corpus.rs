@@ -1,0 +1,276 @@
+//! A labelled corpus: several clips per defect kind plus clean ones, each with its ground
+//! truth, listed in `corpus.json`. `vqa eval` scores the detectors on it.
+//!
+//! The corpus is deterministic: the same size gives the same specs, the same truth and
+//! (with the same FFmpeg build) the same bytes. Every clip's audio sits at about −23
+//! LUFS (EBU R128's target), so only loudness clips are out of the loudness window.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::{make_clip, BarsPattern, ClipSpec, Content, Defect, DefectKind};
+
+/// The manifest's file name inside the corpus directory.
+pub const MANIFEST_NAME: &str = "corpus.json";
+
+/// Version of the manifest format.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// Tone level of every corpus clip: about −23 LUFS in stereo.
+const CORPUS_AUDIO_LEVEL_DB: f64 = -22.4;
+
+/// How big a corpus to make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CorpusSize {
+    /// 2 clips per kind and 2 clean ones, 320x240 and 640x360, at most 12 s each: for
+    /// tests (about a minute and a half to render on two cores).
+    Quick,
+    /// At least 5 clips per kind and 7 clean ones, varied content, times, lengths and
+    /// sizes up to 1280x720.
+    Full,
+}
+
+/// One clip of the corpus as `corpus.json` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CorpusEntry {
+    /// Path relative to the corpus directory.
+    pub path: PathBuf,
+    pub spec: ClipSpec,
+    /// What must be found: kind, start, end in seconds from the start of the file.
+    pub truth: Vec<Defect>,
+    /// What may be found without being a false positive (see [`crate::Clip::implied`]).
+    pub implied: Vec<Defect>,
+    /// Sync-pattern clips: how much later the audio is than the picture, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset_ms: Option<f64>,
+}
+
+/// `corpus.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub version: u32,
+    pub size: CorpusSize,
+    pub clips: Vec<CorpusEntry>,
+}
+
+/// The base spec of corpus clip `index` (of any kind): sizes, content and GOP vary with
+/// the index; all clips carry audio at the corpus level.
+fn base(size: CorpusSize, index: usize, duration: f64) -> ClipSpec {
+    let (width, height) = match size {
+        CorpusSize::Quick => [(320, 240), (640, 360)][index % 2],
+        CorpusSize::Full => {
+            [(320, 240), (640, 360), (480, 270), (1280, 720), (640, 360)][index % 5]
+        }
+    };
+    ClipSpec {
+        duration,
+        width,
+        height,
+        content: [Content::TestPattern, Content::Natural][index % 2],
+        gop: (index % 3 == 2).then_some(50),
+        audio_level_db: Some(CORPUS_AUDIO_LEVEL_DB),
+        ..ClipSpec::default()
+    }
+}
+
+fn with(spec: ClipSpec, defects: Vec<Defect>) -> ClipSpec {
+    ClipSpec { defects, ..spec }
+}
+
+/// The clips of one kind: `(name, spec)`.
+fn kind_specs(kind: DefectKind, size: CorpusSize) -> Vec<(String, ClipSpec)> {
+    let count = match size {
+        CorpusSize::Quick => 2,
+        CorpusSize::Full => 5,
+    };
+    let full = size == CorpusSize::Full;
+    (0..count)
+        .map(|i| {
+            let x = i as f64;
+            // Clips of 8, 10 and 12 s in the full corpus; 8 s in the quick one.
+            let duration = if full {
+                8.0 + 2.0 * (i % 3) as f64
+            } else {
+                8.0
+            };
+            let spec = base(size, i, duration);
+            let span = |start: f64, length: f64| Defect::new(kind, start, start + length);
+            let spec = match kind {
+                DefectKind::Freeze => with(spec, vec![span(1.0 + 0.6 * x, 1.2 + 0.7 * x)]),
+                DefectKind::Black => with(spec, vec![span(1.5 + 0.5 * x, 0.6 + 0.5 * x)]),
+                DefectKind::Silence => with(spec, vec![span(2.0 + 0.4 * x, 1.1 + 0.6 * x)]),
+                DefectKind::Blockiness => {
+                    let mut defects = vec![span(2.0 + 0.5 * x, 0.6 + 0.5 * x)];
+                    if i == 4 {
+                        defects.push(span(7.0, 1.0));
+                    }
+                    ClipSpec {
+                        content: Content::Natural,
+                        ..with(spec, defects)
+                    }
+                }
+                DefectKind::Corruption => ClipSpec {
+                    gop: Some([25, 50][i % 2]),
+                    ..with(spec, vec![span(2.2 + 0.4 * x, 0.2 + 0.3 * x)])
+                },
+                DefectKind::Blur => ClipSpec {
+                    blur_sigma: 3.0 + x,
+                    ..with(spec, vec![span(1.5 + 0.5 * x, 1.5 + 0.5 * x)])
+                },
+                DefectKind::Colorbars => ClipSpec {
+                    bars: [BarsPattern::Smpte, BarsPattern::SmpteHd, BarsPattern::Pal75][i % 3],
+                    ..with(spec, vec![span(2.0 + 0.3 * x, 1.5 + 0.5 * x)])
+                },
+                DefectKind::FrameDrop => {
+                    // 1, 3, 10, 25 and 5 frames missing.
+                    let frames = [1.0, 3.0, 10.0, 25.0, 5.0][i];
+                    let mut defects = vec![span(2.0 + 0.7 * x, frames / 25.0)];
+                    if i == 4 {
+                        defects.push(span(6.0, 2.0 / 25.0));
+                    }
+                    with(spec, defects)
+                }
+                DefectKind::Loudness => {
+                    let (duration, length) = if full {
+                        (14.0 + x, 8.0 + 0.5 * x)
+                    } else {
+                        (12.0, 8.0)
+                    };
+                    ClipSpec {
+                        duration,
+                        loudness_gain_db: [15.0, -20.0][i % 2],
+                        ..with(spec, vec![span(2.0 + 0.3 * x, length)])
+                    }
+                }
+                DefectKind::Clipping => ClipSpec {
+                    // −22.4 dBFS + 24 dB: the tone's peaks 1.6 dB past full scale.
+                    clipping_gain_db: 24.0,
+                    ..with(spec, vec![span(2.0 + 0.5 * x, 0.5 + 0.5 * x)])
+                },
+                DefectKind::AvSync => ClipSpec {
+                    content: Content::SyncPattern,
+                    gop: None,
+                    av_offset_ms: [120.0, -60.0, 200.0, -40.0, 80.0][i],
+                    ..spec
+                },
+            };
+            (format!("{}_{i:02}", kind.as_str()), spec)
+        })
+        .collect()
+}
+
+/// Clips without defects (sync-pattern ones within tolerance are clean too).
+fn clean_specs(size: CorpusSize) -> Vec<(String, ClipSpec)> {
+    let mut specs = vec![base(size, 0, 8.0), base(size, 1, 8.0)];
+    if size == CorpusSize::Full {
+        specs.push(ClipSpec {
+            content: Content::Natural,
+            ..base(size, 3, 10.0)
+        });
+        specs.push(base(size, 2, 12.0));
+        specs.push(ClipSpec {
+            gop: Some(25),
+            ..base(size, 5, 10.0)
+        });
+        for offset in [0.0, 20.0] {
+            specs.push(ClipSpec {
+                content: Content::SyncPattern,
+                av_offset_ms: offset,
+                ..base(size, 1, 8.0)
+            });
+        }
+    }
+    specs
+        .into_iter()
+        .enumerate()
+        .map(|(i, spec)| (format!("clean_{i:02}"), spec))
+        .collect()
+}
+
+/// Every clip of a corpus of `size`, named, in manifest order.
+pub fn corpus_specs(size: CorpusSize) -> Vec<(String, ClipSpec)> {
+    let mut specs: Vec<(String, ClipSpec)> = DefectKind::ALL
+        .into_iter()
+        .flat_map(|kind| kind_specs(kind, size))
+        .collect();
+    specs.extend(clean_specs(size));
+    specs
+}
+
+/// Renders the corpus into `dir` and writes `dir/corpus.json` (last, so a manifest that
+/// exists lists only complete clips). `progress` is called before each clip with its
+/// position, the total and its name.
+pub fn write_corpus(
+    dir: &Path,
+    size: CorpusSize,
+    mut progress: impl FnMut(usize, usize, &str),
+) -> Result<Manifest> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let specs = corpus_specs(size);
+    let total = specs.len();
+    let mut clips = Vec::with_capacity(total);
+    for (position, (name, spec)) in specs.into_iter().enumerate() {
+        progress(position, total, &name);
+        let clip = make_clip(dir, &name, &spec).with_context(|| format!("corpus clip {name}"))?;
+        let Some(file_name) = clip.path.file_name() else {
+            bail!(
+                "corpus clip {name}: {} has no file name",
+                clip.path.display()
+            );
+        };
+        clips.push(CorpusEntry {
+            path: PathBuf::from(file_name),
+            spec,
+            truth: clip.truth,
+            implied: clip.implied,
+            offset_ms: clip.av_offset_ms,
+        });
+    }
+    let manifest = Manifest {
+        version: MANIFEST_VERSION,
+        size,
+        clips,
+    };
+    let path = dir.join(MANIFEST_NAME);
+    let partial = dir.join(format!(".{MANIFEST_NAME}.partial"));
+    let json = serde_json::to_string_pretty(&manifest)?;
+    fs::write(&partial, json + "\n").with_context(|| format!("writing {}", partial.display()))?;
+    fs::rename(&partial, &path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corpora_cover_every_kind_and_are_valid_specs() {
+        for (size, per_kind, clean) in [(CorpusSize::Quick, 2, 2), (CorpusSize::Full, 5, 7)] {
+            let specs = corpus_specs(size);
+            for kind in DefectKind::ALL {
+                let n = specs
+                    .iter()
+                    .filter(|(name, _)| name.starts_with(&format!("{}_", kind.as_str())))
+                    .count();
+                assert_eq!(n, per_kind, "{size:?} {kind}");
+            }
+            let n = specs
+                .iter()
+                .filter(|(n, _)| n.starts_with("clean_"))
+                .count();
+            assert_eq!(n, clean, "{size:?} clean");
+            for (name, spec) in &specs {
+                crate::graph::layout(spec).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+                if size == CorpusSize::Quick {
+                    assert!(spec.duration <= 12.0, "{name}");
+                    assert!(spec.width <= 640, "{name}");
+                }
+            }
+            assert_eq!(specs, corpus_specs(size), "deterministic");
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The accuracy harness itself, on the quick corpus: `vqa eval`'s counts must account for
+//! every labelled defect, a clean clip must never count as a find, and a detector that did
+//! not run must find nothing. These tests say nothing about how good the detectors are.
+
+use std::fs;
+use std::path::Path;
+
+use vqa_core::{DetectorName, IncidentKind, PipelineConfig};
+use vqa_deploy_ecs::eval::{evaluate, DetectorResult, EvalOptions, Evaluation, Score};
+use vqa_testkit::corpus::MANIFEST_NAME;
+use vqa_testkit::{write_corpus, CorpusSize, DefectKind, Manifest};
+
+fn run_eval(dir: &Path, config: &PipelineConfig, ffmpeg: bool) -> Evaluation {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(evaluate(dir, config, &EvalOptions { ffmpeg }, None))
+        .unwrap_or_else(|e| panic!("eval {}: {e}", dir.display()))
+}
+
+fn row(e: &Evaluation, kind: DefectKind) -> &DetectorResult {
+    e.detectors
+        .iter()
+        .find(|d| d.detector.as_str() == kind.as_str())
+        .unwrap_or_else(|| panic!("no row for {kind}: {e:#?}"))
+}
+
+/// A corpus of some of `manifest`'s clips (hard links, so nothing is re-rendered).
+fn sub_corpus(from: &Path, manifest: &Manifest, to: &Path, names: &[&str]) {
+    fs::create_dir_all(to).expect("mkdir");
+    let mut sub = manifest.clone();
+    sub.clips.retain(|c| {
+        names
+            .iter()
+            .any(|n| c.path.file_stem().is_some_and(|s| s == *n))
+    });
+    assert_eq!(sub.clips.len(), names.len(), "{names:?}");
+    for clip in &sub.clips {
+        fs::hard_link(from.join(&clip.path), to.join(&clip.path)).expect("link");
+    }
+    let json = serde_json::to_string_pretty(&sub).expect("json");
+    fs::write(to.join(MANIFEST_NAME), json).expect("write manifest");
+}
+
+/// The invariants every score must satisfy, whatever the detector's accuracy.
+fn assert_consistent(kind: DefectKind, source: &str, s: &Score, truth: usize) {
+    let what = format!("{kind} ({source}): {s:?}");
+    assert_eq!(s.truth, truth, "every labelled defect is counted: {what}");
+    assert_eq!(s.tp + s.fn_, s.truth, "{what}");
+    assert_eq!(s.misses.len(), s.fn_, "{what}");
+    assert_eq!(s.false_positives.len(), s.fp, "{what}");
+    match s.tp + s.fp {
+        0 => assert_eq!(s.precision, None, "{what}"),
+        n => assert_eq!(s.precision, Some(s.tp as f64 / n as f64), "{what}"),
+    }
+    match truth {
+        0 => assert_eq!(s.recall, None, "{what}"),
+        n => assert_eq!(s.recall, Some(s.tp as f64 / n as f64), "{what}"),
+    }
+    assert_eq!(s.mean_start_error_s.is_some(), s.tp > 0, "{what}");
+}
+
+#[test]
+fn eval_accounts_for_every_labelled_defect_and_credits_nothing_unearned() {
+    if !vqa_testkit::ffmpeg_or_skip() {
+        return;
+    }
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("quick");
+    let manifest = write_corpus(&dir, CorpusSize::Quick, |_, _, _| {}).expect("corpus");
+    let on_disk: Manifest = serde_json::from_str(
+        &fs::read_to_string(dir.join(MANIFEST_NAME)).expect("corpus.json written"),
+    )
+    .expect("corpus.json parses as the testkit's manifest");
+    assert_eq!(on_disk, manifest);
+
+    // The whole quick corpus, every detector, FFmpeg alongside.
+    let all = run_eval(&dir, &PipelineConfig::default(), true);
+    assert!(all.errors.is_empty(), "{:#?}", all.errors);
+    assert_eq!((all.clips, all.analysed), (24, 24));
+    for kind in DefectKind::ALL {
+        let truth = manifest
+            .clips
+            .iter()
+            .flat_map(|c| &c.truth)
+            .filter(|d| d.kind == kind)
+            .count();
+        assert!(truth >= 2, "the quick corpus labels {kind} at least twice");
+        let r = row(&all, kind);
+        assert!(r.ran, "{kind} runs by default");
+        assert_consistent(kind, "vqa", &r.vqa, truth);
+        let has_filter = matches!(
+            kind,
+            DefectKind::Freeze
+                | DefectKind::Black
+                | DefectKind::Silence
+                | DefectKind::Blockiness
+                | DefectKind::Blur
+                | DefectKind::Loudness
+        );
+        assert_eq!(r.ffmpeg.is_some(), has_filter, "{kind}");
+        if let Some(f) = &r.ffmpeg {
+            assert_consistent(kind, "ffmpeg", &f.score, truth);
+            assert!(!f.filter.is_empty());
+        }
+    }
+    let sync = &row(&all, DefectKind::AvSync).vqa;
+    assert_eq!(
+        sync.offset_clips,
+        Some(2),
+        "both sync clips have a true offset"
+    );
+
+    // Clean clips only: whatever the detectors report there, nothing counts as found.
+    let clean = root.path().join("clean");
+    sub_corpus(&dir, &manifest, &clean, &["clean_00", "clean_01"]);
+    let e = run_eval(&clean, &PipelineConfig::default(), false);
+    assert_eq!(e.analysed, 2);
+    for r in &e.detectors {
+        assert_eq!((r.vqa.truth, r.vqa.tp, r.vqa.recall), (0, 0, None), "{r:?}");
+        assert!(r.ffmpeg.is_none(), "--no-ffmpeg");
+    }
+
+    // The wrong detector for the clip: a black clip checked for freezes only. The black
+    // detector did not run, so its defect is missed, not silently dropped from the table.
+    let black = root.path().join("black");
+    sub_corpus(&dir, &manifest, &black, &["black_00"]);
+    let config = PipelineConfig {
+        detectors: vec![DetectorName::Freeze],
+        ..PipelineConfig::default()
+    };
+    let e = run_eval(&black, &config, false);
+    let r = row(&e, DefectKind::Black);
+    assert!(!r.ran);
+    assert_eq!((r.vqa.truth, r.vqa.tp, r.vqa.fn_), (1, 0, 1));
+    assert_eq!(r.vqa.recall, Some(0.0));
+    assert!(r.vqa.false_positives.is_empty());
+    assert!(
+        e.detectors
+            .iter()
+            .all(|d| matches!(d.detector, IncidentKind::Freeze | IncidentKind::Black)),
+        "only the detector run and the kinds labelled are scored: {:?}",
+        e.detectors.iter().map(|d| d.detector).collect::<Vec<_>>()
+    );
+}
