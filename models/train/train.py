@@ -439,6 +439,20 @@ def main():
     if diff_train_net > 1e-4 or diff_ref > 1e-4:
         sys.exit("ONNX model does not match the numpy forward pass")
 
+    # reference outputs for tests of other runtimes (luma bytes, then / 255 as the contract says)
+    yy, xx = np.mgrid[0:32, 0:32]
+    probes = {
+        "flat_16": np.full((32, 32), 16),
+        "flat_128": np.full((32, 32), 128),
+        "flat_235": np.full((32, 32), 235),
+        "ramp_40_plus_4x": 40 + 4 * xx,
+        "blocks_8x8_60_plus_8_times_bx_plus_by": 60 + 8 * (xx // 8 + yy // 8),
+    }
+    pin = np.stack([v.astype(np.float32) / 255.0 for v in probes.values()])[:, None]
+    pout = sess.run(["score"], {"patches": pin})[0][:, 0]
+    reference_outputs = {k: round(float(v), 6) for k, v in zip(probes, pout)}
+    print("reference outputs:", reference_outputs)
+
     size = os.path.getsize(args.out)
     sha = hashlib.sha256(open(args.out, "rb").read()).hexdigest()
     nparams = int(sum(v.size for v in fp.values()))
@@ -489,6 +503,9 @@ def main():
                             "version": ort.__version__},
         },
         "train_fit": {"patch_accuracy": train_patch_acc, "frame": frame_train},
+        "reference_outputs": {"note": "onnxruntime scores of synthetic 32x32 patches; names give the luma "
+                                      "byte formula (x, y = column, row in the patch; bx = x // 8, by = y // 8)",
+                              "scores": reference_outputs},
     }
     with open(args.metrics, "w") as f:
         json.dump(metrics, f, indent=2)

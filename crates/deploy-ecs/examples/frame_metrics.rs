@@ -19,7 +19,7 @@ fn main() -> anyhow::Result<()> {
     println!("time\tblock_h\tblock_v\tedge_width");
     while let Some(segment) = converter.next_segment() {
         for frame in &segment.video {
-            if n % every == 0 {
+            if n.is_multiple_of(every) {
                 let ((hg, hi), (vg, vi)) = vqa_detectors::block_edges(frame);
                 let (h, v) = (hg / hi.max(0.01), vg / vi.max(0.01));
                 print!("{hg:.2}/{hi:.2} {vg:.2}/{vi:.2} ");

@@ -109,7 +109,7 @@ impl Detector for LoudnessDetector {
             // Short-term loudness sums its whole 3 s window on every read: read it every
             // `SHORT_TERM_EVERY` steps (and at the segment's last), each verdict covering
             // the steps since the one before.
-            if (k + 1) % SHORT_TERM_EVERY != 0 && k + 1 != steps {
+            if !(k + 1).is_multiple_of(SHORT_TERM_EVERY) && k + 1 != steps {
                 continue;
             }
             let from = judged_until.max(from - (SHORT_TERM_EVERY as i64 - 1) * 100_000);
