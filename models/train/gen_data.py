@@ -331,7 +331,8 @@ def patch_stats(dec, ref):
 
 def frame_stats(dec, ref):
     """The same statistics for every 16-aligned 32x32 patch of a frame at once (row-major
-    over the dense grid: y outer, x inner). Frame sides must be multiples of 16."""
+    over the dense grid: y outer, x inner). Frame sides must be multiples of 8. Equal to
+    patch_stats() on the cut patches (checked to float rounding)."""
     h, w = dec.shape
     nj, ni = (h - PATCH) // STEP + 1, (w - PATCH) // STEP + 1
 
