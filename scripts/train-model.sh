@@ -2,7 +2,7 @@
 # Regenerates models/blockiness.onnx and models/blockiness.json from scratch:
 # makes a Python venv, installs the pinned packages, renders training clips with the ffmpeg
 # CLI (lavfi sources only, nothing downloaded), trains the CNN with numpy and exports and
-# verifies the ONNX model. Deterministic seeds; about 10 minutes on 2 cores.
+# verifies the ONNX model. Deterministic (bit-identical reruns); about 12 minutes on 2 cores.
 #   bash scripts/train-model.sh            # VENV=/path to reuse a venv elsewhere
 set -euo pipefail
 cd "$(dirname "$0")/.."
