@@ -8,6 +8,8 @@ use vqa_core::model::Segment;
 use vqa_core::report::{Finding, IncidentKind, Measurements, Summary};
 use vqa_core::{time, Detector, DetectorName, Micros};
 
+use crate::runs::join_within;
+
 pub struct ClippingDetector {
     level: f32,
     min_run: usize,
@@ -41,31 +43,18 @@ impl Detector for ClippingDetector {
                     return;
                 }
                 clipped_samples += len as u64;
-                let (start, end) = (block.time_of(first), block.time_of(first + len));
-                match findings.last_mut() {
-                    Some(f) if start <= f.end + self.join_gap => {
-                        f.start = f.start.min(start);
-                        f.end = f.end.max(end);
-                        f.evidence
-                            .entry("clipped_samples".into())
-                            .and_modify(|s| s.add(len as f64));
-                        f.evidence
-                            .entry("channel".into())
-                            .and_modify(|s| s.add(c as f64));
-                    }
-                    _ => findings.push(Finding {
-                        kind: IncidentKind::Clipping,
-                        channel: None,
-                        start,
-                        end,
-                        reaches_end: false,
-                        evidence: [
-                            ("clipped_samples".to_string(), Summary::of(len as f64)),
-                            ("channel".to_string(), Summary::of(c as f64)),
-                        ]
-                        .into(),
-                    }),
-                }
+                findings.push(Finding {
+                    kind: IncidentKind::Clipping,
+                    channel: None,
+                    start: block.time_of(first),
+                    end: block.time_of(first + len),
+                    reaches_end: false,
+                    evidence: [
+                        ("clipped_samples".to_string(), Summary::of(len as f64)),
+                        ("channel".to_string(), Summary::of(c as f64)),
+                    ]
+                    .into(),
+                });
             };
             for (i, frame) in block.samples.chunks_exact(channels).enumerate() {
                 for (c, &s) in frame.iter().enumerate() {
@@ -85,21 +74,9 @@ impl Detector for ClippingDetector {
                 flush(c, len, first, &mut findings);
             }
         }
+        // Clips of every channel and block, in time order, joined into passages.
         findings.sort_by_key(|f| f.start);
-        // Blocks are scanned one after another, so passages may need joining once more.
-        let mut joined: Vec<Finding> = Vec::new();
-        for f in findings {
-            match joined.last_mut() {
-                Some(last) if f.start <= last.end + self.join_gap => {
-                    last.end = last.end.max(f.end);
-                    vqa_core::report::merge_evidence(&mut last.evidence, &f.evidence);
-                }
-                _ => joined.push(f),
-            }
-        }
-        if let Some(last) = joined.last_mut() {
-            last.reaches_end = last.end + self.join_gap >= segment.end;
-        }
+        let joined = join_within(findings, self.join_gap, segment.end);
         if segment.has_audio {
             m.add("clipping.clipped_samples", clipped_samples as f64);
         }

@@ -11,6 +11,8 @@ use vqa_core::model::Segment;
 use vqa_core::report::{Evidence, Finding, IncidentKind, Summary};
 use vqa_core::{Detector, DetectorName, Micros};
 
+use crate::runs::join_within;
+
 pub struct FrameDropDetector {
     max_gap_frames: f64,
     join_gap: Micros,
@@ -82,26 +84,16 @@ impl Detector for FrameDropDetector {
             } else {
                 continue;
             };
-            match findings.last_mut() {
-                Some(last) if start <= last.end + self.join_gap => {
-                    last.end = last.end.max(end);
-                    vqa_core::report::merge_evidence(&mut last.evidence, &evidence);
-                }
-                _ => findings.push(Finding {
-                    kind: IncidentKind::FrameDrop,
-                    channel: None,
-                    start,
-                    end,
-                    reaches_end: false,
-                    evidence,
-                }),
-            }
+            findings.push(Finding {
+                kind: IncidentKind::FrameDrop,
+                channel: None,
+                start,
+                end,
+                reaches_end: false,
+                evidence,
+            });
         }
-        // A drop near the end may continue in the next segment's first step.
-        if let Some(last) = findings.last_mut() {
-            last.reaches_end = last.end + self.join_gap >= segment.end;
-        }
-        findings
+        join_within(findings, self.join_gap, segment.end)
     }
 }
 

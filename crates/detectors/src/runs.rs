@@ -107,6 +107,30 @@ impl Runs {
     }
 }
 
+/// Joins findings, in the order given, whose start is at most `gap` after the end of the one
+/// before (for kinds whose events are sporadic: frame drops, clips); the last one reaches the
+/// segment's end when it ends within `gap` of it.
+pub(crate) fn join_within(
+    findings: Vec<Finding>,
+    gap: Micros,
+    segment_end: Micros,
+) -> Vec<Finding> {
+    let mut joined: Vec<Finding> = Vec::new();
+    for f in findings {
+        match joined.last_mut() {
+            Some(last) if f.start <= last.end + gap => {
+                last.end = last.end.max(f.end);
+                vqa_core::report::merge_evidence(&mut last.evidence, &f.evidence);
+            }
+            _ => joined.push(f),
+        }
+    }
+    if let Some(last) = joined.last_mut() {
+        last.reaches_end = last.end + gap >= segment_end;
+    }
+    joined
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
