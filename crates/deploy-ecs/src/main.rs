@@ -19,9 +19,10 @@ const EXIT_PARTIAL: u8 = 3;
 #[command(
     name = "vqa",
     version,
-    about = "Find perceptual defects (freeze, black, silence) in audio/video inputs",
-    long_about = "Find perceptual defects in audio/video inputs: frozen pictures, black pictures and silent \
-                  audio, with their start and end times.\n\nThe input is decoded with FFmpeg and cut into \
+    about = "Find perceptual defects (freeze, black, blockiness, blur, silence, loudness, ...) in audio/video inputs",
+    long_about = "Find perceptual defects in audio/video inputs: frozen, black, blocky, corrupt or blurred \
+                  pictures, colour bars, dropped frames, silent, too loud or too quiet or clipped audio, and \
+                  A/V offset on sync patterns, with their start and end times.\n\nThe input is decoded with FFmpeg and cut into \
                   segments (1 s by default); detectors look at one segment at a time and an aggregator joins \
                   what they saw into incidents that can span many segments.",
     after_help = "Exit status: 0 the whole input was analysed; 1 the input could not be analysed (the error \
@@ -53,7 +54,8 @@ struct PipelineArgs {
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 
-    /// Run only these detectors (comma-separated: freeze,black,silence). Overrides the file.
+    /// Run only these detectors (comma-separated, e.g. freeze,black,silence; all names in
+    /// `vqa config`). Overrides the file.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     detectors: Option<Vec<String>>,
 
