@@ -5,6 +5,7 @@
 //! compares like with like.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -30,6 +31,9 @@ pub enum ArtifactName {
     Segment,
     /// The detectors' output: a [`SegmentReport`].
     Findings,
+    /// One group of detectors' output, when groups run apart (the distributed topology's
+    /// parallel branches): a [`SegmentReport`] the aggregator merges with the others.
+    FindingsPart(u16),
 }
 
 impl ArtifactKey {
@@ -48,15 +52,25 @@ impl ArtifactKey {
             name: ArtifactName::Findings,
         }
     }
+
+    /// Detector group `group`'s findings for a segment.
+    pub fn findings_part(stream: &StreamId, index: u64, group: u16) -> Self {
+        ArtifactKey {
+            stream: stream.clone(),
+            segment: index,
+            name: ArtifactName::FindingsPart(group),
+        }
+    }
 }
 
 impl fmt::Display for ArtifactKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = match self.name {
-            ArtifactName::Segment => "segment",
-            ArtifactName::Findings => "findings",
-        };
-        write!(f, "{}/{:08}/{}", self.stream, self.segment, name)
+        write!(f, "{}/{:08}/", self.stream, self.segment)?;
+        match self.name {
+            ArtifactName::Segment => write!(f, "segment"),
+            ArtifactName::Findings => write!(f, "findings"),
+            ArtifactName::FindingsPart(g) => write!(f, "findings-{g}"),
+        }
     }
 }
 
@@ -156,6 +170,77 @@ impl HandoffMetrics {
     pub fn requests(&self) -> u64 {
         self.puts + self.gets + self.deletes + self.state_loads + self.state_stores
     }
+
+    /// The counters of two runs (or two transports) together.
+    pub fn plus(&self, other: &HandoffMetrics) -> HandoffMetrics {
+        let mut sum = *self;
+        for (a, b) in sum.fields_mut().into_iter().zip(other.fields()) {
+            *a += b;
+        }
+        sum
+    }
+
+    fn fields(&self) -> [u64; 12] {
+        [
+            self.puts,
+            self.gets,
+            self.deletes,
+            self.state_loads,
+            self.state_stores,
+            self.payload_bytes_put,
+            self.payload_bytes_got,
+            self.copied_bytes,
+            self.frame_bytes_copied,
+            self.encode_nanos,
+            self.transfer_nanos,
+            self.blocked_nanos,
+        ]
+    }
+
+    fn fields_mut(&mut self) -> [&mut u64; 12] {
+        [
+            &mut self.puts,
+            &mut self.gets,
+            &mut self.deletes,
+            &mut self.state_loads,
+            &mut self.state_stores,
+            &mut self.payload_bytes_put,
+            &mut self.payload_bytes_got,
+            &mut self.copied_bytes,
+            &mut self.frame_bytes_copied,
+            &mut self.encode_nanos,
+            &mut self.transfer_nanos,
+            &mut self.blocked_nanos,
+        ]
+    }
+}
+
+/// [`HandoffMetrics`] that many tasks add to at once: what every transport keeps.
+#[derive(Debug, Default)]
+pub struct HandoffCounters([AtomicU64; 12]);
+
+impl HandoffCounters {
+    /// Adds one handoff's counts (built as `HandoffMetrics { puts: 1, .. }`).
+    pub fn add(&self, delta: HandoffMetrics) {
+        for (counter, n) in self.0.iter().zip(delta.fields()) {
+            if n != 0 {
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub fn snapshot(&self) -> HandoffMetrics {
+        let mut m = HandoffMetrics::default();
+        for (field, counter) in m.fields_mut().into_iter().zip(&self.0) {
+            *field = counter.load(Ordering::Relaxed);
+        }
+        m
+    }
+}
+
+/// Nanoseconds since `since`, for the time counters.
+pub fn nanos_since(since: std::time::Instant) -> u64 {
+    since.elapsed().as_nanos() as u64
 }
 
 /// Moves artifacts between stages and keeps state between segments.

@@ -19,6 +19,7 @@ pub const WIRE_VERSION: u8 = 2;
 const TAG_SEGMENT: u8 = 1;
 const TAG_FINDINGS: u8 = 2;
 const TAG_STATE: u8 = 3;
+const TAG_MANIFEST: u8 = 4;
 
 fn encode_tagged<T: Serialize>(tag: u8, value: &T, size_hint: usize) -> Bytes {
     let mut out = BytesMut::with_capacity(size_hint + 16).writer();
@@ -77,12 +78,66 @@ pub fn decode_artifact(
             }
             Artifact::Segment(Arc::new(s))
         }
-        ArtifactName::Findings => Artifact::Findings(Arc::new(decode_tagged::<SegmentReport>(
+        ArtifactName::Findings | ArtifactName::FindingsPart(_) => Artifact::Findings(Arc::new(decode_tagged::<SegmentReport>(
             key,
             TAG_FINDINGS,
             bytes,
         )?)),
     })
+}
+
+/// Splits a segment for per-frame handoff (one object per picture, as the original
+/// distributed design uploaded frames): the segment without its pixels (the manifest), and
+/// each picture's luma plane, the lead-in frame first when there is one.
+pub fn split_segment(segment: &Segment) -> (Bytes, Vec<Bytes>) {
+    let strip = |f: &crate::model::VideoFrame| crate::model::VideoFrame {
+        luma: Bytes::new(),
+        ..f.clone()
+    };
+    let planes = segment
+        .lead_in
+        .iter()
+        .chain(&segment.video)
+        .map(|f| f.luma.clone())
+        .collect();
+    let manifest = Segment {
+        lead_in: segment.lead_in.as_ref().map(strip),
+        video: segment.video.iter().map(strip).collect(),
+        ..segment.clone()
+    };
+    (encode_tagged(TAG_MANIFEST, &manifest, 4096), planes)
+}
+
+/// Whether `bytes` hold a manifest written by [`split_segment`] rather than a whole artifact.
+pub fn is_manifest(bytes: &[u8]) -> bool {
+    matches!(bytes, [WIRE_VERSION, TAG_MANIFEST, ..])
+}
+
+/// How many planes a manifest written by [`split_segment`] needs.
+pub fn manifest_planes(key: &str, manifest: &[u8]) -> Result<(Segment, usize), TransportError> {
+    let segment: Segment = decode_tagged(key, TAG_MANIFEST, manifest)?;
+    let n = segment.lead_in.iter().count() + segment.video.len();
+    Ok((segment, n))
+}
+
+/// Puts the planes back into a manifest's frames (in [`split_segment`]'s order).
+pub fn join_segment(
+    key: &str,
+    mut segment: Segment,
+    planes: Vec<Bytes>,
+) -> Result<Segment, TransportError> {
+    let frames = segment.lead_in.iter_mut().chain(segment.video.iter_mut());
+    let mut planes = planes.into_iter();
+    for frame in frames {
+        frame.luma = planes.next().unwrap_or_default();
+        if !frame.is_well_formed() {
+            return Err(TransportError::Decode {
+                key: key.into(),
+                reason: format!("frame at {} us: missing or short picture", frame.pts),
+            });
+        }
+    }
+    Ok(segment)
 }
 
 /// Encodes a stage's state for the state store.

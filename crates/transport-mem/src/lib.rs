@@ -6,14 +6,13 @@
 //! in [`Transport::put`] (back-pressure) instead of filling memory.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use vqa_core::transport::ArtifactName;
+use vqa_core::transport::{nanos_since, ArtifactName, HandoffCounters};
 use vqa_core::{
     Artifact, ArtifactKey, Handle, HandoffMetrics, StateKey, Transport, TransportError,
 };
@@ -26,34 +25,12 @@ struct Stored {
     _slot: Option<OwnedSemaphorePermit>,
 }
 
-#[derive(Default)]
-struct Counters {
-    puts: AtomicU64,
-    gets: AtomicU64,
-    deletes: AtomicU64,
-    state_loads: AtomicU64,
-    state_stores: AtomicU64,
-    payload_bytes_put: AtomicU64,
-    payload_bytes_got: AtomicU64,
-    copied_bytes: AtomicU64,
-    transfer_nanos: AtomicU64,
-    blocked_nanos: AtomicU64,
-}
-
-fn add(counter: &AtomicU64, n: u64) {
-    counter.fetch_add(n, Ordering::Relaxed);
-}
-
-fn elapsed_nanos(since: Instant) -> u64 {
-    since.elapsed().as_nanos() as u64
-}
-
 /// Handoff through shared memory in one process.
 pub struct MemTransport {
     artifacts: Mutex<HashMap<ArtifactKey, Stored>>,
     state: Mutex<HashMap<StateKey, Bytes>>,
     segment_slots: Arc<Semaphore>,
-    counters: Counters,
+    counters: HandoffCounters,
 }
 
 impl MemTransport {
@@ -63,7 +40,7 @@ impl MemTransport {
             artifacts: Mutex::new(HashMap::new()),
             state: Mutex::new(HashMap::new()),
             segment_slots: Arc::new(Semaphore::new(capacity.max(1))),
-            counters: Counters::default(),
+            counters: HandoffCounters::default(),
         }
     }
 
@@ -103,13 +80,15 @@ impl Transport for MemTransport {
                 .acquire_owned()
                 .await
                 .map_err(|_| TransportError::Closed)?;
-            add(&self.counters.blocked_nanos, elapsed_nanos(waiting));
+            self.counters.add(HandoffMetrics {
+                blocked_nanos: nanos_since(waiting),
+                ..Default::default()
+            });
             Some(permit)
         } else {
             None
         };
         let payload = payload_bytes(&artifact);
-        add(&self.counters.payload_bytes_put, payload);
         let started = Instant::now();
         lock(&self.artifacts).insert(
             key.clone(),
@@ -119,8 +98,12 @@ impl Transport for MemTransport {
                 _slot: slot,
             },
         );
-        add(&self.counters.transfer_nanos, elapsed_nanos(started));
-        add(&self.counters.puts, 1);
+        self.counters.add(HandoffMetrics {
+            puts: 1,
+            payload_bytes_put: payload,
+            transfer_nanos: nanos_since(started),
+            ..Default::default()
+        });
         Ok(Handle {
             key,
             location: String::new(),
@@ -133,9 +116,12 @@ impl Transport for MemTransport {
             .get(&handle.key)
             .map(|s| (s.artifact.clone(), s.payload))
             .ok_or_else(|| TransportError::NotFound(handle.key.to_string()))?;
-        add(&self.counters.transfer_nanos, elapsed_nanos(started));
-        add(&self.counters.gets, 1);
-        add(&self.counters.payload_bytes_got, payload);
+        self.counters.add(HandoffMetrics {
+            gets: 1,
+            payload_bytes_got: payload,
+            transfer_nanos: nanos_since(started),
+            ..Default::default()
+        });
         Ok(artifact)
     }
 
@@ -143,52 +129,47 @@ impl Transport for MemTransport {
         let started = Instant::now();
         let removed = lock(&self.artifacts).remove(&handle.key);
         drop(removed);
-        add(&self.counters.transfer_nanos, elapsed_nanos(started));
-        add(&self.counters.deletes, 1);
+        self.counters.add(HandoffMetrics {
+            deletes: 1,
+            transfer_nanos: nanos_since(started),
+            ..Default::default()
+        });
         Ok(())
     }
 
     async fn load_state(&self, key: &StateKey) -> Result<Option<Bytes>, TransportError> {
         let state = lock(&self.state).get(key).cloned();
-        add(&self.counters.state_loads, 1);
-        if let Some(bytes) = &state {
-            add(&self.counters.payload_bytes_got, bytes.len() as u64);
-        }
+        self.counters.add(HandoffMetrics {
+            state_loads: 1,
+            payload_bytes_got: state.as_ref().map_or(0, |b| b.len() as u64),
+            ..Default::default()
+        });
         Ok(state)
     }
 
     async fn store_state(&self, key: &StateKey, state: Bytes) -> Result<(), TransportError> {
         // State arrives encoded: the stage serialised it, which is a real copy.
-        add(&self.counters.payload_bytes_put, state.len() as u64);
-        add(&self.counters.copied_bytes, state.len() as u64);
+        self.counters.add(HandoffMetrics {
+            state_stores: 1,
+            payload_bytes_put: state.len() as u64,
+            copied_bytes: state.len() as u64,
+            ..Default::default()
+        });
         lock(&self.state).insert(key.clone(), state);
-        add(&self.counters.state_stores, 1);
         Ok(())
     }
 
     async fn clear_state(&self, key: &StateKey) -> Result<(), TransportError> {
         lock(&self.state).remove(key);
-        add(&self.counters.deletes, 1);
+        self.counters.add(HandoffMetrics {
+            deletes: 1,
+            ..Default::default()
+        });
         Ok(())
     }
 
     fn metrics(&self) -> HandoffMetrics {
-        let c = &self.counters;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        HandoffMetrics {
-            puts: get(&c.puts),
-            gets: get(&c.gets),
-            deletes: get(&c.deletes),
-            state_loads: get(&c.state_loads),
-            state_stores: get(&c.state_stores),
-            payload_bytes_put: get(&c.payload_bytes_put),
-            payload_bytes_got: get(&c.payload_bytes_got),
-            copied_bytes: get(&c.copied_bytes),
-            frame_bytes_copied: 0,
-            encode_nanos: 0,
-            transfer_nanos: get(&c.transfer_nanos),
-            blocked_nanos: get(&c.blocked_nanos),
-        }
+        self.counters.snapshot()
     }
 }
 
