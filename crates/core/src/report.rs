@@ -254,6 +254,14 @@ pub struct SegmentReport {
     pub measurements: Measurements,
 }
 
+impl SegmentReport {
+    /// Adds another detector group's findings and measurements for the same segment.
+    pub fn merge_part(&mut self, other: &SegmentReport) {
+        self.findings.extend(other.findings.iter().cloned());
+        self.measurements.merge(&other.measurements);
+    }
+}
+
 /// What the converter knows once the input is exhausted; completes the stream report.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StreamSummary {

@@ -89,9 +89,24 @@ pub async fn detect_stage(
     detectors: &[Box<dyn Detector>],
     segment: &Handle,
 ) -> Result<Handle, TransportError> {
+    detect_part_stage(transport, detectors, segment, None).await
+}
+
+/// Detector stage for one group of detectors when groups run apart (the distributed
+/// topology's parallel branches): the findings go under the group's own key, and the
+/// aggregator merges the groups (`aggregate_parts_stage`). `None` is the whole set.
+pub async fn detect_part_stage(
+    transport: &dyn Transport,
+    detectors: &[Box<dyn Detector>],
+    segment: &Handle,
+    group: Option<u16>,
+) -> Result<Handle, TransportError> {
     let segment = get_segment(transport, segment).await?;
     let report = detect(detectors, &segment);
-    let key = ArtifactKey::findings(&report.stream, report.index);
+    let key = match group {
+        Some(g) => ArtifactKey::findings_part(&report.stream, report.index, g),
+        None => ArtifactKey::findings(&report.stream, report.index),
+    };
     transport
         .put(key, Artifact::Findings(Arc::new(report)))
         .await
@@ -103,10 +118,30 @@ pub async fn aggregate_stage(
     aggregator: &IncidentAggregator,
     findings: &Handle,
 ) -> Result<Vec<IncidentEvent>, TransportError> {
-    let report = get_findings(transport, findings).await?;
+    aggregate_parts_stage(transport, aggregator, std::slice::from_ref(findings)).await
+}
+
+/// Aggregator stage for a segment whose detectors ran in groups: merges the groups'
+/// findings into one report (as if one detector stage had run them all), then applies it.
+pub async fn aggregate_parts_stage(
+    transport: &dyn Transport,
+    aggregator: &IncidentAggregator,
+    parts: &[Handle],
+) -> Result<Vec<IncidentEvent>, TransportError> {
+    let mut merged: Option<SegmentReport> = None;
+    for handle in parts {
+        let part = get_findings(transport, handle).await?;
+        match &mut merged {
+            None => merged = Some(part.as_ref().clone()),
+            Some(report) => report.merge_part(&part),
+        }
+    }
+    let Some(report) = merged else {
+        return Ok(Vec::new());
+    };
     let key = StateKey::new(&report.stream, AGGREGATOR);
     let mut state = load_state(transport, &key).await?;
-    let events = aggregator.apply(&mut state, report.as_ref().clone());
+    let events = aggregator.apply(&mut state, report);
     transport
         .store_state(&key, wire::encode_state(&state))
         .await?;

@@ -137,6 +137,9 @@ pub enum TransportError {
     Decode { key: String, reason: String },
     #[error("transport closed")]
     Closed,
+    /// The store cannot be reached just now (network, endpoint down): worth retrying later.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("{0}")]
     Backend(String),
 }

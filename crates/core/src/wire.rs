@@ -78,11 +78,9 @@ pub fn decode_artifact(
             }
             Artifact::Segment(Arc::new(s))
         }
-        ArtifactName::Findings | ArtifactName::FindingsPart(_) => Artifact::Findings(Arc::new(decode_tagged::<SegmentReport>(
-            key,
-            TAG_FINDINGS,
-            bytes,
-        )?)),
+        ArtifactName::Findings | ArtifactName::FindingsPart(_) => Artifact::Findings(Arc::new(
+            decode_tagged::<SegmentReport>(key, TAG_FINDINGS, bytes)?,
+        )),
     })
 }
 

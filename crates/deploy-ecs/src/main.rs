@@ -11,6 +11,8 @@ use vqa_core::{DetectorName, IncidentEvent, PipelineConfig, StreamReport};
 use vqa_deploy_ecs::{
     bench, eval, open_input, run, stream_id_for, summary, RunError, DEFAULT_IN_FLIGHT,
 };
+use vqa_deploy_lambda::client::{Deployment, RunOptions};
+use vqa_deploy_lambda::state_machine::{self, DetectorGroups, MachineOptions, MachineType};
 
 /// Exit status when the report covers only part of the input.
 const EXIT_PARTIAL: u8 = 3;
@@ -45,6 +47,52 @@ enum Format {
     Text,
     /// The stream report as JSON.
     Json,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Topology {
+    /// One process, in-memory handoff (the ECS deployment).
+    Single,
+    /// The deployed (or emulated) Lambda functions under Step Functions, handing off
+    /// through S3. Reads VQA_STATE_MACHINE_ARN, VQA_BUCKET, VQA_RESULTS_BUCKET, VQA_PREFIX
+    /// and the usual AWS configuration (AWS_ENDPOINT_URL for an emulator).
+    Distributed,
+}
+
+#[derive(clap::Args)]
+struct DistributedArgs {
+    /// Distributed handoff: one S3 object per segment, or one per picture (plus a manifest)
+    /// as the original design uploaded frames.
+    #[arg(long, value_name = "segment|frame", default_value = "segment")]
+    granularity: vqa_transport_s3::Granularity,
+
+    /// Distributed handoff encoding: the wire form as is, or zstd-compressed.
+    #[arg(long, value_name = "raw|zstd", default_value = "raw")]
+    encoding: vqa_transport_s3::Encoding,
+}
+
+#[derive(clap::Args)]
+struct MachineArgs {
+    /// How detectors are split into parallel branches: `each` (one Lambda invocation per
+    /// detector and segment, the original design), `all` (one), or groups such as
+    /// `freeze,black;silence,loudness`.
+    #[arg(long, value_name = "SPEC", default_value = "each")]
+    detector_groups: String,
+
+    /// Segments whose detectors run at once (the Map state's MaxConcurrency).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    map_concurrency: u32,
+}
+
+impl MachineArgs {
+    fn options(&self, config: &PipelineConfig) -> anyhow::Result<MachineOptions> {
+        Ok(MachineOptions {
+            groups: DetectorGroups::parse(&self.detector_groups, config)
+                .map_err(anyhow::Error::msg)
+                .context("--detector-groups")?,
+            map_concurrency: self.map_concurrency,
+        })
+    }
 }
 
 #[derive(clap::Args)]
@@ -86,6 +134,58 @@ enum Command {
         /// Never show a progress bar (it is shown only when stderr is a terminal).
         #[arg(long)]
         no_progress: bool,
+
+        /// Where the stages run.
+        #[arg(long, value_enum, default_value_t = Topology::Single)]
+        topology: Topology,
+
+        #[command(flatten)]
+        distributed: DistributedArgs,
+
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+    },
+    /// Print the Step Functions state machine (Amazon States Language) for a configuration,
+    /// with ${ConverterFunctionArn}, ${DetectorFunctionArn} and ${AggregatorFunctionArn}
+    /// placeholders (CloudFormation's DefinitionSubstitutions fill them).
+    StateMachine {
+        #[command(flatten)]
+        machine: MachineArgs,
+
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+    },
+    /// Create or update the state machine for a configuration (aws-sdk-sfn), and print the
+    /// environment `vqa analyze --topology distributed` needs.
+    Deploy {
+        /// The state machine's name.
+        #[arg(long, default_value = "vqa")]
+        name: String,
+
+        /// Standard (exactly once, billed per state transition) or Express (up to 5 min,
+        /// billed per request and duration).
+        #[arg(
+            long = "type",
+            value_name = "standard|express",
+            default_value = "standard"
+        )]
+        machine_type: MachineType,
+
+        #[arg(long, env = "VQA_CONVERTER_ARN", value_name = "ARN")]
+        converter_arn: String,
+
+        #[arg(long, env = "VQA_DETECTOR_ARN", value_name = "ARN")]
+        detector_arn: String,
+
+        #[arg(long, env = "VQA_AGGREGATOR_ARN", value_name = "ARN")]
+        aggregator_arn: String,
+
+        /// The role Step Functions assumes to invoke the functions.
+        #[arg(long, env = "VQA_STATES_ROLE_ARN", value_name = "ARN")]
+        role_arn: String,
+
+        #[command(flatten)]
+        machine: MachineArgs,
 
         #[command(flatten)]
         pipeline: PipelineArgs,
@@ -224,18 +324,54 @@ fn check_writable(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn analyze(
-    input: &Path,
+struct AnalyzeArgs<'a> {
+    input: &'a Path,
     format: Format,
-    out: Option<&Path>,
+    out: Option<&'a Path>,
     no_progress: bool,
-    config: PipelineConfig,
-) -> anyhow::Result<ExitCode> {
-    if let Some(out) = out {
+    topology: Topology,
+    distributed: &'a DistributedArgs,
+}
+
+async fn analyze(args: AnalyzeArgs<'_>, config: PipelineConfig) -> anyhow::Result<ExitCode> {
+    let input = args.input;
+    if let Some(out) = args.out {
         check_writable(out)?;
     }
+    let report = match args.topology {
+        Topology::Single => analyze_single(input, args.no_progress, &config).await?,
+        Topology::Distributed => analyze_distributed(input, args.distributed, &config).await?,
+    };
+    if let Some(out) = args.out {
+        write_report(out, &report)?;
+    }
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Text => print!("{}", summary::render(&report)),
+    }
+    if report.complete {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        let why = report
+            .warnings
+            .first()
+            .map(String::as_str)
+            .unwrap_or("the input could not be read to the end");
+        eprintln!(
+            "vqa: error: {}: only partly analysed: {why}",
+            input.display()
+        );
+        Ok(ExitCode::from(EXIT_PARTIAL))
+    }
+}
+
+async fn analyze_single(
+    input: &Path,
+    no_progress: bool,
+    config: &PipelineConfig,
+) -> anyhow::Result<StreamReport> {
     let stream = stream_id_for(input);
-    let converter = open_input(input, stream.clone(), &config)
+    let converter = open_input(input, stream.clone(), config)
         .map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
     let bar = progress_bar(vqa_core::Converter::media(&converter).duration, no_progress);
     let progress = bar.clone().map(|b| -> vqa_deploy_ecs::ProgressSink {
@@ -260,7 +396,7 @@ async fn analyze(
     });
     let analysis = run(
         converter,
-        &config,
+        config,
         stream,
         DEFAULT_IN_FLIGHT,
         progress,
@@ -270,33 +406,58 @@ async fn analyze(
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let report = match analysis {
-        Ok(a) => a.report,
+    match analysis {
+        Ok(a) => Ok(a.report),
         Err(RunError::Open(e)) => bail!("{}: {e}", input.display()),
         Err(RunError::Model(e)) => bail!("{e}"),
         Err(e) => bail!("{}: {e}", input.display()),
+    }
+}
+
+async fn analyze_distributed(
+    input: &Path,
+    args: &DistributedArgs,
+    config: &PipelineConfig,
+) -> anyhow::Result<StreamReport> {
+    let deployment = Deployment::from_env()?;
+    let sdk = vqa_transport_s3::aws_config(None).await;
+    let options = RunOptions {
+        granularity: args.granularity,
+        encoding: args.encoding,
     };
-    if let Some(out) = out {
-        write_report(out, &report)?;
-    }
-    match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Text => print!("{}", summary::render(&report)),
-    }
-    if report.complete {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        let why = report
-            .warnings
-            .first()
-            .map(String::as_str)
-            .unwrap_or("the input could not be read to the end");
-        eprintln!(
-            "vqa: error: {}: only partly analysed: {why}",
-            input.display()
-        );
-        Ok(ExitCode::from(EXIT_PARTIAL))
-    }
+    let run = vqa_deploy_lambda::client::analyze(
+        &sdk,
+        input,
+        stream_id_for(input),
+        config,
+        &deployment,
+        options,
+    )
+    .await?;
+    let h = &run.handoff;
+    let transitions = match run.transitions {
+        Some(n) => format!("{n} state transitions"),
+        None => format!(
+            "{} state transitions (counted from the definition: no history)",
+            run.transitions_from_definition
+        ),
+    };
+    eprintln!(
+        "vqa: {} execution {} in {:.1} s: {} segments, {transitions}, {} Lambda invocations, \
+         {} S3 requests ({} PUT, {} GET, {} DELETE), {:.1} MB sent or received",
+        run.machine_type,
+        run.execution_arn.rsplit(':').next().unwrap_or_default(),
+        run.wall_seconds,
+        run.segments,
+        run.invocations
+            .map_or_else(|| "?".into(), |n| n.to_string()),
+        h.requests(),
+        h.puts + h.state_stores,
+        h.gets + h.state_loads,
+        h.deletes,
+        h.copied_bytes as f64 / 1e6
+    );
+    Ok(run.report)
 }
 
 /// `vqa eval`: prints the scores even when some clips failed, then fails naming them.
@@ -351,16 +512,56 @@ async fn main_result(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
             out,
             no_progress,
+            topology,
+            distributed,
             pipeline,
         } => {
-            analyze(
-                &input,
+            let args = AnalyzeArgs {
+                input: &input,
                 format,
-                out.as_deref(),
+                out: out.as_deref(),
                 no_progress,
-                pipeline.load()?,
+                topology,
+                distributed: &distributed,
+            };
+            analyze(args, pipeline.load()?).await
+        }
+        Command::StateMachine { machine, pipeline } => {
+            let options = machine.options(&pipeline.load()?)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&state_machine::definition(&options))?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Deploy {
+            name,
+            machine_type,
+            converter_arn,
+            detector_arn,
+            aggregator_arn,
+            role_arn,
+            machine,
+            pipeline,
+        } => {
+            let options = machine.options(&pipeline.load()?)?;
+            let definition = state_machine::substitute(
+                &serde_json::to_string_pretty(&state_machine::definition(&options))?,
+                &converter_arn,
+                &detector_arn,
+                &aggregator_arn,
+            );
+            let sdk = vqa_transport_s3::aws_config(None).await;
+            let arn = vqa_deploy_lambda::client::deploy(
+                &sdk,
+                &name,
+                &definition,
+                &role_arn,
+                machine_type,
             )
-            .await
+            .await?;
+            println!("export VQA_STATE_MACHINE_ARN={arn}");
+            Ok(ExitCode::SUCCESS)
         }
         Command::Eval {
             corpus,

@@ -1,1 +1,44 @@
-pub fn x() {}
+//! The distributed topology: the stages as AWS Lambda functions under a Step Functions
+//! state machine, handing artifacts over through S3 (`vqa-transport-s3`).
+//!
+//! - [`handlers`]: the converter, detector and aggregator handlers' bodies, thin adapters
+//!   around the same stage code the single process runs; `src/bin/` connects each to the
+//!   Lambda runtime (`bootstrap` binaries, laid out by `scripts/build-lambdas.sh` the way
+//!   `cargo lambda build` does).
+//! - [`state_machine`]: the state machine definition, generated from the pipeline
+//!   configuration.
+//! - [`client`]: deploys the state machine and runs inputs through it.
+//! - [`payload`]: what travels in Step Functions payloads.
+
+pub mod client;
+pub mod handlers;
+pub mod payload;
+pub mod state_machine;
+
+/// Sets up logging for a handler binary: plain lines to stderr (CloudWatch adds times),
+/// level from `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .without_time()
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The S3 transport a handler starts with: configuration from the function's environment
+/// (credentials, region, `AWS_ENDPOINT_URL` for an emulator); each invocation takes its
+/// bucket and layout from its payload.
+pub async fn handler_transport() -> vqa_transport_s3::S3Transport {
+    let config = vqa_transport_s3::aws_config(None).await;
+    let (client, endpoint) = vqa_transport_s3::connect(&config);
+    let bucket = std::env::var("VQA_BUCKET").unwrap_or_default();
+    let prefix = std::env::var("VQA_PREFIX").unwrap_or_else(|_| "vqa/".into());
+    vqa_transport_s3::S3Transport::new(
+        client,
+        endpoint,
+        vqa_transport_s3::S3Layout::new(bucket, prefix),
+    )
+}

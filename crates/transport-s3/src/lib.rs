@@ -162,10 +162,12 @@ impl S3Transport {
         }
     }
 
-    /// The same client and counters with another layout (per-execution settings).
+    /// The same client with another layout (one execution's settings) and counters of its
+    /// own, so a warm function reports each invocation's handoff alone.
     pub fn with_layout(&self, layout: S3Layout) -> Self {
         S3Transport {
             layout,
+            counters: Arc::new(HandoffCounters::default()),
             ..self.clone()
         }
     }
@@ -183,7 +185,10 @@ impl S3Transport {
     }
 
     fn err(&self, e: S3Error) -> TransportError {
-        TransportError::Backend(e.to_string())
+        match e {
+            S3Error::Unreachable { .. } => TransportError::Unavailable(e.to_string()),
+            _ => TransportError::Backend(e.to_string()),
+        }
     }
 
     async fn put_object(&self, key: &str, body: Bytes) -> Result<(), TransportError> {
@@ -310,7 +315,15 @@ impl S3Transport {
         body: Bytes,
         content_type: &str,
     ) -> Result<(), S3Error> {
-        client::put_typed(&self.client, &self.endpoint, bucket, key, body, content_type).await
+        client::put_typed(
+            &self.client,
+            &self.endpoint,
+            bucket,
+            key,
+            body,
+            content_type,
+        )
+        .await
     }
 
     /// Uploads a file outside the handoff (a stream's input), streaming it from disk.

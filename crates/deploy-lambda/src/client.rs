@@ -1,0 +1,480 @@
+//! The client side of the distributed topology: deploys the state machine, and runs an
+//! input through it (upload, start an execution, wait, read the report and the counters).
+
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_config::SdkConfig;
+use aws_sdk_sfn::error::DisplayErrorContext;
+use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent, StateMachineType};
+use serde_json::Value;
+use vqa_core::{HandoffMetrics, PipelineConfig, StreamId, StreamReport};
+use vqa_transport_s3::{connect, Encoding, Granularity, S3Layout, S3Transport};
+
+use crate::payload::{check_size, Job, ResultsLocation};
+use crate::state_machine::{deployed_groups, state_transitions, MachineType};
+
+/// A failure of the client, as one sentence that says what to fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ClientError(pub String);
+
+fn sfn_error<E: std::error::Error>(what: &str, e: E) -> ClientError {
+    let detail = DisplayErrorContext(&e).to_string();
+    let hint = if detail.contains("dispatch failure") || detail.contains("onnection refused") {
+        "; check that Step Functions is reachable (AWS_ENDPOINT_URL for an emulator)"
+    } else if detail.contains("credentials") {
+        "; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
+    } else {
+        ""
+    };
+    let short = detail.rsplit(": ").next().unwrap_or(&detail).trim();
+    ClientError(format!("{what}: {short}{hint}"))
+}
+
+/// Where a deployed distributed topology lives (the stack's outputs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deployment {
+    pub state_machine_arn: String,
+    pub bucket: String,
+    /// Key prefix in the intermediate bucket; ends in `/`.
+    pub prefix: String,
+    pub results_bucket: String,
+}
+
+impl Deployment {
+    /// From the environment the stack's outputs (or `scripts/emulators.sh deploy`) give:
+    /// `VQA_STATE_MACHINE_ARN`, `VQA_BUCKET`, `VQA_RESULTS_BUCKET`, `VQA_PREFIX`.
+    pub fn from_env() -> Result<Self, ClientError> {
+        let var = |name: &str| {
+            std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or_else(|| {
+                ClientError(format!(
+                    "{name} is not set: export the distributed stack's outputs (see infra/README.md), \
+                     or for the local emulator run `eval \"$(scripts/emulators.sh deploy)\"`"
+                ))
+            })
+        };
+        let mut prefix = std::env::var("VQA_PREFIX").unwrap_or_else(|_| "vqa/".into());
+        if !prefix.is_empty() && !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        Ok(Deployment {
+            state_machine_arn: var("VQA_STATE_MACHINE_ARN")?,
+            bucket: var("VQA_BUCKET")?,
+            prefix,
+            results_bucket: var("VQA_RESULTS_BUCKET")?,
+        })
+    }
+}
+
+/// What a distributed run varies.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunOptions {
+    pub granularity: Granularity,
+    pub encoding: Encoding,
+}
+
+/// The result of one execution, with what it cost.
+#[derive(Clone, Debug)]
+pub struct DistributedRun {
+    pub report: StreamReport,
+    pub execution_arn: String,
+    pub machine_type: MachineType,
+    /// States entered, from the execution history; `None` where the service keeps none
+    /// (Express on AWS), in which case `transitions_from_definition` is the figure to use.
+    pub transitions: Option<u64>,
+    pub transitions_from_definition: u64,
+    pub history_events: Option<u64>,
+    /// Lambda invocations that returned (successes and failures), from the history.
+    pub invocations: Option<u64>,
+    /// The handoff counters every task returned, summed.
+    pub handoff: HandoffMetrics,
+    pub segments: u64,
+    pub groups: u64,
+    pub input_bytes: u64,
+    pub wall_seconds: f64,
+}
+
+/// A name Step Functions accepts (1–80 of letters, digits, `-`, `_`), unique per run.
+fn run_name(stream: &StreamId) -> String {
+    let clean: String = stream
+        .as_str()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(50)
+        .collect();
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    format!("{clean}-{millis}-{}", std::process::id())
+}
+
+/// Runs one input through the deployed state machine and returns the same report the
+/// single process makes.
+pub async fn analyze(
+    sdk: &SdkConfig,
+    path: &Path,
+    stream: StreamId,
+    config: &PipelineConfig,
+    deployment: &Deployment,
+    options: RunOptions,
+) -> Result<DistributedRun, ClientError> {
+    let started = Instant::now();
+    let input_bytes = std::fs::metadata(path)
+        .map_err(|e| ClientError(format!("{}: {e}", path.display())))?
+        .len();
+    // Bad input fails here, in one line, rather than in an execution.
+    vqa_converter::FfmpegConverter::open(path, stream.clone(), config)
+        .map_err(|e| ClientError(format!("{}: {e}", path.display())))?;
+
+    let sfn = aws_sdk_sfn::Client::new(sdk);
+    let machine = sfn
+        .describe_state_machine()
+        .state_machine_arn(&deployment.state_machine_arn)
+        .send()
+        .await
+        .map_err(|e| {
+            sfn_error(
+                &format!("state machine {}", deployment.state_machine_arn),
+                e,
+            )
+        })?;
+    let machine_type = match machine.r#type() {
+        StateMachineType::Express => MachineType::Express,
+        _ => MachineType::Standard,
+    };
+    let definition: Value = serde_json::from_str(machine.definition()).unwrap_or(Value::Null);
+    let groups = check_groups(&definition, config, &deployment.state_machine_arn)?;
+
+    let (s3, endpoint) = connect(sdk);
+    let name = run_name(&stream);
+    let layout = S3Layout {
+        bucket: deployment.bucket.clone(),
+        // Each run under its own prefix: a rerun after a failure never meets the failed
+        // run's leftovers (which the bucket's lifecycle rule expires).
+        prefix: format!("{}{name}/", deployment.prefix),
+        granularity: options.granularity,
+        encoding: options.encoding,
+    };
+    let transport = S3Transport::new(s3, endpoint, layout.clone());
+    for bucket in [&deployment.bucket, &deployment.results_bucket] {
+        transport
+            .check_bucket(bucket)
+            .await
+            .map_err(|e| ClientError(e.to_string()))?;
+    }
+    let file_name = path
+        .file_name()
+        .map_or_else(|| "input".into(), |n| n.to_string_lossy().into_owned());
+    let input_key = layout.input_key(&stream, &file_name);
+    transport
+        .upload_file(&deployment.bucket, &input_key, path)
+        .await
+        .map_err(|e| ClientError(e.to_string()))?;
+
+    let results = ResultsLocation {
+        bucket: deployment.results_bucket.clone(),
+        key: format!("reports/{stream}/{name}.json"),
+    };
+    let job = Job {
+        stream: stream.clone(),
+        input: format!("s3://{}/{input_key}", deployment.bucket),
+        input_name: path.display().to_string(),
+        config: config.clone(),
+        transport: layout,
+        results: results.clone(),
+    };
+    check_size(
+        "the execution input",
+        &job,
+        "shorten the configuration (the model path, the detector list)",
+    )
+    .map_err(ClientError)?;
+    let input = serde_json::to_string(&job).map_err(|e| ClientError(e.to_string()))?;
+
+    // Express executions on AWS report their end only to a synchronous start (there is no
+    // DescribeExecution for them); emulators lack the synchronous call and its `sync-` host.
+    let execution_arn = if machine_type == MachineType::Express && sdk.endpoint_url().is_none() {
+        run_sync_execution(&sfn, &deployment.state_machine_arn, &name, input).await?
+    } else {
+        run_execution(&sfn, &deployment.state_machine_arn, &name, input).await?
+    };
+
+    let body = transport
+        .read_object(&results.bucket, &results.key)
+        .await
+        .map_err(|e| ClientError(e.to_string()))?
+        .ok_or_else(|| {
+            ClientError(format!(
+                "execution {name} succeeded but wrote no report at {}",
+                results.uri()
+            ))
+        })?;
+    let report: StreamReport = serde_json::from_slice(&body)
+        .map_err(|e| ClientError(format!("report {}: {e}", results.uri())))?;
+
+    let history = history(&sfn, &execution_arn).await;
+    let segments = report.coverage.segments;
+    let groups = groups as u64;
+    let mut run = DistributedRun {
+        report,
+        execution_arn,
+        machine_type,
+        transitions: None,
+        transitions_from_definition: state_transitions(segments, groups),
+        history_events: None,
+        invocations: None,
+        handoff: HandoffMetrics::default(),
+        segments,
+        groups,
+        input_bytes,
+        wall_seconds: 0.0,
+    };
+    if let Ok(events) = history {
+        count_history(&events, &mut run);
+    }
+    run.wall_seconds = started.elapsed().as_secs_f64();
+    Ok(run)
+}
+
+/// The deployed definition must run exactly the configuration's detectors.
+fn check_groups(
+    definition: &Value,
+    config: &PipelineConfig,
+    arn: &str,
+) -> Result<usize, ClientError> {
+    let groups = deployed_groups(definition).ok_or_else(|| {
+        ClientError(format!(
+            "state machine {arn} is not one vqa generated; deploy it with `vqa deploy`"
+        ))
+    })?;
+    let mut deployed: Vec<String> = groups.iter().flatten().cloned().collect();
+    deployed.sort();
+    let mut wanted: Vec<String> = config.detectors.iter().map(|d| d.to_string()).collect();
+    wanted.sort();
+    if deployed != wanted {
+        return Err(ClientError(format!(
+            "state machine {arn} runs detectors {}, the configuration enables {}; redeploy it with this configuration (`vqa deploy --config ...`) or change the configuration",
+            deployed.join(","),
+            wanted.join(",")
+        )));
+    }
+    Ok(groups.len())
+}
+
+/// Starts an execution and waits for its end; returns its ARN.
+async fn run_execution(
+    sfn: &aws_sdk_sfn::Client,
+    machine: &str,
+    name: &str,
+    input: String,
+) -> Result<String, ClientError> {
+    let started = sfn
+        .start_execution()
+        .state_machine_arn(machine)
+        .name(name)
+        .input(input)
+        .send()
+        .await
+        .map_err(|e| sfn_error(&format!("starting an execution of {machine}"), e))?;
+    let arn = started.execution_arn().to_string();
+    let mut wait = Duration::from_millis(100);
+    loop {
+        let d = sfn
+            .describe_execution()
+            .execution_arn(&arn)
+            .send()
+            .await
+            .map_err(|e| sfn_error(&format!("execution {name}"), e))?;
+        match d.status() {
+            ExecutionStatus::Running | ExecutionStatus::PendingRedrive => {}
+            ExecutionStatus::Succeeded => return Ok(arn),
+            other => {
+                return Err(ClientError(format!(
+                    "execution {name} {}: {}",
+                    other.as_str().to_lowercase().replace('_', " "),
+                    failure_cause(d.error(), d.cause())
+                )))
+            }
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(2));
+    }
+}
+
+async fn run_sync_execution(
+    sfn: &aws_sdk_sfn::Client,
+    machine: &str,
+    name: &str,
+    input: String,
+) -> Result<String, ClientError> {
+    let out = sfn
+        .start_sync_execution()
+        .state_machine_arn(machine)
+        .name(name)
+        .input(input)
+        .send()
+        .await
+        .map_err(|e| sfn_error(&format!("running an execution of {machine}"), e))?;
+    match out.status() {
+        aws_sdk_sfn::types::SyncExecutionStatus::Succeeded => Ok(out.execution_arn().to_string()),
+        other => Err(ClientError(format!(
+            "execution {name} {}: {}",
+            other.as_str().to_lowercase().replace('_', " "),
+            failure_cause(out.error(), out.cause())
+        ))),
+    }
+}
+
+/// A task's failure as one line: the handler's own message when the cause carries one.
+fn failure_cause(error: Option<&str>, cause: Option<&str>) -> String {
+    let cause = cause.unwrap_or_default();
+    let message = serde_json::from_str::<Value>(cause)
+        .ok()
+        .and_then(|v| {
+            v.get("errorMessage")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| cause.to_string());
+    match (error, message.is_empty()) {
+        (Some(e), true) => e.to_string(),
+        (Some(e), false) => format!("{message} ({e})"),
+        (None, _) => message,
+    }
+}
+
+async fn history(sfn: &aws_sdk_sfn::Client, arn: &str) -> Result<Vec<HistoryEvent>, ClientError> {
+    let mut events = Vec::new();
+    let mut token = None;
+    loop {
+        let page = sfn
+            .get_execution_history()
+            .execution_arn(arn)
+            .max_results(1000)
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|e| sfn_error("execution history", e))?;
+        events.extend(page.events().iter().cloned());
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            return Ok(events);
+        }
+    }
+}
+
+/// Counts states entered and Lambda invocations, and sums the tasks' handoff counters.
+fn count_history(events: &[HistoryEvent], run: &mut DistributedRun) {
+    let mut transitions = 0;
+    let mut invocations = 0;
+    for e in events {
+        let kind = e.r#type().as_str();
+        if kind.ends_with("StateEntered") {
+            transitions += 1;
+        }
+        if matches!(kind, "TaskSucceeded" | "TaskFailed" | "TaskTimedOut") {
+            invocations += 1;
+        }
+        let output = e
+            .task_succeeded_event_details()
+            .and_then(|d| d.output())
+            .and_then(|o| serde_json::from_str::<Value>(o).ok());
+        if let Some(handoff) = output
+            .as_ref()
+            .and_then(|o| o.pointer("/Payload/handoff"))
+            .and_then(|h| serde_json::from_value::<HandoffMetrics>(h.clone()).ok())
+        {
+            run.handoff = run.handoff.plus(&handoff);
+        }
+    }
+    run.transitions = Some(transitions);
+    run.history_events = Some(events.len() as u64);
+    run.invocations = Some(invocations);
+}
+
+/// Creates the state machine, or updates its definition and role when it exists; returns
+/// its ARN.
+pub async fn deploy(
+    sdk: &SdkConfig,
+    name: &str,
+    definition: &str,
+    role_arn: &str,
+    machine_type: MachineType,
+) -> Result<String, ClientError> {
+    let sfn = aws_sdk_sfn::Client::new(sdk);
+    let mut token = None;
+    loop {
+        let page = sfn
+            .list_state_machines()
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|e| sfn_error("listing state machines", e))?;
+        if let Some(existing) = page.state_machines().iter().find(|m| m.name() == name) {
+            let arn = existing.state_machine_arn().to_string();
+            if existing.r#type().as_str() != machine_type.as_aws() {
+                return Err(ClientError(format!(
+                    "state machine {name} exists as {}; a type cannot change: deploy under another --name",
+                    existing.r#type().as_str()
+                )));
+            }
+            sfn.update_state_machine()
+                .state_machine_arn(&arn)
+                .definition(definition)
+                .role_arn(role_arn)
+                .send()
+                .await
+                .map_err(|e| sfn_error(&format!("updating state machine {name}"), e))?;
+            return Ok(arn);
+        }
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    let created = sfn
+        .create_state_machine()
+        .name(name)
+        .definition(definition)
+        .role_arn(role_arn)
+        .r#type(StateMachineType::from(machine_type.as_aws()))
+        .send()
+        .await
+        .map_err(|e| sfn_error(&format!("creating state machine {name}"), e))?;
+    Ok(created.state_machine_arn().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_names_are_valid_execution_names() {
+        let n = run_name(&StreamId::new("my clip/ü"));
+        assert!(n.len() <= 80);
+        assert!(n
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(n.starts_with("my-clip--"));
+    }
+
+    #[test]
+    fn task_failures_show_the_handlers_message() {
+        let cause = r#"{"errorType":"vqa.Failed","errorMessage":"clip.mp4: not a media file"}"#;
+        assert_eq!(
+            failure_cause(Some("vqa.Failed"), Some(cause)),
+            "clip.mp4: not a media file (vqa.Failed)"
+        );
+        assert_eq!(
+            failure_cause(Some("States.Timeout"), None),
+            "States.Timeout"
+        );
+    }
+}

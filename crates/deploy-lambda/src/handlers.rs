@@ -1,0 +1,241 @@
+//! The three Lambda handlers' bodies: thin adapters that decode a payload, call the same
+//! stage code the single-process runner calls ([`vqa_core::stage`]) with an S3 transport,
+//! and return handles. The `bin/` wrappers only connect them to the Lambda runtime.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use vqa_converter::FfmpegConverter;
+use vqa_core::stage::{aggregate_parts_stage, detect_part_stage, finish_stage, hand_off_segment};
+use vqa_core::{
+    ArtifactKey, Converter, Detector, Handle, IncidentAggregator, PipelineConfig, Transport,
+    TransportError,
+};
+use vqa_transport_s3::{S3Error, S3Transport};
+
+use crate::payload::{check_size, AggregateTask, Aggregated, Converted, DetectTask, Detected, Job};
+
+/// A handler's failure: one sentence, which Step Functions shows as the execution's cause.
+/// Its Lambda error type tells the state machine's Retry whether trying again can help.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StageError {
+    pub message: String,
+    pub transient: bool,
+}
+
+/// The Lambda error type of a failure worth retrying (the store was unreachable).
+pub const TRANSIENT_ERROR: &str = "vqa.Unavailable";
+/// The Lambda error type of any other failure (bad input, bad configuration, a bug).
+pub const PERMANENT_ERROR: &str = "vqa.Failed";
+
+impl StageError {
+    fn new(context: &str, e: impl std::fmt::Display) -> Self {
+        StageError::permanent(format!("{context}: {e}"))
+    }
+
+    fn permanent(message: String) -> Self {
+        StageError {
+            message,
+            transient: false,
+        }
+    }
+
+    fn s3(context: &str, e: S3Error) -> Self {
+        StageError {
+            transient: matches!(e, S3Error::Unreachable { .. }),
+            message: format!("{context}: {e}"),
+        }
+    }
+
+    fn transport(context: &str, e: TransportError) -> Self {
+        StageError {
+            transient: matches!(e, TransportError::Unavailable(_)),
+            message: format!("{context}: {e}"),
+        }
+    }
+}
+
+impl From<StageError> for lambda_runtime::Diagnostic {
+    fn from(e: StageError) -> Self {
+        lambda_runtime::Diagnostic {
+            error_type: if e.transient {
+                TRANSIENT_ERROR
+            } else {
+                PERMANENT_ERROR
+            }
+            .to_string(),
+            error_message: e.message,
+        }
+    }
+}
+
+/// Splits `s3://bucket/key`.
+pub fn parse_s3_uri(uri: &str) -> Option<(&str, &str)> {
+    let (bucket, key) = uri.strip_prefix("s3://")?.split_once('/')?;
+    (!bucket.is_empty() && !key.is_empty()).then_some((bucket, key))
+}
+
+/// Converter: downloads the input to local storage (`/tmp` in Lambda), decodes it, and
+/// stores every segment; returns their handles.
+pub async fn convert(
+    base: &S3Transport,
+    job: Job,
+    scratch: &Path,
+) -> Result<Converted, StageError> {
+    let transport = base.with_layout(job.transport.clone());
+    let (bucket, key) = parse_s3_uri(&job.input).ok_or_else(|| {
+        StageError::permanent(format!(
+            "input {:?} is not an s3://bucket/key URI",
+            job.input
+        ))
+    })?;
+    let file_name = Path::new(key)
+        .file_name()
+        .map_or_else(|| "input".into(), |n| n.to_string_lossy().into_owned());
+    let local: PathBuf = scratch.join(format!("vqa-{}-{file_name}", std::process::id()));
+    transport
+        .download_file(bucket, key, &local)
+        .await
+        .map_err(|e| StageError::s3("converter: fetching the input", e))?;
+    let result = convert_file(&transport, &job, &local).await;
+    let _ = std::fs::remove_file(&local);
+    result
+}
+
+async fn convert_file(
+    transport: &S3Transport,
+    job: &Job,
+    local: &Path,
+) -> Result<Converted, StageError> {
+    let mut converter = FfmpegConverter::open(local, job.stream.clone(), &job.config)
+        .map_err(|e| StageError::permanent(format!("{}: {e}", job.input_name)))?;
+    let mut segments = Vec::new();
+    while let Some(segment) = converter.next_segment() {
+        let handle = hand_off_segment(transport, segment)
+            .await
+            .map_err(|e| StageError::transport("converter", e))?;
+        segments.push(handle);
+    }
+    let mut summary = converter.summary();
+    summary.input = job.input_name.clone();
+    let out = Converted {
+        segments,
+        summary,
+        handoff: transport.metrics(),
+    };
+    check_size(
+        "the converter's list of segment handles",
+        &out,
+        "analyse a shorter input per execution, or use longer segments (segment_seconds)",
+    )
+    .map_err(StageError::permanent)?;
+    Ok(out)
+}
+
+/// Detectors built for a configuration, kept between invocations of a warm function.
+#[derive(Default)]
+pub struct DetectorCache(Mutex<Option<(String, Arc<Vec<Box<dyn Detector>>>)>>);
+
+impl DetectorCache {
+    fn get(&self, config: &PipelineConfig) -> Result<Arc<Vec<Box<dyn Detector>>>, StageError> {
+        let id = serde_json::to_string(config).unwrap_or_default();
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((cached, detectors)) = slot.as_ref() {
+            if *cached == id {
+                return Ok(detectors.clone());
+            }
+        }
+        let detectors = Arc::new(
+            vqa_detectors::from_config(config).map_err(|e| StageError::new("detector", e))?,
+        );
+        *slot = Some((id, detectors.clone()));
+        Ok(detectors)
+    }
+}
+
+/// Detector: runs one group of detectors on one segment and stores the group's findings.
+pub async fn detect(
+    base: &S3Transport,
+    cache: &DetectorCache,
+    task: DetectTask,
+) -> Result<Detected, StageError> {
+    let transport = base.with_layout(task.transport.clone());
+    let mut config = task.config;
+    config.detectors = task.detectors;
+    let detectors = cache.get(&config)?;
+    let findings = detect_part_stage(&transport, &detectors, &task.segment, Some(task.group))
+        .await
+        .map_err(|e| StageError::transport("detector", e))?;
+    Ok(Detected {
+        findings,
+        handoff: transport.metrics(),
+    })
+}
+
+/// Aggregator: applies every segment's findings in order through the state store, removes
+/// the artifacts it has applied, and writes the stream report to the results bucket.
+pub async fn aggregate(base: &S3Transport, task: AggregateTask) -> Result<Aggregated, StageError> {
+    let transport = base.with_layout(task.transport.clone());
+    let aggregator = IncidentAggregator::new(&task.config);
+    let fail = |e| StageError::transport("aggregator", e);
+    let mut applied = Vec::new();
+    for segment in &task.segments {
+        let parts: Vec<Handle> = (0..task.groups)
+            .map(|g| {
+                let key = ArtifactKey::findings_part(&segment.key.stream, segment.key.segment, g);
+                let location = format!(
+                    "s3://{}/{}",
+                    transport.layout().bucket,
+                    transport.layout().artifact_key(&key)
+                );
+                Handle { key, location }
+            })
+            .collect();
+        aggregate_parts_stage(&transport, &aggregator, &parts)
+            .await
+            .map_err(fail)?;
+        applied.extend(parts);
+        applied.push(segment.clone());
+    }
+    let (report, _) = finish_stage(&transport, &aggregator, &task.stream, task.summary)
+        .await
+        .map_err(fail)?;
+    let body = serde_json::to_vec_pretty(&report)
+        .map_err(|e| StageError::new("aggregator: encoding the report", e))?;
+    transport
+        .write_object(
+            &task.results.bucket,
+            &task.results.key,
+            body.into(),
+            "application/json",
+        )
+        .await
+        .map_err(|e| StageError::s3("aggregator: writing the report", e))?;
+    // Artifacts go only once the report is written: a retried aggregator (after a fault at
+    // any point above) finds every segment's findings again and ends with the same report.
+    for handle in &applied {
+        transport.delete(handle).await.map_err(fail)?;
+    }
+    Ok(Aggregated {
+        report: task.results.uri(),
+        incidents: report.incidents.len(),
+        segments: task.segments.len(),
+        handoff: transport.metrics(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_uris_split_into_bucket_and_key() {
+        assert_eq!(
+            parse_s3_uri("s3://b/vqa/x/input/a.mp4"),
+            Some(("b", "vqa/x/input/a.mp4"))
+        );
+        assert_eq!(parse_s3_uri("s3://b/"), None);
+        assert_eq!(parse_s3_uri("https://b/k"), None);
+    }
+}

@@ -1,0 +1,387 @@
+//! The Step Functions state machine, generated from the same pipeline configuration the
+//! single-process runner reads: converter, then every segment's detector groups in parallel
+//! (a Map over segments, a Parallel branch per group), then the aggregator. Every task has a
+//! Retry (Lambda service faults, and vqa's own "store unreachable" error) and a Catch that
+//! ends the execution in a Fail state carrying the task's error.
+//!
+//! Function ARNs are the placeholders `${ConverterFunctionArn}`, `${DetectorFunctionArn}`
+//! and `${AggregatorFunctionArn}`: CloudFormation's `DefinitionSubstitutions` fill them
+//! (`infra/distributed.yaml`), and so does [`substitute`] when vqa deploys it itself.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde_json::{json, Value};
+use vqa_core::{DetectorName, PipelineConfig};
+
+use crate::handlers::TRANSIENT_ERROR;
+
+pub const CONVERTER_ARN: &str = "${ConverterFunctionArn}";
+pub const DETECTOR_ARN: &str = "${DetectorFunctionArn}";
+pub const AGGREGATOR_ARN: &str = "${AggregatorFunctionArn}";
+
+/// Step Functions' limit on the events in a Standard execution's history.
+pub const STANDARD_HISTORY_LIMIT: u64 = 25_000;
+
+/// Standard (exactly once, history kept, billed per state transition) or Express (at
+/// least once, up to 5 minutes, billed per request and duration).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MachineType {
+    #[default]
+    Standard,
+    Express,
+}
+
+impl MachineType {
+    pub fn as_aws(self) -> &'static str {
+        match self {
+            MachineType::Standard => "STANDARD",
+            MachineType::Express => "EXPRESS",
+        }
+    }
+}
+
+impl FromStr for MachineType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "standard" => Ok(MachineType::Standard),
+            "express" => Ok(MachineType::Express),
+            _ => Err(format!(
+                "unknown state machine type {s:?}: use standard or express"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for MachineType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.as_aws().to_ascii_lowercase())
+    }
+}
+
+/// How detectors are split into parallel branches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DetectorGroups(pub Vec<Vec<DetectorName>>);
+
+impl DetectorGroups {
+    /// From a spec: `each` (one branch per detector: the original design), `all` (one
+    /// branch), or explicit groups such as `freeze,black;silence,loudness`. Every enabled
+    /// detector must be in exactly one group.
+    pub fn parse(spec: &str, config: &PipelineConfig) -> Result<Self, String> {
+        let enabled = &config.detectors;
+        let groups: Vec<Vec<DetectorName>> = match spec.trim() {
+            "each" => enabled.iter().map(|d| vec![*d]).collect(),
+            "all" => vec![enabled.clone()],
+            explicit => explicit
+                .split(';')
+                .filter(|g| !g.trim().is_empty())
+                .map(|g| {
+                    g.split(',')
+                        .map(|d| d.parse::<DetectorName>().map_err(|e| e.to_string()))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let mut seen: Vec<DetectorName> = groups.iter().flatten().copied().collect();
+        seen.sort();
+        let mut want = enabled.clone();
+        want.sort();
+        if seen != want {
+            let names =
+                |v: &[DetectorName]| v.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(",");
+            return Err(format!(
+                "detector groups {spec:?} name {}; the configuration enables {}: every enabled detector must be in exactly one group",
+                names(&seen),
+                names(&want)
+            ));
+        }
+        if groups.iter().any(Vec::is_empty) || groups.is_empty() {
+            return Err(format!("detector groups {spec:?}: a group is empty"));
+        }
+        Ok(DetectorGroups(groups))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn branch_name(group: &[DetectorName]) -> String {
+        let names: Vec<&str> = group.iter().map(|d| d.as_str()).collect();
+        format!("Detect {}", names.join(" "))
+    }
+}
+
+/// Everything the definition depends on.
+#[derive(Clone, Debug)]
+pub struct MachineOptions {
+    pub groups: DetectorGroups,
+    /// Segments whose detectors run at once (Map's MaxConcurrency).
+    pub map_concurrency: u32,
+}
+
+fn retry() -> Value {
+    json!([
+        {
+            "ErrorEquals": [
+                "Lambda.ServiceException",
+                "Lambda.AWSLambdaException",
+                "Lambda.SdkClientException",
+                "Lambda.TooManyRequestsException"
+            ],
+            "IntervalSeconds": 1,
+            "MaxAttempts": 4,
+            "BackoffRate": 2.0,
+            "JitterStrategy": "FULL"
+        },
+        {
+            "ErrorEquals": [TRANSIENT_ERROR],
+            "IntervalSeconds": 5,
+            "MaxAttempts": 3,
+            "BackoffRate": 2.0,
+            "JitterStrategy": "FULL"
+        }
+    ])
+}
+
+fn catch(next: &str) -> Value {
+    json!([{ "ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": next }])
+}
+
+fn fail() -> Value {
+    json!({ "Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause" })
+}
+
+fn invoke(function: &str, payload: Value, result_selector: Value) -> Value {
+    json!({
+        "Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke",
+        "Parameters": { "FunctionName": function, "Payload": payload },
+        "ResultSelector": result_selector,
+        "Retry": retry(),
+    })
+}
+
+/// The state machine definition (Amazon States Language) with ARN placeholders.
+pub fn definition(options: &MachineOptions) -> Value {
+    let mut convert = invoke(
+        CONVERTER_ARN,
+        json!({
+            "stream.$": "$.stream",
+            "input.$": "$.input",
+            "input_name.$": "$.input_name",
+            "config.$": "$.config",
+            "transport.$": "$.transport",
+            "results.$": "$.results"
+        }),
+        json!({ "segments.$": "$.Payload.segments", "summary.$": "$.Payload.summary" }),
+    );
+    convert["ResultPath"] = json!("$.converted");
+    convert["Catch"] = catch("Failed");
+    convert["Next"] = json!("Detect");
+
+    let branches: Vec<Value> = options
+        .groups
+        .0
+        .iter()
+        .enumerate()
+        .map(|(g, group)| {
+            let name = DetectorGroups::branch_name(group);
+            let mut task = invoke(
+                DETECTOR_ARN,
+                json!({
+                    "segment.$": "$.segment",
+                    "group": g,
+                    "detectors": group.iter().map(|d| d.as_str()).collect::<Vec<_>>(),
+                    "config.$": "$.config",
+                    "transport.$": "$.transport"
+                }),
+                json!({ "findings.$": "$.Payload.findings" }),
+            );
+            task["Catch"] = catch("Detector failed");
+            task["End"] = json!(true);
+            json!({
+                "StartAt": name,
+                "States": { name: task, "Detector failed": fail() }
+            })
+        })
+        .collect();
+
+    let detect = json!({
+        "Type": "Map",
+        "ItemsPath": "$.converted.segments",
+        "MaxConcurrency": options.map_concurrency,
+        "ItemSelector": {
+            "segment.$": "$$.Map.Item.Value",
+            "config.$": "$.config",
+            "transport.$": "$.transport"
+        },
+        "ItemProcessor": {
+            "ProcessorConfig": { "Mode": "INLINE" },
+            "StartAt": "Detectors",
+            "States": {
+                "Detectors": { "Type": "Parallel", "Branches": branches, "ResultPath": null, "End": true }
+            }
+        },
+        "ResultPath": null,
+        "Catch": catch("Failed"),
+        "Next": "Aggregate"
+    });
+
+    let mut aggregate = invoke(
+        AGGREGATOR_ARN,
+        json!({
+            "stream.$": "$.stream",
+            "segments.$": "$.converted.segments",
+            "groups": options.groups.len(),
+            "summary.$": "$.converted.summary",
+            "config.$": "$.config",
+            "transport.$": "$.transport",
+            "results.$": "$.results"
+        }),
+        json!({
+            "report.$": "$.Payload.report",
+            "incidents.$": "$.Payload.incidents",
+            "segments.$": "$.Payload.segments"
+        }),
+    );
+    aggregate["Catch"] = catch("Failed");
+    aggregate["End"] = json!(true);
+
+    json!({
+        "Comment": "vqa: converter, then each segment's detector groups in parallel, then the aggregator (generated by `vqa state-machine`)",
+        "StartAt": "Convert",
+        "States": {
+            "Convert": convert,
+            "Detect": detect,
+            "Aggregate": aggregate,
+            "Failed": fail()
+        }
+    })
+}
+
+/// The definition with the functions' ARNs in place of the placeholders.
+pub fn substitute(definition: &str, converter: &str, detector: &str, aggregator: &str) -> String {
+    definition
+        .replace(CONVERTER_ARN, converter)
+        .replace(DETECTOR_ARN, detector)
+        .replace(AGGREGATOR_ARN, aggregator)
+}
+
+/// The detector groups a deployed definition runs (read back from its branches), so a
+/// client can tell whether its configuration matches the deployment.
+pub fn deployed_groups(definition: &Value) -> Option<Vec<Vec<String>>> {
+    let branches = definition
+        .pointer("/States/Detect/ItemProcessor/States/Detectors/Branches")?
+        .as_array()?;
+    branches
+        .iter()
+        .map(|b| {
+            let start = b.get("StartAt")?.as_str()?;
+            let names = b
+                .pointer(&format!("/States/{start}/Parameters/Payload/detectors"))?
+                .as_array()?;
+            names
+                .iter()
+                .map(|n| n.as_str().map(str::to_string))
+                .collect()
+        })
+        .collect()
+}
+
+/// Events a Standard execution of `segments` segments writes to its history: 3 tasks of 5
+/// events and the Map's 4, the execution's start and end, and per segment the iteration's 2,
+/// the Parallel's 4 and 5 per detector group.
+pub fn history_events(segments: u64, groups: u64) -> u64 {
+    2 + 5 + 4 + 5 + segments * (2 + 4 + 5 * groups)
+}
+
+/// State transitions (states entered) a successful execution makes: Convert, Map,
+/// Aggregate, and per segment the Parallel and each group's task.
+pub fn state_transitions(segments: u64, groups: u64) -> u64 {
+    3 + segments * (1 + groups)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(detectors: &[DetectorName]) -> PipelineConfig {
+        PipelineConfig {
+            detectors: detectors.to_vec(),
+            ..PipelineConfig::default()
+        }
+    }
+
+    #[test]
+    fn groups_cover_every_enabled_detector_once() {
+        use DetectorName::*;
+        let c = config(&[Freeze, Black, Silence]);
+        assert_eq!(
+            DetectorGroups::parse("each", &c).unwrap().0,
+            vec![vec![Freeze], vec![Black], vec![Silence]]
+        );
+        assert_eq!(
+            DetectorGroups::parse("all", &c).unwrap().0,
+            vec![vec![Freeze, Black, Silence]]
+        );
+        assert_eq!(
+            DetectorGroups::parse("freeze,black;silence", &c).unwrap().0,
+            vec![vec![Freeze, Black], vec![Silence]]
+        );
+        let missing = DetectorGroups::parse("freeze;silence", &c).unwrap_err();
+        assert!(missing.contains("exactly one group"), "{missing}");
+        assert!(DetectorGroups::parse("freeze,black;silence,freeze", &c).is_err());
+        assert!(DetectorGroups::parse("freeze,nope;black,silence", &c).is_err());
+    }
+
+    #[test]
+    fn every_task_retries_and_catches_and_the_groups_read_back() {
+        use DetectorName::*;
+        let c = config(&[Freeze, Black, Silence]);
+        let options = MachineOptions {
+            groups: DetectorGroups::parse("freeze,black;silence", &c).unwrap(),
+            map_concurrency: 4,
+        };
+        let def = definition(&options);
+        let text = def.to_string();
+        let mut tasks = 0;
+        let mut stack = vec![&def];
+        while let Some(v) = stack.pop() {
+            if v.get("Type").and_then(Value::as_str) == Some("Task") {
+                tasks += 1;
+                assert!(v["Retry"].as_array().is_some_and(|r| !r.is_empty()), "{v}");
+                assert_eq!(v["Catch"][0]["ErrorEquals"][0], "States.ALL", "{v}");
+            }
+            match v {
+                Value::Object(m) => stack.extend(m.values()),
+                Value::Array(a) => stack.extend(a.iter()),
+                _ => {}
+            }
+        }
+        assert_eq!(tasks, 4, "convert, two detector branches, aggregate");
+        assert_eq!(
+            deployed_groups(&def).unwrap(),
+            vec![vec!["freeze", "black"], vec!["silence"]]
+        );
+        assert_eq!(
+            def["States"]["Aggregate"]["Parameters"]["Payload"]["groups"],
+            2
+        );
+        let deployed = substitute(&text, "arn:c", "arn:d", "arn:a");
+        assert!(!deployed.contains("${"), "every placeholder is filled");
+        assert!(deployed.contains("\"arn:d\""));
+    }
+
+    #[test]
+    fn counts_match_a_hand_count() {
+        // 2 segments, 2 groups: Convert, Map, Aggregate + 2 × (Parallel + 2 tasks).
+        assert_eq!(state_transitions(2, 2), 3 + 2 * 3);
+        // Start/end 2, Convert 5, Map 4, Aggregate 5, per segment 2 + 4 + 10.
+        assert_eq!(history_events(2, 2), 2 + 5 + 4 + 5 + 2 * 16);
+    }
+}
