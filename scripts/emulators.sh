@@ -7,6 +7,11 @@
 #   scripts/emulators.sh env               # the exports again, for the running emulator
 #   scripts/emulators.sh stop              # stop it and every function process it started
 #   scripts/emulators.sh install           # only create the Python environment (CI, up front)
+#   eval "$(scripts/emulators.sh deploy)"  # build and deploy vqa's functions, buckets and state
+#                                          # machine to the running emulator; export their names
+#
+# `deploy` takes the usual `vqa deploy` flags after it (e.g. --detector-groups all, --type
+# express, --detectors freeze,black); VQA_PROFILE=release|dev (default dev) picks the build.
 #
 # `start` prints, on stdout and nothing else:
 #   export AWS_ENDPOINT_URL=http://127.0.0.1:5001  AWS_ACCESS_KEY_ID=test
@@ -145,6 +150,24 @@ show_env() {
   print_env
 }
 
+deploy() {
+  [ -n "$(running_pid)" ] || die "not running; start it first: eval \"\$($0 start)\""
+  local profile="${VQA_PROFILE:-dev}" dir=debug
+  [ "$profile" = release ] && dir=release
+  eval "$(print_env)"
+  "$root/scripts/build-lambdas.sh" "$profile"
+  cargo build -q --profile "$profile" -p vqa-deploy-ecs --bin vqa >&2
+  local exports
+  exports="$("$venv/bin/python" "$root/scripts/emulator/deploy.py" \
+    --converter "$root/target/lambda/vqa-converter/bootstrap" \
+    --detector "$root/target/lambda/vqa-detector/bootstrap" \
+    --aggregator "$root/target/lambda/vqa-aggregator/bootstrap")"
+  eval "$exports"
+  print_env
+  echo "$exports"
+  "$root/target/$dir/vqa" deploy "$@"
+}
+
 mkdir -p "$state"
 # One start/stop at a time per checkout (parallel test jobs may all call start).
 exec 9>"$state/lock"
@@ -155,5 +178,6 @@ case "${1:-}" in
   stop) stop ;;
   env) show_env ;;
   install) install ;;
-  *) die "usage: $0 start|stop|env|install" ;;
+  deploy) shift; deploy "$@" ;;
+  *) die "usage: $0 start|stop|env|install|deploy [vqa deploy flags]" ;;
 esac

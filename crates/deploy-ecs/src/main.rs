@@ -263,9 +263,11 @@ impl PipelineArgs {
 }
 
 fn init_logging(verbose: u8) {
+    // The AWS SDK warns at length while it looks for credentials in places that have none
+    // (instance metadata); a missing credential is reported once, as vqa's error.
     let default = match verbose {
-        0 => "warn",
-        1 => "info",
+        0 => "warn,aws_config=error",
+        1 => "info,aws_config=error",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -5,7 +5,8 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_config::SdkConfig;
-use aws_sdk_sfn::error::DisplayErrorContext;
+use aws_sdk_sfn::config::http::HttpResponse;
+use aws_sdk_sfn::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent, StateMachineType};
 use serde_json::Value;
 use vqa_core::{HandoffMetrics, PipelineConfig, StreamId, StreamReport};
@@ -19,17 +20,68 @@ use crate::state_machine::{deployed_groups, state_transitions, MachineType};
 #[error("{0}")]
 pub struct ClientError(pub String);
 
-fn sfn_error<E: std::error::Error>(what: &str, e: E) -> ClientError {
-    let detail = DisplayErrorContext(&e).to_string();
-    let hint = if detail.contains("dispatch failure") || detail.contains("onnection refused") {
-        "; check that Step Functions is reachable (AWS_ENDPOINT_URL for an emulator)"
-    } else if detail.contains("credentials") {
-        "; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
-    } else {
-        ""
+/// A Step Functions client that knows where it points, for messages.
+struct Sfn {
+    client: aws_sdk_sfn::Client,
+    endpoint: String,
+}
+
+impl Sfn {
+    fn new(sdk: &SdkConfig) -> Self {
+        let region = sdk.region().map_or("us-east-1".into(), |r| r.to_string());
+        Sfn {
+            client: aws_sdk_sfn::Client::new(sdk),
+            endpoint: sdk
+                .endpoint_url()
+                .map_or_else(|| format!("AWS ({region})"), str::to_string),
+        }
+    }
+
+    fn error<E>(&self, what: &str, e: SdkError<E, HttpResponse>) -> ClientError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        sfn_error(what, e, &self.endpoint)
+    }
+}
+
+/// Turns a Step Functions SDK error into one sentence that says what to fix.
+fn sfn_error<E>(what: &str, e: SdkError<E, HttpResponse>, endpoint: &str) -> ClientError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let unreachable = match &e {
+        SdkError::DispatchFailure(d) => d.is_io() || d.is_timeout(),
+        SdkError::TimeoutError(_) => true,
+        _ => false,
     };
-    let short = detail.rsplit(": ").next().unwrap_or(&detail).trim();
-    ClientError(format!("{what}: {short}{hint}"))
+    if unreachable {
+        return ClientError(format!(
+            "{what}: cannot reach Step Functions at {endpoint}; check that it is running and that AWS_ENDPOINT_URL points at it"
+        ));
+    }
+    let detail = DisplayErrorContext(&e).to_string();
+    match (e.code(), e.message()) {
+        (Some(code), message) => {
+            let hint = match code {
+                "StateMachineDoesNotExist" | "InvalidArn" => {
+                    "; check VQA_STATE_MACHINE_ARN, or deploy the state machine with `vqa deploy`"
+                }
+                "UnrecognizedClientException" | "InvalidSignatureException" | "AccessDeniedException" => {
+                    "; check the AWS credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or AWS_PROFILE) and their permissions"
+                }
+                _ => "",
+            };
+            ClientError(format!(
+                "{what}: {code}{}{hint}",
+                message.map(|m| format!(": {m}")).unwrap_or_default()
+            ))
+        }
+        (None, _) if detail.contains("credentials") => ClientError(format!(
+            "{what}: no usable AWS credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
+        )),
+        (None, _) => ClientError(format!("{what}: {detail}")),
+    }
 }
 
 /// Where a deployed distributed topology lives (the stack's outputs).
@@ -133,14 +185,15 @@ pub async fn analyze(
     vqa_converter::FfmpegConverter::open(path, stream.clone(), config)
         .map_err(|e| ClientError(format!("{}: {e}", path.display())))?;
 
-    let sfn = aws_sdk_sfn::Client::new(sdk);
+    let sfn = Sfn::new(sdk);
     let machine = sfn
+        .client
         .describe_state_machine()
         .state_machine_arn(&deployment.state_machine_arn)
         .send()
         .await
         .map_err(|e| {
-            sfn_error(
+            sfn.error(
                 &format!("state machine {}", deployment.state_machine_arn),
                 e,
             )
@@ -270,28 +323,30 @@ fn check_groups(
 
 /// Starts an execution and waits for its end; returns its ARN.
 async fn run_execution(
-    sfn: &aws_sdk_sfn::Client,
+    sfn: &Sfn,
     machine: &str,
     name: &str,
     input: String,
 ) -> Result<String, ClientError> {
     let started = sfn
+        .client
         .start_execution()
         .state_machine_arn(machine)
         .name(name)
         .input(input)
         .send()
         .await
-        .map_err(|e| sfn_error(&format!("starting an execution of {machine}"), e))?;
+        .map_err(|e| sfn.error(&format!("starting an execution of {machine}"), e))?;
     let arn = started.execution_arn().to_string();
     let mut wait = Duration::from_millis(100);
     loop {
         let d = sfn
+            .client
             .describe_execution()
             .execution_arn(&arn)
             .send()
             .await
-            .map_err(|e| sfn_error(&format!("execution {name}"), e))?;
+            .map_err(|e| sfn.error(&format!("execution {name}"), e))?;
         match d.status() {
             ExecutionStatus::Running | ExecutionStatus::PendingRedrive => {}
             ExecutionStatus::Succeeded => return Ok(arn),
@@ -309,19 +364,20 @@ async fn run_execution(
 }
 
 async fn run_sync_execution(
-    sfn: &aws_sdk_sfn::Client,
+    sfn: &Sfn,
     machine: &str,
     name: &str,
     input: String,
 ) -> Result<String, ClientError> {
     let out = sfn
+        .client
         .start_sync_execution()
         .state_machine_arn(machine)
         .name(name)
         .input(input)
         .send()
         .await
-        .map_err(|e| sfn_error(&format!("running an execution of {machine}"), e))?;
+        .map_err(|e| sfn.error(&format!("running an execution of {machine}"), e))?;
     match out.status() {
         aws_sdk_sfn::types::SyncExecutionStatus::Succeeded => Ok(out.execution_arn().to_string()),
         other => Err(ClientError(format!(
@@ -350,18 +406,19 @@ fn failure_cause(error: Option<&str>, cause: Option<&str>) -> String {
     }
 }
 
-async fn history(sfn: &aws_sdk_sfn::Client, arn: &str) -> Result<Vec<HistoryEvent>, ClientError> {
+async fn history(sfn: &Sfn, arn: &str) -> Result<Vec<HistoryEvent>, ClientError> {
     let mut events = Vec::new();
     let mut token = None;
     loop {
         let page = sfn
+            .client
             .get_execution_history()
             .execution_arn(arn)
             .max_results(1000)
             .set_next_token(token)
             .send()
             .await
-            .map_err(|e| sfn_error("execution history", e))?;
+            .map_err(|e| sfn.error("execution history", e))?;
         events.extend(page.events().iter().cloned());
         token = page.next_token().map(str::to_string);
         if token.is_none() {
@@ -408,15 +465,16 @@ pub async fn deploy(
     role_arn: &str,
     machine_type: MachineType,
 ) -> Result<String, ClientError> {
-    let sfn = aws_sdk_sfn::Client::new(sdk);
+    let sfn = Sfn::new(sdk);
     let mut token = None;
     loop {
         let page = sfn
+            .client
             .list_state_machines()
             .set_next_token(token)
             .send()
             .await
-            .map_err(|e| sfn_error("listing state machines", e))?;
+            .map_err(|e| sfn.error("listing state machines", e))?;
         if let Some(existing) = page.state_machines().iter().find(|m| m.name() == name) {
             let arn = existing.state_machine_arn().to_string();
             if existing.r#type().as_str() != machine_type.as_aws() {
@@ -425,13 +483,14 @@ pub async fn deploy(
                     existing.r#type().as_str()
                 )));
             }
-            sfn.update_state_machine()
+            sfn.client
+                .update_state_machine()
                 .state_machine_arn(&arn)
                 .definition(definition)
                 .role_arn(role_arn)
                 .send()
                 .await
-                .map_err(|e| sfn_error(&format!("updating state machine {name}"), e))?;
+                .map_err(|e| sfn.error(&format!("updating state machine {name}"), e))?;
             return Ok(arn);
         }
         token = page.next_token().map(str::to_string);
@@ -440,6 +499,7 @@ pub async fn deploy(
         }
     }
     let created = sfn
+        .client
         .create_state_machine()
         .name(name)
         .definition(definition)
@@ -447,7 +507,7 @@ pub async fn deploy(
         .r#type(StateMachineType::from(machine_type.as_aws()))
         .send()
         .await
-        .map_err(|e| sfn_error(&format!("creating state machine {name}"), e))?;
+        .map_err(|e| sfn.error(&format!("creating state machine {name}"), e))?;
     Ok(created.state_machine_arn().to_string())
 }
 

@@ -42,7 +42,7 @@ pub enum S3Error {
     #[error("cannot reach S3 at {endpoint} ({detail}); check that it is running and that AWS_ENDPOINT_URL points at it")]
     Unreachable { endpoint: Endpoint, detail: String },
     #[error(
-        "bucket {bucket} does not exist at {endpoint}; create it, or give the right bucket name"
+        "bucket {bucket} does not exist at {endpoint}; create it, or set the right name (VQA_BUCKET, VQA_RESULTS_BUCKET)"
     )]
     NoBucket { bucket: String, endpoint: Endpoint },
     #[error("no usable AWS credentials for {endpoint} ({detail}); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE")]

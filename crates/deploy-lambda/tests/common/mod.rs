@@ -1,0 +1,278 @@
+//! The local AWS emulator the distributed tests run against, started by the tests themselves:
+//! moto's server with Step Functions executing for real and Lambda functions run as host
+//! processes from their `bootstrap` binaries (`scripts/emulator/moto_host.py`).
+//!
+//! With `VQA_TEST_ENDPOINT` set (e.g. `http://localhost:4566` for the LocalStack container),
+//! the tests use that endpoint instead of starting their own.
+
+#![allow(dead_code)] // each test file uses its own part of the fixture
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_s3::config::Credentials;
+use vqa_core::PipelineConfig;
+use vqa_deploy_lambda::client::Deployment;
+use vqa_deploy_lambda::state_machine::{self, DetectorGroups, MachineOptions, MachineType};
+use vqa_transport_s3::{connect, S3Layout, S3Transport};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A running emulator.
+pub struct Emulator {
+    pub endpoint: String,
+    pub port: u16,
+    pub dir: PathBuf,
+    child: Mutex<Option<Child>>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Emulator {
+    /// Starts a private emulator, on `port` (0: any free port).
+    pub fn start_on(port: u16) -> Emulator {
+        let root = repo_root();
+        let python = root.join("target/emulators/venv/bin/python");
+        assert!(
+            python.exists(),
+            "the emulator's Python environment is missing: run `scripts/emulators.sh install` \
+             (scripts/test.sh does it)"
+        );
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let ready = dir.join("ready");
+        let log = std::fs::File::create(dir.join("moto_host.log")).expect("log file");
+        let child = Command::new(python)
+            .arg(root.join("scripts/emulator/moto_host.py"))
+            .args(["--port", &port.to_string(), "--dir"])
+            .arg(dir.join("run"))
+            .arg("--ready-file")
+            .arg(&ready)
+            // Exits when this test process ends and the pipe closes: never leaked.
+            .arg("--exit-with-stdin")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start moto_host.py");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let port = loop {
+            if let Some(p) = std::fs::read_to_string(&ready)
+                .ok()
+                .and_then(|s| s.trim().parse::<u16>().ok())
+            {
+                break p;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the emulator did not start within 60 s; see {}",
+                dir.join("moto_host.log").display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Emulator {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            port,
+            dir,
+            child: Mutex::new(Some(child)),
+            _tmp: Some(tmp),
+        }
+    }
+
+    /// The emulator shared by a test binary's tests.
+    pub fn shared() -> &'static Emulator {
+        static SHARED: OnceLock<Emulator> = OnceLock::new();
+        SHARED.get_or_init(|| match std::env::var("VQA_TEST_ENDPOINT") {
+            Ok(endpoint) if !endpoint.is_empty() => Emulator {
+                port: 0,
+                endpoint,
+                dir: PathBuf::new(),
+                child: Mutex::new(None),
+                _tmp: None,
+            },
+            _ => Emulator::start_on(0),
+        })
+    }
+
+    /// Stops it, as a crash would (no clean shutdown); its function processes go with it.
+    pub fn kill(&self) {
+        if let Some(mut child) = self.child.lock().unwrap().take() {
+            drop(child.stdin.take()); // moto_host kills its function processes on EOF
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SDK configuration for it: test credentials, us-east-1.
+    pub async fn sdk(&self) -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "vqa-tests"))
+            .retry_config(
+                aws_config::retry::RetryConfig::standard()
+                    .with_max_attempts(vqa_transport_s3::MAX_ATTEMPTS),
+            )
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .build(),
+            )
+            .load()
+            .await
+    }
+
+    /// The environment a subprocess needs to reach it.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_DEFAULT_REGION", "us-east-1".into()),
+        ]
+    }
+
+    /// An S3 transport on it, in `bucket` (created if missing).
+    pub async fn transport(&self, bucket: &str, prefix: &str) -> S3Transport {
+        let sdk = self.sdk().await;
+        let (client, endpoint) = connect(&sdk);
+        if client.head_bucket().bucket(bucket).send().await.is_err() {
+            client
+                .create_bucket()
+                .bucket(bucket)
+                .send()
+                .await
+                .expect("create bucket");
+        }
+        S3Transport::new(client, endpoint, S3Layout::new(bucket, prefix))
+    }
+
+    /// Deploys the three functions and buckets (with `scripts/emulator/deploy.py`, as
+    /// `scripts/emulators.sh deploy` does) and a state machine for `config`.
+    pub async fn deploy(
+        &self,
+        name: &str,
+        config: &PipelineConfig,
+        groups: &str,
+        machine_type: MachineType,
+    ) -> Deployment {
+        let exports = self.deploy_functions();
+        let var = |k: &str| {
+            exports
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("export {k}=")))
+                .unwrap_or_else(|| panic!("deploy.py did not export {k}:\n{exports}"))
+                .to_string()
+        };
+        let options = MachineOptions {
+            groups: DetectorGroups::parse(groups, config).expect("groups"),
+            map_concurrency: 4,
+        };
+        let definition = state_machine::substitute(
+            &state_machine::definition(&options).to_string(),
+            &var("VQA_CONVERTER_ARN"),
+            &var("VQA_DETECTOR_ARN"),
+            &var("VQA_AGGREGATOR_ARN"),
+        );
+        let sdk = self.sdk().await;
+        let arn = vqa_deploy_lambda::client::deploy(
+            &sdk,
+            name,
+            &definition,
+            &var("VQA_STATES_ROLE_ARN"),
+            machine_type,
+        )
+        .await
+        .expect("deploy the state machine");
+        Deployment {
+            state_machine_arn: arn,
+            bucket: var("VQA_BUCKET"),
+            prefix: var("VQA_PREFIX"),
+            results_bucket: var("VQA_RESULTS_BUCKET"),
+        }
+    }
+
+    /// Deploys the functions once per emulator; returns deploy.py's exports.
+    fn deploy_functions(&self) -> String {
+        static DEPLOYED: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+        let mut done = DEPLOYED.lock().unwrap_or_else(|p| p.into_inner());
+        // Keyed by the instance (its run directory), not the endpoint: a restarted emulator
+        // on the same port has lost everything.
+        let instance = format!("{} {}", self.endpoint, self.dir.display());
+        if let Some((_, exports)) = done.iter().find(|(e, _)| *e == instance) {
+            return exports.clone();
+        }
+        let root = repo_root();
+        let mut cmd = Command::new(root.join("target/emulators/venv/bin/python"));
+        cmd.arg(root.join("scripts/emulator/deploy.py"))
+            .args(["--converter", env!("CARGO_BIN_EXE_vqa-converter")])
+            .args(["--detector", env!("CARGO_BIN_EXE_vqa-detector")])
+            .args(["--aggregator", env!("CARGO_BIN_EXE_vqa-aggregator")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in self.env() {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("run deploy.py");
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .expect("stdout")
+            .read_to_string(&mut out)
+            .expect("read deploy.py output");
+        let status = child.wait().expect("deploy.py");
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        assert!(status.success(), "deploy.py failed: {err}");
+        done.push((instance, out.clone()));
+        out
+    }
+
+    /// The invocations the emulator ran, one JSON object each (`invocations.jsonl`).
+    pub fn invocations(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.join("run/invocations.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+/// Every object key under `prefix` in `bucket`.
+pub async fn list_keys(transport: &S3Transport, bucket: &str, prefix: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut token = None;
+    loop {
+        let page = transport
+            .client()
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_continuation_token(token)
+            .send()
+            .await
+            .expect("list objects");
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string)),
+        );
+        token = page.next_continuation_token().map(str::to_string);
+        if token.is_none() {
+            return keys;
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! The S3 transport and state store against a real S3-protocol server (the emulator the
+//! test starts, or `VQA_TEST_ENDPOINT`).
+
+mod common;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use common::{list_keys, Emulator};
+use vqa_core::model::{AudioBlock, LumaRange, Segment, StreamId, VideoFrame};
+use vqa_core::stage::hand_off_segment;
+use vqa_core::transport::get_segment;
+use vqa_core::{Artifact, ArtifactKey, Handle, StateKey, Transport, TransportError};
+use vqa_transport_mem::MemTransport;
+use vqa_transport_s3::{Encoding, Granularity, S3Layout};
+
+fn frame(pts: i64, seed: u8, lead: bool) -> VideoFrame {
+    // A stride wider than the picture, as decoders give: the padding must survive too.
+    let (w, h, stride) = (64u32, 36u32, 80u32);
+    let luma: Vec<u8> = (0..stride * h)
+        .map(|i| (i as u8).wrapping_mul(seed) ^ (i / 7) as u8)
+        .collect();
+    VideoFrame {
+        pts,
+        duration: 40_000,
+        width: w,
+        height: h,
+        stride,
+        range: LumaRange::Limited,
+        keyframe: pts == 0,
+        corrupt: lead,
+        luma: Bytes::from(luma),
+    }
+}
+
+fn segment(stream: &str, index: u64) -> Segment {
+    let start = index as i64 * 1_000_000;
+    Segment {
+        stream: StreamId::new(stream),
+        index,
+        start,
+        end: start + 1_000_000,
+        has_video: true,
+        has_audio: true,
+        lead_in: Some(frame(start - 40_000, 3, true)),
+        video: (0..25)
+            .map(|i| frame(start + i * 40_000, i as u8 + 5, false))
+            .collect(),
+        audio: vec![AudioBlock {
+            pts: start,
+            skipped: 0,
+            rate: 48_000,
+            channels: 2,
+            lfe: None,
+            samples: (0..96_000)
+                .map(|i| ((i as f32) * 0.001).sin())
+                .collect::<Vec<f32>>()
+                .into(),
+        }],
+        audio_lead_in: vec![],
+        decode_errors: 1,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_round_trip_exactly_in_every_layout_and_are_counted_like_memory() {
+    let emulator = Emulator::shared();
+    let base = emulator.transport("vqa-transport-test", "t/").await;
+    let original = segment("cam", 3);
+
+    // The in-memory transport's counts for the same handoff: the reference.
+    let mem = MemTransport::new(2);
+    let h = hand_off_segment(&mem, original.clone()).await.unwrap();
+    get_segment(&mem, &h).await.unwrap();
+    let mem_counts = mem.metrics();
+
+    let mut copied = Vec::new();
+    for granularity in [Granularity::Segment, Granularity::Frame] {
+        for encoding in [Encoding::Raw, Encoding::Zstd] {
+            let layout = S3Layout {
+                bucket: "vqa-transport-test".into(),
+                prefix: format!("t/{granularity}-{encoding}/"),
+                granularity,
+                encoding,
+            };
+            let t = base.with_layout(layout.clone());
+            let handle = hand_off_segment(&t, original.clone()).await.unwrap();
+            assert_eq!(
+                handle.location,
+                format!("s3://vqa-transport-test/t/{granularity}-{encoding}/cam/00000003/segment")
+            );
+            // The handle is what travels in a Step Functions payload: small.
+            assert!(serde_json::to_vec(&handle).unwrap().len() < 200);
+            let back = get_segment(&t, &handle).await.unwrap();
+            assert_eq!(
+                *back, original,
+                "{granularity}/{encoding} changed the segment"
+            );
+
+            let m = t.metrics();
+            let objects = if granularity == Granularity::Frame {
+                26 + 1 // lead-in and 25 pictures, and the manifest
+            } else {
+                1
+            };
+            assert_eq!(
+                (m.puts, m.gets),
+                (objects, objects),
+                "{granularity}/{encoding}"
+            );
+            assert_eq!(m.payload_bytes_put, mem_counts.payload_bytes_put);
+            assert_eq!(m.payload_bytes_got, mem_counts.payload_bytes_got);
+            let luma: u64 = 26 * 80 * 36;
+            assert_eq!(
+                m.frame_bytes_copied,
+                2 * luma,
+                "pictures sent once, fetched once"
+            );
+            copied.push((granularity, encoding, m.copied_bytes));
+
+            let keys = list_keys(&t, "vqa-transport-test", &layout.prefix).await;
+            assert_eq!(keys.len() as u64, objects);
+            t.delete(&handle).await.unwrap();
+            let left = list_keys(&t, "vqa-transport-test", &layout.prefix).await;
+            assert!(left.is_empty(), "delete left {left:?}");
+            assert!(matches!(
+                t.get(&handle).await,
+                Err(TransportError::NotFound(_))
+            ));
+        }
+    }
+    // Compression moves fewer bytes than raw, whatever the granularity.
+    for g in [Granularity::Segment, Granularity::Frame] {
+        let bytes = |e| {
+            copied
+                .iter()
+                .find(|(cg, ce, _)| *cg == g && *ce == e)
+                .unwrap()
+                .2
+        };
+        assert!(bytes(Encoding::Zstd) < bytes(Encoding::Raw), "{copied:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_and_findings_round_trip_and_a_rewrite_replaces_not_duplicates() {
+    let emulator = Emulator::shared();
+    let t = emulator.transport("vqa-state-test", "s/").await;
+    let key = StateKey::new(&StreamId::new("cam"), "aggregator");
+    assert_eq!(t.load_state(&key).await.unwrap(), None);
+    t.store_state(&key, Bytes::from_static(b"one"))
+        .await
+        .unwrap();
+    t.store_state(&key, Bytes::from_static(b"two"))
+        .await
+        .unwrap();
+    assert_eq!(
+        t.load_state(&key).await.unwrap().as_deref(),
+        Some(&b"two"[..])
+    );
+    t.clear_state(&key).await.unwrap();
+    assert_eq!(t.load_state(&key).await.unwrap(), None);
+
+    // A retried detector writes the same key again: one object, the latest findings.
+    let report = vqa_core::stage::detect(&[], &segment("cam", 0));
+    let key = ArtifactKey::findings_part(&StreamId::new("cam"), 0, 1);
+    for _ in 0..2 {
+        t.put(key.clone(), Artifact::Findings(Arc::new(report.clone())))
+            .await
+            .unwrap();
+    }
+    let keys = list_keys(&t, "vqa-state-test", "s/cam/").await;
+    assert_eq!(keys, vec!["s/cam/00000000/findings-1".to_string()]);
+    let m = t.metrics();
+    assert_eq!((m.state_stores, m.state_loads, m.puts), (2, 3, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_name_the_bucket_or_endpoint_and_what_to_do() {
+    let emulator = Emulator::shared();
+    let t = emulator.transport("vqa-errors-test", "e/").await;
+
+    let wrong = t.with_layout(S3Layout::new("no-such-bucket", "e/"));
+    let err = hand_off_segment(&wrong, segment("cam", 0))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("bucket no-such-bucket does not exist") && err.contains("VQA_BUCKET"),
+        "{err}"
+    );
+    assert!(!err.contains('\n'), "one line: {err}");
+
+    let missing = Handle {
+        key: ArtifactKey::segment(&StreamId::new("cam"), 9),
+        location: String::new(),
+    };
+    let err = t.get(&missing).await.unwrap_err();
+    assert!(matches!(err, TransportError::NotFound(ref k) if k.contains("cam/00000009/segment")));
+
+    // Nothing listens on port 9: the error names the endpoint, and says it is transient.
+    let dead = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url("http://127.0.0.1:9")
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "test", "test", None, None, "t",
+        ))
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
+        .load()
+        .await;
+    let (client, endpoint) = vqa_transport_s3::connect(&dead);
+    let unreachable =
+        vqa_transport_s3::S3Transport::new(client, endpoint, S3Layout::new("b", "e/"));
+    let err = hand_off_segment(&unreachable, segment("cam", 0))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TransportError::Unavailable(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("cannot reach S3 at http://127.0.0.1:9") && !text.contains('\n'),
+        "{text}"
+    );
+}
