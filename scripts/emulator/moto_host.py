@@ -294,6 +294,7 @@ class Worker:
     def run(self, inv: Invocation) -> float | None:
         """Runs `inv` to completion or timeout; returns the peak RSS seen at its end."""
         timed_out = False
+        queued_at = time.monotonic()
         with self.cond:
             self.pending = inv
             self.cond.notify_all()
@@ -304,7 +305,9 @@ class Worker:
                 if inv.handed_at is not None:
                     deadline = inv.handed_at + inv.timeout_s
                 else:
-                    deadline = self.started_at + INIT_LIMIT_S + inv.timeout_s
+                    # Not picked up yet: a cold process may still be initialising; a warm
+                    # one (started long ago) gets its time from now, not from its start.
+                    deadline = max(self.started_at, queued_at) + INIT_LIMIT_S + inv.timeout_s
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     timed_out = True

@@ -76,11 +76,11 @@ struct MachineArgs {
     /// How detectors are split into parallel branches: `each` (one Lambda invocation per
     /// detector and segment, the original design), `all` (one), or groups such as
     /// `freeze,black;silence,loudness`.
-    #[arg(long, value_name = "SPEC", default_value = "each")]
+    #[arg(long, value_name = "SPEC", default_value = state_machine::DEFAULT_GROUPS)]
     detector_groups: String,
 
     /// Segments whose detectors run at once (the Map state's MaxConcurrency).
-    #[arg(long, value_name = "N", default_value_t = 10)]
+    #[arg(long, value_name = "N", default_value_t = state_machine::DEFAULT_MAP_CONCURRENCY)]
     map_concurrency: u32,
 }
 
@@ -120,14 +120,15 @@ struct PipelineArgs {
 enum Command {
     /// Analyse one input and report its incidents.
     Analyze {
-        /// The audio/video file to analyse (any format FFmpeg reads).
+        /// The audio/video file to analyse (any format FFmpeg reads), or an s3://bucket/key
+        /// object (fetched first; credentials and endpoint from the usual AWS configuration).
         input: PathBuf,
 
         /// Output format on stdout.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
 
-        /// Also write the stream report as JSON to this file.
+        /// Also write the stream report as JSON to this file, or to an s3://bucket/key object.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
 
@@ -335,17 +336,55 @@ struct AnalyzeArgs<'a> {
     distributed: &'a DistributedArgs,
 }
 
+/// `s3://bucket/key` split, for inputs and reports on S3 (the ECS task's default).
+fn s3_location(path: &Path) -> Option<(String, String)> {
+    let (bucket, key) = vqa_deploy_lambda::handlers::parse_s3_uri(path.to_str()?)?;
+    Some((bucket.to_string(), key.to_string()))
+}
+
+async fn s3_transport() -> vqa_transport_s3::S3Transport {
+    let sdk = vqa_transport_s3::aws_config(None).await;
+    let (client, endpoint) = vqa_transport_s3::connect(&sdk);
+    vqa_transport_s3::S3Transport::new(client, endpoint, vqa_transport_s3::S3Layout::new("", ""))
+}
+
 async fn analyze(args: AnalyzeArgs<'_>, config: PipelineConfig) -> anyhow::Result<ExitCode> {
     let input = args.input;
-    if let Some(out) = args.out {
+    let out_s3 = args.out.and_then(s3_location);
+    if let (Some(out), None) = (args.out, &out_s3) {
         check_writable(out)?;
     }
-    let report = match args.topology {
-        Topology::Single => analyze_single(input, args.no_progress, &config).await?,
-        Topology::Distributed => analyze_distributed(input, args.distributed, &config).await?,
+    // An input on S3 is fetched to a temporary file first; the report names the URI.
+    let scratch = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let local = match s3_location(input) {
+        Some((bucket, key)) => {
+            let name = Path::new(&key)
+                .file_name()
+                .map_or_else(|| "input".into(), |n| n.to_os_string());
+            let local = scratch.path().join(name);
+            s3_transport()
+                .await
+                .download_file(&bucket, &key, &local)
+                .await?;
+            local
+        }
+        None => input.to_path_buf(),
     };
-    if let Some(out) = args.out {
-        write_report(out, &report)?;
+    let mut report = match args.topology {
+        Topology::Single => analyze_single(&local, args.no_progress, &config).await?,
+        Topology::Distributed => analyze_distributed(&local, args.distributed, &config).await?,
+    };
+    report.input = input.display().to_string();
+    match (&out_s3, args.out) {
+        (Some((bucket, key)), _) => {
+            let json = serde_json::to_vec_pretty(&report)?;
+            s3_transport()
+                .await
+                .write_object(bucket, key, json.into(), "application/json")
+                .await?;
+        }
+        (None, Some(out)) => write_report(out, &report)?,
+        (None, None) => {}
     }
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),

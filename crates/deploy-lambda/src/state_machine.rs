@@ -116,6 +116,11 @@ impl DetectorGroups {
     }
 }
 
+/// The default grouping: one branch per detector, as the original design.
+pub const DEFAULT_GROUPS: &str = "each";
+/// The default Map concurrency: segments whose detectors run at once.
+pub const DEFAULT_MAP_CONCURRENCY: u32 = 10;
+
 /// Everything the definition depends on.
 #[derive(Clone, Debug)]
 pub struct MachineOptions {
@@ -309,6 +314,26 @@ pub fn state_transitions(segments: u64, groups: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_committed_infra_definition_is_the_generated_default() {
+        let options = MachineOptions {
+            groups: DetectorGroups::parse(DEFAULT_GROUPS, &PipelineConfig::default()).unwrap(),
+            map_concurrency: DEFAULT_MAP_CONCURRENCY,
+        };
+        let generated = definition(&options);
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../infra/state-machine.asl.json"
+        );
+        let committed: Value =
+            serde_json::from_str(&std::fs::read_to_string(path).expect("read it")).expect("JSON");
+        assert!(
+            committed == generated,
+            "infra/state-machine.asl.json is stale: regenerate it with \
+             `vqa state-machine > infra/state-machine.asl.json`"
+        );
+    }
 
     fn config(detectors: &[DetectorName]) -> PipelineConfig {
         PipelineConfig {

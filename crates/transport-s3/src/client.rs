@@ -41,11 +41,17 @@ impl fmt::Display for Endpoint {
 pub enum S3Error {
     #[error("cannot reach S3 at {endpoint} ({detail}); check that it is running and that AWS_ENDPOINT_URL points at it")]
     Unreachable { endpoint: Endpoint, detail: String },
+    #[error("no object s3://{bucket}/{key} at {endpoint}; check the bucket and key")]
+    NoSuchKey {
+        bucket: String,
+        key: String,
+        endpoint: Endpoint,
+    },
     #[error(
         "bucket {bucket} does not exist at {endpoint}; create it, or set the right name (VQA_BUCKET, VQA_RESULTS_BUCKET)"
     )]
     NoBucket { bucket: String, endpoint: Endpoint },
-    #[error("no usable AWS credentials for {endpoint} ({detail}); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE")]
+    #[error("no usable AWS credentials for {endpoint}{detail}; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE")]
     Credentials { endpoint: Endpoint, detail: String },
     #[error("access denied to s3://{bucket}/{key} at {endpoint}; check that these credentials may {action} there")]
     AccessDenied {
@@ -120,6 +126,11 @@ where
     let (bucket, key) = (bucket.to_string(), key.to_string());
     match (&e, code.as_deref()) {
         (_, Some("NoSuchBucket")) => S3Error::NoBucket { bucket, endpoint },
+        (_, Some("NoSuchKey" | "NotFound")) => S3Error::NoSuchKey {
+            bucket,
+            key,
+            endpoint,
+        },
         (_, Some("AccessDenied" | "AllAccessDisabled")) => S3Error::AccessDenied {
             bucket,
             key,
@@ -137,7 +148,7 @@ where
             ),
         ) => S3Error::Credentials {
             endpoint,
-            detail: code.unwrap_or_default(),
+            detail: format!(" (the service says {})", code.unwrap_or_default()),
         },
         (SdkError::DispatchFailure(d), _) if d.is_io() || d.is_timeout() => S3Error::Unreachable {
             endpoint,
@@ -149,7 +160,7 @@ where
         },
         _ if detail.contains("credentials") => S3Error::Credentials {
             endpoint,
-            detail: short(&detail),
+            detail: String::new(),
         },
         _ => S3Error::Other {
             bucket,
