@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
-          pkg-config clang libclang-dev ffmpeg)
+          pkg-config clang libclang-dev ffmpeg python3-venv binutils)
 
 missing=()
 for p in "${packages[@]}"; do

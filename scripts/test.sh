@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Runs every check and test: formatting, clippy, unit tests, and the integration tests that
-# decode real clips made with the ffmpeg CLI. Installs what it needs first.
+# Runs every check and test: formatting, clippy, cfn-lint on the infrastructure templates, unit
+# tests, the integration tests that decode real clips made with the ffmpeg CLI, and the
+# distributed topology's tests against the local AWS emulator (which they start themselves).
+# Installs what it needs first (Debian packages, the emulator's and cfn-lint's Python venvs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh
+bash scripts/emulators.sh install
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy 2>/dev/null || true
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+bash scripts/lint-infra.sh
 cargo test --workspace

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_config::SdkConfig;
 use aws_sdk_sfn::config::http::HttpResponse;
-use aws_sdk_sfn::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sfn::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent, StateMachineType};
 use serde_json::Value;
 use vqa_core::{HandoffMetrics, PipelineConfig, StreamId, StreamReport};
@@ -60,7 +60,7 @@ where
             "{what}: cannot reach Step Functions at {endpoint}; check that it is running and that AWS_ENDPOINT_URL points at it"
         ));
     }
-    let detail = DisplayErrorContext(&e).to_string();
+    let detail = vqa_transport_s3::causes(&e);
     match (e.code(), e.message()) {
         (Some(code), message) => {
             let hint = match code {

@@ -133,12 +133,15 @@ async fn convert_file(
     Ok(out)
 }
 
-/// Detectors built for a configuration, kept between invocations of a warm function.
+type Detectors = Arc<Vec<Box<dyn Detector>>>;
+
+/// Detectors built for a configuration (named by its JSON), kept between invocations of a
+/// warm function: building them can mean loading a model.
 #[derive(Default)]
-pub struct DetectorCache(Mutex<Option<(String, Arc<Vec<Box<dyn Detector>>>)>>);
+pub struct DetectorCache(Mutex<Option<(String, Detectors)>>);
 
 impl DetectorCache {
-    fn get(&self, config: &PipelineConfig) -> Result<Arc<Vec<Box<dyn Detector>>>, StageError> {
+    fn get(&self, config: &PipelineConfig) -> Result<Detectors, StageError> {
         let id = serde_json::to_string(config).unwrap_or_default();
         let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((cached, detectors)) = slot.as_ref() {

@@ -221,3 +221,106 @@ async fn failures_name_the_bucket_or_endpoint_and_what_to_do() {
         "{text}"
     );
 }
+
+/// A stand-in S3 endpoint that answers the first `throttled` requests with 503 SlowDown (as
+/// S3 does under load, and no emulator can be made to) and the rest with success. Returns
+/// its endpoint and the number of requests it has seen.
+fn throttling_endpoint(throttled: usize) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::atomic::Ordering;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; length];
+            let _ = reader.read_exact(&mut body);
+            let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+            let response = if n <= throttled {
+                let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code>\
+                           <Message>Please reduce your request rate.</Message><RequestId>r</RequestId></Error>";
+                format!(
+                    "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}",
+                    xml.len()
+                )
+            } else {
+                "HTTP/1.1 200 OK\r\nETag: \"e\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .to_string()
+            };
+            let mut stream = reader.into_inner();
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    (format!("http://127.0.0.1:{port}"), seen)
+}
+
+async fn transport_at(endpoint: &str) -> vqa_transport_s3::S3Transport {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "test", "test", None, None, "t",
+        ))
+        .retry_config(
+            aws_config::retry::RetryConfig::standard()
+                .with_max_attempts(vqa_transport_s3::MAX_ATTEMPTS),
+        )
+        .load()
+        .await;
+    let (client, endpoint) = vqa_transport_s3::connect(&sdk);
+    vqa_transport_s3::S3Transport::new(client, endpoint, S3Layout::new("b", "t/"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_is_retried_with_backoff_and_reported_when_it_persists() {
+    use std::sync::atomic::Ordering;
+    let report = vqa_core::stage::detect(&[], &segment("cam", 0));
+    let key = ArtifactKey::findings(&StreamId::new("cam"), 0);
+
+    // Two SlowDowns, then success: the put succeeds on its third attempt.
+    let (endpoint, seen) = throttling_endpoint(2);
+    let t = transport_at(&endpoint).await;
+    let started = std::time::Instant::now();
+    t.put(key.clone(), Artifact::Findings(Arc::new(report.clone())))
+        .await
+        .expect("retried past the throttling");
+    assert_eq!(seen.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        t.metrics().puts,
+        1,
+        "one logical PUT, however many attempts"
+    );
+    // Backoff, not a tight loop (the standard strategy waits with jitter between attempts).
+    assert!(started.elapsed() > std::time::Duration::from_millis(10));
+
+    // Throttled throughout: every attempt is made, then one line says why.
+    let (endpoint, seen) = throttling_endpoint(usize::MAX);
+    let t = transport_at(&endpoint).await;
+    let err = t
+        .put(key, Artifact::Findings(Arc::new(report)))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        vqa_transport_s3::MAX_ATTEMPTS as usize
+    );
+    assert!(
+        err.contains("SlowDown") || err.contains("reduce your request rate"),
+        "{err}"
+    );
+    assert!(!err.contains('\n'), "{err}");
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::Delete;
 use bytes::Bytes;
@@ -120,7 +120,11 @@ fn classify<E>(
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let detail = DisplayErrorContext(&e).to_string();
+    let detail = match (e.code(), e.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_string(),
+        _ => causes(&e),
+    };
     let code = e.code().map(str::to_string);
     let endpoint = endpoint.clone();
     let (bucket, key) = (bucket.to_string(), key.to_string());
@@ -152,7 +156,7 @@ where
         },
         (SdkError::DispatchFailure(d), _) if d.is_io() || d.is_timeout() => S3Error::Unreachable {
             endpoint,
-            detail: short(&detail),
+            detail: innermost(&e),
         },
         (SdkError::TimeoutError(_), _) => S3Error::Unreachable {
             endpoint,
@@ -167,15 +171,32 @@ where
             key,
             action,
             endpoint,
-            detail: short(&detail),
+            detail,
         },
     }
 }
 
-/// The innermost cause of an SDK error chain (its most specific part), on one line.
-fn short(detail: &str) -> String {
-    let last = detail.rsplit(": ").next().unwrap_or(detail);
-    last.trim().trim_end_matches(')').replace('\n', " ")
+/// An error and its causes, outermost first, on one line (without the SDK's debug dumps).
+pub fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string().replace('\n', " ");
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    parts.join(": ")
+}
+
+/// The innermost cause: for a failed connection, the operating system's reason.
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut err = e;
+    while let Some(source) = err.source() {
+        err = source;
+    }
+    err.to_string().replace('\n', " ")
 }
 
 pub(crate) async fn put(
