@@ -246,6 +246,9 @@ fn help_explains_every_option() {
         "--segment-seconds",
         "--decoder-threads",
         "--no-progress",
+        "--topology",
+        "--granularity",
+        "--encoding",
     ] {
         assert!(help.contains(option), "{option} missing from help:\n{help}");
     }
@@ -291,4 +294,62 @@ fn default_detectors_measure_programme_loudness_of_the_test_tone() {
         .collect();
     assert!(!loud.is_empty(), "{report}");
     assert!(loud[0]["start"].as_f64().expect("start") >= 2.9);
+}
+
+#[test]
+fn distributed_topology_without_a_deployment_says_what_to_export() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(clip) = defect_clip(dir.path()) else {
+        return;
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_vqa"))
+        .args([
+            "analyze",
+            clip.to_str().unwrap(),
+            "--topology",
+            "distributed",
+        ])
+        .env_remove("VQA_STATE_MACHINE_ARN")
+        .output()
+        .expect("run vqa");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("VQA_STATE_MACHINE_ARN is not set") && err.contains("emulators.sh deploy"),
+        "{err}"
+    );
+}
+
+#[test]
+fn state_machine_command_prints_the_definition_for_the_configuration() {
+    let out = vqa(&[
+        "state-machine",
+        "--detectors",
+        "freeze,black,silence",
+        "--detector-groups",
+        "freeze,black;silence",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let asl: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    let branches = &asl["States"]["Detect"]["ItemProcessor"]["States"]["Detectors"]["Branches"];
+    assert_eq!(branches.as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        asl["States"]["Convert"]["Parameters"]["FunctionName"],
+        "${ConverterFunctionArn}"
+    );
+
+    let bad = vqa(&[
+        "state-machine",
+        "--detectors",
+        "freeze,black",
+        "--detector-groups",
+        "freeze",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stderr(&bad).contains("--detector-groups"),
+        "{}",
+        stderr(&bad)
+    );
 }

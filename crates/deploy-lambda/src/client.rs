@@ -12,8 +12,10 @@ use serde_json::Value;
 use vqa_core::{HandoffMetrics, PipelineConfig, StreamId, StreamReport};
 use vqa_transport_s3::{connect, Encoding, Granularity, S3Layout, S3Transport};
 
-use crate::payload::{check_size, Job, ResultsLocation};
-use crate::state_machine::{deployed_groups, state_transitions, MachineType};
+use crate::payload::{check_size, Job, ResultsLocation, PAYLOAD_LIMIT};
+use crate::state_machine::{
+    deployed_groups, history_events, state_transitions, MachineType, STANDARD_HISTORY_LIMIT,
+};
 
 /// A failure of the client, as one sentence that says what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -182,8 +184,11 @@ pub async fn analyze(
         .map_err(|e| ClientError(format!("{}: {e}", path.display())))?
         .len();
     // Bad input fails here, in one line, rather than in an execution.
-    vqa_converter::FfmpegConverter::open(path, stream.clone(), config)
-        .map_err(|e| ClientError(format!("{}: {e}", path.display())))?;
+    let duration = {
+        let converter = vqa_converter::FfmpegConverter::open(path, stream.clone(), config)
+            .map_err(|e| ClientError(format!("{}: {e}", path.display())))?;
+        vqa_core::Converter::media(&converter).duration
+    };
 
     let sfn = Sfn::new(sdk);
     let machine = sfn
@@ -204,6 +209,22 @@ pub async fn analyze(
     };
     let definition: Value = serde_json::from_str(machine.definition()).unwrap_or(Value::Null);
     let groups = check_groups(&definition, config, &deployment.state_machine_arn)?;
+    if let Some(seconds) = duration {
+        let segments = (seconds / config.segment_seconds).ceil() as u64 + 1;
+        let key = vqa_core::ArtifactKey::segment(&stream, segments);
+        let handle = vqa_core::Handle {
+            location: format!(
+                "s3://{}/{}{}/{key}",
+                deployment.bucket,
+                deployment.prefix,
+                run_name(&stream)
+            ),
+            key,
+        };
+        let handle_bytes = serde_json::to_vec(&handle).map_or(0, |h| h.len() + 1);
+        check_limits(segments, handle_bytes, groups as u64, machine_type)
+            .map_err(|e| ClientError(format!("{}: {e}", path.display())))?;
+    }
 
     let (s3, endpoint) = connect(sdk);
     let name = run_name(&stream);
@@ -294,6 +315,37 @@ pub async fn analyze(
     }
     run.wall_seconds = started.elapsed().as_secs_f64();
     Ok(run)
+}
+
+/// Refuses, before anything runs, an input one execution cannot carry: the converter's list
+/// of segment handles must fit in a state's payload, and a Standard execution's history in
+/// its event limit.
+pub fn check_limits(
+    segments: u64,
+    handle_bytes: usize,
+    groups: u64,
+    machine_type: MachineType,
+) -> Result<(), String> {
+    // The converter's output also carries the stream summary: leave it 8 KiB.
+    let handles = segments as usize * handle_bytes;
+    if handles + 8 * 1024 > PAYLOAD_LIMIT {
+        return Err(format!(
+            "payload too large: about {segments} segments, whose handles take about {} KiB, over \
+             Step Functions' 256 KiB payload limit; use longer segments (--segment-seconds) or \
+             split the input",
+            handles / 1024
+        ));
+    }
+    let events = history_events(segments, groups);
+    if machine_type == MachineType::Standard && events > STANDARD_HISTORY_LIMIT {
+        return Err(format!(
+            "too long for one Standard execution: about {segments} segments × {groups} detector \
+             groups write about {events} history events, over Step Functions' limit of \
+             {STANDARD_HISTORY_LIMIT}; deploy with fewer groups (`vqa deploy --detector-groups \
+             all`), use an Express state machine, longer segments, or split the input"
+        ));
+    }
+    Ok(())
 }
 
 /// The deployed definition must run exactly the configuration's detectors.
@@ -523,6 +575,22 @@ mod tests {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
         assert!(n.starts_with("my-clip--"));
+    }
+
+    #[test]
+    fn inputs_one_execution_cannot_carry_are_refused_before_it_starts() {
+        // 1,000 segments × 150-byte handles = 146 KiB: fits; 2,000 (293 KiB) does not.
+        assert!(check_limits(1_000, 150, 1, MachineType::Express).is_ok());
+        let err = check_limits(2_000, 150, 1, MachineType::Express).unwrap_err();
+        assert!(
+            err.starts_with("payload too large") && err.contains("292 KiB"),
+            "{err}"
+        );
+        // Standard: 16 + 1,000 × (6 + 5 × 4) = 26,016 events > 25,000; 3 groups: 21,016.
+        let err = check_limits(1_000, 150, 4, MachineType::Standard).unwrap_err();
+        assert!(err.contains("26016 history events"), "{err}");
+        assert!(check_limits(1_000, 150, 3, MachineType::Standard).is_ok());
+        assert!(check_limits(1_000, 150, 4, MachineType::Express).is_ok());
     }
 
     #[test]
