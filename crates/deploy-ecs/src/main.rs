@@ -61,6 +61,31 @@ enum Topology {
 
 #[derive(clap::Args)]
 struct DistributedArgs {
+    /// The deployed state machine (the stack's StateMachineArn output).
+    #[arg(long, env = "VQA_STATE_MACHINE_ARN", value_name = "ARN")]
+    state_machine: Option<String>,
+
+    /// The intermediate bucket (inputs and artifacts).
+    #[arg(long, env = "VQA_BUCKET", value_name = "NAME")]
+    bucket: Option<String>,
+
+    /// The bucket the aggregator writes reports to.
+    #[arg(long, env = "VQA_RESULTS_BUCKET", value_name = "NAME")]
+    results_bucket: Option<String>,
+
+    /// Key prefix in the intermediate bucket.
+    #[arg(
+        long,
+        env = "VQA_PREFIX",
+        value_name = "PREFIX",
+        default_value = "vqa/"
+    )]
+    prefix: String,
+
+    /// AWS endpoint (an emulator's, e.g. http://127.0.0.1:5001); overrides AWS_ENDPOINT_URL.
+    #[arg(long, value_name = "URL")]
+    endpoint_url: Option<String>,
+
     /// Distributed handoff: one S3 object per segment, or one per picture (plus a manifest)
     /// as the original design uploaded frames.
     #[arg(long, value_name = "segment|frame", default_value = "segment")]
@@ -460,8 +485,13 @@ async fn analyze_distributed(
     args: &DistributedArgs,
     config: &PipelineConfig,
 ) -> anyhow::Result<StreamReport> {
-    let deployment = Deployment::from_env()?;
-    let sdk = vqa_transport_s3::aws_config(None).await;
+    let deployment = Deployment::new(
+        args.state_machine.as_deref(),
+        args.bucket.as_deref(),
+        args.results_bucket.as_deref(),
+        &args.prefix,
+    )?;
+    let sdk = vqa_transport_s3::aws_config(args.endpoint_url.as_deref()).await;
     let options = RunOptions {
         granularity: args.granularity,
         encoding: args.encoding,

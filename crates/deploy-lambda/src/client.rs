@@ -97,26 +97,35 @@ pub struct Deployment {
 }
 
 impl Deployment {
-    /// From the environment the stack's outputs (or `scripts/emulators.sh deploy`) give:
-    /// `VQA_STATE_MACHINE_ARN`, `VQA_BUCKET`, `VQA_RESULTS_BUCKET`, `VQA_PREFIX`.
-    pub fn from_env() -> Result<Self, ClientError> {
-        let var = |name: &str| {
-            std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or_else(|| {
-                ClientError(format!(
-                    "{name} is not set: export the distributed stack's outputs (see infra/README.md), \
-                     or for the local emulator run `eval \"$(scripts/emulators.sh deploy)\"`"
-                ))
-            })
+    /// From the stack's outputs, given as flags or in the environment (`VQA_STATE_MACHINE_ARN`,
+    /// `VQA_BUCKET`, `VQA_RESULTS_BUCKET`, `VQA_PREFIX`); a missing one is named with where
+    /// to get it.
+    pub fn new(
+        state_machine: Option<&str>,
+        bucket: Option<&str>,
+        results_bucket: Option<&str>,
+        prefix: &str,
+    ) -> Result<Self, ClientError> {
+        let need = |value: Option<&str>, flag: &str, var: &str| {
+            value
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    ClientError(format!(
+                        "{var} is not set: pass {flag} or export the distributed stack's outputs \
+                         (infra/README.md); for the local emulator, `eval \"$(scripts/emulators.sh deploy)\"`"
+                    ))
+                })
         };
-        let mut prefix = std::env::var("VQA_PREFIX").unwrap_or_else(|_| "vqa/".into());
+        let mut prefix = prefix.to_string();
         if !prefix.is_empty() && !prefix.ends_with('/') {
             prefix.push('/');
         }
         Ok(Deployment {
-            state_machine_arn: var("VQA_STATE_MACHINE_ARN")?,
-            bucket: var("VQA_BUCKET")?,
+            state_machine_arn: need(state_machine, "--state-machine", "VQA_STATE_MACHINE_ARN")?,
+            bucket: need(bucket, "--bucket", "VQA_BUCKET")?,
             prefix,
-            results_bucket: var("VQA_RESULTS_BUCKET")?,
+            results_bucket: need(results_bucket, "--results-bucket", "VQA_RESULTS_BUCKET")?,
         })
     }
 }
