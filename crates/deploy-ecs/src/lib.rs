@@ -5,6 +5,7 @@
 //! distributed topology runs ([`vqa_core::stage`]).
 
 pub mod bench;
+pub mod cost;
 pub mod eval;
 pub mod summary;
 
