@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use futures::{StreamExt, TryStreamExt};
 use vqa_converter::FfmpegConverter;
 use vqa_core::stage::{aggregate_parts_stage, detect_part_stage, finish_stage, hand_off_segment};
 use vqa_core::{
@@ -70,6 +71,14 @@ impl From<StageError> for lambda_runtime::Diagnostic {
     }
 }
 
+/// Milliseconds since the Unix epoch: when something happened, for latency measurements
+/// that span processes.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Splits `s3://bucket/key`.
 pub fn parse_s3_uri(uri: &str) -> Option<(&str, &str)> {
     let (bucket, key) = uri.strip_prefix("s3://")?.split_once('/')?;
@@ -103,6 +112,9 @@ pub async fn convert(
     result
 }
 
+/// Segments stored at once while the decoder runs ahead.
+const UPLOADS_IN_FLIGHT: usize = 4;
+
 async fn convert_file(
     transport: &S3Transport,
     job: &Job,
@@ -110,19 +122,42 @@ async fn convert_file(
 ) -> Result<Converted, StageError> {
     let mut converter = FfmpegConverter::open(local, job.stream.clone(), &job.config)
         .map_err(|e| StageError::permanent(format!("{}: {e}", job.input_name)))?;
-    let mut segments = Vec::new();
-    while let Some(segment) = converter.next_segment() {
-        let handle = hand_off_segment(transport, segment)
-            .await
-            .map_err(|e| StageError::transport("converter", e))?;
-        segments.push(handle);
-    }
+    // Decoding (CPU, on a blocking thread) overlaps with storing the previous segments; the
+    // channel bounds how far it runs ahead, so memory stays bounded.
+    let (tx, rx) = tokio::sync::mpsc::channel(UPLOADS_IN_FLIGHT);
+    let decoder = tokio::task::spawn_blocking(move || {
+        while let Some(segment) = converter.next_segment() {
+            if tx.blocking_send(segment).is_err() {
+                break; // storing failed: that error is reported
+            }
+        }
+        converter
+    });
+    let decoded = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|segment| (segment, rx))
+    });
+    let stored: Result<(Vec<Handle>, Vec<u64>), _> = decoded
+        .map(|segment| async move {
+            let handle = hand_off_segment(transport, segment).await?;
+            Ok::<_, TransportError>((handle, now_ms()))
+        })
+        .buffered(UPLOADS_IN_FLIGHT)
+        .try_collect::<Vec<_>>()
+        .await
+        .map(|v| v.into_iter().unzip());
+    let converter = decoder.await.map_err(|_| {
+        StageError::permanent(
+            "converter: the decoder crashed (a bug: please report it with the input)".into(),
+        )
+    })?;
+    let (segments, stored_at_ms) = stored.map_err(|e| StageError::transport("converter", e))?;
     let mut summary = converter.summary();
     summary.input = job.input_name.clone();
     let out = Converted {
         segments,
         summary,
         handoff: transport.metrics(),
+        stored_at_ms,
     };
     check_size(
         "the converter's list of segment handles",
@@ -215,12 +250,14 @@ pub async fn aggregate(base: &S3Transport, task: AggregateTask) -> Result<Aggreg
         )
         .await
         .map_err(|e| StageError::s3("aggregator: writing the report", e))?;
+    let written_at = now_ms();
     // Artifacts go only once the report is written: a retried aggregator (after a fault at
     // any point above) finds every segment's findings again and ends with the same report.
     for handle in &applied {
         transport.delete(handle).await.map_err(fail)?;
     }
     Ok(Aggregated {
+        written_at_ms: written_at,
         report: task.results.uri(),
         incidents: report.incidents.len(),
         segments: task.segments.len(),

@@ -42,6 +42,8 @@ pub struct Converted {
     pub segments: Vec<Handle>,
     pub summary: StreamSummary,
     pub handoff: HandoffMetrics,
+    /// When each segment was stored (Unix ms): where its latency to the report starts.
+    pub stored_at_ms: Vec<u64>,
 }
 
 /// One detector task: a segment and the detectors of one parallel branch.
@@ -80,6 +82,8 @@ pub struct Aggregated {
     pub incidents: usize,
     pub segments: usize,
     pub handoff: HandoffMetrics,
+    /// When the report was written (Unix ms).
+    pub written_at_ms: u64,
 }
 
 /// Fails with a sentence naming the limit when a payload would not fit in a state.
