@@ -14,7 +14,7 @@ use std::time::Instant;
 use serde::Serialize;
 use vqa_core::{Converter, PipelineConfig};
 
-use crate::{open_input, run, stream_id_for, RunError, RunStats, DEFAULT_IN_FLIGHT};
+use crate::{open_input, peak_rss_mb, run, stream_id_for, RunError, RunStats, DEFAULT_IN_FLIGHT};
 
 #[derive(Debug, Serialize)]
 pub struct BenchResult {
@@ -80,16 +80,6 @@ fn ffmpeg_chain_seconds(path: &Path, has_video: bool, has_audio: bool) -> Option
     let t = Instant::now();
     let status = cmd.status().ok()?;
     status.success().then(|| t.elapsed().as_secs_f64())
-}
-
-/// Peak resident set size of this process, MB.
-fn peak_rss_mb() -> f64 {
-    // SAFETY: getrusage writes into the zeroed struct we pass.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
-        return 0.0;
-    }
-    usage.ru_maxrss as f64 / 1024.0
 }
 
 pub async fn bench(path: &Path, config: &PipelineConfig) -> Result<BenchResult, RunError> {

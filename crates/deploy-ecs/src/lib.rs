@@ -5,10 +5,13 @@
 //! distributed topology runs ([`vqa_core::stage`]).
 
 pub mod bench;
+pub mod bench_report;
+pub mod compare;
 pub mod cost;
 pub mod eval;
 pub mod summary;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,6 +40,42 @@ fn thread_cpu_time() -> Duration {
         return Duration::ZERO;
     }
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+fn rusage() -> Option<libc::rusage> {
+    // SAFETY: getrusage writes into the zeroed struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    (unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0).then_some(usage)
+}
+
+/// CPU time this process has used, every thread (FFmpeg's decoder threads too), seconds.
+pub fn process_cpu_seconds() -> f64 {
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    rusage().map_or(0.0, |u| tv(u.ru_utime) + tv(u.ru_stime))
+}
+
+/// Peak resident memory of this process since it started or since [`reset_peak_rss`], MB.
+pub fn peak_rss_mb() -> f64 {
+    let hwm = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+    });
+    match hwm {
+        Some(kb) => kb / 1024.0,
+        None => rusage().map_or(0.0, |u| u.ru_maxrss as f64 / 1024.0),
+    }
+}
+
+/// Starts the peak memory measurement afresh (Linux: resets the high-water mark), so that
+/// what an earlier measurement used is not counted again.
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Locks a map of timestamps; a panicking holder cannot leave it half-updated.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Segments in flight between converter and detectors, by default: enough to keep both busy,
@@ -69,6 +108,9 @@ pub struct RunStats {
     pub segments: u64,
     pub video_frames: u64,
     pub handoff: HandoffMetrics,
+    /// Per segment, from the converter handing it over to the aggregator having applied its
+    /// findings (the report is then up to date with it), ms.
+    pub latencies_ms: Vec<f64>,
 }
 
 /// The result of analysing one input.
@@ -107,10 +149,11 @@ pub async fn run(
     let (segment_tx, mut segment_rx) = mpsc::channel(in_flight.max(1));
     let (findings_tx, mut findings_rx) = mpsc::channel(in_flight.max(1));
     let rt = tokio::runtime::Handle::current();
+    let handed_at: Arc<std::sync::Mutex<HashMap<u64, Instant>>> = Arc::default();
 
     // Converter: a blocking thread, since FFmpeg decoding is synchronous CPU work.
     let convert = {
-        let (transport, rt) = (transport.clone(), rt.clone());
+        let (transport, rt, handed_at) = (transport.clone(), rt.clone(), handed_at.clone());
         tokio::task::spawn_blocking(move || -> Result<_, RunError> {
             let mut busy = Duration::ZERO;
             loop {
@@ -121,6 +164,7 @@ pub async fn run(
                 if let Some(p) = &progress {
                     p(converter.position());
                 }
+                lock(&handed_at).insert(segment.index, Instant::now());
                 let handle = rt.block_on(hand_off_segment(transport.as_ref(), segment))?;
                 if segment_tx.blocking_send(handle).is_err() {
                     break; // the detectors stopped: their error is reported
@@ -152,9 +196,13 @@ pub async fn run(
     // Aggregator: cheap bookkeeping, an async task.
     let mut aggregate_busy = Duration::ZERO;
     let mut segments = 0u64;
+    let mut latencies_ms = Vec::new();
     while let Some(handle) = findings_rx.recv().await {
         let t = Instant::now();
         let opened_or_closed = aggregate_stage(transport.as_ref(), &aggregator, &handle).await?;
+        if let Some(handed) = lock(&handed_at).remove(&handle.key.segment) {
+            latencies_ms.push(handed.elapsed().as_secs_f64() * 1000.0);
+        }
         transport.delete(&handle).await?;
         aggregate_busy += t.elapsed();
         segments += 1;
@@ -187,6 +235,7 @@ pub async fn run(
         segments,
         video_frames: report.coverage.video_frames,
         handoff: transport.metrics(),
+        latencies_ms,
     };
     Ok(Analysis { report, stats })
 }

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use vqa_core::{DetectorName, IncidentEvent, PipelineConfig, StreamReport};
 use vqa_deploy_ecs::{
-    bench, eval, open_input, run, stream_id_for, summary, RunError, DEFAULT_IN_FLIGHT,
+    bench, bench_report, compare, cost, eval, open_input, run, stream_id_for, summary, RunError, DEFAULT_IN_FLIGHT,
 };
 use vqa_deploy_lambda::client::{Deployment, RunOptions};
 use vqa_deploy_lambda::state_machine::{self, DetectorGroups, MachineOptions, MachineType};
@@ -61,6 +61,21 @@ enum Topology {
 
 #[derive(clap::Args)]
 struct DistributedArgs {
+    #[command(flatten)]
+    deployment: DeploymentArgs,
+
+    /// Distributed handoff: one S3 object per segment, or one per picture (plus a manifest)
+    /// as the original design uploaded frames.
+    #[arg(long, value_name = "segment|frame", default_value = "segment")]
+    granularity: vqa_transport_s3::Granularity,
+
+    /// Distributed handoff encoding: the wire form as is, or zstd-compressed.
+    #[arg(long, value_name = "raw|zstd", default_value = "raw")]
+    encoding: vqa_transport_s3::Encoding,
+}
+
+#[derive(clap::Args)]
+struct DeploymentArgs {
     /// The deployed state machine (the stack's StateMachineArn output).
     #[arg(long, env = "VQA_STATE_MACHINE_ARN", value_name = "ARN")]
     state_machine: Option<String>,
@@ -85,15 +100,17 @@ struct DistributedArgs {
     /// AWS endpoint (an emulator's, e.g. http://127.0.0.1:5001); overrides AWS_ENDPOINT_URL.
     #[arg(long, value_name = "URL")]
     endpoint_url: Option<String>,
+}
 
-    /// Distributed handoff: one S3 object per segment, or one per picture (plus a manifest)
-    /// as the original design uploaded frames.
-    #[arg(long, value_name = "segment|frame", default_value = "segment")]
-    granularity: vqa_transport_s3::Granularity,
-
-    /// Distributed handoff encoding: the wire form as is, or zstd-compressed.
-    #[arg(long, value_name = "raw|zstd", default_value = "raw")]
-    encoding: vqa_transport_s3::Encoding,
+impl DeploymentArgs {
+    fn deployment(&self) -> anyhow::Result<Deployment> {
+        Ok(Deployment::new(
+            self.state_machine.as_deref(),
+            self.bucket.as_deref(),
+            self.results_bucket.as_deref(),
+            &self.prefix,
+        )?)
+    }
 }
 
 #[derive(clap::Args)]
@@ -241,16 +258,50 @@ enum Command {
         #[command(flatten)]
         pipeline: PipelineArgs,
     },
-    /// Measure decode speed alone and with the detectors, and the handoff's cost.
+    /// Run the input through each topology, measure what each used, and price it.
     ///
-    /// For one-core figures: `taskset -c 0 vqa bench INPUT` (the decoder runs single-threaded
-    /// unless --decoder-threads says otherwise).
+    /// Variants: single (one process, in-memory handoff), standard-segment,
+    /// standard-frame (one S3 object per picture, as the original design),
+    /// standard-frame-zstd, express-segment. The distributed ones run on the deployed state
+    /// machines (--state-machine for Standard, --express-state-machine for Express); by
+    /// default every variant whose state machine is configured runs. Costs come from the
+    /// price table (prices/aws-us-east-1.toml, or --prices).
+    ///
+    /// With --speed: decode speed alone and with the detectors instead (for one-core
+    /// figures: `taskset -c 0 vqa bench --speed INPUT`).
     Bench {
         /// The audio/video file to measure on.
         input: PathBuf,
 
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+
+        /// Variants to run, comma-separated (default: those that are configured).
+        #[arg(long, value_name = "LIST", value_delimiter = ',')]
+        variants: Option<Vec<String>>,
+
+        /// Streams for the monthly figures.
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        streams: u64,
+
+        /// Price table (TOML, as prices/aws-us-east-1.toml).
+        #[arg(long, value_name = "FILE")]
+        prices: Option<PathBuf>,
+
+        /// Also write the comparison as a self-contained HTML page with charts.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+
+        /// The deployed Express state machine, for the express-* variants.
+        #[arg(long, env = "VQA_EXPRESS_STATE_MACHINE_ARN", value_name = "ARN")]
+        express_state_machine: Option<String>,
+
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+
+        /// Measure decode speed alone and with the detectors (one process) instead.
+        #[arg(long)]
+        speed: bool,
 
         #[command(flatten)]
         pipeline: PipelineArgs,
@@ -485,13 +536,8 @@ async fn analyze_distributed(
     args: &DistributedArgs,
     config: &PipelineConfig,
 ) -> anyhow::Result<StreamReport> {
-    let deployment = Deployment::new(
-        args.state_machine.as_deref(),
-        args.bucket.as_deref(),
-        args.results_bucket.as_deref(),
-        &args.prefix,
-    )?;
-    let sdk = vqa_transport_s3::aws_config(args.endpoint_url.as_deref()).await;
+    let deployment = args.deployment.deployment()?;
+    let sdk = vqa_transport_s3::aws_config(args.deployment.endpoint_url.as_deref()).await;
     let options = RunOptions {
         granularity: args.granularity,
         encoding: args.encoding,
@@ -529,6 +575,102 @@ async fn analyze_distributed(
         h.copied_bytes as f64 / 1e6
     );
     Ok(run.report)
+}
+
+struct BenchArgs {
+    variants: Option<Vec<String>>,
+    streams: u64,
+    prices: Option<PathBuf>,
+    html: Option<PathBuf>,
+    express_state_machine: Option<String>,
+    deployment: DeploymentArgs,
+}
+
+/// `vqa bench`: every variant on the same input, measured and priced.
+async fn bench_topologies(
+    input: &Path,
+    format: Format,
+    args: BenchArgs,
+    config: &PipelineConfig,
+) -> anyhow::Result<ExitCode> {
+    let prices = match &args.prices {
+        Some(path) => cost::PriceTable::load(path)?,
+        None => cost::PriceTable::shipped(),
+    };
+    if let Some(html) = &args.html {
+        check_writable(html)?;
+    }
+    let (standard, express) = (
+        args.deployment.state_machine.as_deref(),
+        args.express_state_machine.as_deref(),
+    );
+    let variants = match &args.variants {
+        Some(names) => names
+            .iter()
+            .map(|n| compare::Variant::named(n.trim(), standard, express))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(anyhow::Error::msg)
+            .context("--variants")?,
+        None => compare::Variant::defaults(standard, express),
+    };
+    let distributed = variants
+        .iter()
+        .any(|v| matches!(v.kind, compare::VariantKind::Distributed { .. }));
+    let (deployment, sdk) = if distributed {
+        let d = &args.deployment;
+        let deployment = Deployment::new(
+            standard.or(express),
+            d.bucket.as_deref(),
+            d.results_bucket.as_deref(),
+            &d.prefix,
+        )?;
+        let sdk = vqa_transport_s3::aws_config(d.endpoint_url.as_deref()).await;
+        (Some(deployment), Some(sdk))
+    } else {
+        eprintln!(
+            "vqa: bench: no state machine configured (VQA_STATE_MACHINE_ARN, \
+             VQA_EXPRESS_STATE_MACHINE_ARN): measuring the single process only"
+        );
+        (None, None)
+    };
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new(variants.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {pos}/{len} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        bar
+    });
+    let progress = |i: usize, _n: usize, name: &str| {
+        if let Some(b) = &bar {
+            b.set_position(i as u64);
+            b.set_message(format!("running {name}"));
+        }
+    };
+    let setup = compare::BenchSetup {
+        config,
+        variants,
+        prices,
+        streams: args.streams,
+        deployment,
+        sdk,
+        emulator_dir: std::env::var_os("VQA_EMULATOR_DIR").map(PathBuf::from),
+    };
+    let result = compare::compare(input, setup, Some(&progress)).await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let comparison = result?;
+    if let Some(html) = &args.html {
+        std::fs::write(html, bench_report::render_html(&comparison))
+            .with_context(|| format!("{}: cannot write the HTML report", html.display()))?;
+    }
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&comparison)?),
+        Format::Text => print!("{}", bench_report::render_text(&comparison)),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `vqa eval`: prints the scores even when some clips failed, then fails naming them.
@@ -631,7 +773,11 @@ async fn main_result(cli: Cli) -> anyhow::Result<ExitCode> {
                 machine_type,
             )
             .await?;
-            println!("export VQA_STATE_MACHINE_ARN={arn}");
+            let var = match machine_type {
+                MachineType::Standard => "VQA_STATE_MACHINE_ARN",
+                MachineType::Express => "VQA_EXPRESS_STATE_MACHINE_ARN",
+            };
+            println!("export {var}={arn}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Eval {
@@ -647,18 +793,37 @@ async fn main_result(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench {
             input,
             format,
+            variants,
+            streams,
+            prices,
+            html,
+            express_state_machine,
+            deployment,
+            speed,
             mut pipeline,
         } => {
-            pipeline.decoder_threads = pipeline.decoder_threads.or(Some(1));
-            let config = pipeline.load()?;
-            let result = bench::bench(&input, &config)
-                .await
-                .map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
-            match format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&result)?),
-                Format::Text => print!("{}", bench::render(&result)),
+            if speed {
+                pipeline.decoder_threads = pipeline.decoder_threads.or(Some(1));
+                let config = pipeline.load()?;
+                let result = bench::bench(&input, &config)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
+                match format {
+                    Format::Json => println!("{}", serde_json::to_string_pretty(&result)?),
+                    Format::Text => print!("{}", bench::render(&result)),
+                }
+                return Ok(ExitCode::SUCCESS);
             }
-            Ok(ExitCode::SUCCESS)
+            let config = pipeline.load()?;
+            let args = BenchArgs {
+                variants,
+                streams,
+                prices,
+                html,
+                express_state_machine,
+                deployment,
+            };
+            bench_topologies(&input, format, args, &config).await
         }
     }
 }

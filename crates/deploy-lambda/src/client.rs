@@ -155,7 +155,18 @@ pub struct DistributedRun {
     pub segments: u64,
     pub groups: u64,
     pub input_bytes: u64,
+    /// The client's wall time: upload, execution, reading the report.
     pub wall_seconds: f64,
+    /// From the history: the execution's own duration, and each top-level state's
+    /// (`Convert`, `Detect`, `Aggregate`) wall time.
+    pub execution_seconds: Option<f64>,
+    pub stage_seconds: Vec<(String, f64)>,
+    /// The execution's start and end (Unix seconds), to match other logs against it.
+    pub window: Option<(f64, f64)>,
+    /// Each Lambda task: the function it invoked and how long it ran (started → ended).
+    pub tasks: Vec<(String, f64)>,
+    /// Per segment, from when the converter stored it to when the report was written, ms.
+    pub latencies_ms: Vec<f64>,
 }
 
 /// A name Step Functions accepts (1–80 of letters, digits, `-`, `_`), unique per run.
@@ -318,6 +329,11 @@ pub async fn analyze(
         groups,
         input_bytes,
         wall_seconds: 0.0,
+        execution_seconds: None,
+        stage_seconds: Vec::new(),
+        window: None,
+        tasks: Vec::new(),
+        latencies_ms: Vec::new(),
     };
     if let Ok(events) = history {
         count_history(&events, &mut run);
@@ -488,29 +504,78 @@ async fn history(sfn: &Sfn, arn: &str) -> Result<Vec<HistoryEvent>, ClientError>
     }
 }
 
-/// Counts states entered and Lambda invocations, and sums the tasks' handoff counters.
+/// Counts states entered and Lambda invocations, sums the tasks' handoff counters, and
+/// times the execution, its top-level states, each Lambda task and each segment's latency.
 fn count_history(events: &[HistoryEvent], run: &mut DistributedRun) {
+    use std::collections::HashMap;
+    let by_id: HashMap<i64, &HistoryEvent> = events.iter().map(|e| (e.id(), e)).collect();
+    let secs = |e: &HistoryEvent| e.timestamp().as_secs_f64();
     let mut transitions = 0;
     let mut invocations = 0;
+    let mut entered: HashMap<String, f64> = HashMap::new();
+    let mut stored_at: Vec<u64> = Vec::new();
+    let mut written_at: Option<u64> = None;
     for e in events {
         let kind = e.r#type().as_str();
         if kind.ends_with("StateEntered") {
             transitions += 1;
+            if let Some(d) = e.state_entered_event_details() {
+                entered.insert(d.name().to_string(), secs(e));
+            }
+        }
+        if let Some(d) = e.state_exited_event_details() {
+            if matches!(d.name(), "Convert" | "Detect" | "Aggregate") {
+                if let Some(t0) = entered.get(d.name()) {
+                    run.stage_seconds.push((d.name().to_string(), secs(e) - t0));
+                }
+            }
         }
         if matches!(kind, "TaskSucceeded" | "TaskFailed" | "TaskTimedOut") {
             invocations += 1;
+            // TaskSucceeded ← TaskStarted ← TaskScheduled (which names the function).
+            let started = by_id.get(&e.previous_event_id());
+            let scheduled = started.and_then(|s| by_id.get(&s.previous_event_id()));
+            let function = scheduled
+                .and_then(|s| s.task_scheduled_event_details())
+                .and_then(|d| serde_json::from_str::<Value>(d.parameters()).ok())
+                .and_then(|p| p.get("FunctionName").and_then(Value::as_str).map(str::to_string));
+            if let (Some(started), Some(function)) = (started, function) {
+                let name = function.rsplit(':').next().unwrap_or(&function).to_string();
+                run.tasks.push((name, secs(e) - secs(started)));
+            }
         }
-        let output = e
+        let Some(output) = e
             .task_succeeded_event_details()
             .and_then(|d| d.output())
-            .and_then(|o| serde_json::from_str::<Value>(o).ok());
+            .and_then(|o| serde_json::from_str::<Value>(o).ok())
+        else {
+            continue;
+        };
         if let Some(handoff) = output
-            .as_ref()
-            .and_then(|o| o.pointer("/Payload/handoff"))
+            .pointer("/Payload/handoff")
             .and_then(|h| serde_json::from_value::<HandoffMetrics>(h.clone()).ok())
         {
             run.handoff = run.handoff.plus(&handoff);
         }
+        if let Some(times) = output
+            .pointer("/Payload/stored_at_ms")
+            .and_then(|t| serde_json::from_value::<Vec<u64>>(t.clone()).ok())
+        {
+            stored_at = times;
+        }
+        if let Some(t) = output.pointer("/Payload/written_at_ms").and_then(Value::as_u64) {
+            written_at = Some(t);
+        }
+    }
+    if let Some(written) = written_at {
+        run.latencies_ms = stored_at
+            .iter()
+            .map(|s| written.saturating_sub(*s) as f64)
+            .collect();
+    }
+    if let (Some(first), Some(last)) = (events.first(), events.last()) {
+        run.window = Some((secs(first), secs(last)));
+        run.execution_seconds = Some(secs(last) - secs(first));
     }
     run.transitions = Some(transitions);
     run.history_events = Some(events.len() as u64);
