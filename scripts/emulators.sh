@@ -10,8 +10,10 @@
 #   eval "$(scripts/emulators.sh deploy)"  # build and deploy vqa's functions, buckets and state
 #                                          # machine to the running emulator; export their names
 #
-# `deploy` takes the usual `vqa deploy` flags after it (e.g. --detector-groups all, --type
-# express, --detectors freeze,black); VQA_PROFILE=release|dev (default dev) picks the build.
+# `deploy` makes a Standard state machine `vqa` and an Express one `vqa-express` (exported as
+# VQA_STATE_MACHINE_ARN and VQA_EXPRESS_STATE_MACHINE_ARN) and takes `vqa deploy`'s other
+# flags after it (e.g. --detector-groups all, --detectors freeze,black);
+# VQA_PROFILE=release|dev (default dev) picks the build.
 #
 # `start` prints, on stdout and nothing else:
 #   export AWS_ENDPOINT_URL=http://127.0.0.1:5001  AWS_ACCESS_KEY_ID=test
@@ -165,7 +167,9 @@ deploy() {
   eval "$exports"
   print_env
   echo "$exports"
+  # A Standard and an Express state machine over the same functions: `vqa bench` compares them.
   "$root/target/$dir/vqa" deploy "$@"
+  "$root/target/$dir/vqa" deploy --name vqa-express --type express "$@"
 }
 
 mkdir -p "$state"

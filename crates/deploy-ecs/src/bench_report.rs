@@ -60,7 +60,7 @@ pub fn render_text(c: &Comparison) -> String {
         let lambda = r.lambda.as_ref();
         let _ = writeln!(
             out,
-            "{:<20} {:>7.1} {:>9} {:>8.1} {:>9.1} {:>7} {:>7} {:>8} {:>11} {:>13} {:>9}",
+            "{:<20} {:>7.2} {:>9} {:>8.1} {:>9.1} {:>7} {:>7} {:>8} {:>11} {:>13} {:>9}",
             r.name,
             r.wall_seconds,
             r.latency
@@ -78,7 +78,10 @@ pub fn render_text(c: &Comparison) -> String {
             },
             r.state_transitions
                 .map_or("-".into(), |t| format!("{:.1}", per_segment(r, t))),
-            lambda.map_or("-".into(), |l| format!("{:.1}", per_segment(r, l.invocations))),
+            lambda.map_or("-".into(), |l| format!(
+                "{:.1}",
+                per_segment(r, l.invocations)
+            )),
             lambda.map_or("-".into(), |l| format!(
                 "{:.2}",
                 l.gb_seconds / r.segments.max(1) as f64
@@ -143,10 +146,20 @@ pub fn render_text(c: &Comparison) -> String {
     out
 }
 
-const PALETTE: [&str; 10] = [
+/// Enough distinct colours for every billing dimension (and every stage).
+const PALETTE: [&str; 12] = [
     "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
-    "#9c755f", "#bab0ac",
+    "#9c755f", "#bab0ac", "#1b9e77", "#7570b3",
 ];
+
+/// A value with its unit: dollars before, others after.
+fn amount(v: f64, unit: &str) -> String {
+    if unit == "$" {
+        format!("${}", usd(v))
+    } else {
+        format!("{} {unit}", usd(v))
+    }
+}
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -195,24 +208,23 @@ fn stacked_bars(title: &str, unit: &str, rows: &[(String, Vec<(String, f64)>)]) 
         let mut x = label_w;
         for (name, v) in parts {
             let w = v / max * bar_w;
-            let colour = PALETTE[series.iter().position(|s| s == name).unwrap_or(0) % PALETTE.len()];
+            let colour =
+                PALETTE[series.iter().position(|s| s == name).unwrap_or(0) % PALETTE.len()];
             let _ = write!(
                 svg,
-                r#"<rect x="{x:.1}" y="{y:.1}" width="{w:.2}" height="24" fill="{colour}"><title>{}: {} {}</title></rect>"#,
+                r#"<rect x="{x:.1}" y="{y:.1}" width="{w:.2}" height="24" fill="{colour}"><title>{}: {}</title></rect>"#,
                 esc(name),
-                usd(*v),
-                esc(unit)
+                esc(&amount(*v, unit))
             );
             x += w;
         }
         let total: f64 = parts.iter().map(|p| p.1).sum();
         let _ = write!(
             svg,
-            r#"<text x="{:.1}" y="{}">{} {}</text>"#,
+            r#"<text x="{:.1}" y="{}">{}</text>"#,
             x + 6.0,
             y + 17.0,
-            usd(total),
-            esc(unit)
+            esc(&amount(total, unit))
         );
     }
     let legend_y = 50.0 + rows.len() as f64 * row_h;
@@ -265,7 +277,7 @@ pub fn render_html(c: &Comparison) -> String {
     for r in &c.topologies {
         let _ = write!(
             rows,
-            "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>${}</td><td>${}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td>${}</td><td>${}</td><td>{}</td></tr>",
             esc(&r.name),
             esc(&r.description),
             r.wall_seconds,
@@ -303,7 +315,11 @@ pub fn render_html(c: &Comparison) -> String {
         collected = esc(&c.prices.collected),
         source = esc(&c.prices.source),
         streams = c.streams,
-        cost_chart = stacked_bars("Cost per stream-hour, by billing dimension", "$", &cost_rows),
+        cost_chart = stacked_bars(
+            "Cost per stream-hour, by billing dimension",
+            "$",
+            &cost_rows
+        ),
         time_chart = stacked_bars("Time per segment, by stage", "ms", &time_rows),
         rows = rows,
     )

@@ -58,7 +58,9 @@ impl Variant {
                 encoding: e,
             })
             .ok_or_else(|| {
-                format!("variant {name} needs a deployed state machine: pass {flag} (see `vqa deploy`)")
+                format!(
+                    "variant {name} needs a deployed state machine: pass {flag} (see `vqa deploy`)"
+                )
             })
         };
         let (std_flag, exp_flag) = (
@@ -93,10 +95,15 @@ impl Variant {
     /// The default set: the single process, and each distributed variant whose state
     /// machine is configured.
     pub fn defaults(standard: Option<&str>, express: Option<&str>) -> Vec<Variant> {
-        ["single", "standard-segment", "standard-frame", "express-segment"]
-            .into_iter()
-            .filter_map(|n| Variant::named(n, standard, express).ok())
-            .collect()
+        [
+            "single",
+            "standard-segment",
+            "standard-frame",
+            "express-segment",
+        ]
+        .into_iter()
+        .filter_map(|n| Variant::named(n, standard, express).ok())
+        .collect()
     }
 
     fn describe(&self) -> String {
@@ -283,7 +290,12 @@ pub async fn compare(
     Ok(Comparison {
         input: path.display().to_string(),
         media_seconds,
-        detectors: setup.config.detectors.iter().map(|d| d.to_string()).collect(),
+        detectors: setup
+            .config
+            .detectors
+            .iter()
+            .map(|d| d.to_string())
+            .collect(),
         streams: setup.streams,
         prices: PricesUsed {
             region: setup.prices.region.clone(),
@@ -342,9 +354,16 @@ async fn measure_single(
     crate::reset_peak_rss();
     let cpu_before = crate::process_cpu_seconds();
     let started = Instant::now();
-    let analysis = run(converter, setup.config, stream, DEFAULT_IN_FLIGHT, None, None)
-        .await
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let analysis = run(
+        converter,
+        setup.config,
+        stream,
+        DEFAULT_IN_FLIGHT,
+        None,
+        None,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let wall = started.elapsed().as_secs_f64();
     let cpu = crate::process_cpu_seconds() - cpu_before;
     let rss = crate::peak_rss_mb();

@@ -56,11 +56,13 @@ pub fn process_cpu_seconds() -> f64 {
 
 /// Peak resident memory of this process since it started or since [`reset_peak_rss`], MB.
 pub fn peak_rss_mb() -> f64 {
-    let hwm = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
-        s.lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-    });
+    let hwm = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        });
     match hwm {
         Some(kb) => kb / 1024.0,
         None => rusage().map_or(0.0, |u| u.ru_maxrss as f64 / 1024.0),

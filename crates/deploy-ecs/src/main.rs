@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use vqa_core::{DetectorName, IncidentEvent, PipelineConfig, StreamReport};
 use vqa_deploy_ecs::{
-    bench, bench_report, compare, cost, eval, open_input, run, stream_id_for, summary, RunError, DEFAULT_IN_FLIGHT,
+    bench, bench_report, compare, cost, eval, open_input, run, stream_id_for, summary, RunError,
+    DEFAULT_IN_FLIGHT,
 };
 use vqa_deploy_lambda::client::{Deployment, RunOptions};
 use vqa_deploy_lambda::state_machine::{self, DetectorGroups, MachineOptions, MachineType};

@@ -538,7 +538,11 @@ fn count_history(events: &[HistoryEvent], run: &mut DistributedRun) {
             let function = scheduled
                 .and_then(|s| s.task_scheduled_event_details())
                 .and_then(|d| serde_json::from_str::<Value>(d.parameters()).ok())
-                .and_then(|p| p.get("FunctionName").and_then(Value::as_str).map(str::to_string));
+                .and_then(|p| {
+                    p.get("FunctionName")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                });
             if let (Some(started), Some(function)) = (started, function) {
                 let name = function.rsplit(':').next().unwrap_or(&function).to_string();
                 run.tasks.push((name, secs(e) - secs(started)));
@@ -563,7 +567,10 @@ fn count_history(events: &[HistoryEvent], run: &mut DistributedRun) {
         {
             stored_at = times;
         }
-        if let Some(t) = output.pointer("/Payload/written_at_ms").and_then(Value::as_u64) {
+        if let Some(t) = output
+            .pointer("/Payload/written_at_ms")
+            .and_then(Value::as_u64)
+        {
             written_at = Some(t);
         }
     }

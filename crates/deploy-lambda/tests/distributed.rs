@@ -245,3 +245,93 @@ async fn emulator_stopped_mid_run_fails_naming_it_and_a_rerun_completes() {
     assert_eq!(run.report, single);
     assert_eq!(run.report.coverage.segments, single.coverage.segments);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_measures_and_prices_each_topology_from_the_runs_counters() {
+    use vqa_deploy_ecs::compare::{compare, BenchSetup, Variant};
+    use vqa_deploy_ecs::cost::{Orchestration, PriceTable};
+    let dir = tempfile::tempdir().unwrap();
+    let path = clip(dir.path());
+    let config = config();
+    // Its own emulator: the Lambda figures come from its invocation log, which must hold
+    // this run's invocations only.
+    let emulator = Emulator::start_on(0);
+    let standard = emulator
+        .deploy("bench-standard", &config, "each", MachineType::Standard)
+        .await;
+    let express = emulator
+        .deploy("bench-express", &config, "each", MachineType::Express)
+        .await;
+    let variants = [
+        "single",
+        "standard-segment",
+        "standard-frame",
+        "express-segment",
+    ]
+    .into_iter()
+    .map(|n| {
+        Variant::named(
+            n,
+            Some(&standard.state_machine_arn),
+            Some(&express.state_machine_arn),
+        )
+        .unwrap()
+    })
+    .collect();
+    let setup = BenchSetup {
+        config: &config,
+        variants,
+        prices: PriceTable::shipped(),
+        streams: 10,
+        deployment: Some(standard.clone()),
+        sdk: Some(emulator.sdk().await),
+        emulator_dir: Some(emulator.dir.join("run")),
+    };
+    let c = compare(&path, setup, None).await.expect("bench");
+    assert_eq!(c.topologies.len(), 4);
+    let single = &c.topologies[0];
+    assert_eq!(single.usage.orchestration, Orchestration::SingleProcess);
+    assert_eq!(
+        single.handoff.frame_bytes_copied, 0,
+        "in-memory handoff copies no pictures"
+    );
+    assert!(single.cpu_seconds.unwrap() > 0.0 && single.peak_rss_mb.unwrap() > 0.0);
+    assert_eq!(single.latency.as_ref().map(|_| ()), Some(()));
+    for r in &c.topologies[1..] {
+        let (s, g) = (r.segments, 4);
+        assert_eq!(r.same_report_as_single, Some(true), "{}", r.name);
+        assert_eq!(
+            r.state_transitions,
+            Some(state_transitions(s, g)),
+            "{}",
+            r.name
+        );
+        // Every invocation of this execution, as the emulator logged it.
+        let lambda = r.lambda.as_ref().unwrap();
+        assert_eq!(lambda.source, "emulator invocation log");
+        assert_eq!(lambda.invocations, 2 + s * g, "{}", r.name);
+        assert!(lambda.gb_seconds > 0.0);
+        // The bill's S3 lines are the transports' own request counts.
+        let h = r.handoff;
+        assert_eq!(r.usage.s3_puts, h.puts + h.state_stores);
+        assert_eq!(r.usage.s3_gets, h.gets + h.state_loads);
+        assert_eq!(r.usage.s3_deletes, h.deletes);
+        assert_eq!(r.latency.as_ref().map(|_| ()), Some(()), "{}", r.name);
+        assert!(r.max_concurrent_streams.is_some(), "{}", r.name);
+        let total: f64 = r.cost.items.iter().map(|i| i.usd_per_stream_hour).sum();
+        assert!((r.cost_per_stream_hour_usd - total).abs() < 1e-12);
+    }
+    // Per frame: one object per picture, so more requests than per segment, same report.
+    let by_name = |n: &str| c.topologies.iter().find(|r| r.name == n).unwrap();
+    assert!(
+        by_name("standard-frame").handoff.requests()
+            > by_name("standard-segment").handoff.requests()
+    );
+    let html = vqa_deploy_ecs::bench_report::render_html(&c);
+    assert_eq!(html.matches("<svg").count(), 2, "two charts");
+    for r in &c.topologies {
+        assert!(html.contains(&r.name));
+    }
+    let text = vqa_deploy_ecs::bench_report::render_text(&c);
+    assert!(text.contains("costs") && text.contains("the single process per stream-hour"));
+}
