@@ -353,3 +353,57 @@ fn state_machine_command_prints_the_definition_for_the_configuration() {
         stderr(&bad)
     );
 }
+
+#[test]
+fn bench_without_a_deployment_prices_the_single_process_and_names_what_is_missing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(clip) = defect_clip(dir.path()) else {
+        return;
+    };
+    let html = dir.path().join("bench.html");
+    let out = Command::new(env!("CARGO_BIN_EXE_vqa"))
+        .args([
+            "bench",
+            clip.to_str().unwrap(),
+            "--format",
+            "json",
+            "--html",
+        ])
+        .arg(&html)
+        .env_remove("VQA_STATE_MACHINE_ARN")
+        .env_remove("VQA_EXPRESS_STATE_MACHINE_ARN")
+        .output()
+        .expect("run vqa");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("single process only"),
+        "{}",
+        stderr(&out)
+    );
+    let c: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    let topologies = c["topologies"].as_array().expect("topologies");
+    assert_eq!(topologies.len(), 1);
+    let single = &topologies[0];
+    assert_eq!(single["name"], "single");
+    assert!(single["cost_per_stream_hour_usd"].as_f64().unwrap() > 0.0);
+    assert!(single["max_concurrent_streams"].is_null());
+    assert_eq!(single["handoff"]["frame_bytes_copied"], 0);
+    assert!(std::fs::read_to_string(&html).unwrap().contains("<svg"));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_vqa"))
+        .args([
+            "bench",
+            clip.to_str().unwrap(),
+            "--variants",
+            "single,standard-frame",
+        ])
+        .env_remove("VQA_STATE_MACHINE_ARN")
+        .output()
+        .expect("run vqa");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("needs a deployed state machine"),
+        "{}",
+        stderr(&out)
+    );
+}
