@@ -64,9 +64,18 @@ install() {
 running_pid() {
   local pid
   pid="$(cat "$pid_file" 2>/dev/null)" || return 0
-  if [ -n "$pid" ] && { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -q moto_host.py; then
+  # Read first, then match: `tr | grep -q` under pipefail fails at random when grep exits
+  # before tr has written everything (SIGPIPE).
+  local cmdline
+  cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || true
+  if [ -n "$pid" ] && [[ "$cmdline" == *moto_host.py* ]]; then
     echo "$pid"
   fi
+}
+
+# Whether something accepts connections on a local port.
+port_busy() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
 print_env() {
@@ -93,8 +102,12 @@ start() {
     fi
     die "this checkout's emulator already runs on port $(cat "$ready_file"); run '$0 stop' first"
   fi
-  if [ "$port" != 0 ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    die "port $port is taken by another program; set VQA_EMULATOR_PORT to another port"
+  if [ "$port" != 0 ] && port_busy "$port"; then
+    # An emulator that was just stopped may still be closing it.
+    local deadline=$((SECONDS + 5))
+    while port_busy "$port" && ((SECONDS < deadline)); do sleep 0.1; done
+    port_busy "$port" &&
+      die "port $port is taken by another program; set VQA_EMULATOR_PORT to another port"
   fi
   rm -rf "$run_dir" "$ready_file"
   mkdir -p "$run_dir"
@@ -129,6 +142,8 @@ stop() {
     rm -f "$pid_file" "$ready_file"
     return
   fi
+  local old_port
+  old_port="$(cat "$ready_file" 2>/dev/null)" || true
   # SIGTERM: moto_host kills its function processes itself.
   kill -TERM "$pid"
   local deadline=$((SECONDS + 10))
@@ -140,6 +155,12 @@ stop() {
     # Each function process leads its own process group (see moto_host.py).
     for child in $(pgrep -P "$pid" || true); do kill -KILL -- "-$child" 2>/dev/null || true; done
     kill -KILL "$pid" 2>/dev/null || true
+  fi
+  # A process leaves /proc/PID/cmdline empty before it has closed its sockets: wait until
+  # the port is free, so that a start right after a stop finds it free.
+  if [ -n "$old_port" ]; then
+    deadline=$((SECONDS + 10))
+    while port_busy "$old_port" && ((SECONDS < deadline)); do sleep 0.1; done
   fi
   rm -f "$pid_file" "$ready_file"
   say "stopped"
