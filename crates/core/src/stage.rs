@@ -11,7 +11,8 @@ use crate::config::DetectorName;
 use crate::model::{MediaInfo, Segment, StreamId};
 use crate::report::{Finding, Measurements, SegmentReport, StreamReport, StreamSummary};
 use crate::transport::{
-    get_findings, get_segment, Artifact, ArtifactKey, Handle, StateKey, Transport, TransportError,
+    get_findings, get_segment, get_segment_without_pictures, Artifact, ArtifactKey, Handle,
+    StateKey, Transport, TransportError,
 };
 use crate::wire;
 
@@ -34,6 +35,13 @@ pub trait Converter: Send {
 /// measurements (values summarised over the stream, or histograms).
 pub trait Detector: Send + Sync {
     fn name(&self) -> DetectorName;
+
+    /// Whether it reads pictures' pixels. A group of detectors that all say no is handed the
+    /// segment without them where the transport can leave them behind (per-picture objects):
+    /// timestamps, flags and audio only.
+    fn needs_pictures(&self) -> bool {
+        true
+    }
 
     fn analyze(&self, segment: &Segment) -> Vec<Finding> {
         self.analyze_measuring(segment, &mut Measurements::default())
@@ -101,7 +109,11 @@ pub async fn detect_part_stage(
     segment: &Handle,
     group: Option<u16>,
 ) -> Result<Handle, TransportError> {
-    let segment = get_segment(transport, segment).await?;
+    let segment = if detectors.iter().any(|d| d.needs_pictures()) {
+        get_segment(transport, segment).await?
+    } else {
+        get_segment_without_pictures(transport, segment).await?
+    };
     let report = detect(detectors, &segment);
     let key = match group {
         Some(g) => ArtifactKey::findings_part(&report.stream, report.index, g),

@@ -256,6 +256,13 @@ pub trait Transport: Send + Sync {
     /// Fetches an artifact; several consumers may fetch the same handle.
     async fn get(&self, handle: &Handle) -> Result<Artifact, TransportError>;
 
+    /// Fetches a segment for consumers that read no pixels: a transport that stores pictures
+    /// apart may leave them behind (the frames then have empty planes). By default, the
+    /// whole artifact.
+    async fn get_without_pictures(&self, handle: &Handle) -> Result<Artifact, TransportError> {
+        self.get(handle).await
+    }
+
     /// Releases an artifact nobody will fetch again.
     async fn delete(&self, handle: &Handle) -> Result<(), TransportError>;
 
@@ -277,7 +284,20 @@ pub async fn get_segment(
     transport: &dyn Transport,
     handle: &Handle,
 ) -> Result<Arc<Segment>, TransportError> {
-    match transport.get(handle).await? {
+    expect_segment(handle, transport.get(handle).await?)
+}
+
+/// Fetches a handle that must name a segment, without its pictures' pixels if the transport
+/// can leave them behind (see [`Transport::get_without_pictures`]).
+pub async fn get_segment_without_pictures(
+    transport: &dyn Transport,
+    handle: &Handle,
+) -> Result<Arc<Segment>, TransportError> {
+    expect_segment(handle, transport.get_without_pictures(handle).await?)
+}
+
+fn expect_segment(handle: &Handle, artifact: Artifact) -> Result<Arc<Segment>, TransportError> {
+    match artifact {
         Artifact::Segment(s) => Ok(s),
         other => Err(wrong_kind(handle, ArtifactName::Segment, other.kind())),
     }

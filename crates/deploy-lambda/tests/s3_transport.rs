@@ -118,6 +118,24 @@ async fn segments_round_trip_exactly_in_every_layout_and_are_counted_like_memory
             );
             copied.push((granularity, encoding, m.copied_bytes));
 
+            // Consumers that read no pixels: per picture, the manifest alone is fetched.
+            let before = t.metrics().gets;
+            let sparse = vqa_core::transport::get_segment_without_pictures(&t, &handle)
+                .await
+                .unwrap();
+            assert_eq!(t.metrics().gets - before, 1, "one request in either layout");
+            assert_eq!(sparse.audio, original.audio);
+            assert!(sparse
+                .video
+                .iter()
+                .zip(&original.video)
+                .all(|(a, b)| a.pts == b.pts && a.corrupt == b.corrupt && a.width == b.width));
+            if granularity == Granularity::Frame {
+                assert!(sparse.video.iter().all(|f| f.luma.is_empty()));
+            } else {
+                assert_eq!(*sparse, original, "one object: all of it comes anyway");
+            }
+
             let keys = list_keys(&t, "vqa-transport-test", &layout.prefix).await;
             assert_eq!(keys.len() as u64, objects);
             t.delete(&handle).await.unwrap();

@@ -31,6 +31,10 @@ impl Detector for ClippingDetector {
         DetectorName::Clipping
     }
 
+    fn needs_pictures(&self) -> bool {
+        false // audio only
+    }
+
     fn analyze_measuring(&self, segment: &Segment, m: &mut Measurements) -> Vec<Finding> {
         let mut findings: Vec<Finding> = Vec::new();
         let mut clipped_samples = 0u64;

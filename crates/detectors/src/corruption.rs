@@ -30,6 +30,10 @@ impl Detector for CorruptionDetector {
         DetectorName::Corruption
     }
 
+    fn needs_pictures(&self) -> bool {
+        false // frame timestamps and flags only
+    }
+
     fn analyze(&self, segment: &Segment) -> Vec<Finding> {
         let mut runs = Runs::new(IncidentKind::Corruption, self.min_duration);
         for frame in &segment.video {

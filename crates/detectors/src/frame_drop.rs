@@ -40,6 +40,10 @@ impl Detector for FrameDropDetector {
         DetectorName::FrameDrop
     }
 
+    fn needs_pictures(&self) -> bool {
+        false // frame timestamps and flags only
+    }
+
     fn analyze(&self, segment: &Segment) -> Vec<Finding> {
         let frames: Vec<_> = segment.lead_in.iter().chain(&segment.video).collect();
         let steps: Vec<Micros> = frames.windows(2).map(|w| w[1].pts - w[0].pts).collect();

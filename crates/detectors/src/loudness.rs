@@ -51,6 +51,10 @@ impl Detector for LoudnessDetector {
         DetectorName::Loudness
     }
 
+    fn needs_pictures(&self) -> bool {
+        false // audio only
+    }
+
     fn analyze_measuring(&self, segment: &Segment, m: &mut Measurements) -> Vec<Finding> {
         let Some(first) = segment.audio.first() else {
             return Vec::new();

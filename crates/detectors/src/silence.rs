@@ -114,6 +114,10 @@ impl Detector for SilenceDetector {
         DetectorName::Silence
     }
 
+    fn needs_pictures(&self) -> bool {
+        false // audio only
+    }
+
     fn analyze(&self, segment: &Segment) -> Vec<Finding> {
         let mut whole = Runs::new(IncidentKind::Silence, self.min_duration);
         let mut single: BTreeMap<u16, Runs> = BTreeMap::new();

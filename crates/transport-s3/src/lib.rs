@@ -291,6 +291,48 @@ impl S3Transport {
         Ok(segment)
     }
 
+    /// Fetches an artifact; a per-picture segment's pictures only when `pictures`.
+    async fn fetch(&self, handle: &Handle, pictures: bool) -> Result<Artifact, TransportError> {
+        let object = self.object_key(handle);
+        let t = Instant::now();
+        let body = self
+            .get_object(&object)
+            .await?
+            .ok_or_else(|| TransportError::NotFound(format!("s3://{}/{object}", self.bucket())))?;
+        let mut m = HandoffMetrics {
+            gets: 1,
+            copied_bytes: body.len() as u64,
+            transfer_nanos: nanos_since(t),
+            ..Default::default()
+        };
+        let t = Instant::now();
+        let bytes = self.decode(&object, body)?;
+        let artifact = if wire::is_manifest(&bytes) {
+            m.encode_nanos += nanos_since(t);
+            let segment = if pictures {
+                self.get_frames(&object, &bytes, &mut m).await?
+            } else {
+                wire::manifest_planes(&object, &bytes)?.0
+            };
+            Artifact::Segment(Arc::new(segment))
+        } else {
+            let a = wire::decode_artifact(&object, handle.key.name, &bytes)?;
+            if let Artifact::Segment(s) = &a {
+                m.frame_bytes_copied += s
+                    .lead_in
+                    .iter()
+                    .chain(&s.video)
+                    .map(|f| f.luma.len() as u64)
+                    .sum::<u64>();
+            }
+            m.encode_nanos += nanos_since(t);
+            a
+        };
+        m.payload_bytes_got = payload_bytes(&artifact, Some(&bytes));
+        self.counters.add(m);
+        Ok(artifact)
+    }
+
     fn bucket(&self) -> &str {
         &self.layout.bucket
     }
@@ -417,40 +459,12 @@ impl Transport for S3Transport {
     }
 
     async fn get(&self, handle: &Handle) -> Result<Artifact, TransportError> {
-        let object = self.object_key(handle);
-        let t = Instant::now();
-        let body = self
-            .get_object(&object)
-            .await?
-            .ok_or_else(|| TransportError::NotFound(format!("s3://{}/{object}", self.bucket())))?;
-        let mut m = HandoffMetrics {
-            gets: 1,
-            copied_bytes: body.len() as u64,
-            transfer_nanos: nanos_since(t),
-            ..Default::default()
-        };
-        let t = Instant::now();
-        let bytes = self.decode(&object, body)?;
-        let artifact = if wire::is_manifest(&bytes) {
-            m.encode_nanos += nanos_since(t);
-            let segment = self.get_frames(&object, &bytes, &mut m).await?;
-            Artifact::Segment(Arc::new(segment))
-        } else {
-            let a = wire::decode_artifact(&object, handle.key.name, &bytes)?;
-            if let Artifact::Segment(s) = &a {
-                m.frame_bytes_copied += s
-                    .lead_in
-                    .iter()
-                    .chain(&s.video)
-                    .map(|f| f.luma.len() as u64)
-                    .sum::<u64>();
-            }
-            m.encode_nanos += nanos_since(t);
-            a
-        };
-        m.payload_bytes_got = payload_bytes(&artifact, Some(&bytes));
-        self.counters.add(m);
-        Ok(artifact)
+        self.fetch(handle, true).await
+    }
+
+    /// Per-picture layout: the manifest alone (timestamps, flags, audio), one request.
+    async fn get_without_pictures(&self, handle: &Handle) -> Result<Artifact, TransportError> {
+        self.fetch(handle, false).await
     }
 
     async fn delete(&self, handle: &Handle) -> Result<(), TransportError> {
