@@ -282,7 +282,11 @@ pub fn render_html(c: &Comparison) -> String {
             esc(&r.description),
             r.wall_seconds,
             r.state_transitions.map_or("-".into(), |t| t.to_string()),
-            r.handoff.requests(),
+            if r.usage.orchestration == crate::cost::Orchestration::SingleProcess {
+                format!("0 ({} in memory)", r.handoff.requests())
+            } else {
+                r.handoff.requests().to_string()
+            },
             r.lambda.as_ref().map_or("-".into(), |l| l.invocations.to_string()),
             usd(r.cost_per_stream_hour_usd),
             usd(r.cost_per_month_usd),

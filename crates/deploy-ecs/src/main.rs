@@ -627,11 +627,13 @@ async fn bench_topologies(
         )?;
         let sdk = vqa_transport_s3::aws_config(d.endpoint_url.as_deref()).await;
         (Some(deployment), Some(sdk))
-    } else {
+    } else if args.variants.is_none() {
         eprintln!(
             "vqa: bench: no state machine configured (VQA_STATE_MACHINE_ARN, \
              VQA_EXPRESS_STATE_MACHINE_ARN): measuring the single process only"
         );
+        (None, None)
+    } else {
         (None, None)
     };
     let bar = std::io::stderr().is_terminal().then(|| {
