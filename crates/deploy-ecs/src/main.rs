@@ -543,6 +543,20 @@ async fn analyze_distributed(
         granularity: args.granularity,
         encoding: args.encoding,
     };
+    // An execution reports nothing until it ends: a spinner says it is under way.
+    let spinner = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_message(format!(
+            "running {} through the state machine",
+            input.display()
+        ));
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        bar
+    });
     let run = vqa_deploy_lambda::client::analyze(
         &sdk,
         input,
@@ -551,7 +565,11 @@ async fn analyze_distributed(
         &deployment,
         options,
     )
-    .await?;
+    .await;
+    if let Some(bar) = spinner {
+        bar.finish_and_clear();
+    }
+    let run = run?;
     let h = &run.handoff;
     let transitions = match run.transitions {
         Some(n) => format!("{n} state transitions"),
