@@ -37,6 +37,10 @@ pub enum OpenError {
     Io(#[from] std::io::Error),
     #[error("not a media file FFmpeg can read ({0}); check that it is an audio or video file and not damaged")]
     NotMedia(String),
+    #[error("protocol {0}: is not allowed for URL inputs (allowed: {1}); add it to converter.allowed_protocols if it should be")]
+    ProtocolNotAllowed(String, String),
+    #[error("cannot open it ({0}); check the URL and that the source is up")]
+    Unreachable(String),
     #[error("has no audio or video track (only {0}); nothing to analyse")]
     NoTracks(String),
     #[error("cannot decode its {track} track ({codec}): {reason}")]
@@ -164,6 +168,30 @@ impl FfmpegConverter {
         }
         let input = ffmpeg::format::input(&path).map_err(|e| OpenError::NotMedia(describe(&e)))?;
         Self::from_input(input, path.display().to_string(), stream, config)
+    }
+
+    /// Opens an input given as a URL (`udp://`, `srt://`, `rtmp://`, `http(s)://` including
+    /// HLS playlists): only the configuration's allowed protocols may be opened, for the URL
+    /// and for anything it refers to; a source that stops sending for 10 s ends the input.
+    /// The URL's credentials never appear in errors or in the summary.
+    pub fn open_url(
+        url: &str,
+        stream: StreamId,
+        config: &PipelineConfig,
+    ) -> Result<Self, OpenError> {
+        init_ffmpeg();
+        let allowed = &config.converter.allowed_protocols;
+        let scheme = vqa_core::url_scheme(url).unwrap_or_default();
+        if !allowed.iter().any(|p| p.eq_ignore_ascii_case(&scheme)) {
+            return Err(OpenError::ProtocolNotAllowed(scheme, allowed.join(",")));
+        }
+        let mut options = ffmpeg::Dictionary::new();
+        options.set("protocol_whitelist", &allowed.join(","));
+        // Microseconds without data before a read gives up: a dead source is an error.
+        options.set("rw_timeout", "10000000");
+        let input = ffmpeg::format::input_with_dictionary(&url, options)
+            .map_err(|e| OpenError::Unreachable(describe(&e)))?;
+        Self::from_input(input, vqa_core::redact_url(url), stream, config)
     }
 
     fn from_input(

@@ -550,11 +550,30 @@ impl Default for AggregatorConfig {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConverterConfig {
     /// Video decoder threads; 0 lets FFmpeg choose from the number of cores (default 0).
     pub decoder_threads: usize,
+    /// Protocols FFmpeg may open for an input given as a URL, and for anything that input
+    /// refers to (an HLS playlist's segments): FFmpeg's `protocol_whitelist`. The default has
+    /// the network protocols and none that read local files (`file`, `concat`, `subfile`,
+    /// ...), so a URL from a stream list cannot make vqa read this machine's files. Plain
+    /// paths are local files and are always read.
+    pub allowed_protocols: Vec<String>,
+}
+
+impl Default for ConverterConfig {
+    fn default() -> Self {
+        ConverterConfig {
+            decoder_threads: 0,
+            allowed_protocols: [
+                "http", "https", "tls", "tcp", "udp", "rtp", "srt", "rtmp", "rtmps", "crypto",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
 }
 
 /// When an incident of one kind is reported, and when it is critical.

@@ -9,6 +9,7 @@ pub mod aggregate;
 pub mod config;
 pub mod loudness;
 pub mod model;
+pub mod redact;
 pub mod report;
 pub mod stage;
 pub mod time;
@@ -18,6 +19,7 @@ pub mod wire;
 pub use aggregate::{AggregatorState, IncidentAggregator, IncidentEvent};
 pub use config::{ConfigError, DetectorName, PipelineConfig};
 pub use model::{AudioBlock, LumaRange, MediaInfo, Segment, StreamId, Track, VideoFrame};
+pub use redact::{redact_url, url_scheme};
 pub use report::{
     Coverage, Evidence, Finding, Incident, IncidentKind, Measurements, SegmentReport, Severity,
     StreamReport, StreamSummary, Summary,

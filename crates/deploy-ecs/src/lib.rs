@@ -126,13 +126,22 @@ pub type EventSink = Box<dyn Fn(&StreamId, &IncidentEvent) + Send + Sync>;
 /// Called with the seconds of input decoded so far.
 pub type ProgressSink = Box<dyn Fn(f64) + Send + Sync>;
 
-/// Opens an input with the FFmpeg converter.
+/// Opens an input with the FFmpeg converter: a local file, or a URL FFmpeg reads
+/// (`udp://`, `srt://`, `rtmp://`, `http(s)://`, HLS) within the allowed protocols.
 pub fn open_input(
     path: &Path,
     stream: StreamId,
     config: &PipelineConfig,
 ) -> Result<FfmpegConverter, OpenError> {
-    FfmpegConverter::open(path, stream, config)
+    match path.to_str().filter(|p| vqa_core::url_scheme(p).is_some()) {
+        Some(url) => FfmpegConverter::open_url(url, stream, config),
+        None => FfmpegConverter::open(path, stream, config),
+    }
+}
+
+/// How an input is named in messages and reports: a URL without its credentials.
+pub fn shown(path: &Path) -> String {
+    vqa_core::redact_url(&path.display().to_string())
 }
 
 /// Runs the whole pipeline on one opened input.
@@ -252,6 +261,9 @@ pub async fn analyze_file(path: &Path, config: &PipelineConfig) -> Result<Analys
 
 /// A stream id from a file name: its stem, which is how users tell their reports apart.
 pub fn stream_id_for(path: &Path) -> StreamId {
+    // A URL's name comes from its path, never from its credentials or query.
+    let redacted = shown(path);
+    let path = Path::new(redacted.split(['?', '#']).next().unwrap_or_default());
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())

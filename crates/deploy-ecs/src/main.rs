@@ -9,8 +9,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use vqa_core::{DetectorName, IncidentEvent, PipelineConfig, StreamReport};
 use vqa_deploy_ecs::{
-    bench, bench_report, compare, cost, eval, open_input, run, stream_id_for, summary, RunError,
-    DEFAULT_IN_FLIGHT,
+    bench, bench_report, compare, cost, eval, open_input, run, shown, stream_id_for, summary,
+    RunError, DEFAULT_IN_FLIGHT,
 };
 use vqa_deploy_lambda::client::{Deployment, RunOptions};
 use vqa_deploy_lambda::state_machine::{self, DetectorGroups, MachineOptions, MachineType};
@@ -451,7 +451,7 @@ async fn analyze(args: AnalyzeArgs<'_>, config: PipelineConfig) -> anyhow::Resul
         Topology::Single => analyze_single(&local, args.no_progress, &config).await?,
         Topology::Distributed => analyze_distributed(&local, args.distributed, &config).await?,
     };
-    report.input = input.display().to_string();
+    report.input = shown(input);
     match (&out_s3, args.out) {
         (Some((bucket, key)), _) => {
             let json = serde_json::to_vec_pretty(&report)?;
@@ -475,10 +475,7 @@ async fn analyze(args: AnalyzeArgs<'_>, config: PipelineConfig) -> anyhow::Resul
             .first()
             .map(String::as_str)
             .unwrap_or("the input could not be read to the end");
-        eprintln!(
-            "vqa: error: {}: only partly analysed: {why}",
-            input.display()
-        );
+        eprintln!("vqa: error: {}: only partly analysed: {why}", shown(input));
         Ok(ExitCode::from(EXIT_PARTIAL))
     }
 }
@@ -490,7 +487,7 @@ async fn analyze_single(
 ) -> anyhow::Result<StreamReport> {
     let stream = stream_id_for(input);
     let converter = open_input(input, stream.clone(), config)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
+        .map_err(|e| anyhow::anyhow!("{}: {e}", shown(input)))?;
     let bar = progress_bar(vqa_core::Converter::media(&converter).duration, no_progress);
     let progress = bar.clone().map(|b| -> vqa_deploy_ecs::ProgressSink {
         Box::new(move |s| b.set_position((s * 1000.0) as u64))
@@ -526,9 +523,9 @@ async fn analyze_single(
     }
     match analysis {
         Ok(a) => Ok(a.report),
-        Err(RunError::Open(e)) => bail!("{}: {e}", input.display()),
+        Err(RunError::Open(e)) => bail!("{}: {e}", shown(input)),
         Err(RunError::Model(e)) => bail!("{e}"),
-        Err(e) => bail!("{}: {e}", input.display()),
+        Err(e) => bail!("{}: {e}", shown(input)),
     }
 }
 
@@ -552,7 +549,7 @@ async fn analyze_distributed(
         );
         bar.set_message(format!(
             "running {} through the state machine",
-            input.display()
+            shown(input)
         ));
         bar.enable_steady_tick(std::time::Duration::from_millis(200));
         bar
@@ -828,7 +825,7 @@ async fn main_result(cli: Cli) -> anyhow::Result<ExitCode> {
                 let config = pipeline.load()?;
                 let result = bench::bench(&input, &config)
                     .await
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", shown(&input)))?;
                 match format {
                     Format::Json => println!("{}", serde_json::to_string_pretty(&result)?),
                     Format::Text => print!("{}", bench::render(&result)),

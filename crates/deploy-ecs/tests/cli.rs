@@ -407,3 +407,93 @@ fn bench_without_a_deployment_prices_the_single_process_and_names_what_is_missin
         stderr(&out)
     );
 }
+
+/// Serves one file over HTTP on loopback (any path), as a stream source would.
+fn serve(file: std::path::PathBuf) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                line.clear();
+            }
+            let body = std::fs::read(&file).unwrap_or_default();
+            let mut stream = reader.into_inner();
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: video/mp2t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+    });
+    port
+}
+
+#[test]
+fn url_inputs_are_read_within_the_allowed_protocols_and_never_show_credentials() {
+    if !vqa_testkit::ffmpeg_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = ClipSpec {
+        duration: 5.0,
+        defects: vec![Defect::freeze(1.0, 3.0)],
+        container: vqa_testkit::Container::Ts,
+        ..ClipSpec::default()
+    };
+    let clip = make_clip(dir.path(), "live", &spec).expect("clip").path;
+    let port = serve(clip.clone());
+    let url = format!("http://viewer:hunter2@127.0.0.1:{port}/live.ts?token=abc123&q=hd");
+    let out = vqa(&[
+        "analyze",
+        &url,
+        "--format",
+        "json",
+        "--detectors",
+        "freeze,black",
+    ]);
+    let (o, e) = (stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{e}");
+    assert!(
+        !o.contains("hunter2") && !e.contains("hunter2"),
+        "password shown"
+    );
+    assert!(
+        !o.contains("abc123") && !e.contains("abc123"),
+        "token shown"
+    );
+    let report: serde_json::Value = serde_json::from_str(&o).expect("JSON");
+    assert_eq!(
+        report["input"],
+        format!("http://***@127.0.0.1:{port}/live.ts?token=***&q=hd")
+    );
+    assert_eq!(report["stream"], "live");
+    assert!(
+        report["incidents"]
+            .as_array()
+            .is_some_and(|i| i.iter().any(|i| i["kind"] == "freeze")),
+        "{o}"
+    );
+
+    // Local-reading protocols are not allowed for URLs; a dead source is named, not waited on.
+    let file_url = format!("file://{}", clip.display());
+    let out = vqa(&["analyze", &file_url]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("protocol file: is not allowed"),
+        "{}",
+        stderr(&out)
+    );
+    let out = vqa(&["analyze", "http://user:pw@127.0.0.1:9/x.ts"]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = stderr(&out);
+    assert!(
+        e.contains("check the URL and that the source is up") && !e.contains("pw@"),
+        "{e}"
+    );
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+}
