@@ -9,6 +9,7 @@ pub mod aggregate;
 pub mod config;
 pub mod loudness;
 pub mod model;
+pub mod notify;
 pub mod redact;
 pub mod report;
 pub mod stage;

@@ -7,6 +7,9 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use std::io::Write;
+
+use vqa_core::notify::Notification;
 use vqa_core::{DetectorName, IncidentEvent, PipelineConfig, StreamReport};
 use vqa_deploy_ecs::{
     bench, bench_report, compare, cost, eval, open_input, run, shown, stream_id_for, summary,
@@ -182,6 +185,11 @@ enum Command {
         /// Where the stages run.
         #[arg(long, value_enum, default_value_t = Topology::Single)]
         topology: Topology,
+
+        /// Write one JSON line per incident opened and closed, as soon as it is known, to
+        /// this file (`-`: stdout, before the report).
+        #[arg(long, value_name = "FILE")]
+        notify: Option<PathBuf>,
 
         #[command(flatten)]
         distributed: DistributedArgs,
@@ -406,6 +414,7 @@ fn check_writable(path: &Path) -> anyhow::Result<()> {
 
 struct AnalyzeArgs<'a> {
     input: &'a Path,
+    notify: Option<&'a Path>,
     format: Format,
     out: Option<&'a Path>,
     no_progress: bool,
@@ -447,8 +456,21 @@ async fn analyze(args: AnalyzeArgs<'_>, config: PipelineConfig) -> anyhow::Resul
         }
         None => input.to_path_buf(),
     };
+    if args.notify.is_some() && args.topology == Topology::Distributed {
+        bail!(
+            "--notify: only the single process notifies as incidents open and close for now; \
+             the distributed aggregator writes the report at the end"
+        );
+    }
+    let notifier = match args.notify {
+        Some(path) => Some(Notifier::open(
+            path,
+            args.out.map(|o| o.display().to_string()),
+        )?),
+        None => None,
+    };
     let mut report = match args.topology {
-        Topology::Single => analyze_single(&local, args.no_progress, &config).await?,
+        Topology::Single => analyze_single(&local, args.no_progress, &config, notifier).await?,
         Topology::Distributed => analyze_distributed(&local, args.distributed, &config).await?,
     };
     report.input = shown(input);
@@ -480,10 +502,44 @@ async fn analyze(args: AnalyzeArgs<'_>, config: PipelineConfig) -> anyhow::Resul
     }
 }
 
+/// JSON lines of incident notifications to a file or stdout, flushed as each is written.
+struct Notifier {
+    out: std::sync::Mutex<Box<dyn std::io::Write + Send>>,
+    report: Option<String>,
+}
+
+impl Notifier {
+    fn open(path: &Path, report: Option<String>) -> anyhow::Result<Self> {
+        let out: Box<dyn std::io::Write + Send> =
+            if path == Path::new("-") {
+                Box::new(std::io::stdout())
+            } else {
+                Box::new(std::fs::File::create(path).with_context(|| {
+                    format!("{}: cannot write notifications there", path.display())
+                })?)
+            };
+        Ok(Notifier {
+            out: std::sync::Mutex::new(out),
+            report,
+        })
+    }
+
+    fn send(&self, stream: &vqa_core::StreamId, event: &IncidentEvent) {
+        let line = Notification::from_event(stream, event, self.report.as_deref()).to_json_line();
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        // A notification that cannot be written must not stop the analysis: say so once per
+        // event, on stderr.
+        if let Err(e) = writeln!(out, "{line}").and_then(|_| out.flush()) {
+            tracing::warn!("cannot write a notification: {e}");
+        }
+    }
+}
+
 async fn analyze_single(
     input: &Path,
     no_progress: bool,
     config: &PipelineConfig,
+    notifier: Option<Notifier>,
 ) -> anyhow::Result<StreamReport> {
     let stream = stream_id_for(input);
     let converter = open_input(input, stream.clone(), config)
@@ -492,22 +548,27 @@ async fn analyze_single(
     let progress = bar.clone().map(|b| -> vqa_deploy_ecs::ProgressSink {
         Box::new(move |s| b.set_position((s * 1000.0) as u64))
     });
-    let events: vqa_deploy_ecs::EventSink = Box::new(|stream, event| match event {
-        IncidentEvent::Opened {
-            kind,
-            channel,
-            start,
-        } => {
-            tracing::info!(%stream, %kind, ?channel, start = vqa_core::time::to_secs(*start), "incident opened")
+    let events: vqa_deploy_ecs::EventSink = Box::new(move |stream, event| {
+        match event {
+            IncidentEvent::Opened {
+                kind,
+                channel,
+                start,
+            } => {
+                tracing::info!(%stream, %kind, ?channel, start = vqa_core::time::to_secs(*start), "incident opened")
+            }
+            IncidentEvent::Closed(i) => tracing::info!(
+                %stream,
+                kind = %i.kind,
+                channel = ?i.channel,
+                start = vqa_core::time::to_secs(i.start),
+                end = vqa_core::time::to_secs(i.end),
+                "incident closed"
+            ),
         }
-        IncidentEvent::Closed(i) => tracing::info!(
-            %stream,
-            kind = %i.kind,
-            channel = ?i.channel,
-            start = vqa_core::time::to_secs(i.start),
-            end = vqa_core::time::to_secs(i.end),
-            "incident closed"
-        ),
+        if let Some(n) = &notifier {
+            n.send(stream, event);
+        }
     });
     let analysis = run(
         converter,
@@ -744,11 +805,13 @@ async fn main_result(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
             no_progress,
             topology,
+            notify,
             distributed,
             pipeline,
         } => {
             let args = AnalyzeArgs {
                 input: &input,
+                notify: notify.as_deref(),
                 format,
                 out: out.as_deref(),
                 no_progress,

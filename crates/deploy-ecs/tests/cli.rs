@@ -249,6 +249,7 @@ fn help_explains_every_option() {
         "--topology",
         "--granularity",
         "--encoding",
+        "--notify",
     ] {
         assert!(help.contains(option), "{option} missing from help:\n{help}");
     }
@@ -496,4 +497,57 @@ fn url_inputs_are_read_within_the_allowed_protocols_and_never_show_credentials()
         "{e}"
     );
     assert_eq!(e.trim().lines().count(), 1, "{e}");
+}
+
+#[test]
+fn notifications_are_one_json_line_per_incident_opened_and_closed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(clip) = defect_clip(dir.path()) else {
+        return;
+    };
+    let events = dir.path().join("events.jsonl");
+    let report = dir.path().join("report.json");
+    let out = vqa(&[
+        "analyze",
+        clip.to_str().unwrap(),
+        "--notify",
+        events.to_str().unwrap(),
+        "--out",
+        report.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let incidents = report["incidents"].as_array().expect("incidents");
+    assert!(!incidents.is_empty());
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&events)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        2 * incidents.len(),
+        "one opened and one closed each"
+    );
+    for incident in incidents {
+        let matching = |phase: &str| {
+            lines
+                .iter()
+                .position(|l| {
+                    l["event"] == phase
+                        && l["kind"] == incident["kind"]
+                        && l["start"] == incident["start"]
+                })
+                .unwrap_or_else(|| panic!("no {phase} line for {incident}"))
+        };
+        let (opened, closed) = (matching("opened"), matching("closed"));
+        assert!(opened < closed, "opened before closed");
+        let closed = &lines[closed];
+        assert_eq!(closed["end"], incident["end"]);
+        assert_eq!(closed["severity"], incident["severity"]);
+        assert_eq!(closed["stream"], "cli");
+        assert!(closed["report"].as_str().unwrap().ends_with("report.json"));
+        assert!(lines[opened]["end"].is_null());
+    }
 }
