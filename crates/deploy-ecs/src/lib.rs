@@ -9,6 +9,7 @@ pub mod bench_report;
 pub mod compare;
 pub mod cost;
 pub mod eval;
+pub mod notify;
 pub mod summary;
 
 use std::collections::HashMap;

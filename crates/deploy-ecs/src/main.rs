@@ -7,10 +7,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::io::Write;
-
-use vqa_core::notify::Notification;
 use vqa_core::{DetectorName, IncidentEvent, PipelineConfig, StreamReport};
+use vqa_deploy_ecs::notify::Notifiers;
 use vqa_deploy_ecs::{
     bench, bench_report, compare, cost, eval, open_input, run, shown, stream_id_for, summary,
     RunError, DEFAULT_IN_FLIGHT,
@@ -190,6 +188,11 @@ enum Command {
         /// this file (`-`: stdout, before the report).
         #[arg(long, value_name = "FILE")]
         notify: Option<PathBuf>,
+
+        /// Also POST each notification (the same JSON) to this URL, retrying with backoff on
+        /// connection errors, 429 and 5xx. Repeatable.
+        #[arg(long, value_name = "URL")]
+        webhook: Vec<String>,
 
         #[command(flatten)]
         distributed: DistributedArgs,
@@ -415,6 +418,7 @@ fn check_writable(path: &Path) -> anyhow::Result<()> {
 struct AnalyzeArgs<'a> {
     input: &'a Path,
     notify: Option<&'a Path>,
+    webhooks: &'a [String],
     format: Format,
     out: Option<&'a Path>,
     no_progress: bool,
@@ -456,23 +460,38 @@ async fn analyze(args: AnalyzeArgs<'_>, config: PipelineConfig) -> anyhow::Resul
         }
         None => input.to_path_buf(),
     };
-    if args.notify.is_some() && args.topology == Topology::Distributed {
+    let mut notifiers = Notifiers::new(args.out.map(|o| shown(o)));
+    if let Some(path) = args.notify {
+        notifiers.add_lines(path)?;
+    }
+    for url in args.webhooks {
+        notifiers.add_webhook(url)?;
+    }
+    if !notifiers.is_empty() && args.topology == Topology::Distributed {
         bail!(
-            "--notify: only the single process notifies as incidents open and close for now; \
-             the distributed aggregator writes the report at the end"
+            "--notify/--webhook: only the single process notifies as incidents open and close \
+             for now; the distributed aggregator writes the report at the end"
         );
     }
-    let notifier = match args.notify {
-        Some(path) => Some(Notifier::open(
-            path,
-            args.out.map(|o| o.display().to_string()),
-        )?),
-        None => None,
-    };
+    let notifiers = std::sync::Arc::new(notifiers);
     let mut report = match args.topology {
-        Topology::Single => analyze_single(&local, args.no_progress, &config, notifier).await?,
+        Topology::Single => {
+            analyze_single(&local, args.no_progress, &config, notifiers.clone()).await?
+        }
         Topology::Distributed => analyze_distributed(&local, args.distributed, &config).await?,
     };
+    // The run has ended and dropped its event sink: wait for the webhooks to deliver.
+    if let Ok(notifiers) = std::sync::Arc::try_unwrap(notifiers) {
+        for (url, stats) in notifiers.finish() {
+            if stats.failed > 0 {
+                eprintln!(
+                    "vqa: webhook {url}: {} of {} notifications not delivered",
+                    stats.failed,
+                    stats.failed + stats.delivered
+                );
+            }
+        }
+    }
     report.input = shown(input);
     match (&out_s3, args.out) {
         (Some((bucket, key)), _) => {
@@ -502,44 +521,11 @@ async fn analyze(args: AnalyzeArgs<'_>, config: PipelineConfig) -> anyhow::Resul
     }
 }
 
-/// JSON lines of incident notifications to a file or stdout, flushed as each is written.
-struct Notifier {
-    out: std::sync::Mutex<Box<dyn std::io::Write + Send>>,
-    report: Option<String>,
-}
-
-impl Notifier {
-    fn open(path: &Path, report: Option<String>) -> anyhow::Result<Self> {
-        let out: Box<dyn std::io::Write + Send> =
-            if path == Path::new("-") {
-                Box::new(std::io::stdout())
-            } else {
-                Box::new(std::fs::File::create(path).with_context(|| {
-                    format!("{}: cannot write notifications there", path.display())
-                })?)
-            };
-        Ok(Notifier {
-            out: std::sync::Mutex::new(out),
-            report,
-        })
-    }
-
-    fn send(&self, stream: &vqa_core::StreamId, event: &IncidentEvent) {
-        let line = Notification::from_event(stream, event, self.report.as_deref()).to_json_line();
-        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
-        // A notification that cannot be written must not stop the analysis: say so once per
-        // event, on stderr.
-        if let Err(e) = writeln!(out, "{line}").and_then(|_| out.flush()) {
-            tracing::warn!("cannot write a notification: {e}");
-        }
-    }
-}
-
 async fn analyze_single(
     input: &Path,
     no_progress: bool,
     config: &PipelineConfig,
-    notifier: Option<Notifier>,
+    notifiers: std::sync::Arc<Notifiers>,
 ) -> anyhow::Result<StreamReport> {
     let stream = stream_id_for(input);
     let converter = open_input(input, stream.clone(), config)
@@ -566,9 +552,7 @@ async fn analyze_single(
                 "incident closed"
             ),
         }
-        if let Some(n) = &notifier {
-            n.send(stream, event);
-        }
+        notifiers.send(stream, event);
     });
     let analysis = run(
         converter,
@@ -806,12 +790,14 @@ async fn main_result(cli: Cli) -> anyhow::Result<ExitCode> {
             no_progress,
             topology,
             notify,
+            webhook,
             distributed,
             pipeline,
         } => {
             let args = AnalyzeArgs {
                 input: &input,
                 notify: notify.as_deref(),
+                webhooks: &webhook,
                 format,
                 out: out.as_deref(),
                 no_progress,

@@ -551,3 +551,77 @@ fn notifications_are_one_json_line_per_incident_opened_and_closed() {
         assert!(lines[opened]["end"].is_null());
     }
 }
+
+#[test]
+fn webhooks_receive_every_notification_and_a_failed_post_is_retried() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(clip) = defect_clip(dir.path()) else {
+        return;
+    };
+    // A receiver whose first answer is 503 (overloaded), then 200.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let received: Arc<Mutex<Vec<String>>> = Arc::default();
+    let attempts = Arc::new(Mutex::new(0u32));
+    {
+        let (received, attempts) = (received.clone(), attempts.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream);
+                let mut length = 0usize;
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    line.clear();
+                }
+                let mut body = vec![0u8; length];
+                let _ = reader.read_exact(&mut body);
+                let mut n = attempts.lock().unwrap();
+                *n += 1;
+                let status = if *n == 1 {
+                    "503 Service Unavailable"
+                } else {
+                    received
+                        .lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&body).into_owned());
+                    "200 OK"
+                };
+                let mut stream = reader.into_inner();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            }
+        });
+    }
+    let url = format!("http://127.0.0.1:{port}/hooks/vqa");
+    let out = vqa(&[
+        "analyze",
+        clip.to_str().unwrap(),
+        "--format",
+        "json",
+        "--webhook",
+        &url,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("not delivered"), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    let incidents = report["incidents"].as_array().expect("incidents").len();
+    let received = received.lock().unwrap();
+    assert_eq!(received.len(), 2 * incidents, "every notification, once");
+    assert_eq!(
+        *attempts.lock().unwrap() as usize,
+        2 * incidents + 1,
+        "one retry"
+    );
+    for body in received.iter() {
+        let n: serde_json::Value = serde_json::from_str(body).expect("JSON body");
+        assert!(n["event"] == "opened" || n["event"] == "closed", "{n}");
+        assert_eq!(n["stream"], "cli");
+    }
+}

@@ -1,0 +1,182 @@
+//! Where incident notifications go as the aggregator emits them: JSON lines to a file or
+//! stdout, and HTTP webhooks (POST of the same JSON, retried with backoff). A slow or dead
+//! webhook never holds the analysis up: deliveries queue (bounded) on their own thread.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use vqa_core::notify::Notification;
+use vqa_core::{IncidentEvent, StreamId};
+
+/// Notifications waiting for a webhook; past this, new ones are dropped (and counted).
+const WEBHOOK_QUEUE: usize = 1024;
+/// Attempts per notification: waits of 0.5, 1, 2 and 4 s between them.
+const WEBHOOK_ATTEMPTS: u32 = 5;
+
+enum Sink {
+    Lines(Mutex<Box<dyn Write + Send>>),
+    Webhook {
+        url: String,
+        queue: SyncSender<String>,
+        worker: Option<JoinHandle<WebhookStats>>,
+        dropped: Mutex<u64>,
+    },
+}
+
+/// What a webhook delivered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WebhookStats {
+    pub delivered: u64,
+    pub failed: u64,
+}
+
+/// Every configured destination of one run's notifications.
+#[derive(Default)]
+pub struct Notifiers {
+    sinks: Vec<Sink>,
+    report: Option<String>,
+}
+
+impl Notifiers {
+    /// Notifications name where the report is stored, when it is.
+    pub fn new(report: Option<String>) -> Self {
+        Notifiers {
+            sinks: Vec::new(),
+            report,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sinks.is_empty()
+    }
+
+    /// JSON lines to a file, or stdout for `-`.
+    pub fn add_lines(&mut self, path: &Path) -> anyhow::Result<()> {
+        let out: Box<dyn Write + Send> = if path == Path::new("-") {
+            Box::new(std::io::stdout())
+        } else {
+            Box::new(std::fs::File::create(path).map_err(|e| {
+                anyhow::anyhow!("{}: cannot write notifications there: {e}", path.display())
+            })?)
+        };
+        self.sinks.push(Sink::Lines(Mutex::new(out)));
+        Ok(())
+    }
+
+    /// POSTs each notification to `url`.
+    pub fn add_webhook(&mut self, url: &str) -> anyhow::Result<()> {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            anyhow::bail!("webhook {}: not an http(s) URL", vqa_core::redact_url(url));
+        }
+        let (queue, rx) = sync_channel(WEBHOOK_QUEUE);
+        let target = url.to_string();
+        let worker = std::thread::Builder::new()
+            .name("vqa-webhook".into())
+            .spawn(move || deliver(&target, rx))?;
+        self.sinks.push(Sink::Webhook {
+            url: url.to_string(),
+            queue,
+            worker: Some(worker),
+            dropped: Mutex::new(0),
+        });
+        Ok(())
+    }
+
+    pub fn send(&self, stream: &StreamId, event: &IncidentEvent) {
+        let line = Notification::from_event(stream, event, self.report.as_deref()).to_json_line();
+        for sink in &self.sinks {
+            match sink {
+                Sink::Lines(out) => {
+                    let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
+                    // A notification that cannot be written must not stop the analysis.
+                    if let Err(e) = writeln!(out, "{line}").and_then(|_| out.flush()) {
+                        tracing::warn!("cannot write a notification: {e}");
+                    }
+                }
+                Sink::Webhook {
+                    queue,
+                    dropped,
+                    url,
+                    ..
+                } => {
+                    if let Err(TrySendError::Full(_)) = queue.try_send(line.clone()) {
+                        *dropped.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+                        tracing::warn!(
+                            "webhook {}: {WEBHOOK_QUEUE} notifications waiting; dropping one",
+                            vqa_core::redact_url(url)
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits for the webhooks to deliver what is queued; returns each one's figures
+    /// (dropped notifications count as failed).
+    pub fn finish(self) -> Vec<(String, WebhookStats)> {
+        let mut out = Vec::new();
+        for sink in self.sinks {
+            if let Sink::Webhook {
+                url,
+                queue,
+                worker,
+                dropped,
+            } = sink
+            {
+                drop(queue);
+                let mut stats = worker.and_then(|w| w.join().ok()).unwrap_or_default();
+                stats.failed += dropped.into_inner().unwrap_or_else(|p| p.into_inner());
+                out.push((vqa_core::redact_url(&url), stats));
+            }
+        }
+        out
+    }
+}
+
+/// The webhook thread: each notification POSTed, retried on connection errors, 429 and 5xx.
+fn deliver(url: &str, rx: Receiver<String>) -> WebhookStats {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut stats = WebhookStats::default();
+    for body in rx {
+        let mut wait = Duration::from_millis(500);
+        let mut attempt = 1;
+        loop {
+            let result = agent
+                .post(url)
+                .header("content-type", "application/json")
+                .send(body.as_str());
+            let retry = match &result {
+                Ok(r) if r.status().is_success() => {
+                    stats.delivered += 1;
+                    break;
+                }
+                Ok(r) => r.status().as_u16() == 429 || r.status().is_server_error(),
+                Err(_) => true,
+            };
+            if !retry || attempt >= WEBHOOK_ATTEMPTS {
+                stats.failed += 1;
+                let why = match result {
+                    Ok(r) => format!("HTTP {}", r.status()),
+                    Err(e) => e.to_string(),
+                };
+                tracing::warn!(
+                    "webhook {}: notification not delivered after {attempt} attempts ({why})",
+                    vqa_core::redact_url(url)
+                );
+                break;
+            }
+            std::thread::sleep(wait);
+            wait *= 2;
+            attempt += 1;
+        }
+    }
+    stats
+}
