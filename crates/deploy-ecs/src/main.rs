@@ -460,7 +460,7 @@ async fn analyze(args: AnalyzeArgs<'_>, config: PipelineConfig) -> anyhow::Resul
         }
         None => input.to_path_buf(),
     };
-    let mut notifiers = Notifiers::new(args.out.map(|o| shown(o)));
+    let mut notifiers = Notifiers::new(args.out.map(shown));
     if let Some(path) = args.notify {
         notifiers.add_lines(path)?;
     }
