@@ -1,4 +1,5 @@
-//! `vqa`: analyse audio/video inputs for perceptual defects in one process.
+//! `vqa`: analyse audio/video inputs for perceptual defects, in one process or through the
+//! distributed topology (Lambda functions under Step Functions), and compare what each costs.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -28,7 +29,10 @@ const EXIT_PARTIAL: u8 = 3;
                   pictures, colour bars, dropped frames, silent, too loud or too quiet or clipped audio, and \
                   A/V offset on sync patterns, with their start and end times.\n\nThe input is decoded with FFmpeg and cut into \
                   segments (1 s by default); detectors look at one segment at a time and an aggregator joins \
-                  what they saw into incidents that can span many segments.",
+                  what they saw into incidents that can span many segments.\n\nThe same stages run in one \
+                  process (the default) or as Lambda functions under a Step Functions state machine, handing \
+                  segments over through S3 (--topology distributed; see `vqa state-machine` and `vqa deploy`); \
+                  `vqa bench` measures and prices both.",
     after_help = "Exit status: 0 the whole input was analysed; 1 the input could not be analysed (the error \
                   says why); 2 bad command line; 3 only part of the input could be analysed (truncated or \
                   damaged input): the report covers that part and says so."
