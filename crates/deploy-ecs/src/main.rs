@@ -110,8 +110,13 @@ struct DeploymentArgs {
 
 impl DeploymentArgs {
     fn deployment(&self) -> anyhow::Result<Deployment> {
+        self.deployment_with(self.state_machine.as_deref())
+    }
+
+    /// The deployment with another state machine over the same buckets.
+    fn deployment_with(&self, state_machine: Option<&str>) -> anyhow::Result<Deployment> {
         Ok(Deployment::new(
-            self.state_machine.as_deref(),
+            state_machine,
             self.bucket.as_deref(),
             self.results_bucket.as_deref(),
             &self.prefix,
@@ -682,14 +687,8 @@ async fn bench_topologies(
         .iter()
         .any(|v| matches!(v.kind, compare::VariantKind::Distributed { .. }));
     let (deployment, sdk) = if distributed {
-        let d = &args.deployment;
-        let deployment = Deployment::new(
-            standard.or(express),
-            d.bucket.as_deref(),
-            d.results_bucket.as_deref(),
-            &d.prefix,
-        )?;
-        let sdk = vqa_transport_s3::aws_config(d.endpoint_url.as_deref()).await;
+        let deployment = args.deployment.deployment_with(standard.or(express))?;
+        let sdk = vqa_transport_s3::aws_config(args.deployment.endpoint_url.as_deref()).await;
         (Some(deployment), Some(sdk))
     } else if args.variants.is_none() {
         eprintln!(

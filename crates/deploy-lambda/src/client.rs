@@ -154,7 +154,6 @@ pub struct DistributedRun {
     pub handoff: HandoffMetrics,
     pub segments: u64,
     pub groups: u64,
-    pub input_bytes: u64,
     /// The client's wall time: upload, execution, reading the report.
     pub wall_seconds: f64,
     /// From the history: the execution's own duration, and each top-level state's
@@ -200,9 +199,6 @@ pub async fn analyze(
     options: RunOptions,
 ) -> Result<DistributedRun, ClientError> {
     let started = Instant::now();
-    let input_bytes = std::fs::metadata(path)
-        .map_err(|e| ClientError(format!("{}: {e}", path.display())))?
-        .len();
     // Bad input fails here, in one line, rather than in an execution.
     let duration = {
         let converter = vqa_converter::FfmpegConverter::open(path, stream.clone(), config)
@@ -229,24 +225,6 @@ pub async fn analyze(
     };
     let definition: Value = serde_json::from_str(machine.definition()).unwrap_or(Value::Null);
     let groups = check_groups(&definition, config, &deployment.state_machine_arn)?;
-    if let Some(seconds) = duration {
-        let segments = (seconds / config.segment_seconds).ceil() as u64 + 1;
-        let key = vqa_core::ArtifactKey::segment(&stream, segments);
-        let handle = vqa_core::Handle {
-            location: format!(
-                "s3://{}/{}{}/{key}",
-                deployment.bucket,
-                deployment.prefix,
-                run_name(&stream)
-            ),
-            key,
-        };
-        let handle_bytes = serde_json::to_vec(&handle).map_or(0, |h| h.len() + 1);
-        check_limits(segments, handle_bytes, groups as u64, machine_type)
-            .map_err(|e| ClientError(format!("{}: {e}", path.display())))?;
-    }
-
-    let (s3, endpoint) = connect(sdk);
     let name = run_name(&stream);
     let layout = S3Layout {
         bucket: deployment.bucket.clone(),
@@ -256,6 +234,19 @@ pub async fn analyze(
         granularity: options.granularity,
         encoding: options.encoding,
     };
+    if let Some(seconds) = duration {
+        let segments = (seconds / config.segment_seconds).ceil() as u64 + 1;
+        let key = vqa_core::ArtifactKey::segment(&stream, segments);
+        let handle = vqa_core::Handle {
+            location: layout.location(&key),
+            key,
+        };
+        let handle_bytes = serde_json::to_vec(&handle).map_or(0, |h| h.len() + 1);
+        check_limits(segments, handle_bytes, groups as u64, machine_type)
+            .map_err(|e| ClientError(format!("{}: {e}", path.display())))?;
+    }
+
+    let (s3, endpoint) = connect(sdk);
     let transport = S3Transport::new(s3, endpoint, layout.clone());
     for bucket in [&deployment.bucket, &deployment.results_bucket] {
         transport
@@ -327,7 +318,6 @@ pub async fn analyze(
         handoff: HandoffMetrics::default(),
         segments,
         groups,
-        input_bytes,
         wall_seconds: 0.0,
         execution_seconds: None,
         stage_seconds: Vec::new(),

@@ -222,12 +222,10 @@ pub async fn aggregate(base: &S3Transport, task: AggregateTask) -> Result<Aggreg
         let parts: Vec<Handle> = (0..task.groups)
             .map(|g| {
                 let key = ArtifactKey::findings_part(&segment.key.stream, segment.key.segment, g);
-                let location = format!(
-                    "s3://{}/{}",
-                    transport.layout().bucket,
-                    transport.layout().artifact_key(&key)
-                );
-                Handle { key, location }
+                Handle {
+                    location: transport.layout().location(&key),
+                    key,
+                }
             })
             .collect();
         aggregate_parts_stage(&transport, &aggregator, &parts)

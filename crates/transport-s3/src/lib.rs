@@ -126,6 +126,11 @@ impl S3Layout {
         format!("{}{}", self.prefix, key)
     }
 
+    /// The `s3://` locator of an artifact: what a [`Handle`] carries.
+    pub fn location(&self, key: &ArtifactKey) -> String {
+        format!("s3://{}/{}", self.bucket, self.artifact_key(key))
+    }
+
     /// The object key of a piece of state.
     pub fn state_key(&self, key: &StateKey) -> String {
         format!("{}{}", self.prefix, key)
@@ -174,10 +179,6 @@ impl S3Transport {
 
     pub fn layout(&self) -> &S3Layout {
         &self.layout
-    }
-
-    pub fn endpoint(&self) -> &Endpoint {
-        &self.endpoint
     }
 
     pub fn client(&self) -> &aws_sdk_s3::Client {
@@ -333,6 +334,19 @@ impl S3Transport {
         Ok(artifact)
     }
 
+    /// Deletes one object and counts the request (timed from `started`).
+    async fn delete_counted(&self, object: &str, started: Instant) -> Result<(), TransportError> {
+        client::delete(&self.client, &self.endpoint, self.bucket(), object)
+            .await
+            .map_err(|e| self.err(e))?;
+        self.counters.add(HandoffMetrics {
+            deletes: 1,
+            transfer_nanos: nanos_since(started),
+            ..Default::default()
+        });
+        Ok(())
+    }
+
     fn bucket(&self) -> &str {
         &self.layout.bucket
     }
@@ -453,8 +467,8 @@ impl Transport for S3Transport {
         }
         self.counters.add(m);
         Ok(Handle {
+            location: self.layout.location(&key),
             key,
-            location: format!("s3://{}/{object}", self.bucket()),
         })
     }
 
@@ -500,15 +514,7 @@ impl Transport for S3Transport {
             });
             return Ok(());
         }
-        client::delete(&self.client, &self.endpoint, self.bucket(), &object)
-            .await
-            .map_err(|e| self.err(e))?;
-        self.counters.add(HandoffMetrics {
-            deletes: 1,
-            transfer_nanos: nanos_since(t),
-            ..Default::default()
-        });
-        Ok(())
+        self.delete_counted(&object, t).await
     }
 
     async fn load_state(&self, key: &StateKey) -> Result<Option<bytes::Bytes>, TransportError> {
@@ -553,15 +559,7 @@ impl Transport for S3Transport {
     async fn clear_state(&self, key: &StateKey) -> Result<(), TransportError> {
         let object = self.layout.state_key(key);
         let t = Instant::now();
-        client::delete(&self.client, &self.endpoint, self.bucket(), &object)
-            .await
-            .map_err(|e| self.err(e))?;
-        self.counters.add(HandoffMetrics {
-            deletes: 1,
-            transfer_nanos: nanos_since(t),
-            ..Default::default()
-        });
-        Ok(())
+        self.delete_counted(&object, t).await
     }
 
     fn metrics(&self) -> HandoffMetrics {
