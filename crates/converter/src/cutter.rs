@@ -79,6 +79,16 @@ impl Cutter {
         self.audio.push_back(block);
     }
 
+    /// Numbers the next segment `index` (a reconnected source continuing a stream).
+    pub fn continue_at(&mut self, index: u64) {
+        self.next_index = index;
+    }
+
+    /// The index the next segment gets.
+    pub fn next_index(&self) -> u64 {
+        self.next_index
+    }
+
     /// Decoder errors to report with the next segment.
     pub fn add_errors(&mut self, n: u32) {
         self.pending_errors += n;

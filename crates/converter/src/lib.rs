@@ -11,7 +11,8 @@ mod video;
 
 use std::ops::DerefMut;
 use std::path::Path;
-use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Once};
 
 use ffmpeg::media::Type;
 use ffmpeg::{Error as FfError, Packet, Rational};
@@ -137,9 +138,37 @@ fn init_ffmpeg() {
 /// Consecutive unreadable packets after which the input is given up as unreadable.
 const MAX_CONSECUTIVE_INVALID: u32 = 1000;
 
-/// The FFmpeg converter for one input.
+/// The FFmpeg converter for one input: a [`PacketReader`] (demuxing: the input's I/O) and a
+/// [`Decoding`] (decoders and cutter: the CPU work). A file is read and decoded in one go
+/// ([`Converter::next_segment`]); a live monitor splits the two ([`FfmpegConverter::split`]),
+/// reading on a thread that waits on the network and decoding on its CPU pool.
 pub struct FfmpegConverter {
+    reader: PacketReader,
+    decoding: Decoding,
+}
+
+/// Reads an input's packets: I/O only, no decoding.
+pub struct PacketReader {
     input: ffmpeg::format::context::Input,
+    /// Track index and time base of the video and audio tracks decoded.
+    tracks: Vec<(usize, Rational)>,
+    origin: Micros,
+}
+
+/// What reading one packet gave.
+pub enum Read {
+    /// A packet of a decoded track, with its stream time (µs) when it has one.
+    Packet(Packet, Option<Micros>),
+    /// A damaged packet the demuxer skipped.
+    Damaged,
+    /// The input ended.
+    End,
+    /// Reading failed: the source stopped sending, or the connection broke.
+    Failed(String),
+}
+
+/// Decoders and cutter of one input: turns packets into segments.
+pub struct Decoding {
     name: String,
     media: MediaInfo,
     origin: Micros,
@@ -179,6 +208,17 @@ impl FfmpegConverter {
         stream: StreamId,
         config: &PipelineConfig,
     ) -> Result<Self, OpenError> {
+        Self::open_url_interruptible(url, stream, config, None)
+    }
+
+    /// [`open_url`](Self::open_url), abandoning opening and reading as soon as `stop` is set
+    /// (FFmpeg's interrupt callback), so a stream being removed never waits on its source.
+    pub fn open_url_interruptible(
+        url: &str,
+        stream: StreamId,
+        config: &PipelineConfig,
+        stop: Option<Arc<AtomicBool>>,
+    ) -> Result<Self, OpenError> {
         init_ffmpeg();
         let allowed = &config.converter.allowed_protocols;
         let scheme = vqa_core::url_scheme(url).unwrap_or_default();
@@ -188,9 +228,17 @@ impl FfmpegConverter {
         let mut options = ffmpeg::Dictionary::new();
         options.set("protocol_whitelist", &allowed.join(","));
         // Microseconds without data before a read gives up: a dead source is an error.
-        options.set("rw_timeout", "10000000");
-        let input = ffmpeg::format::input_with_dictionary(&url, options)
-            .map_err(|e| OpenError::Unreachable(describe(&e)))?;
+        let timeout = (config.converter.read_timeout * 1e6).round() as u64;
+        options.set("rw_timeout", &timeout.max(1).to_string());
+        let input = match stop {
+            Some(stop) => ffmpeg::format::input_with_interrupt_and_dictionary(
+                &url,
+                move || stop.load(Ordering::Relaxed),
+                options,
+            ),
+            None => ffmpeg::format::input_with_dictionary(&url, options),
+        }
+        .map_err(|e| OpenError::Unreachable(describe(&e)))?;
         Self::from_input(input, vqa_core::redact_url(url), stream, config)
     }
 
@@ -254,46 +302,124 @@ impl FfmpegConverter {
             audio.is_some(),
             config.audio_lead_in(),
         );
+        let tracks = [
+            video.as_ref().map(|v| v.index),
+            audio.as_ref().map(|a| a.index),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|i| input.stream(i).map(|s| (i, s.time_base())))
+        .collect();
         Ok(FfmpegConverter {
-            input,
-            name,
-            media,
-            origin,
-            video,
-            audio,
-            cutter,
-            eof: false,
-            warnings: Vec::new(),
-            read_error: None,
-            decode_errors: 0,
+            reader: PacketReader {
+                input,
+                tracks,
+                origin,
+            },
+            decoding: Decoding {
+                name,
+                media,
+                origin,
+                video,
+                audio,
+                cutter,
+                eof: false,
+                warnings: Vec::new(),
+                read_error: None,
+                decode_errors: 0,
+            },
         })
     }
 
     /// Seconds of the input decoded so far (for progress).
     pub fn position(&self) -> f64 {
-        time::to_secs(self.cutter.position())
+        time::to_secs(self.decoding.cutter.position())
+    }
+
+    /// Places this input on a longer timeline, as a reconnected live source continues its
+    /// stream: its first moment becomes `start` (µs) and its first segment `next_index`.
+    pub fn continue_at(&mut self, start: Micros, next_index: u64) {
+        self.reader.origin -= start;
+        self.decoding.origin -= start;
+        self.decoding.cutter.continue_at(next_index);
+    }
+
+    /// The reading half and the decoding half, to run on different threads.
+    pub fn split(self) -> (PacketReader, Decoding) {
+        (self.reader, self.decoding)
     }
 
     /// Reads and decodes one packet; at end of input flushes the decoders.
     fn pump(&mut self) {
-        let mut packet = Packet::empty();
         let mut invalid = 0u32;
         loop {
-            match packet.read(&mut self.input) {
-                Ok(()) => break,
-                Err(FfError::Eof) => return self.finish_decoding(),
-                Err(FfError::InvalidData) if invalid < MAX_CONSECUTIVE_INVALID => {
-                    // The demuxer resyncs past a damaged packet: skip it and count it.
+            match self.reader.read() {
+                Read::Damaged if invalid < MAX_CONSECUTIVE_INVALID => {
                     invalid += 1;
-                    self.decode_errors += 1;
-                    self.cutter.add_errors(1);
+                    self.decoding.push(Read::Damaged);
                 }
-                Err(e) => {
-                    self.read_error = Some(describe(&e));
-                    return self.finish_decoding();
+                Read::Damaged => {
+                    return self
+                        .decoding
+                        .push(Read::Failed(describe(&FfError::InvalidData)))
                 }
+                read => return self.decoding.push(read),
             }
         }
+    }
+}
+
+impl PacketReader {
+    /// The next packet of a decoded track (blocking on the source).
+    pub fn read(&mut self) -> Read {
+        let mut packet = Packet::empty();
+        loop {
+            match packet.read(&mut self.input) {
+                Ok(()) => {
+                    let index = packet.stream();
+                    let Some(&(_, time_base)) = self.tracks.iter().find(|(i, _)| *i == index)
+                    else {
+                        continue; // a track nobody decodes
+                    };
+                    let time = packet
+                        .pts()
+                        .or(packet.dts())
+                        .map(|t| ticks_to_micros(t, time_base) - self.origin);
+                    return Read::Packet(packet, time);
+                }
+                Err(FfError::Eof) => return Read::End,
+                Err(FfError::InvalidData) => return Read::Damaged,
+                Err(e) => return Read::Failed(describe(&e)),
+            }
+        }
+    }
+}
+
+impl Decoding {
+    pub fn media(&self) -> &MediaInfo {
+        &self.media
+    }
+
+    /// Decodes what was read; at the end of the input (or a failed read) flushes the
+    /// decoders, after which [`next_segment`](Self::next_segment) cuts what is left.
+    pub fn push(&mut self, read: Read) {
+        if self.eof {
+            return;
+        }
+        let packet = match read {
+            Read::Packet(packet, _) => packet,
+            Read::Damaged => {
+                // The demuxer resyncs past a damaged packet: skip it and count it.
+                self.decode_errors += 1;
+                self.cutter.add_errors(1);
+                return;
+            }
+            Read::End => return self.finish_decoding(),
+            Read::Failed(e) => {
+                self.read_error = Some(e);
+                return self.finish_decoding();
+            }
+        };
         let index = packet.stream();
         let origin = self.origin;
         let errors = if let Some(v) = self.video.as_mut().filter(|v| v.index == index) {
@@ -305,6 +431,21 @@ impl FfmpegConverter {
         };
         self.decode_errors += u64::from(errors);
         self.cutter.add_errors(errors);
+    }
+
+    /// A segment complete with what was decoded so far, if any.
+    pub fn next_segment(&mut self) -> Option<Segment> {
+        self.cutter.cut(self.eof)
+    }
+
+    /// Whether the input ended (or reading failed) and the decoders were flushed.
+    pub fn ended(&self) -> bool {
+        self.eof
+    }
+
+    /// The index the next segment gets.
+    pub fn next_index(&self) -> u64 {
+        self.cutter.next_index()
     }
 
     fn finish_decoding(&mut self) {
@@ -320,26 +461,9 @@ impl FfmpegConverter {
         self.cutter.add_errors(errors);
         self.eof = true;
     }
-}
 
-impl Converter for FfmpegConverter {
-    fn media(&self) -> &MediaInfo {
-        &self.media
-    }
-
-    fn next_segment(&mut self) -> Option<Segment> {
-        loop {
-            if let Some(segment) = self.cutter.cut(self.eof) {
-                return Some(segment);
-            }
-            if self.eof {
-                return None;
-            }
-            self.pump();
-        }
-    }
-
-    fn summary(&self) -> StreamSummary {
+    /// What was learnt about the input; complete once it ended.
+    pub fn summary(&self) -> StreamSummary {
         let mut warnings = self.warnings.clone();
         let mut complete = self.eof;
         let decoded = time::to_secs(self.cutter.position());
@@ -379,6 +503,28 @@ impl Converter for FfmpegConverter {
             complete,
             warnings,
         }
+    }
+}
+
+impl Converter for FfmpegConverter {
+    fn media(&self) -> &MediaInfo {
+        &self.decoding.media
+    }
+
+    fn next_segment(&mut self) -> Option<Segment> {
+        loop {
+            if let Some(segment) = self.decoding.next_segment() {
+                return Some(segment);
+            }
+            if self.decoding.eof {
+                return None;
+            }
+            self.pump();
+        }
+    }
+
+    fn summary(&self) -> StreamSummary {
+        self.decoding.summary()
     }
 }
 

@@ -137,6 +137,7 @@ pub struct PipelineConfig {
     pub clipping: ClippingConfig,
     pub av_sync: AvSyncConfig,
     pub onnx: OnnxConfig,
+    pub input_loss: InputLossConfig,
     pub aggregator: AggregatorConfig,
     pub converter: ConverterConfig,
 }
@@ -158,6 +159,7 @@ impl Default for PipelineConfig {
             clipping: ClippingConfig::default(),
             av_sync: AvSyncConfig::default(),
             onnx: OnnxConfig::default(),
+            input_loss: InputLossConfig::default(),
             aggregator: AggregatorConfig::default(),
             converter: ConverterConfig::default(),
         }
@@ -550,6 +552,23 @@ impl Default for AggregatorConfig {
     }
 }
 
+/// `input_loss`: a live input stopped sending (or could not be reached) while monitored
+/// (`vqa monitor`); the incident lasts until it is back.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InputLossConfig {
+    /// Losses at least this long are critical (default 10.0 s).
+    pub critical_after: f64,
+}
+
+impl Default for InputLossConfig {
+    fn default() -> Self {
+        InputLossConfig {
+            critical_after: 10.0,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConverterConfig {
@@ -561,6 +580,9 @@ pub struct ConverterConfig {
     /// ...), so a URL from a stream list cannot make vqa read this machine's files. Plain
     /// paths are local files and are always read.
     pub allowed_protocols: Vec<String>,
+    /// Seconds a URL input may send nothing before reading it fails (default 10): a source
+    /// that went silent ends the input (`vqa analyze`) or is an `input_loss` (`vqa monitor`).
+    pub read_timeout: f64,
 }
 
 impl Default for ConverterConfig {
@@ -572,6 +594,7 @@ impl Default for ConverterConfig {
             ]
             .map(String::from)
             .to_vec(),
+            read_timeout: 10.0,
         }
     }
 }
@@ -663,6 +686,8 @@ impl PipelineConfig {
             ),
             AvSync => (self.av_sync.min_duration, self.av_sync.critical_after, 0.0),
             Onnx => (self.onnx.min_duration, self.onnx.critical_after, 0.0),
+            // Reported as soon as reading fails; every moment without input is lost.
+            InputLoss => (0.0, self.input_loss.critical_after, 0.0),
         };
         IncidentRule {
             min_duration: time::from_secs(min),
@@ -867,6 +892,18 @@ impl PipelineConfig {
                 f64::from(self.onnx.frame_step),
                 self.onnx.frame_step >= 1,
                 "expected at least 1",
+            ),
+            (
+                "converter.read_timeout",
+                self.converter.read_timeout,
+                self.converter.read_timeout > 0.0 && self.converter.read_timeout <= 3600.0,
+                "expected seconds, more than 0 and at most 3600",
+            ),
+            (
+                "input_loss.critical_after",
+                self.input_loss.critical_after,
+                self.input_loss.critical_after >= 0.0,
+                "expected seconds, 0 or more",
             ),
         ] {
             check(field, v, ok, expected)?;

@@ -37,10 +37,12 @@ pub enum IncidentKind {
     AvSync,
     /// A user-supplied ONNX model scored frames above its threshold.
     Onnx,
+    /// A live input stopped sending or could not be reached (`vqa monitor`).
+    InputLoss,
 }
 
 impl IncidentKind {
-    pub const ALL: [IncidentKind; 12] = [
+    pub const ALL: [IncidentKind; 13] = [
         IncidentKind::Freeze,
         IncidentKind::Black,
         IncidentKind::Silence,
@@ -53,6 +55,7 @@ impl IncidentKind {
         IncidentKind::Clipping,
         IncidentKind::AvSync,
         IncidentKind::Onnx,
+        IncidentKind::InputLoss,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -69,6 +72,7 @@ impl IncidentKind {
             IncidentKind::Clipping => "clipping",
             IncidentKind::AvSync => "av_sync",
             IncidentKind::Onnx => "onnx",
+            IncidentKind::InputLoss => "input_loss",
         }
     }
 }

@@ -40,6 +40,9 @@ fn evidence_line(incident: &Incident) -> String {
             format!("audio {:.0} ms {side}", s.mean.abs())
         }),
         IncidentKind::Onnx => get("score").map(|s| format!("model score {:.2} (mean)", s.mean)),
+        IncidentKind::InputLoss => {
+            get("reconnect_attempts").map(|s| format!("{:.0} reconnection attempts", s.max))
+        }
     };
     channel + &measured.unwrap_or_default()
 }
