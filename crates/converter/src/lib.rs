@@ -230,6 +230,10 @@ impl FfmpegConverter {
         // Microseconds without data before a read gives up: a dead source is an error.
         let timeout = (config.converter.read_timeout * 1e6).round() as u64;
         options.set("rw_timeout", &timeout.max(1).to_string());
+        if ["udp", "rtp"].contains(&scheme.to_ascii_lowercase().as_str()) {
+            // FFmpeg's UDP reader keeps waiting past rw_timeout; its own `timeout` ends it.
+            options.set("timeout", &timeout.max(1).to_string());
+        }
         let input = match stop {
             Some(stop) => ffmpeg::format::input_with_interrupt_and_dictionary(
                 &url,
@@ -339,9 +343,8 @@ impl FfmpegConverter {
     /// Places this input on a longer timeline, as a reconnected live source continues its
     /// stream: its first moment becomes `start` (µs) and its first segment `next_index`.
     pub fn continue_at(&mut self, start: Micros, next_index: u64) {
-        self.reader.origin -= start;
-        self.decoding.origin -= start;
-        self.decoding.cutter.continue_at(next_index);
+        self.reader.continue_at(start);
+        self.decoding.continue_at(start, next_index);
     }
 
     /// The reading half and the decoding half, to run on different threads.
@@ -370,6 +373,11 @@ impl FfmpegConverter {
 }
 
 impl PacketReader {
+    /// Shifts packet times so the input starts at `start` (see [`FfmpegConverter::continue_at`]).
+    pub fn continue_at(&mut self, start: Micros) {
+        self.origin -= start;
+    }
+
     /// The next packet of a decoded track (blocking on the source).
     pub fn read(&mut self) -> Read {
         let mut packet = Packet::empty();
@@ -396,6 +404,13 @@ impl PacketReader {
 }
 
 impl Decoding {
+    /// Shifts the timeline so the input starts at `start` and numbers its first segment
+    /// `next_index` (see [`FfmpegConverter::continue_at`]).
+    pub fn continue_at(&mut self, start: Micros, next_index: u64) {
+        self.origin -= start;
+        self.cutter.continue_at(next_index);
+    }
+
     pub fn media(&self) -> &MediaInfo {
         &self.media
     }

@@ -124,6 +124,47 @@ pub async fn detect_part_stage(
         .await
 }
 
+/// One picture in `keep_every` of a segment (its lead-in kept, audio untouched): what
+/// detectors see when a monitor running behind real time sheds load. Returns the thinned
+/// segment and how many pictures it left out.
+pub fn thin_pictures(segment: &Segment, keep_every: u32) -> (Segment, u64) {
+    let keep_every = keep_every.max(1) as usize;
+    let video: Vec<_> = segment.video.iter().step_by(keep_every).cloned().collect();
+    let shed = (segment.video.len() - video.len()) as u64;
+    let thinned = Segment {
+        video,
+        ..segment.clone()
+    };
+    (thinned, shed)
+}
+
+/// Detector stage under load: `full` detectors see the whole segment, `thinned` ones one
+/// picture in `keep_every` (see [`thin_pictures`]); their findings go on as one report, as
+/// [`detect_stage`]'s do. Returns the findings' handle and how many pictures the thinned detectors did not see.
+pub async fn detect_shedding_stage(
+    transport: &dyn Transport,
+    full: &[Box<dyn Detector>],
+    thinned: &[Box<dyn Detector>],
+    keep_every: u32,
+    segment: &Handle,
+) -> Result<(Handle, u64), TransportError> {
+    let segment = get_segment(transport, segment).await?;
+    let mut report = detect(full, &segment);
+    let mut shed = 0;
+    if keep_every <= 1 {
+        report.merge_part(&detect(thinned, &segment));
+    } else if !thinned.is_empty() {
+        let (thin, left_out) = thin_pictures(&segment, keep_every);
+        report.merge_part(&detect(thinned, &thin));
+        shed = left_out;
+    }
+    let key = ArtifactKey::findings(&report.stream, report.index);
+    let handle = transport
+        .put(key, Artifact::Findings(Arc::new(report)))
+        .await?;
+    Ok((handle, shed))
+}
+
 /// Aggregator stage: applies one segment's findings to the stream's state in the state store.
 pub async fn aggregate_stage(
     transport: &dyn Transport,

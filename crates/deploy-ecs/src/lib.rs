@@ -9,6 +9,7 @@ pub mod bench_report;
 pub mod compare;
 pub mod cost;
 pub mod eval;
+pub mod monitor;
 pub mod notify;
 pub mod summary;
 
@@ -77,7 +78,7 @@ pub fn reset_peak_rss() {
 }
 
 /// Locks a map of timestamps; a panicking holder cannot leave it half-updated.
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 

@@ -209,6 +209,60 @@ enum Command {
         #[command(flatten)]
         pipeline: PipelineArgs,
     },
+    /// Monitor live streams listed in a file, many per process: decode and analyse them as
+    /// they arrive and notify incidents as they open and close.
+    #[command(
+        long_about = "Monitor live streams listed in a file, many per process: decode and analyse them as \
+                      they arrive and notify incidents as they open and close.\n\nInputs are URLs FFmpeg \
+                      reads within converter.allowed_protocols: MPEG-TS over UDP/RTP, SRT, RTMP, HLS over \
+                      HTTP(S). A stream that stops sending is an input_loss incident; it is reconnected with \
+                      backoff and monitoring resumes when it is back. Decoding and detection for all streams \
+                      run on one pool of worker threads; queues are bounded in media time; when analysis falls \
+                      behind real time the lag is reported and the costliest detectors see fewer pictures.\n\n\
+                      The list is TOML:\n\n  [monitor]            # optional: workers, queue_seconds, shed_after, shed,\n  \
+                      #                      reconnect_min, reconnect_max, allow_local_files\n  [defaults]           \
+                      # pipeline configuration for every stream (`vqa config` keys)\n  [[stream]]\n  id = \"news\"\n  \
+                      url = \"udp://239.0.0.1:5000\"\n  detectors = [\"freeze\", \"black\"]   # optional\n  \
+                      [stream.config]      # optional overrides for this stream\n\nEdit the file while vqa runs: \
+                      streams added, removed or changed are started, stopped or restarted within a second.",
+        after_help = "Stops on Ctrl-C or SIGTERM (or --duration, --until-done): open incidents are closed and \
+                      every report written. Exit status: 0; 1 if the list is invalid at start or a stream could \
+                      not be monitored at all (the error names it)."
+    )]
+    Monitor {
+        /// The stream list (TOML).
+        list: PathBuf,
+
+        /// Where the JSON lines of incidents opened and closed go (`-`: stdout).
+        #[arg(long, value_name = "FILE", default_value = "-")]
+        notify: PathBuf,
+
+        /// Also POST each notification to this URL (retried with backoff). Repeatable.
+        #[arg(long, value_name = "URL")]
+        webhook: Vec<String>,
+
+        /// Write each stream's report to DIR/<id>.json when it stops (removed from the list,
+        /// ended, or the monitor stops).
+        #[arg(long, value_name = "DIR")]
+        reports: Option<PathBuf>,
+
+        /// Serve Prometheus metrics at /metrics and a health check at /healthz on this
+        /// address, e.g. 0.0.0.0:9090.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+
+        /// Stop after this many seconds.
+        #[arg(long, value_name = "SECONDS")]
+        duration: Option<f64>,
+
+        /// Stop once every stream has ended (local files replayed with allow_local_files;
+        /// live inputs never end, they reconnect).
+        #[arg(long)]
+        until_done: bool,
+
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+    },
     /// Print the Step Functions state machine (Amazon States Language) for a configuration,
     /// with ${ConverterFunctionArn}, ${DetectorFunctionArn} and ${AggregatorFunctionArn}
     /// placeholders (CloudFormation's DefinitionSubstitutions fill them).
@@ -856,6 +910,29 @@ async fn main_result(cli: Cli) -> anyhow::Result<ExitCode> {
             no_ffmpeg,
             pipeline,
         } => eval_corpus(&corpus, format, no_ffmpeg, pipeline.load()?).await,
+        Command::Monitor {
+            list,
+            notify,
+            webhook,
+            reports,
+            listen,
+            duration,
+            until_done,
+            mut pipeline,
+        } => {
+            // Decoding stays on the monitor's worker pool, not on FFmpeg threads per stream.
+            pipeline.decoder_threads = pipeline.decoder_threads.or(Some(1));
+            let args = MonitorArgs {
+                list: &list,
+                notify: &notify,
+                webhooks: &webhook,
+                reports,
+                listen: listen.as_deref(),
+                duration,
+                until_done,
+            };
+            monitor(args, &pipeline.load()?).await
+        }
         Command::Config { pipeline } => {
             print!("{}", pipeline.load()?.to_toml());
             Ok(ExitCode::SUCCESS)
@@ -896,6 +973,130 @@ async fn main_result(cli: Cli) -> anyhow::Result<ExitCode> {
             bench_topologies(&input, format, args, &config).await
         }
     }
+}
+
+struct MonitorArgs<'a> {
+    list: &'a Path,
+    notify: &'a Path,
+    webhooks: &'a [String],
+    reports: Option<PathBuf>,
+    listen: Option<&'a str>,
+    duration: Option<f64>,
+    until_done: bool,
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+async fn monitor(args: MonitorArgs<'_>, base: &PipelineConfig) -> anyhow::Result<ExitCode> {
+    use std::time::{Duration, Instant};
+    use vqa_deploy_ecs::monitor::{metrics, Monitor, StreamList};
+
+    let list = StreamList::load(args.list, base)?;
+    let mut notifiers = Notifiers::new(None);
+    notifiers.add_lines(args.notify)?;
+    for url in args.webhooks {
+        notifiers.add_webhook(url)?;
+    }
+    let settings = list.monitor.clone();
+    let monitor = Monitor::new(settings.clone(), notifiers, args.reports)?;
+    if let Some(addr) = args.listen {
+        let local = metrics::serve(addr, monitor.env())?;
+        tracing::info!("metrics at http://{local}/metrics, health at http://{local}/healthz");
+    }
+    let changes = monitor.apply(&list);
+    tracing::info!(
+        "monitoring {} stream(s) on {} worker(s)",
+        changes.added.len(),
+        monitor.workers()
+    );
+    let mut seen = modified(args.list);
+    let started = Instant::now();
+    let mut last_tick = Instant::now();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        if last_tick.elapsed() >= Duration::from_secs(1) {
+            monitor.tick();
+            last_tick = Instant::now();
+        }
+        let now_modified = modified(args.list);
+        if now_modified != seen {
+            seen = now_modified;
+            match StreamList::load(args.list, base) {
+                Ok(list) => {
+                    if list.monitor != settings {
+                        tracing::warn!(
+                            "{}: [monitor] settings apply at start; restart vqa to change them",
+                            args.list.display()
+                        );
+                    }
+                    let c = monitor.apply(&list);
+                    tracing::info!(
+                        "{}: added {:?}, removed {:?}, restarted {:?}",
+                        args.list.display(),
+                        c.added,
+                        c.removed,
+                        c.restarted
+                    );
+                }
+                Err(e) => tracing::error!("{e:#}; still monitoring the previous list"),
+            }
+        }
+        if args
+            .duration
+            .is_some_and(|d| started.elapsed().as_secs_f64() >= d)
+            || (args.until_done && monitor.running() == 0)
+        {
+            break;
+        }
+    }
+    let streams = monitor.streams();
+    let finished =
+        tokio::task::spawn_blocking(move || monitor.shutdown(Duration::from_secs(30))).await?;
+    let mut failed = 0;
+    for s in &streams {
+        let st = &s.stats;
+        use std::sync::atomic::Ordering::Relaxed;
+        let error = s.error.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(e) = &error {
+            failed += 1;
+            eprintln!("vqa: stream {}: not monitored: {e}", s.spec.id);
+            continue;
+        }
+        eprintln!(
+            "vqa: stream {}: {} segments, {} incidents, input lost {} time(s), max lag {:.1} s, {} pictures shed{}",
+            s.spec.id,
+            st.segments.load(Relaxed),
+            st.incidents_closed.load(Relaxed),
+            st.losses.load(Relaxed),
+            st.max_lag.load(Relaxed) as f64 / 1e6,
+            st.shed_frames.load(Relaxed),
+            s.report_path
+                .as_ref()
+                .map(|p| format!(", report {}", p.display()))
+                .unwrap_or_default()
+        );
+    }
+    for (url, stats) in finished.webhooks {
+        if stats.failed > 0 {
+            eprintln!(
+                "vqa: webhook {url}: {} of {} notifications not delivered",
+                stats.failed,
+                stats.failed + stats.delivered
+            );
+        }
+    }
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn main() -> ExitCode {

@@ -87,7 +87,13 @@ impl Notifiers {
     }
 
     pub fn send(&self, stream: &StreamId, event: &IncidentEvent) {
-        let line = Notification::from_event(stream, event, self.report.as_deref()).to_json_line();
+        self.send_with_report(stream, event, self.report.as_deref());
+    }
+
+    /// Sends a notification naming `report` as where the stream's report is stored (many
+    /// streams, one report each).
+    pub fn send_with_report(&self, stream: &StreamId, event: &IncidentEvent, report: Option<&str>) {
+        let line = Notification::from_event(stream, event, report).to_json_line();
         for sink in &self.sinks {
             match sink {
                 Sink::Lines(out) => {

@@ -1,0 +1,315 @@
+//! The stream list `vqa monitor` reads: which streams, with which detectors and settings,
+//! and how the monitor behaves under load. TOML, edited by operators while it runs.
+//!
+//! ```toml
+//! [monitor]                 # optional; every key has a default
+//! workers = 0               # CPU pool threads (0: one per core)
+//! queue_seconds = 4.0       # media per stream waiting to be decoded, at most
+//! shed_after = 2.0          # lag (s) from which the `shed` detectors see fewer pictures
+//! shed = ["blockiness", "blur"]
+//! reconnect_min = 0.5       # backoff between reconnection attempts, doubling up to max
+//! reconnect_max = 30.0
+//! allow_local_files = false # plain paths (replays, tests); off: only URLs
+//!
+//! [defaults]                # pipeline configuration for every stream (`vqa config` keys)
+//! segment_seconds = 1.0
+//!
+//! [[stream]]
+//! id = "news"
+//! url = "udp://239.0.0.1:5000"
+//! detectors = ["freeze", "black", "silence"]   # optional override
+//! # realtime = true, speed = 1.0: a local file (allow_local_files) replayed at its pace
+//! [stream.config]           # optional, merged over [defaults]
+//! black = { min_duration = 0.5 }
+//! ```
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde::Deserialize;
+use vqa_core::{DetectorName, PipelineConfig, StreamId};
+
+/// How the monitor runs, whatever the streams.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MonitorSettings {
+    /// Threads decoding and detecting for all streams (0: one per core).
+    pub workers: usize,
+    /// Media (seconds of stream time) one stream may have read but not decoded; past it the
+    /// reader waits, so memory stays bounded whatever the load (a live source then loses
+    /// data upstream, which shows as corruption).
+    pub queue_seconds: f64,
+    /// Lag (seconds behind the live edge) from which the `shed` detectors see only one
+    /// picture in 2, then one in 3, ... (one more per further `shed_after` of lag, at most 1
+    /// in 8). Lag is reported from the first second either way.
+    pub shed_after: f64,
+    /// Detectors that shed pictures under load (default: every detector that reads pixels).
+    pub shed: Option<Vec<DetectorName>>,
+    /// First wait before reconnecting a lost input, seconds; doubles per failed attempt.
+    pub reconnect_min: f64,
+    /// Longest wait between reconnection attempts, seconds.
+    pub reconnect_max: f64,
+    /// Accept plain paths (local files) as streams: for replays and tests. Off by default,
+    /// so a list can only make the monitor open network sources.
+    pub allow_local_files: bool,
+}
+
+impl Default for MonitorSettings {
+    fn default() -> Self {
+        MonitorSettings {
+            workers: 0,
+            queue_seconds: 4.0,
+            shed_after: 2.0,
+            shed: None,
+            reconnect_min: 0.5,
+            reconnect_max: 30.0,
+            allow_local_files: false,
+        }
+    }
+}
+
+/// One monitored stream, its configuration resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamSpec {
+    pub id: StreamId,
+    /// A URL (or, where allowed, a local path).
+    pub url: String,
+    pub config: PipelineConfig,
+    /// Read a local file at the pace of its timestamps, as a live source would send it.
+    pub realtime: bool,
+    /// With `realtime`: media seconds sent per second (2.0: twice real time), to load a
+    /// monitor as if it watched more streams.
+    pub speed: f64,
+}
+
+impl StreamSpec {
+    pub fn is_url(&self) -> bool {
+        vqa_core::url_scheme(&self.url).is_some()
+    }
+
+    /// Whether media arrives in real time (a URL, or a file replayed at its pace): only then
+    /// is there a live edge to fall behind, and load to shed.
+    pub fn is_live(&self) -> bool {
+        self.is_url() || self.realtime
+    }
+}
+
+/// A parsed stream list.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamList {
+    pub monitor: MonitorSettings,
+    pub streams: Vec<StreamSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawList {
+    #[serde(default)]
+    monitor: MonitorSettings,
+    #[serde(default)]
+    defaults: toml::Table,
+    #[serde(default)]
+    stream: Vec<RawStream>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStream {
+    id: String,
+    url: String,
+    detectors: Option<Vec<String>>,
+    #[serde(default)]
+    config: toml::Table,
+    #[serde(default)]
+    realtime: bool,
+    speed: Option<f64>,
+}
+
+/// Merges `over` into `base`, table by table (a value in `over` wins).
+fn merge(base: &mut toml::Table, over: &toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            _ => {
+                base.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+impl StreamList {
+    /// Reads a list from a file; `base` is the configuration every stream starts from (from
+    /// `--config`), under the list's `[defaults]`. Errors name the file and, where it is the
+    /// cause, the stream.
+    pub fn load(path: &Path, base: &PipelineConfig) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("{}: cannot read the stream list: {e}", path.display()))?;
+        Self::parse(&text, base)
+            .map_err(|e| anyhow::anyhow!("{}: {e}; fix the stream list", path.display()))
+    }
+
+    pub fn parse(text: &str, base: &PipelineConfig) -> anyhow::Result<Self> {
+        let raw: RawList = toml::from_str(text).map_err(|e| {
+            let at = e.span().map_or(0, |span| span.start);
+            let line = 1 + text.as_bytes()[..at.min(text.len())]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+            anyhow::anyhow!("line {line}: {}", e.message().trim())
+        })?;
+        let m = &raw.monitor;
+        let positive = |name: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!(
+                    "monitor.{name} = {v}: expected seconds, more than 0"
+                ))
+            }
+        };
+        positive("queue_seconds", m.queue_seconds)?;
+        positive("shed_after", m.shed_after)?;
+        positive("reconnect_min", m.reconnect_min)?;
+        positive("reconnect_max", m.reconnect_max)?;
+        let mut base_table = toml::Table::try_from(base)?;
+        merge(&mut base_table, &raw.defaults);
+        let mut ids = BTreeSet::new();
+        let mut streams = Vec::new();
+        for s in raw.stream {
+            let id = s.id.trim().to_string();
+            if id.is_empty() || id.contains(['/', '\\']) || id.starts_with('.') {
+                anyhow::bail!(
+                    "stream id `{id}`: expected a name without slashes (it names the report file)"
+                );
+            }
+            if !ids.insert(id.clone()) {
+                anyhow::bail!("stream `{id}` is listed twice; ids must be unique");
+            }
+            let shown = vqa_core::redact_url(&s.url);
+            let mut table = base_table.clone();
+            merge(&mut table, &s.config);
+            if let Some(names) = &s.detectors {
+                table.insert(
+                    "detectors".into(),
+                    toml::Value::Array(names.iter().map(|n| n.clone().into()).collect()),
+                );
+            }
+            let config = PipelineConfig::from_toml(&toml::to_string(&table)?)
+                .map_err(|e| anyhow::anyhow!("stream `{id}`: {e}"))?;
+            match vqa_core::url_scheme(&s.url) {
+                Some(scheme) => {
+                    let allowed = &config.converter.allowed_protocols;
+                    if !allowed.iter().any(|p| p.eq_ignore_ascii_case(&scheme)) {
+                        anyhow::bail!(
+                            "stream `{id}` ({shown}): protocol {scheme}: is not allowed (allowed: {}); \
+                             add it to converter.allowed_protocols if it should be",
+                            allowed.join(",")
+                        );
+                    }
+                }
+                None if !m.allow_local_files => anyhow::bail!(
+                    "stream `{id}`: `{shown}` is a local path; a stream list opens URLs only \
+                     unless [monitor] allow_local_files = true"
+                ),
+                None => {}
+            }
+            let speed = s.speed.unwrap_or(1.0);
+            if !(speed.is_finite() && speed > 0.0) {
+                anyhow::bail!(
+                    "stream `{id}`: speed = {speed}: expected more than 0 (1.0: real time)"
+                );
+            }
+            streams.push(StreamSpec {
+                id: StreamId::new(id),
+                url: s.url,
+                config,
+                realtime: s.realtime,
+                speed,
+            });
+        }
+        Ok(StreamList {
+            monitor: raw.monitor,
+            streams,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_per_stream_overrides_merge_over_the_base() {
+        let list = StreamList::parse(
+            r#"
+            [monitor]
+            workers = 3
+            [defaults]
+            segment_seconds = 2.0
+            black = { min_duration = 0.25 }
+            [[stream]]
+            id = "a"
+            url = "udp://127.0.0.1:5000"
+            [[stream]]
+            id = "b"
+            url = "srt://host:9000?passphrase=secret"
+            detectors = ["freeze", "silence"]
+            [stream.config]
+            black = { critical_after = 3.0 }
+            "#,
+            &PipelineConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(list.monitor.workers, 3);
+        assert_eq!(list.monitor.queue_seconds, 4.0);
+        let (a, b) = (&list.streams[0].config, &list.streams[1].config);
+        assert_eq!(a.segment_seconds, 2.0);
+        assert_eq!(a.detectors, DetectorName::defaults());
+        assert_eq!(
+            b.detectors,
+            vec![DetectorName::Freeze, DetectorName::Silence]
+        );
+        assert_eq!(b.black.min_duration, 0.25);
+        assert_eq!(b.black.critical_after, 3.0);
+        assert_eq!(
+            a.black.critical_after,
+            PipelineConfig::default().black.critical_after
+        );
+    }
+
+    #[test]
+    fn local_reading_protocols_and_paths_are_refused_naming_the_stream() {
+        let base = PipelineConfig::default();
+        for (url, expect) in [
+            ("file:///etc/passwd", "protocol file: is not allowed"),
+            ("concat:a.ts|b.ts", "protocol concat: is not allowed"),
+            ("/etc/passwd", "is a local path"),
+        ] {
+            let text = format!("[[stream]]\nid = \"x\"\nurl = \"{url}\"\n");
+            let e = StreamList::parse(&text, &base).unwrap_err().to_string();
+            assert!(e.contains("stream `x`") && e.contains(expect), "{url}: {e}");
+        }
+        let text =
+            "[monitor]\nallow_local_files = true\n[[stream]]\nid = \"x\"\nurl = \"clip.mp4\"\n";
+        assert!(StreamList::parse(text, &base).is_ok());
+    }
+
+    #[test]
+    fn bad_lists_say_where() {
+        let base = PipelineConfig::default();
+        let twice = "[[stream]]\nid = \"a\"\nurl = \"udp://h:1\"\n[[stream]]\nid = \"a\"\nurl = \"udp://h:2\"\n";
+        assert!(StreamList::parse(twice, &base)
+            .unwrap_err()
+            .to_string()
+            .contains("listed twice"));
+        let unknown = "[[stream]]\nid = \"a\"\nurl = \"udp://h:1\"\ndetectors = [\"fraze\"]\n";
+        let e = StreamList::parse(unknown, &base).unwrap_err().to_string();
+        assert!(e.contains("stream `a`") && e.contains("fraze"), "{e}");
+        let typo = "[monitor]\nworkerz = 2\n";
+        let e = StreamList::parse(typo, &base).unwrap_err().to_string();
+        assert!(e.starts_with("line 2:"), "{e}");
+        let secret = "[[stream]]\nid = \"a\"\nurl = \"ftp://u:hunter2@h/x\"\n";
+        let e = StreamList::parse(secret, &base).unwrap_err().to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+}

@@ -1,0 +1,272 @@
+//! Prometheus `/metrics` and `/healthz` for `vqa monitor`.
+//!
+//! Per-stream figures are read from the streams' counters at each scrape (a removed stream
+//! disappears from the next one); latencies are histograms.
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use super::Env;
+
+/// Latency histograms the actors feed.
+pub struct Metrics {
+    /// From the arrival of the packet that completed a segment to the aggregator having
+    /// applied it (its incidents notified), seconds.
+    pub segment_latency: Histogram,
+    /// From the arrival of an incident's first moment to its `opened` notification, seconds
+    /// (includes the kind's minimum duration).
+    pub alert_latency: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            segment_latency: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
+            alert_latency: Histogram::new(exponential_buckets(0.125, 1.5, 14)),
+        }
+    }
+}
+
+/// Reads every stream's counters at scrape time.
+struct Streams(Arc<Env>);
+
+impl fmt::Debug for Streams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Streams")
+    }
+}
+
+fn scalar(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric: impl EncodeMetric,
+) -> fmt::Result {
+    let m = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
+    metric.encode(m)
+}
+
+impl Collector for Streams {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let env = &self.0;
+        let streams = env.running();
+        scalar(
+            &mut encoder,
+            "vqa_streams",
+            "Streams being monitored.",
+            ConstGauge::new(streams.len() as i64),
+        )?;
+        scalar(
+            &mut encoder,
+            "vqa_workers",
+            "Threads of the CPU pool decoding and detecting for every stream.",
+            ConstGauge::new(env.pool.alive() as i64),
+        )?;
+        type Read = fn(&super::stream::Shared) -> f64;
+        let per_stream: [(&str, &str, MetricType, Read); 12] = [
+            (
+                "vqa_stream_up",
+                "1 while the stream's input is connected.",
+                MetricType::Gauge,
+                |s| f64::from(u8::from(s.stats.up.load(Ordering::Relaxed))),
+            ),
+            (
+                "vqa_stream_lag_seconds",
+                "How far analysis is behind the newest media read.",
+                MetricType::Gauge,
+                |s| s.lag_seconds(),
+            ),
+            (
+                "vqa_stream_max_lag_seconds",
+                "The largest lag seen.",
+                MetricType::Gauge,
+                |s| s.stats.max_lag.load(Ordering::Relaxed) as f64 / 1e6,
+            ),
+            (
+                "vqa_stream_queued_seconds",
+                "Media read but not yet decoded.",
+                MetricType::Gauge,
+                |s| s.stats.queued.load(Ordering::Relaxed) as f64 / 1e6,
+            ),
+            (
+                "vqa_segments",
+                "Segments analysed.",
+                MetricType::Counter,
+                |s| s.stats.segments.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "vqa_video_frames",
+                "Pictures decoded and analysed.",
+                MetricType::Counter,
+                |s| s.stats.video_frames.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "vqa_shed_frames",
+                "Pictures the shedding detectors skipped because analysis was behind real time.",
+                MetricType::Counter,
+                |s| s.stats.shed_frames.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "vqa_input_losses",
+                "Times the input was lost.",
+                MetricType::Counter,
+                |s| s.stats.losses.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "vqa_reconnects",
+                "Times a lost input came back.",
+                MetricType::Counter,
+                |s| s.stats.reconnects.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "vqa_incidents_open",
+                "Incidents open now.",
+                MetricType::Gauge,
+                |s| s.stats.incidents_open.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "vqa_incidents_closed",
+                "Incidents closed.",
+                MetricType::Counter,
+                |s| s.stats.incidents_closed.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "vqa_notifications",
+                "Incident notifications sent (opened and closed).",
+                MetricType::Counter,
+                |s| s.stats.notifications.load(Ordering::Relaxed) as f64,
+            ),
+        ];
+        for (name, help, kind, read) in per_stream {
+            let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+            for s in &streams {
+                let labels = [("stream", s.spec.id.as_str())];
+                let m = family.encode_family(&labels)?;
+                match kind {
+                    MetricType::Counter => ConstCounter::new(read(s) as u64).encode(m)?,
+                    _ => ConstGauge::new(read(s)).encode(m)?,
+                }
+            }
+        }
+        let h = env.transport.metrics();
+        for (name, help, value) in [
+            (
+                "vqa_handoff_requests",
+                "Transport requests (put, get, delete, state load/store).",
+                h.requests(),
+            ),
+            (
+                "vqa_handoff_payload_bytes",
+                "Bytes handed over (put and got) through the transport.",
+                h.payload_bytes_put + h.payload_bytes_got,
+            ),
+            (
+                "vqa_handoff_copied_bytes",
+                "Bytes the transport copied (0 frame bytes in memory).",
+                h.copied_bytes,
+            ),
+        ] {
+            scalar(&mut encoder, name, help, ConstCounter::new(value))?;
+        }
+        scalar(
+            &mut encoder,
+            "vqa_handoff_seconds",
+            "Time spent encoding and moving handoffs.",
+            ConstCounter::new((h.encode_nanos + h.transfer_nanos) as f64 / 1e9),
+        )?;
+        Ok(())
+    }
+}
+
+/// The registry `/metrics` serves.
+pub fn registry(env: &Arc<Env>) -> Registry {
+    let mut registry = Registry::default();
+    registry.register(
+        "vqa_segment_latency_seconds",
+        "From the arrival of the packet completing a segment to its findings being applied and notified.",
+        env.metrics.segment_latency.clone(),
+    );
+    registry.register(
+        "vqa_alert_latency_seconds",
+        "From the arrival of an incident's first moment to its opened notification (includes the kind's minimum duration).",
+        env.metrics.alert_latency.clone(),
+    );
+    registry.register_collector(Box::new(Streams(env.clone())));
+    registry
+}
+
+/// Serves `/metrics` and `/healthz` on `addr` from a thread of its own.
+pub fn serve(addr: &str, env: &Arc<Env>) -> anyhow::Result<std::net::SocketAddr> {
+    let server = tiny_http::Server::http(addr)
+        .map_err(|e| anyhow::anyhow!("--listen {addr}: cannot listen there: {e}"))?;
+    let local = server
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| anyhow::anyhow!("--listen {addr}: not an IP address and port"))?;
+    let registry = registry(env);
+    let env = env.clone();
+    std::thread::Builder::new()
+        .name("vqa-metrics".into())
+        .spawn(move || {
+            for request in server.incoming_requests() {
+                let path = request
+                    .url()
+                    .split('?')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                let (status, content_type, body) = match path.as_str() {
+                    "/metrics" => {
+                        let mut text = String::new();
+                        match prometheus_client::encoding::text::encode(&mut text, &registry) {
+                            Ok(()) => (
+                                200,
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                                text,
+                            ),
+                            Err(_) => (500, "text/plain", "cannot encode the metrics\n".into()),
+                        }
+                    }
+                    "/healthz" => {
+                        let streams = env.running();
+                        let up = streams
+                            .iter()
+                            .filter(|s| s.stats.up.load(Ordering::Relaxed))
+                            .count();
+                        let healthy = env.pool.alive() == env.pool.size();
+                        let body = serde_json::json!({
+                            "status": if healthy { "ok" } else { "workers stopped" },
+                            "streams": streams.len(),
+                            "up": up,
+                            "workers": env.pool.alive(),
+                        });
+                        (
+                            if healthy { 200 } else { 503 },
+                            "application/json",
+                            format!("{body}\n"),
+                        )
+                    }
+                    _ => (
+                        404,
+                        "text/plain",
+                        "not found: try /metrics or /healthz\n".into(),
+                    ),
+                };
+                let mut response = tiny_http::Response::from_string(body).with_status_code(status);
+                if let Ok(header) = tiny_http::Header::from_bytes("Content-Type", content_type) {
+                    response.add_header(header);
+                }
+                let _ = request.respond(response);
+            }
+        })?;
+    Ok(local)
+}

@@ -1,0 +1,245 @@
+//! `vqa monitor`: many live streams in one process.
+//!
+//! Each stream has a reader thread that only waits on its source (FFmpeg's demuxer: network
+//! I/O, reconnection with backoff) and hands packets over through a queue bounded in media
+//! time. Decoding, detection and aggregation — the CPU work — run on one pool of worker
+//! threads sized to the machine, a stream at a time per worker (an actor: never on two
+//! workers at once, a bounded slice per turn). The stages are the same code `vqa analyze`
+//! runs (`core::stage` through a `MemTransport`), so a stream's report equals the file's.
+//!
+//! Behind real time: lag (newest media read − end of what the aggregator applied) is
+//! reported from the first second; past `shed_after` the shedding detectors see one picture
+//! in 2, 3, ... 8; past `queue_seconds` the reader waits, so memory stays bounded whatever
+//! the load (a live source then loses data upstream, which shows as corruption).
+
+pub mod list;
+pub mod metrics;
+mod pool;
+mod stream;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use vqa_core::{StreamReport, Transport};
+use vqa_transport_mem::MemTransport;
+
+pub use list::{MonitorSettings, StreamList, StreamSpec};
+pub use stream::Shared as StreamState;
+
+use crate::notify::{Notifiers, WebhookStats};
+use pool::Pool;
+use stream::Stream;
+
+pub(crate) use crate::lock;
+
+/// What every stream's reader and actor share.
+pub struct Env {
+    pool: Pool,
+    transport: Arc<dyn Transport>,
+    /// Taken when the monitor shuts down, so webhooks deliver what is queued.
+    notifiers: std::sync::RwLock<Option<Notifiers>>,
+    reports_dir: Option<PathBuf>,
+    settings: MonitorSettings,
+    metrics: metrics::Metrics,
+    /// Streams running, by id, and streams stopping (removed, not yet finished).
+    streams: Mutex<BTreeMap<String, Stream>>,
+    stopping: Mutex<Vec<Stream>>,
+    /// Reports of the streams that finished.
+    reports: Mutex<Vec<StreamReport>>,
+}
+
+impl Env {
+    /// Streams monitored now (not finished).
+    pub fn running(&self) -> Vec<Arc<stream::Shared>> {
+        lock(&self.streams)
+            .values()
+            .map(|s| s.shared.clone())
+            .filter(|s| !s.stats.finished.load(Ordering::Relaxed))
+            .collect()
+    }
+}
+
+/// What applying a stream list changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub restarted: Vec<String>,
+}
+
+/// The monitor: streams started and stopped from stream lists, a shared CPU pool.
+pub struct Monitor {
+    env: Arc<Env>,
+}
+
+/// What a finished monitor leaves.
+pub struct Finished {
+    pub reports: Vec<StreamReport>,
+    pub webhooks: Vec<(String, WebhookStats)>,
+}
+
+impl Monitor {
+    pub fn new(
+        settings: MonitorSettings,
+        notifiers: Notifiers,
+        reports_dir: Option<PathBuf>,
+    ) -> anyhow::Result<Monitor> {
+        if let Some(dir) = &reports_dir {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                anyhow::anyhow!(
+                    "--reports {}: cannot create the directory: {e}",
+                    dir.display()
+                )
+            })?;
+        }
+        let pool = Pool::new(settings.workers)?;
+        // One transport for every stream: keys carry the stream; each worker holds at most
+        // one segment, so the bound never blocks beyond the pool.
+        let transport: Arc<dyn Transport> = Arc::new(MemTransport::new(pool.size() + 1));
+        Ok(Monitor {
+            env: Arc::new(Env {
+                pool,
+                transport,
+                notifiers: std::sync::RwLock::new(Some(notifiers)),
+                reports_dir,
+                settings,
+                metrics: metrics::Metrics::default(),
+                streams: Mutex::default(),
+                stopping: Mutex::default(),
+                reports: Mutex::default(),
+            }),
+        })
+    }
+
+    pub fn env(&self) -> &Arc<Env> {
+        &self.env
+    }
+
+    pub fn workers(&self) -> usize {
+        self.env.pool.size()
+    }
+
+    /// Starts the list's new streams, stops those no longer listed, restarts those whose
+    /// entry changed. A stream that cannot start (its detectors' model is missing, say) is
+    /// reported and skipped; the others run.
+    pub fn apply(&self, list: &StreamList) -> Changes {
+        let mut changes = Changes::default();
+        let mut streams = lock(&self.env.streams);
+        let wanted: BTreeMap<String, &StreamSpec> = list
+            .streams
+            .iter()
+            .map(|s| (s.id.as_str().to_string(), s))
+            .collect();
+        let ids: Vec<String> = streams.keys().cloned().collect();
+        for id in ids {
+            let keep = wanted
+                .get(&id)
+                .is_some_and(|spec| streams.get(&id).is_some_and(|s| s.shared.spec == **spec));
+            if !keep {
+                if let Some(stream) = streams.remove(&id) {
+                    stream.stop(&self.env);
+                    lock(&self.env.stopping).push(stream);
+                    if wanted.contains_key(&id) {
+                        changes.restarted.push(id);
+                    } else {
+                        changes.removed.push(id);
+                    }
+                }
+            }
+        }
+        for (id, spec) in wanted {
+            if streams.contains_key(&id) {
+                continue;
+            }
+            match Stream::start(spec.clone(), &self.env) {
+                Ok(stream) => {
+                    if !changes.restarted.contains(&id) {
+                        changes.added.push(id.clone());
+                    }
+                    streams.insert(id, stream);
+                }
+                Err(e) => tracing::error!("{e}; the stream is not monitored"),
+            }
+        }
+        changes
+    }
+
+    /// Once a second or so: lets lost streams' input_loss grow, and lets go of streams that
+    /// finished.
+    pub fn tick(&self) {
+        for s in lock(&self.env.streams).values() {
+            s.tick(&self.env);
+        }
+        let mut stopping = lock(&self.env.stopping);
+        for s in stopping.iter_mut() {
+            if s.shared.stats.finished.load(Ordering::SeqCst) {
+                s.join_reader();
+            }
+        }
+        stopping.retain(|s| !s.shared.stats.finished.load(Ordering::SeqCst));
+    }
+
+    /// Streams still monitored (a file stream finishes at its end).
+    pub fn running(&self) -> usize {
+        self.env.running().len()
+    }
+
+    /// Every stream's shared state, finished ones included, by id.
+    pub fn streams(&self) -> Vec<Arc<StreamState>> {
+        lock(&self.env.streams)
+            .values()
+            .map(|s| s.shared.clone())
+            .collect()
+    }
+
+    /// Reports of the streams finished so far.
+    pub fn reports(&self) -> Vec<StreamReport> {
+        lock(&self.env.reports).clone()
+    }
+
+    /// Stops every stream (closing open incidents, writing reports), waits for them (at
+    /// most `grace`), then stops the pool and the notifiers.
+    pub fn shutdown(self, grace: Duration) -> Finished {
+        let env = self.env;
+        {
+            let mut streams = lock(&env.streams);
+            let mut stopping = lock(&env.stopping);
+            for (_, stream) in std::mem::take(&mut *streams) {
+                stream.stop(&env);
+                stopping.push(stream);
+            }
+        }
+        let until = Instant::now() + grace;
+        loop {
+            let pending = lock(&env.stopping)
+                .iter()
+                .filter(|s| !s.shared.stats.finished.load(Ordering::SeqCst))
+                .count();
+            if pending == 0 || Instant::now() >= until {
+                if pending > 0 {
+                    tracing::error!("{pending} stream(s) did not finish within {grace:?}; their reports are missing");
+                }
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for s in lock(&env.stopping).iter_mut() {
+            if s.shared.stats.finished.load(Ordering::SeqCst) {
+                s.join_reader();
+            }
+        }
+        lock(&env.stopping).clear();
+        env.pool.shutdown();
+        let reports = lock(&env.reports).clone();
+        let notifiers = env
+            .notifiers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let webhooks = notifiers.map(Notifiers::finish).unwrap_or_default();
+        Finished { reports, webhooks }
+    }
+}

@@ -1,0 +1,780 @@
+//! One monitored stream: a reader thread that only waits on the source (FFmpeg's demuxer,
+//! reconnecting with backoff), and an actor on the CPU pool that decodes, runs the detectors
+//! and the aggregator through the transport, and notifies.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use futures::executor::block_on;
+use vqa_converter::{Decoding, FfmpegConverter, OpenError, Read};
+use vqa_core::report::{Evidence, Finding, IncidentKind, Summary};
+use vqa_core::stage::{aggregate_stage, detect_shedding_stage, finish_stage, hand_off_segment};
+use vqa_core::transport::{Artifact, ArtifactKey};
+use vqa_core::{
+    Detector, IncidentAggregator, IncidentEvent, Micros, Segment, SegmentReport, StreamSummary,
+    Transport, TransportError,
+};
+
+use super::list::{MonitorSettings, StreamSpec};
+use super::{lock, Env};
+
+/// Segments one scheduling slice processes before letting other streams run.
+const SLICE_SEGMENTS: u32 = 2;
+/// Packets one slice decodes at most (a stream with no complete segment yet still yields).
+const SLICE_PACKETS: u32 = 400;
+/// Packets one stream may have queued whatever their timestamps say.
+const MAX_QUEUED_PACKETS: usize = 20_000;
+/// Spacing of the (stream time → arrival) samples kept to time alerts.
+const ARRIVAL_GRID: Micros = 100_000;
+/// How much of that history is kept (stream time).
+const ARRIVAL_HISTORY: Micros = 600_000_000;
+
+/// What the reader hands the actor.
+enum Item {
+    /// A (re)connection: its decoders, and where on the stream's timeline it starts.
+    Connected {
+        decoding: Box<Decoding>,
+        start: Micros,
+    },
+    Packet(Read, Instant),
+    /// Reading failed (the source went silent or the connection broke).
+    Lost(String),
+    /// A connection attempt failed.
+    Unreachable(String),
+    /// Time passes while the input is lost (from the monitor's clock).
+    Tick,
+    /// A local file ended.
+    End,
+    /// The stream cannot be monitored at all.
+    Fatal(String),
+    /// The stream was removed, or the monitor is stopping.
+    Stop,
+}
+
+/// Figures the metrics endpoint and the summary read.
+#[derive(Default)]
+pub struct StreamStats {
+    pub up: AtomicBool,
+    pub segments: AtomicU64,
+    pub video_frames: AtomicU64,
+    pub shed_frames: AtomicU64,
+    pub losses: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub incidents_open: AtomicU64,
+    pub incidents_closed: AtomicU64,
+    pub notifications: AtomicU64,
+    /// End of the last segment applied by the aggregator, µs of stream time.
+    pub analysed: AtomicI64,
+    /// Largest lag seen, µs.
+    pub max_lag: AtomicI64,
+    /// Media read but not yet decoded, µs.
+    pub queued: AtomicI64,
+    pub finished: AtomicBool,
+}
+
+/// The live edge: the newest packet read and when it arrived.
+struct Clock {
+    newest: Micros,
+    arrived: Instant,
+}
+
+struct Queue {
+    items: VecDeque<Item>,
+    /// Stream time of the newest packet queued and of the last one taken.
+    newest: Option<Micros>,
+    taken: Option<Micros>,
+}
+
+impl Queue {
+    fn span(&self) -> Micros {
+        match (self.newest, self.taken) {
+            (Some(n), Some(t)) => (n - t).max(0),
+            _ => 0,
+        }
+    }
+}
+
+/// Shared by the reader, the actor and the monitor.
+pub struct Shared {
+    pub spec: StreamSpec,
+    pub stats: StreamStats,
+    queue: Mutex<Queue>,
+    room: Condvar,
+    scheduled: AtomicBool,
+    stop: Arc<AtomicBool>,
+    clock: Mutex<Clock>,
+    arrivals: Mutex<VecDeque<(Micros, Instant)>>,
+    actor: Mutex<Actor>,
+    pub report_path: Option<PathBuf>,
+    pub error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    /// How far analysis is behind the live edge, seconds: from the end of what the
+    /// aggregator applied to the end of the last whole segment read (the segment still
+    /// arriving cannot be analysed yet, so it is not lag).
+    pub fn lag_seconds(&self) -> f64 {
+        let newest = lock(&self.clock).newest;
+        let segment = self.spec.config.segment_length().max(1);
+        let complete = newest.div_euclid(segment) * segment;
+        let analysed = self.stats.analysed.load(Ordering::Relaxed);
+        (complete - analysed).max(0) as f64 / 1e6
+    }
+
+    /// Media time now, as the source's clock runs: the newest packet plus the time since.
+    fn media_now(&self) -> Micros {
+        let c = lock(&self.clock);
+        c.newest + c.arrived.elapsed().as_micros() as Micros
+    }
+
+    /// When the media at `t` arrived, if still remembered.
+    fn arrival_of(&self, t: Micros) -> Option<Instant> {
+        let a = lock(&self.arrivals);
+        let i = a.partition_point(|(time, _)| *time < t);
+        a.get(i).map(|(_, at)| *at)
+    }
+
+    pub fn is_lost(&self) -> bool {
+        !self.stats.up.load(Ordering::Relaxed) && !self.stats.finished.load(Ordering::Relaxed)
+    }
+}
+
+/// A running stream, as the monitor holds it.
+pub struct Stream {
+    pub shared: Arc<Shared>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl Stream {
+    pub fn start(spec: StreamSpec, env: &Arc<Env>) -> anyhow::Result<Stream> {
+        let detectors = vqa_detectors::from_config(&spec.config)
+            .map_err(|e| anyhow::anyhow!("stream `{}`: {e}", spec.id))?;
+        let shed: Vec<_> = env
+            .settings
+            .shed
+            .clone()
+            .unwrap_or_else(|| vqa_core::DetectorName::ALL.to_vec());
+        let (thinned, full): (Vec<_>, Vec<_>) = detectors
+            .into_iter()
+            .partition(|d| d.needs_pictures() && shed.contains(&d.name()));
+        let report_path = env
+            .reports_dir
+            .as_ref()
+            .map(|dir| dir.join(format!("{}.json", spec.id)));
+        let shared = Arc::new(Shared {
+            stats: StreamStats::default(),
+            queue: Mutex::new(Queue {
+                items: VecDeque::new(),
+                newest: None,
+                taken: None,
+            }),
+            room: Condvar::new(),
+            scheduled: AtomicBool::new(false),
+            stop: Arc::new(AtomicBool::new(false)),
+            clock: Mutex::new(Clock {
+                newest: 0,
+                arrived: Instant::now(),
+            }),
+            arrivals: Mutex::default(),
+            actor: Mutex::new(Actor {
+                decoding: None,
+                summary: None,
+                aggregator: IncidentAggregator::new(&spec.config),
+                full,
+                thinned,
+                next_index: 0,
+                timeline_end: 0,
+                lost_since: None,
+                attempts: 0,
+                lost_total: 0,
+                worst_thinning: 1,
+                open: BTreeSet::new(),
+                last_arrival: None,
+                finished: false,
+                last_error: None,
+            }),
+            report_path,
+            error: Mutex::new(None),
+            spec,
+        });
+        let reader = {
+            let (shared, env) = (shared.clone(), env.clone());
+            std::thread::Builder::new()
+                .name(format!("vqa-read-{}", shared.spec.id))
+                .stack_size(256 * 1024)
+                .spawn(move || read_loop(&shared, &env))?
+        };
+        Ok(Stream {
+            shared,
+            reader: Some(reader),
+        })
+    }
+
+    /// Asks the stream to finish: the reader lets go of its source at once, the actor
+    /// closes what is open and writes the report.
+    pub fn stop(&self, env: &Arc<Env>) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.room.notify_all();
+        push(&self.shared, env, Item::Stop, false);
+    }
+
+    /// Tells a lost stream time has passed (so its input_loss incident grows and is
+    /// announced even while every reconnection attempt hangs).
+    pub fn tick(&self, env: &Arc<Env>) {
+        if self.shared.is_lost() {
+            push(&self.shared, env, Item::Tick, false);
+        }
+    }
+
+    pub fn join_reader(&mut self) {
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+}
+
+/// Queues an item (waiting for room if asked and the stream is not stopping) and makes sure
+/// the actor will run.
+fn push(shared: &Arc<Shared>, env: &Arc<Env>, item: Item, wait_for_room: bool) {
+    {
+        let mut q = lock(&shared.queue);
+        if wait_for_room {
+            let limit = (env.settings.queue_seconds * 1e6) as Micros;
+            while (q.span() > limit || q.items.len() >= MAX_QUEUED_PACKETS)
+                && !shared.stop.load(Ordering::SeqCst)
+            {
+                q = shared
+                    .room
+                    .wait_timeout(q, Duration::from_millis(100))
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|p| p.into_inner().0);
+            }
+        }
+        if let Item::Packet(Read::Packet(_, Some(t)), _) = &item {
+            q.newest = Some(q.newest.map_or(*t, |n| n.max(*t)));
+            if q.taken.is_none() {
+                q.taken = Some(*t);
+            }
+        }
+        q.items.push_back(item);
+        shared
+            .stats
+            .queued
+            .store(q.span(), std::sync::atomic::Ordering::Relaxed);
+    }
+    schedule(shared, env);
+}
+
+fn schedule(shared: &Arc<Shared>, env: &Arc<Env>) {
+    if !shared.scheduled.swap(true, Ordering::SeqCst) {
+        let (shared, env2) = (shared.clone(), env.clone());
+        env.pool.submit(move || run(&shared, &env2));
+    }
+}
+
+/// Sleeps up to `d`, waking early when the stream stops.
+fn nap(shared: &Shared, d: Duration) {
+    let until = Instant::now() + d;
+    while !shared.stop.load(Ordering::SeqCst) {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
+}
+
+/// The reader thread: connects, reads packets, reconnects with backoff.
+fn read_loop(shared: &Arc<Shared>, env: &Arc<Env>) {
+    let spec = &shared.spec;
+    let settings: &MonitorSettings = &env.settings;
+    let segment = spec.config.segment_length().max(1);
+    let mut backoff = settings.reconnect_min;
+    let mut shifted = false;
+    while !shared.stop.load(Ordering::SeqCst) {
+        let opened = if spec.is_url() {
+            FfmpegConverter::open_url_interruptible(
+                &spec.url,
+                spec.id.clone(),
+                &spec.config,
+                Some(shared.stop.clone()),
+            )
+        } else {
+            FfmpegConverter::open(
+                std::path::Path::new(&spec.url),
+                spec.id.clone(),
+                &spec.config,
+            )
+        };
+        let converter = match opened {
+            _ if shared.stop.load(Ordering::SeqCst) => return,
+            Ok(c) => c,
+            Err(e @ OpenError::ProtocolNotAllowed(..)) => {
+                return push(shared, env, Item::Fatal(e.to_string()), false)
+            }
+            Err(e) if !spec.is_url() => {
+                return push(shared, env, Item::Fatal(e.to_string()), false)
+            }
+            Err(e) => {
+                shifted = true;
+                push(shared, env, Item::Unreachable(e.to_string()), false);
+                nap(shared, Duration::from_secs_f64(backoff));
+                backoff = (backoff * 2.0).min(settings.reconnect_max);
+                continue;
+            }
+        };
+        backoff = settings.reconnect_min;
+        // The first connection keeps the source's own timeline (reports match `vqa analyze`);
+        // after a loss the stream goes on where the media clock is, at a segment boundary.
+        let start = if shifted {
+            let now = shared.media_now();
+            now.div_euclid(segment) * segment + if now % segment == 0 { 0 } else { segment }
+        } else {
+            0
+        };
+        shifted = true;
+        let (mut reader, decoding) = converter.split();
+        reader.continue_at(start);
+        let decoding = Box::new(decoding);
+        push(shared, env, Item::Connected { decoding, start }, false);
+        let paced_from = Instant::now();
+        let mut first: Option<Micros> = None;
+        loop {
+            if shared.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            match reader.read() {
+                Read::Packet(packet, time) => {
+                    if let (true, Some(t)) = (spec.realtime, time) {
+                        // Replay a file as a live source sends it: at its timestamps' pace.
+                        let from = *first.get_or_insert(t);
+                        let ahead = (t - from).max(0) as f64 / spec.speed;
+                        let due = paced_from + Duration::from_micros(ahead as u64);
+                        nap(shared, due.saturating_duration_since(Instant::now()));
+                    }
+                    let now = Instant::now();
+                    if let Some(t) = time {
+                        let mut c = lock(&shared.clock);
+                        if t >= c.newest {
+                            c.newest = t;
+                            c.arrived = now;
+                        }
+                        drop(c);
+                        let mut a = lock(&shared.arrivals);
+                        if a.back().is_none_or(|(last, _)| t >= last + ARRIVAL_GRID) {
+                            a.push_back((t, now));
+                            while a.front().is_some_and(|(f, _)| *f < t - ARRIVAL_HISTORY) {
+                                a.pop_front();
+                            }
+                        }
+                    }
+                    push(
+                        shared,
+                        env,
+                        Item::Packet(Read::Packet(packet, time), now),
+                        true,
+                    );
+                }
+                Read::Damaged => push(
+                    shared,
+                    env,
+                    Item::Packet(Read::Damaged, Instant::now()),
+                    true,
+                ),
+                Read::End if !spec.is_url() => return push(shared, env, Item::End, true),
+                // A live source has no end: one that says it ended is lost until it is back.
+                Read::End => {
+                    push(
+                        shared,
+                        env,
+                        Item::Lost("the source ended the stream".into()),
+                        true,
+                    );
+                    break;
+                }
+                Read::Failed(e) => {
+                    push(shared, env, Item::Lost(e), true);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The actor's state: everything the stream's CPU work needs, used by one worker at a time.
+struct Actor {
+    decoding: Option<Box<Decoding>>,
+    /// The last connection's summary (media, warnings), for the report.
+    summary: Option<StreamSummary>,
+    aggregator: IncidentAggregator,
+    /// Detectors that always see every picture, and those that shed pictures under load.
+    full: Vec<Box<dyn Detector>>,
+    thinned: Vec<Box<dyn Detector>>,
+    next_index: u64,
+    /// End of the last segment handed to the aggregator.
+    timeline_end: Micros,
+    /// Whether an input_loss is open, and failed attempts since it began.
+    lost_since: Option<Micros>,
+    attempts: u64,
+    lost_total: Micros,
+    worst_thinning: u32,
+    open: BTreeSet<(IncidentKind, Option<u16>)>,
+    /// When the packet that completed the latest segment arrived.
+    last_arrival: Option<Instant>,
+    finished: bool,
+    last_error: Option<String>,
+}
+
+/// One scheduling slice of a stream's actor on a pool worker.
+fn run(shared: &Arc<Shared>, env: &Arc<Env>) {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| slice(shared, env)));
+    let failure = match outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(format!("handoff failed: {e}")),
+        Err(_) => Some("internal error (a bug: please report it with the input)".to_string()),
+    };
+    if let Some(why) = failure {
+        tracing::error!("stream {}: {why}; monitoring of it stopped", shared.spec.id);
+        *lock(&shared.error) = Some(why);
+        shared.stop.store(true, Ordering::SeqCst);
+        shared.stats.up.store(false, Ordering::SeqCst);
+        shared.stats.finished.store(true, Ordering::SeqCst);
+        lock(&shared.queue).items.clear();
+        shared.room.notify_all();
+        return; // stays scheduled: nothing runs for it again
+    }
+    shared.scheduled.store(false, Ordering::SeqCst);
+    if !lock(&shared.queue).items.is_empty() && !shared.stats.finished.load(Ordering::SeqCst) {
+        schedule(shared, env);
+    }
+}
+
+fn slice(shared: &Arc<Shared>, env: &Arc<Env>) -> Result<(), TransportError> {
+    let mut actor = lock(&shared.actor);
+    let (mut segments, mut packets) = (0, 0);
+    while segments < SLICE_SEGMENTS && packets < SLICE_PACKETS && !actor.finished {
+        let item = {
+            let mut q = lock(&shared.queue);
+            let item = q.items.pop_front();
+            if let Some(Item::Packet(Read::Packet(_, Some(t)), _)) = &item {
+                q.taken = Some(*t);
+            }
+            shared.stats.queued.store(q.span(), Ordering::Relaxed);
+            item
+        };
+        shared.room.notify_all();
+        let Some(item) = item else { break };
+        if matches!(item, Item::Packet(..)) {
+            packets += 1;
+        }
+        segments += actor.handle(item, shared, env)?;
+    }
+    Ok(())
+}
+
+impl Actor {
+    /// Handles one item; returns the segments it analysed.
+    fn handle(
+        &mut self,
+        item: Item,
+        shared: &Arc<Shared>,
+        env: &Arc<Env>,
+    ) -> Result<u32, TransportError> {
+        let id = &shared.spec.id;
+        match item {
+            Item::Packet(read, arrived) => {
+                let Some(decoding) = self.decoding.as_mut() else {
+                    return Ok(0);
+                };
+                decoding.push(read);
+                self.last_arrival = Some(arrived);
+                self.drain(shared, env)
+            }
+            Item::Connected {
+                mut decoding,
+                start,
+            } => {
+                if self.lost_since.is_some() {
+                    self.report_loss(start, shared, env)?;
+                    self.lost_since = None;
+                    shared.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!("stream {id}: input back at {:.1} s", start as f64 / 1e6);
+                }
+                decoding.continue_at(start, self.next_index);
+                self.summary = Some(decoding.summary());
+                self.decoding = Some(decoding);
+                shared.stats.up.store(true, Ordering::SeqCst);
+                Ok(0)
+            }
+            Item::Lost(why) => {
+                let n = self.flush(Read::Failed(why.clone()), shared, env)?;
+                tracing::warn!("stream {id}: input lost ({why}); reconnecting");
+                self.begin_loss(why, shared);
+                self.report_loss(shared.media_now(), shared, env)?;
+                Ok(n)
+            }
+            Item::Unreachable(why) => {
+                self.attempts += 1;
+                if self.lost_since.is_none() {
+                    tracing::warn!("stream {id}: cannot open the input ({why}); retrying");
+                    self.begin_loss(why, shared);
+                }
+                self.report_loss(shared.media_now(), shared, env)?;
+                Ok(0)
+            }
+            Item::Tick => {
+                if self.lost_since.is_some() {
+                    self.report_loss(shared.media_now(), shared, env)?;
+                }
+                Ok(0)
+            }
+            Item::End | Item::Stop => {
+                let n = self.flush(Read::End, shared, env)?;
+                self.finish(shared, env)?;
+                Ok(n)
+            }
+            Item::Fatal(why) => {
+                tracing::error!(
+                    "stream {id} ({}): {why}",
+                    vqa_core::redact_url(&shared.spec.url)
+                );
+                *lock(&shared.error) = Some(why.clone());
+                self.last_error = Some(why);
+                self.finish(shared, env)?;
+                Ok(0)
+            }
+        }
+    }
+
+    fn begin_loss(&mut self, why: String, shared: &Shared) {
+        self.lost_since = Some(self.timeline_end);
+        self.last_error = Some(why);
+        shared.stats.up.store(false, Ordering::SeqCst);
+        shared.stats.losses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Ends the current connection's decoding and analyses what it still holds.
+    fn flush(
+        &mut self,
+        read: Read,
+        shared: &Arc<Shared>,
+        env: &Arc<Env>,
+    ) -> Result<u32, TransportError> {
+        let Some(decoding) = self.decoding.as_mut() else {
+            return Ok(0);
+        };
+        decoding.push(read);
+        let n = self.drain(shared, env)?;
+        if let Some(d) = self.decoding.take() {
+            self.summary = Some(d.summary());
+        }
+        Ok(n)
+    }
+
+    /// Analyses every segment the decoders completed.
+    fn drain(&mut self, shared: &Arc<Shared>, env: &Arc<Env>) -> Result<u32, TransportError> {
+        let mut n = 0;
+        while let Some(segment) = self.decoding.as_mut().and_then(|d| d.next_segment()) {
+            self.analyse(segment, shared, env)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn analyse(
+        &mut self,
+        segment: Segment,
+        shared: &Arc<Shared>,
+        env: &Arc<Env>,
+    ) -> Result<(), TransportError> {
+        let stats = &shared.stats;
+        let newest = lock(&shared.clock).newest;
+        let lag = (newest - segment.end).max(0);
+        stats.max_lag.fetch_max(lag, Ordering::Relaxed);
+        let shed_after = (env.settings.shed_after * 1e6) as Micros;
+        // A file read as fast as it decodes has no live edge to fall behind: it waits on the
+        // queue instead (back-pressure) and every detector sees every picture.
+        let keep_every = if lag > shed_after && shared.spec.is_live() {
+            (1 + lag / shed_after.max(1)).min(8) as u32
+        } else {
+            1
+        };
+        self.worst_thinning = self.worst_thinning.max(keep_every);
+        let frames = segment.video.len() as u64;
+        let end = segment.end;
+        let index = segment.index;
+        let transport: &dyn Transport = env.transport.as_ref();
+        let handle = block_on(hand_off_segment(transport, segment))?;
+        let (findings, shed) = block_on(detect_shedding_stage(
+            transport,
+            &self.full,
+            &self.thinned,
+            keep_every,
+            &handle,
+        ))?;
+        block_on(transport.delete(&handle))?;
+        let events = block_on(aggregate_stage(transport, &self.aggregator, &findings))?;
+        block_on(transport.delete(&findings))?;
+        self.next_index = index + 1;
+        self.timeline_end = self.timeline_end.max(end);
+        stats.analysed.store(self.timeline_end, Ordering::Relaxed);
+        stats.segments.fetch_add(1, Ordering::Relaxed);
+        stats.video_frames.fetch_add(frames, Ordering::Relaxed);
+        stats.shed_frames.fetch_add(shed, Ordering::Relaxed);
+        if let Some(at) = self.last_arrival {
+            env.metrics
+                .segment_latency
+                .observe(at.elapsed().as_secs_f64());
+        }
+        self.notify(&events, shared, env);
+        Ok(())
+    }
+
+    /// Hands the aggregator a segment of lost input from the end of the timeline to `until`.
+    fn report_loss(
+        &mut self,
+        until: Micros,
+        shared: &Arc<Shared>,
+        env: &Arc<Env>,
+    ) -> Result<(), TransportError> {
+        let start = self.timeline_end;
+        if until <= start {
+            return Ok(());
+        }
+        let mut evidence = Evidence::new();
+        evidence.insert(
+            "reconnect_attempts".into(),
+            Summary::of(self.attempts as f64),
+        );
+        let report = SegmentReport {
+            stream: shared.spec.id.clone(),
+            index: self.next_index,
+            start,
+            end: until,
+            video_frames: 0,
+            audio_frames: 0,
+            decode_errors: 0,
+            findings: vec![Finding {
+                kind: IncidentKind::InputLoss,
+                channel: None,
+                start,
+                end: until,
+                reaches_end: true,
+                evidence,
+            }],
+            measurements: Default::default(),
+        };
+        let transport: &dyn Transport = env.transport.as_ref();
+        let key = ArtifactKey::findings(&report.stream, report.index);
+        let handle = block_on(transport.put(key, Artifact::Findings(Arc::new(report))))?;
+        let events = block_on(aggregate_stage(transport, &self.aggregator, &handle))?;
+        block_on(transport.delete(&handle))?;
+        self.next_index += 1;
+        self.lost_total += until - start;
+        self.timeline_end = until;
+        shared.stats.analysed.store(until, Ordering::Relaxed);
+        self.notify(&events, shared, env);
+        Ok(())
+    }
+
+    fn notify(&mut self, events: &[IncidentEvent], shared: &Arc<Shared>, env: &Arc<Env>) {
+        let stats = &shared.stats;
+        for e in events {
+            match e {
+                IncidentEvent::Opened {
+                    kind,
+                    channel,
+                    start,
+                } => {
+                    self.open.insert((*kind, *channel));
+                    if *kind != IncidentKind::InputLoss {
+                        if let Some(at) = shared.arrival_of(*start) {
+                            env.metrics
+                                .alert_latency
+                                .observe(at.elapsed().as_secs_f64());
+                        }
+                    }
+                }
+                IncidentEvent::Closed(i) => {
+                    self.open.remove(&(i.kind, i.channel));
+                    stats.incidents_closed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            stats.notifications.fetch_add(1, Ordering::Relaxed);
+            let report = shared.report_path.as_ref().map(|p| p.display().to_string());
+            if let Some(n) = env
+                .notifiers
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+            {
+                n.send_with_report(&shared.spec.id, e, report.as_deref());
+            }
+        }
+        stats
+            .incidents_open
+            .store(self.open.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Closes what is open, writes the stream report, and stops.
+    fn finish(&mut self, shared: &Arc<Shared>, env: &Arc<Env>) -> Result<(), TransportError> {
+        if self.finished {
+            return Ok(());
+        }
+        self.finished = true;
+        let spec = &shared.spec;
+        let mut summary = self.summary.clone().unwrap_or_else(|| StreamSummary {
+            input: vqa_core::redact_url(&spec.url),
+            ..Default::default()
+        });
+        if self.lost_total > 0 {
+            let n = shared.stats.losses.load(Ordering::Relaxed);
+            summary.warnings.push(format!(
+                "the input was lost {n} time(s), {:.1} s in all (see the input_loss incidents); nothing was analysed then",
+                self.lost_total as f64 / 1e6
+            ));
+            summary.complete = false;
+        }
+        if self.worst_thinning > 1 {
+            let names: Vec<_> = self.thinned.iter().map(|d| d.name().as_str()).collect();
+            summary.warnings.push(format!(
+                "analysis fell behind real time: {} picture(s) were shed, {} saw as few as 1 picture in {}",
+                shared.stats.shed_frames.load(Ordering::Relaxed),
+                names.join(", "),
+                self.worst_thinning
+            ));
+        }
+        if let (Some(e), None) = (&self.last_error, &self.summary) {
+            summary.warnings.push(format!("never analysed: {e}"));
+            summary.complete = false;
+        }
+        let transport: &dyn Transport = env.transport.as_ref();
+        let (report, closing) =
+            block_on(finish_stage(transport, &self.aggregator, &spec.id, summary))?;
+        self.notify(&closing, shared, env);
+        if let Some(path) = &shared.report_path {
+            if let Err(e) = write_report(path, &report) {
+                tracing::error!(
+                    "stream {}: {}: cannot write the report: {e}",
+                    spec.id,
+                    path.display()
+                );
+            }
+        }
+        shared.stats.up.store(false, Ordering::SeqCst);
+        shared.stats.finished.store(true, Ordering::SeqCst);
+        lock(&env.reports).push(report);
+        Ok(())
+    }
+}
+
+/// Writes a report whole or not at all (a reader never sees half a file).
+fn write_report(path: &std::path::Path, report: &vqa_core::StreamReport) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(report)?)?;
+    std::fs::rename(&tmp, path)
+}
