@@ -196,7 +196,19 @@ impl StreamList {
             }
             let config = PipelineConfig::from_toml(&toml::to_string(&table)?)
                 .map_err(|e| anyhow::anyhow!("stream `{id}`: {e}"))?;
-            match vqa_core::url_scheme(&s.url) {
+            // FFmpeg reads `proto:rest` as a protocol too (`concat:a|b`, `subfile:`), with or
+            // without `//`: such a prefix is checked like a URL's scheme.
+            let prefix = s
+                .url
+                .split_once(':')
+                .map(|(p, _)| p)
+                .filter(|p| {
+                    p.len() > 1
+                        && p.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+                })
+                .map(str::to_ascii_lowercase);
+            match vqa_core::url_scheme(&s.url).or(prefix) {
                 Some(scheme) => {
                     let allowed = &config.converter.allowed_protocols;
                     if !allowed.iter().any(|p| p.eq_ignore_ascii_case(&scheme)) {
