@@ -18,7 +18,8 @@
 //! id = "news"
 //! url = "udp://239.0.0.1:5000"
 //! detectors = ["freeze", "black", "silence"]   # optional override
-//! # realtime = true, speed = 1.0: a local file (allow_local_files) replayed at its pace
+//! # realtime = true, speed = 1.0, loop = false: a local file (allow_local_files) replayed
+//! # at its pace (speed: media seconds per second), from the start again when it ends
 //! [stream.config]           # optional, merged over [defaults]
 //! black = { min_duration = 0.5 }
 //! ```
@@ -80,6 +81,9 @@ pub struct StreamSpec {
     /// With `realtime`: media seconds sent per second (2.0: twice real time), to load a
     /// monitor as if it watched more streams.
     pub speed: f64,
+    /// A local file starts again when it ends (a replay that never stops, for soak tests
+    /// and benchmarks).
+    pub looped: bool,
 }
 
 impl StreamSpec {
@@ -123,6 +127,8 @@ struct RawStream {
     #[serde(default)]
     realtime: bool,
     speed: Option<f64>,
+    #[serde(default, rename = "loop")]
+    looped: bool,
 }
 
 /// Merges `over` into `base`, table by table (a value in `over` wins).
@@ -237,6 +243,7 @@ impl StreamList {
                 config,
                 realtime: s.realtime,
                 speed,
+                looped: s.looped,
             });
         }
         Ok(StreamList {

@@ -385,6 +385,7 @@ fn read_loop(shared: &Arc<Shared>, env: &Arc<Env>) {
                     Item::Packet(Read::Damaged, Instant::now()),
                     true,
                 ),
+                Read::End if !spec.is_url() && spec.looped => break, // from the start again
                 Read::End if !spec.is_url() => return push(shared, env, Item::End, true),
                 // A live source has no end: one that says it ended is lost until it is back.
                 Read::End => {
@@ -498,6 +499,8 @@ impl Actor {
                 mut decoding,
                 start,
             } => {
+                // A looped file starting again: what the previous pass still holds first.
+                let n = self.flush(Read::End, shared, env)?;
                 if self.lost_since.is_some() {
                     self.report_loss(start, shared, env)?;
                     self.lost_since = None;
@@ -508,7 +511,7 @@ impl Actor {
                 self.summary = Some(decoding.summary());
                 self.decoding = Some(decoding);
                 shared.stats.up.store(true, Ordering::SeqCst);
-                Ok(0)
+                Ok(n)
             }
             Item::Lost(why) => {
                 let n = self.flush(Read::Failed(why.clone()), shared, env)?;
