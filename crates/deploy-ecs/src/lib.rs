@@ -9,6 +9,7 @@ pub mod bench_report;
 pub mod compare;
 pub mod cost;
 pub mod eval;
+pub mod live_bench;
 pub mod monitor;
 pub mod notify;
 pub mod summary;

@@ -203,6 +203,11 @@ enum Command {
         #[arg(long, value_name = "URL")]
         webhook: Vec<String>,
 
+        /// Also publish each notification to this Amazon SNS topic (ARN; credentials, region
+        /// and endpoint from the AWS configuration). Repeatable.
+        #[arg(long, value_name = "TOPIC_ARN")]
+        sns: Vec<String>,
+
         #[command(flatten)]
         distributed: DistributedArgs,
 
@@ -240,6 +245,10 @@ enum Command {
         /// Also POST each notification to this URL (retried with backoff). Repeatable.
         #[arg(long, value_name = "URL")]
         webhook: Vec<String>,
+
+        /// Also publish each notification to this Amazon SNS topic (ARN). Repeatable.
+        #[arg(long, value_name = "TOPIC_ARN")]
+        sns: Vec<String>,
 
         /// Write each stream's report to DIR/<id>.json when it stops (removed from the list,
         /// ended, or the monitor stops).
@@ -378,6 +387,21 @@ enum Command {
         #[arg(long)]
         speed: bool,
 
+        /// Measure live monitoring instead: replay the input as this many live streams at
+        /// once (comma-separated counts, one run each, e.g. 8,10,12), paced at real time,
+        /// and report which counts the cores keep up with, memory per stream and the
+        /// latency of segments and alerts.
+        #[arg(long, value_name = "COUNTS", value_delimiter = ',')]
+        live: Option<Vec<usize>>,
+
+        /// With --live: cores to run on (the process is pinned to them).
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        cpus: usize,
+
+        /// With --live: seconds per run.
+        #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+        seconds: f64,
+
         #[command(flatten)]
         pipeline: PipelineArgs,
     },
@@ -482,6 +506,7 @@ struct AnalyzeArgs<'a> {
     input: &'a Path,
     notify: Option<&'a Path>,
     webhooks: &'a [String],
+    sns: &'a [String],
     format: Format,
     out: Option<&'a Path>,
     no_progress: bool,
@@ -530,10 +555,18 @@ async fn analyze(args: AnalyzeArgs<'_>, config: PipelineConfig) -> anyhow::Resul
     for url in args.webhooks {
         notifiers.add_webhook(url)?;
     }
+    if !args.sns.is_empty() {
+        let sdk =
+            vqa_transport_s3::aws_config(args.distributed.deployment.endpoint_url.as_deref()).await;
+        for topic in args.sns {
+            notifiers.add_sns(topic, &sdk)?;
+        }
+    }
     if !notifiers.is_empty() && args.topology == Topology::Distributed {
         bail!(
-            "--notify/--webhook: only the single process notifies as incidents open and close \
-             for now; the distributed aggregator writes the report at the end"
+            "--notify/--webhook/--sns: in the distributed topology the aggregator function \
+             notifies, to the SNS topic it was deployed with (VQA_NOTIFY_TOPIC_ARN, the \
+             template's NotifyTopicArn)"
         );
     }
     let notifiers = std::sync::Arc::new(notifiers);
@@ -545,10 +578,10 @@ async fn analyze(args: AnalyzeArgs<'_>, config: PipelineConfig) -> anyhow::Resul
     };
     // The run has ended and dropped its event sink: wait for the webhooks to deliver.
     if let Ok(notifiers) = std::sync::Arc::try_unwrap(notifiers) {
-        for (url, stats) in notifiers.finish() {
+        for (name, stats) in notifiers.finish() {
             if stats.failed > 0 {
                 eprintln!(
-                    "vqa: webhook {url}: {} of {} notifications not delivered",
+                    "vqa: {name}: {} of {} notifications not delivered",
                     stats.failed,
                     stats.failed + stats.delivered
                 );
@@ -848,6 +881,7 @@ async fn main_result(cli: Cli) -> anyhow::Result<ExitCode> {
             topology,
             notify,
             webhook,
+            sns,
             distributed,
             pipeline,
         } => {
@@ -855,6 +889,7 @@ async fn main_result(cli: Cli) -> anyhow::Result<ExitCode> {
                 input: &input,
                 notify: notify.as_deref(),
                 webhooks: &webhook,
+                sns: &sns,
                 format,
                 out: out.as_deref(),
                 no_progress,
@@ -914,6 +949,7 @@ async fn main_result(cli: Cli) -> anyhow::Result<ExitCode> {
             list,
             notify,
             webhook,
+            sns,
             reports,
             listen,
             duration,
@@ -926,6 +962,7 @@ async fn main_result(cli: Cli) -> anyhow::Result<ExitCode> {
                 list: &list,
                 notify: &notify,
                 webhooks: &webhook,
+                sns: &sns,
                 reports,
                 listen: listen.as_deref(),
                 duration,
@@ -947,8 +984,16 @@ async fn main_result(cli: Cli) -> anyhow::Result<ExitCode> {
             express_state_machine,
             deployment,
             speed,
+            live,
+            cpus,
+            seconds,
             mut pipeline,
         } => {
+            if let Some(counts) = live {
+                pipeline.decoder_threads = pipeline.decoder_threads.or(Some(1));
+                let config = pipeline.load()?;
+                return bench_live(&input, &counts, cpus, seconds, format, &config);
+            }
             if speed {
                 pipeline.decoder_threads = pipeline.decoder_threads.or(Some(1));
                 let config = pipeline.load()?;
@@ -975,10 +1020,49 @@ async fn main_result(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+fn bench_live(
+    input: &Path,
+    counts: &[usize],
+    cpus: usize,
+    seconds: f64,
+    format: Format,
+    config: &PipelineConfig,
+) -> anyhow::Result<ExitCode> {
+    use vqa_deploy_ecs::live_bench;
+    if counts.is_empty() || counts.contains(&0) {
+        bail!("--live: give stream counts above 0, e.g. --live 8,10,12");
+    }
+    if !(seconds.is_finite() && seconds >= 5.0) {
+        bail!("--seconds {seconds}: give at least 5 seconds per run");
+    }
+    // Fails here, in one line, on an input that cannot be read at all.
+    open_input(input, stream_id_for(input), config)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", shown(input)))?;
+    let mut runs = Vec::new();
+    for &n in counts {
+        eprintln!("vqa: {n} live stream(s) on {cpus} core(s) for {seconds:.0} s ...");
+        let (input, config) = (input.to_path_buf(), config.clone());
+        // A thread of its own, pinned to the cores measured (so are the threads it starts).
+        let run =
+            std::thread::spawn(move || live_bench::run_live(&input, n, cpus, seconds, &config))
+                .join()
+                .map_err(|_| {
+                    anyhow::anyhow!("the live benchmark stopped on an internal error")
+                })??;
+        runs.push(run);
+    }
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&runs)?),
+        Format::Text => print!("{}", live_bench::render(&runs)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 struct MonitorArgs<'a> {
     list: &'a Path,
     notify: &'a Path,
     webhooks: &'a [String],
+    sns: &'a [String],
     reports: Option<PathBuf>,
     listen: Option<&'a str>,
     duration: Option<f64>,
@@ -998,6 +1082,12 @@ async fn monitor(args: MonitorArgs<'_>, base: &PipelineConfig) -> anyhow::Result
     notifiers.add_lines(args.notify)?;
     for url in args.webhooks {
         notifiers.add_webhook(url)?;
+    }
+    if !args.sns.is_empty() {
+        let sdk = vqa_transport_s3::aws_config(None).await;
+        for topic in args.sns {
+            notifiers.add_sns(topic, &sdk)?;
+        }
     }
     let settings = list.monitor.clone();
     let monitor = Monitor::new(settings.clone(), notifiers, args.reports)?;
@@ -1083,10 +1173,10 @@ async fn monitor(args: MonitorArgs<'_>, base: &PipelineConfig) -> anyhow::Result
                 .unwrap_or_default()
         );
     }
-    for (url, stats) in finished.webhooks {
+    for (name, stats) in finished.webhooks {
         if stats.failed > 0 {
             eprintln!(
-                "vqa: webhook {url}: {} of {} notifications not delivered",
+                "vqa: {name}: {} of {} notifications not delivered",
                 stats.failed,
                 stats.failed + stats.delivered
             );

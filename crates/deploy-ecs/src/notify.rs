@@ -1,6 +1,7 @@
 //! Where incident notifications go as the aggregator emits them: JSON lines to a file or
-//! stdout, and HTTP webhooks (POST of the same JSON, retried with backoff). A slow or dead
-//! webhook never holds the analysis up: deliveries queue (bounded) on their own thread.
+//! stdout, HTTP webhooks (POST of the same JSON, retried with backoff) and Amazon SNS
+//! topics. A slow or dead destination never holds the analysis up: deliveries queue
+//! (bounded) on a thread per destination.
 
 use std::io::Write;
 use std::path::Path;
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use vqa_core::notify::Notification;
 use vqa_core::{IncidentEvent, StreamId};
+use vqa_deploy_lambda::sns::SnsNotifier;
 
 /// Notifications waiting for a webhook; past this, new ones are dropped (and counted).
 const WEBHOOK_QUEUE: usize = 1024;
@@ -19,9 +21,11 @@ const WEBHOOK_ATTEMPTS: u32 = 5;
 
 enum Sink {
     Lines(Mutex<Box<dyn Write + Send>>),
-    Webhook {
-        url: String,
-        queue: SyncSender<String>,
+    /// A destination served from a queue on its own thread (webhook, SNS topic).
+    Queued {
+        /// How it is named in messages (credentials hidden).
+        name: String,
+        queue: SyncSender<Notification>,
         worker: Option<JoinHandle<WebhookStats>>,
         dropped: Mutex<u64>,
     },
@@ -72,13 +76,33 @@ impl Notifiers {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             anyhow::bail!("webhook {}: not an http(s) URL", vqa_core::redact_url(url));
         }
-        let (queue, rx) = sync_channel(WEBHOOK_QUEUE);
         let target = url.to_string();
+        self.add_queued(
+            format!("webhook {}", vqa_core::redact_url(url)),
+            move |rx| deliver(&target, rx),
+        )
+    }
+
+    /// Publishes each notification to an SNS topic (credentials, region and endpoint from the
+    /// AWS configuration).
+    pub fn add_sns(&mut self, topic: &str, sdk: &aws_config::SdkConfig) -> anyhow::Result<()> {
+        let notifier = SnsNotifier::new(sdk, topic)?;
+        self.add_queued(format!("SNS topic {topic}"), move |rx| {
+            publish(&notifier, rx)
+        })
+    }
+
+    fn add_queued(
+        &mut self,
+        name: String,
+        work: impl FnOnce(Receiver<Notification>) -> WebhookStats + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (queue, rx) = sync_channel(WEBHOOK_QUEUE);
         let worker = std::thread::Builder::new()
-            .name("vqa-webhook".into())
-            .spawn(move || deliver(&target, rx))?;
-        self.sinks.push(Sink::Webhook {
-            url: url.to_string(),
+            .name("vqa-notify".into())
+            .spawn(move || work(rx))?;
+        self.sinks.push(Sink::Queued {
+            name,
             queue,
             worker: Some(worker),
             dropped: Mutex::new(0),
@@ -93,7 +117,8 @@ impl Notifiers {
     /// Sends a notification naming `report` as where the stream's report is stored (many
     /// streams, one report each).
     pub fn send_with_report(&self, stream: &StreamId, event: &IncidentEvent, report: Option<&str>) {
-        let line = Notification::from_event(stream, event, report).to_json_line();
+        let notification = Notification::from_event(stream, event, report);
+        let line = notification.to_json_line();
         for sink in &self.sinks {
             match sink {
                 Sink::Lines(out) => {
@@ -103,17 +128,16 @@ impl Notifiers {
                         tracing::warn!("cannot write a notification: {e}");
                     }
                 }
-                Sink::Webhook {
+                Sink::Queued {
                     queue,
                     dropped,
-                    url,
+                    name,
                     ..
                 } => {
-                    if let Err(TrySendError::Full(_)) = queue.try_send(line.clone()) {
+                    if let Err(TrySendError::Full(_)) = queue.try_send(notification.clone()) {
                         *dropped.lock().unwrap_or_else(|p| p.into_inner()) += 1;
                         tracing::warn!(
-                            "webhook {}: {WEBHOOK_QUEUE} notifications waiting; dropping one",
-                            vqa_core::redact_url(url)
+                            "{name}: {WEBHOOK_QUEUE} notifications waiting; dropping one"
                         );
                     }
                 }
@@ -126,8 +150,8 @@ impl Notifiers {
     pub fn finish(self) -> Vec<(String, WebhookStats)> {
         let mut out = Vec::new();
         for sink in self.sinks {
-            if let Sink::Webhook {
-                url,
+            if let Sink::Queued {
+                name,
                 queue,
                 worker,
                 dropped,
@@ -136,7 +160,7 @@ impl Notifiers {
                 drop(queue);
                 let mut stats = worker.and_then(|w| w.join().ok()).unwrap_or_default();
                 stats.failed += dropped.into_inner().unwrap_or_else(|p| p.into_inner());
-                out.push((vqa_core::redact_url(&url), stats));
+                out.push((name, stats));
             }
         }
         out
@@ -144,14 +168,15 @@ impl Notifiers {
 }
 
 /// The webhook thread: each notification POSTed, retried on connection errors, 429 and 5xx.
-fn deliver(url: &str, rx: Receiver<String>) -> WebhookStats {
+fn deliver(url: &str, rx: Receiver<Notification>) -> WebhookStats {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(10)))
         .http_status_as_error(false)
         .build()
         .into();
     let mut stats = WebhookStats::default();
-    for body in rx {
+    for notification in rx {
+        let body = notification.to_json_line();
         let mut wait = Duration::from_millis(500);
         let mut attempt = 1;
         loop {
@@ -182,6 +207,32 @@ fn deliver(url: &str, rx: Receiver<String>) -> WebhookStats {
             std::thread::sleep(wait);
             wait *= 2;
             attempt += 1;
+        }
+    }
+    stats
+}
+
+/// The SNS thread: each notification published (the SDK retries throttling and 5xx).
+fn publish(notifier: &SnsNotifier, rx: Receiver<Notification>) -> WebhookStats {
+    let mut stats = WebhookStats::default();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("SNS topic {}: cannot start: {e}", notifier.topic());
+            stats.failed = rx.iter().count() as u64;
+            return stats;
+        }
+    };
+    for n in rx {
+        match runtime.block_on(notifier.publish(&n)) {
+            Ok(()) => stats.delivered += 1,
+            Err(why) => {
+                stats.failed += 1;
+                tracing::warn!("{why}");
+            }
         }
     }
     stats

@@ -7,14 +7,16 @@ use std::sync::{Arc, Mutex};
 
 use futures::{StreamExt, TryStreamExt};
 use vqa_converter::FfmpegConverter;
+use vqa_core::notify::Notification;
 use vqa_core::stage::{aggregate_parts_stage, detect_part_stage, finish_stage, hand_off_segment};
 use vqa_core::{
-    ArtifactKey, Converter, Detector, Handle, IncidentAggregator, PipelineConfig, Transport,
-    TransportError,
+    ArtifactKey, Converter, Detector, Handle, IncidentAggregator, IncidentEvent, PipelineConfig,
+    Transport, TransportError,
 };
 use vqa_transport_s3::{S3Error, S3Transport};
 
 use crate::payload::{check_size, AggregateTask, Aggregated, Converted, DetectTask, Detected, Job};
+use crate::sns::SnsNotifier;
 
 /// A handler's failure: one sentence, which Step Functions shows as the execution's cause.
 /// Its Lambda error type tells the state machine's Retry whether trying again can help.
@@ -213,7 +215,31 @@ pub async fn detect(
 
 /// Aggregator: applies every segment's findings in order through the state store, removes
 /// the artifacts it has applied, and writes the stream report to the results bucket.
-pub async fn aggregate(base: &S3Transport, task: AggregateTask) -> Result<Aggregated, StageError> {
+/// Publishes incident events to SNS when a topic is configured. A notification that cannot
+/// be published is logged, never a failed aggregation: the report is the record.
+async fn publish(
+    notifier: Option<&SnsNotifier>,
+    stream: &vqa_core::StreamId,
+    events: &[IncidentEvent],
+    report: &str,
+) {
+    let Some(notifier) = notifier else { return };
+    for e in events {
+        let n = Notification::from_event(stream, e, Some(report));
+        if let Err(why) = notifier.publish(&n).await {
+            tracing::warn!("{why}");
+        }
+    }
+}
+
+/// The aggregator: every segment's findings in order, then the report. With a notifier,
+/// incidents are published as they open and close (a retried aggregator publishes again:
+/// delivery is at least once).
+pub async fn aggregate(
+    base: &S3Transport,
+    task: AggregateTask,
+    notifier: Option<&SnsNotifier>,
+) -> Result<Aggregated, StageError> {
     let transport = base.with_layout(task.transport.clone());
     let aggregator = IncidentAggregator::new(&task.config);
     let fail = |e| StageError::transport("aggregator", e);
@@ -228,13 +254,14 @@ pub async fn aggregate(base: &S3Transport, task: AggregateTask) -> Result<Aggreg
                 }
             })
             .collect();
-        aggregate_parts_stage(&transport, &aggregator, &parts)
+        let events = aggregate_parts_stage(&transport, &aggregator, &parts)
             .await
             .map_err(fail)?;
+        publish(notifier, &task.stream, &events, &task.results.uri()).await;
         applied.extend(parts);
         applied.push(segment.clone());
     }
-    let (report, _) = finish_stage(&transport, &aggregator, &task.stream, task.summary)
+    let (report, closing) = finish_stage(&transport, &aggregator, &task.stream, task.summary)
         .await
         .map_err(fail)?;
     let body = serde_json::to_vec_pretty(&report)
@@ -249,6 +276,7 @@ pub async fn aggregate(base: &S3Transport, task: AggregateTask) -> Result<Aggreg
         .await
         .map_err(|e| StageError::s3("aggregator: writing the report", e))?;
     let written_at = now_ms();
+    publish(notifier, &task.stream, &closing, &task.results.uri()).await;
     // Artifacts go only once the report is written: a retried aggregator (after a fault at
     // any point above) finds every segment's findings again and ends with the same report.
     for handle in &applied {

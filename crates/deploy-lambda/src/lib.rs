@@ -9,10 +9,12 @@
 //!   configuration.
 //! - [`client`]: deploys the state machine and runs inputs through it.
 //! - [`payload`]: what travels in Step Functions payloads.
+//! - [`sns`]: incident notifications to Amazon SNS, for the aggregator and `vqa`.
 
 pub mod client;
 pub mod handlers;
 pub mod payload;
+pub mod sns;
 pub mod state_machine;
 
 /// Sets up logging for a handler binary: plain lines to stderr (CloudWatch adds times),

@@ -23,8 +23,8 @@ use vqa_testkit::{
 };
 
 const USAGE: &str = "usage: vqa-make-clip [--implied] OUT.{mp4,mkv,ts}\n       \
-                     vqa-make-clip --bench SECONDS [--with-defects] OUT.mp4   \
-                     (1080p25 benchmark clip; --with-defects: frozen for a third of it, black for a sixth)\n       \
+                     vqa-make-clip --bench SECONDS [--size WxH] [--with-defects] OUT.mp4   \
+                     (1080p25 benchmark clip, or WxH; --with-defects: frozen for a third of it, black for a sixth)\n       \
                      vqa-make-clip --corpus DIR [--quick]   \
                      (labelled clips of every defect kind and DIR/corpus.json, for `vqa eval`)";
 
@@ -51,6 +51,7 @@ fn run() -> Result<()> {
     let mut bench: Option<f64> = None;
     let mut corpus: Option<PathBuf> = None;
     let mut quick = false;
+    let mut size: Option<(u32, u32)> = None;
     let mut out: Option<PathBuf> = None;
     let mut args = std::env::args_os().skip(1);
     while let Some(arg) = args.next() {
@@ -62,6 +63,19 @@ fn run() -> Result<()> {
             Some("--implied") => implied = true,
             Some("--with-defects") => with_defects = true,
             Some("--quick") => quick = true,
+            Some("--size") => {
+                let parsed = args.next().and_then(|s| {
+                    let s = s.to_str()?.to_string();
+                    let (w, h) = s.split_once('x')?;
+                    Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?))
+                });
+                match parsed {
+                    Some((w, h)) if w >= 16 && h >= 16 && w % 2 == 0 && h % 2 == 0 => {
+                        size = Some((w, h))
+                    }
+                    _ => bail!("--size needs WIDTHxHEIGHT, even numbers of at least 16, e.g. 1280x720\n{USAGE}"),
+                }
+            }
             Some("--corpus") => match args.next() {
                 Some(dir) => corpus = Some(PathBuf::from(dir)),
                 None => bail!("--corpus needs a directory\n{USAGE}"),
@@ -87,6 +101,9 @@ fn run() -> Result<()> {
     }
     if quick {
         bail!("--quick goes with --corpus\n{USAGE}");
+    }
+    if size.is_some() && bench.is_none() {
+        bail!("--size goes with --bench\n{USAGE}");
     }
     let Some(out) = out else { bail!("{USAGE}") };
     let Some(container) = Container::from_path(&out) else {
@@ -114,6 +131,10 @@ fn run() -> Result<()> {
                 container,
                 ..bench_clip_spec(seconds)
             };
+            if let Some((width, height)) = size {
+                spec.width = width;
+                spec.height = height;
+            }
             if with_defects {
                 spec.defects = vec![
                     Defect::freeze(seconds / 6.0, seconds / 6.0 + seconds / 3.0),

@@ -22,18 +22,54 @@ pub struct Metrics {
     /// From the arrival of the packet that completed a segment to the aggregator having
     /// applied it (its incidents notified), seconds.
     pub segment_latency: Histogram,
-    /// From the arrival of an incident's first moment to its `opened` notification, seconds
-    /// (includes the kind's minimum duration).
+    /// From the arrival of the moment an incident qualified (its start plus its kind's
+    /// minimum duration) to its `opened` notification, seconds.
     pub alert_latency: Histogram,
+    /// The latest raw values of both, for percentiles (`vqa bench --live`).
+    samples: std::sync::Mutex<Samples>,
 }
+
+/// Raw latency values, seconds, the latest [`MAX_SAMPLES`] of each.
+#[derive(Clone, Debug, Default)]
+pub struct Samples {
+    pub segment: Vec<f64>,
+    pub alert: Vec<f64>,
+}
+
+const MAX_SAMPLES: usize = 200_000;
 
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
             segment_latency: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             alert_latency: Histogram::new(exponential_buckets(0.125, 1.5, 14)),
+            samples: Default::default(),
         }
     }
+}
+
+impl Metrics {
+    pub fn observe_segment(&self, seconds: f64) {
+        self.segment_latency.observe(seconds);
+        keep(&mut super::lock(&self.samples).segment, seconds);
+    }
+
+    pub fn observe_alert(&self, seconds: f64) {
+        self.alert_latency.observe(seconds);
+        keep(&mut super::lock(&self.samples).alert, seconds);
+    }
+
+    /// Takes the raw values observed so far.
+    pub fn take_samples(&self) -> Samples {
+        std::mem::take(&mut *super::lock(&self.samples))
+    }
+}
+
+fn keep(v: &mut Vec<f64>, x: f64) {
+    if v.len() >= MAX_SAMPLES {
+        v.drain(..MAX_SAMPLES / 2);
+    }
+    v.push(x);
 }
 
 /// Reads every stream's counters at scrape time.
@@ -197,7 +233,7 @@ pub fn registry(env: &Arc<Env>) -> Registry {
     );
     registry.register(
         "vqa_alert_latency_seconds",
-        "From the arrival of an incident's first moment to its opened notification (includes the kind's minimum duration).",
+        "From the arrival of the moment an incident qualified (start + the kind's minimum duration) to its opened notification.",
         env.metrics.alert_latency.clone(),
     );
     registry.register_collector(Box::new(Streams(env.clone())));

@@ -118,6 +118,11 @@ impl Monitor {
         &self.env
     }
 
+    /// Raw latencies observed so far (taken: the next call starts afresh).
+    pub fn take_latencies(&self) -> metrics::Samples {
+        self.env.metrics.take_samples()
+    }
+
     pub fn workers(&self) -> usize {
         self.env.pool.size()
     }

@@ -628,12 +628,10 @@ impl Actor {
         stats.segments.fetch_add(1, Ordering::Relaxed);
         stats.video_frames.fetch_add(frames, Ordering::Relaxed);
         stats.shed_frames.fetch_add(shed, Ordering::Relaxed);
-        if let Some(at) = self.last_arrival {
-            env.metrics
-                .segment_latency
-                .observe(at.elapsed().as_secs_f64());
-        }
         self.notify(&events, shared, env);
+        if let Some(at) = self.last_arrival {
+            env.metrics.observe_segment(at.elapsed().as_secs_f64());
+        }
         Ok(())
     }
 
@@ -695,10 +693,11 @@ impl Actor {
                 } => {
                     self.open.insert((*kind, *channel));
                     if *kind != IncidentKind::InputLoss {
-                        if let Some(at) = shared.arrival_of(*start) {
-                            env.metrics
-                                .alert_latency
-                                .observe(at.elapsed().as_secs_f64());
+                        // Timed from when it qualified: its start plus its kind's minimum
+                        // duration, the earliest any monitor could announce it.
+                        let due = start + shared.spec.config.rule(*kind).min_duration;
+                        if let Some(at) = shared.arrival_of(due) {
+                            env.metrics.observe_alert(at.elapsed().as_secs_f64());
                         }
                     }
                 }
