@@ -306,3 +306,37 @@ pub struct StreamReport {
     /// What the detectors measured, summarised over the stream (e.g. `av_sync.offset_ms`).
     pub measurements: Evidence,
 }
+
+impl StreamReport {
+    /// One report from the reports of detector shards: processes that each decoded the same
+    /// stream and ran a disjoint subset of the detectors. Incidents and measurements are
+    /// the union (ordered as the aggregator orders them), warnings are merged without
+    /// repeats, the stream is complete only if every shard read all of it; what describes
+    /// the input (media, coverage) is the first shard's. The result equals the report of one
+    /// process running every detector. `None` for no reports.
+    pub fn merge_shards(parts: Vec<StreamReport>) -> Option<StreamReport> {
+        let mut parts = parts.into_iter();
+        let mut merged = parts.next()?;
+        for part in parts {
+            merged.complete &= part.complete;
+            for w in part.warnings {
+                if !merged.warnings.contains(&w) {
+                    merged.warnings.push(w);
+                }
+            }
+            merged.incidents.extend(part.incidents);
+            if merged.loudness.is_none() {
+                merged.loudness = part.loudness;
+            }
+            merged.measurements.extend(part.measurements);
+            if part.coverage.segments > merged.coverage.segments {
+                // A shard that lost part of the stream does not hide what another saw.
+                merged.coverage = part.coverage;
+            }
+        }
+        merged
+            .incidents
+            .sort_by_key(|i| (i.start, i.kind, i.channel));
+        Some(merged)
+    }
+}

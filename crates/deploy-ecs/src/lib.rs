@@ -12,6 +12,7 @@ pub mod eval;
 pub mod live_bench;
 pub mod monitor;
 pub mod notify;
+pub mod router;
 pub mod summary;
 
 use std::collections::HashMap;

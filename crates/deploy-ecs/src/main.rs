@@ -235,8 +235,15 @@ enum Command {
                       not be monitored at all (the error names it)."
     )]
     Monitor {
-        /// The stream list (TOML).
-        list: PathBuf,
+        /// The stream list (TOML). Optional with --control (the list then comes over HTTP;
+        /// a file with only [monitor] settings can still set them).
+        list: Option<PathBuf>,
+
+        /// Also accept stream lists over HTTP on --listen: PUT /streams replaces the list,
+        /// GET /streams shows it, GET /reports/ID serves a finished stream's report. This
+        /// is how `vqa router` drives detector shards; listen on a private address.
+        #[arg(long, requires = "listen")]
+        control: bool,
 
         /// Where the JSON lines of incidents opened and closed go (`-`: stdout).
         #[arg(long, value_name = "FILE", default_value = "-")]
@@ -266,6 +273,57 @@ enum Command {
 
         /// Stop once every stream has ended (local files replayed with allow_local_files;
         /// live inputs never end, they reconnect).
+        #[arg(long)]
+        until_done: bool,
+
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+    },
+    /// Drive detector shards: assign each stream's detectors to `vqa monitor --control`
+    /// processes (each decodes the stream itself and runs its share of the detectors),
+    /// relay their notifications and merge their reports into one report per stream.
+    #[command(
+        after_help = "Shards file (TOML):\n\n  [[shard]]\n  name = \"video\"\n  url = \"http://10.0.0.5:9090\"   \
+                            # the shard's --listen\n  detectors = [\"freeze\", \"black\", \"blockiness\", \"blur\", \
+                            \"colorbars\", \"corruption\", \"frame_drop\"]\n  [[shard]]\n  name = \"audio\"\n  \
+                            url = \"http://10.0.0.6:9090\"\n  detectors = [\"silence\", \"loudness\", \"clipping\", \"av_sync\"]\n\n\
+                            Start each shard as `vqa monitor --control --listen ADDR --webhook http://ROUTER/notify` \
+                            (ROUTER: this router's --listen). Each detector of a stream goes to the first shard \
+                            that lists it."
+    )]
+    Router {
+        /// The stream list (the `vqa monitor` format), reloaded when edited.
+        list: PathBuf,
+
+        /// The shards file.
+        #[arg(long, value_name = "FILE")]
+        shards: PathBuf,
+
+        /// Where shards POST their notifications (/notify) and /healthz is served.
+        #[arg(long, value_name = "ADDR")]
+        listen: String,
+
+        /// Where the JSON lines of incidents opened and closed go (`-`: stdout).
+        #[arg(long, value_name = "FILE", default_value = "-")]
+        notify: PathBuf,
+
+        /// Also POST each notification to this URL. Repeatable.
+        #[arg(long, value_name = "URL")]
+        webhook: Vec<String>,
+
+        /// Also publish each notification to this Amazon SNS topic (ARN). Repeatable.
+        #[arg(long, value_name = "TOPIC_ARN")]
+        sns: Vec<String>,
+
+        /// Write each stream's merged report to DIR/<id>.json once every shard finished it.
+        #[arg(long, value_name = "DIR")]
+        reports: Option<PathBuf>,
+
+        /// Stop after this many seconds.
+        #[arg(long, value_name = "SECONDS")]
+        duration: Option<f64>,
+
+        /// Stop once every stream's merged report is written.
         #[arg(long)]
         until_done: bool,
 
@@ -947,6 +1005,7 @@ async fn main_result(cli: Cli) -> anyhow::Result<ExitCode> {
         } => eval_corpus(&corpus, format, no_ffmpeg, pipeline.load()?).await,
         Command::Monitor {
             list,
+            control,
             notify,
             webhook,
             sns,
@@ -958,8 +1017,12 @@ async fn main_result(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             // Decoding stays on the monitor's worker pool, not on FFmpeg threads per stream.
             pipeline.decoder_threads = pipeline.decoder_threads.or(Some(1));
+            if list.is_none() && !control {
+                bail!("vqa monitor: give a stream list file, or --control --listen ADDR to receive lists over HTTP");
+            }
             let args = MonitorArgs {
-                list: &list,
+                list: list.as_deref(),
+                control,
                 notify: &notify,
                 webhooks: &webhook,
                 sns: &sns,
@@ -969,6 +1032,31 @@ async fn main_result(cli: Cli) -> anyhow::Result<ExitCode> {
                 until_done,
             };
             monitor(args, &pipeline.load()?).await
+        }
+        Command::Router {
+            list,
+            shards,
+            listen,
+            notify,
+            webhook,
+            sns,
+            reports,
+            duration,
+            until_done,
+            pipeline,
+        } => {
+            let args = RouterArgs {
+                list: &list,
+                shards: &shards,
+                listen: &listen,
+                notify: &notify,
+                webhooks: &webhook,
+                sns: &sns,
+                reports,
+                duration,
+                until_done,
+            };
+            router(args, &pipeline.load()?).await
         }
         Command::Config { pipeline } => {
             print!("{}", pipeline.load()?.to_toml());
@@ -1059,7 +1147,8 @@ fn bench_live(
 }
 
 struct MonitorArgs<'a> {
-    list: &'a Path,
+    list: Option<&'a Path>,
+    control: bool,
     notify: &'a Path,
     webhooks: &'a [String],
     sns: &'a [String],
@@ -1077,22 +1166,19 @@ async fn monitor(args: MonitorArgs<'_>, base: &PipelineConfig) -> anyhow::Result
     use std::time::{Duration, Instant};
     use vqa_deploy_ecs::monitor::{metrics, Monitor, StreamList};
 
-    let list = StreamList::load(args.list, base)?;
-    let mut notifiers = Notifiers::new(None);
-    notifiers.add_lines(args.notify)?;
-    for url in args.webhooks {
-        notifiers.add_webhook(url)?;
-    }
-    if !args.sns.is_empty() {
-        let sdk = vqa_transport_s3::aws_config(None).await;
-        for topic in args.sns {
-            notifiers.add_sns(topic, &sdk)?;
-        }
-    }
+    let list = match args.list {
+        Some(path) => StreamList::load(path, base)?,
+        None => StreamList::parse("", base)?,
+    };
+    let notifiers = notifiers_for(args.notify, args.webhooks, args.sns).await?;
     let settings = list.monitor.clone();
     let monitor = Monitor::new(settings.clone(), notifiers, args.reports)?;
     if let Some(addr) = args.listen {
-        let local = metrics::serve(addr, monitor.env())?;
+        let control = args.control.then(|| metrics::Control {
+            base: base.clone(),
+            last: Default::default(),
+        });
+        let local = metrics::serve(addr, monitor.env(), control)?;
         tracing::info!("metrics at http://{local}/metrics, health at http://{local}/healthz");
     }
     let changes = monitor.apply(&list);
@@ -1101,7 +1187,7 @@ async fn monitor(args: MonitorArgs<'_>, base: &PipelineConfig) -> anyhow::Result
         changes.added.len(),
         monitor.workers()
     );
-    let mut seen = modified(args.list);
+    let mut seen = args.list.and_then(modified);
     let started = Instant::now();
     let mut last_tick = Instant::now();
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -1115,21 +1201,21 @@ async fn monitor(args: MonitorArgs<'_>, base: &PipelineConfig) -> anyhow::Result
             monitor.tick();
             last_tick = Instant::now();
         }
-        let now_modified = modified(args.list);
-        if now_modified != seen {
+        let now_modified = args.list.and_then(modified);
+        if let (Some(path), true) = (args.list, now_modified != seen) {
             seen = now_modified;
-            match StreamList::load(args.list, base) {
+            match StreamList::load(path, base) {
                 Ok(list) => {
                     if list.monitor != settings {
                         tracing::warn!(
                             "{}: [monitor] settings apply at start; restart vqa to change them",
-                            args.list.display()
+                            path.display()
                         );
                     }
                     let c = monitor.apply(&list);
                     tracing::info!(
                         "{}: added {:?}, removed {:?}, restarted {:?}",
-                        args.list.display(),
+                        path.display(),
                         c.added,
                         c.removed,
                         c.restarted
@@ -1183,6 +1269,136 @@ async fn monitor(args: MonitorArgs<'_>, base: &PipelineConfig) -> anyhow::Result
         }
     }
     Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+struct RouterArgs<'a> {
+    list: &'a Path,
+    shards: &'a Path,
+    listen: &'a str,
+    notify: &'a Path,
+    webhooks: &'a [String],
+    sns: &'a [String],
+    reports: Option<PathBuf>,
+    duration: Option<f64>,
+    until_done: bool,
+}
+
+/// The destinations every notification goes to.
+async fn notifiers_for(
+    notify: &Path,
+    webhooks: &[String],
+    sns: &[String],
+) -> anyhow::Result<Notifiers> {
+    let mut notifiers = Notifiers::new(None);
+    notifiers.add_lines(notify)?;
+    for url in webhooks {
+        notifiers.add_webhook(url)?;
+    }
+    if !sns.is_empty() {
+        let sdk = vqa_transport_s3::aws_config(None).await;
+        for topic in sns {
+            notifiers.add_sns(topic, &sdk)?;
+        }
+    }
+    Ok(notifiers)
+}
+
+async fn router(args: RouterArgs<'_>, base: &PipelineConfig) -> anyhow::Result<ExitCode> {
+    use std::time::{Duration, Instant};
+    use vqa_deploy_ecs::monitor::StreamList;
+    use vqa_deploy_ecs::router::{load_shards, serve, Relay, Router};
+
+    let shards = load_shards(args.shards)?;
+    let list = StreamList::load(args.list, base)?;
+    let notifiers = notifiers_for(args.notify, args.webhooks, args.sns).await?;
+    let relay = std::sync::Arc::new(Relay::new(notifiers, args.reports.clone()));
+    let local = serve(args.listen, relay.clone())?;
+    tracing::info!("router at http://{local} (shards POST to /notify)");
+    let mut router = Router::new(shards, args.reports)?;
+    router
+        .set_list(&list)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.list.display()))?;
+    let mut seen = modified(args.list);
+    let started = Instant::now();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        router = tokio::task::spawn_blocking(move || {
+            router.reconcile();
+            router
+        })
+        .await?;
+        if args.until_done && router.pending() == 0 {
+            break;
+        }
+        if args
+            .duration
+            .is_some_and(|d| started.elapsed().as_secs_f64() >= d)
+        {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        let now = modified(args.list);
+        if now != seen {
+            seen = now;
+            match StreamList::load(args.list, base).and_then(|l| router.set_list(&l)) {
+                Ok(()) => tracing::info!(
+                    "{}: {} stream(s) assigned",
+                    args.list.display(),
+                    router.assigned()
+                ),
+                Err(e) => tracing::error!("{e:#}; still routing the previous list"),
+            }
+        }
+    }
+    // Stop every stream on every shard, then merge what they report (30 s at most).
+    router.clear();
+    let until = Instant::now() + Duration::from_secs(30);
+    while router.pending() > 0 && Instant::now() < until {
+        router = tokio::task::spawn_blocking(move || {
+            router.reconcile();
+            router
+        })
+        .await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    if router.pending() > 0 {
+        eprintln!(
+            "vqa: {} stream(s) not merged: a shard did not report them",
+            router.pending()
+        );
+    }
+    for r in &router.merged {
+        eprintln!(
+            "vqa: stream {}: {} segments, {} incidents (merged)",
+            r.stream,
+            r.coverage.segments,
+            r.incidents.len()
+        );
+    }
+    // Shards send their last notifications from queues: let them arrive, then deliver.
+    let drained = relay.clone();
+    tokio::task::spawn_blocking(move || {
+        drained.drain(Duration::from_secs(1), Duration::from_secs(10))
+    })
+    .await?;
+    for (name, stats) in relay.finish() {
+        if stats.failed > 0 {
+            eprintln!(
+                "vqa: {name}: {} of {} notifications not delivered",
+                stats.failed,
+                stats.failed + stats.delivered
+            );
+        }
+    }
+    Ok(if router.pending() > 0 {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

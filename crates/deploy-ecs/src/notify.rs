@@ -117,7 +117,11 @@ impl Notifiers {
     /// Sends a notification naming `report` as where the stream's report is stored (many
     /// streams, one report each).
     pub fn send_with_report(&self, stream: &StreamId, event: &IncidentEvent, report: Option<&str>) {
-        let notification = Notification::from_event(stream, event, report);
+        self.forward(&Notification::from_event(stream, event, report));
+    }
+
+    /// Sends a notification made elsewhere (a shard's, relayed by the router).
+    pub fn forward(&self, notification: &Notification) {
         let line = notification.to_json_line();
         for sink in &self.sinks {
             match sink {

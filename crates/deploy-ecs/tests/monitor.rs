@@ -591,3 +591,137 @@ fn a_bad_stream_list_is_refused_in_one_line_naming_it() {
         "{err}"
     );
 }
+
+/// Kills a child process when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_http(url: &str) {
+    let t = Instant::now();
+    while ureq::get(url).call().is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "{url} did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn two_detector_shards_merge_into_the_report_of_one_process() {
+    if !vqa_testkit::ffmpeg_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let clip = live_clip(d, 8.0);
+    let router_port = free_port();
+    let settings = d.join("shard.toml");
+    std::fs::write(&settings, "[monitor]\nallow_local_files = true\n").expect("write");
+    let mut shards = Vec::new();
+    let mut urls = Vec::new();
+    for name in ["video", "audio"] {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_vqa"))
+            .arg("monitor")
+            .arg(&settings)
+            .args(["--control", "--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "--webhook",
+                &format!("http://127.0.0.1:{router_port}/notify"),
+            ])
+            .arg("--notify")
+            .arg(d.join(format!("{name}.jsonl")))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.join(format!("{name}.err"))).expect("log"))
+            .spawn()
+            .expect("start shard");
+        shards.push(Killed(child));
+        urls.push(format!("http://127.0.0.1:{port}"));
+        wait_http(&format!("http://127.0.0.1:{port}/healthz"));
+    }
+    std::fs::write(
+        d.join("shards.toml"),
+        format!(
+            "[[shard]]\nname = \"video\"\nurl = \"{}\"\ndetectors = [\"freeze\", \"black\", \"blockiness\", \
+             \"blur\", \"colorbars\", \"corruption\", \"frame_drop\"]\n\
+             [[shard]]\nname = \"audio\"\nurl = \"{}\"\ndetectors = [\"silence\", \"loudness\", \"clipping\", \"av_sync\"]\n",
+            urls[0], urls[1]
+        ),
+    )
+    .expect("write shards");
+    std::fs::write(
+        d.join("streams.toml"),
+        format!(
+            "[monitor]\nallow_local_files = true\n[[stream]]\nid = \"ch\"\nurl = \"{}\"\n",
+            clip.path.display()
+        ),
+    )
+    .expect("write list");
+    let out = Command::new(env!("CARGO_BIN_EXE_vqa"))
+        .arg("router")
+        .arg(d.join("streams.toml"))
+        .arg("--shards")
+        .arg(d.join("shards.toml"))
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{router_port}"),
+            "--until-done",
+        ])
+        .arg("--reports")
+        .arg(d.join("merged"))
+        .arg("--notify")
+        .arg(d.join("router.jsonl"))
+        .output()
+        .expect("run router");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let merged: Value =
+        serde_json::from_slice(&std::fs::read(d.join("merged/ch.json")).expect("merged report"))
+            .expect("json");
+    let one = Command::new(env!("CARGO_BIN_EXE_vqa"))
+        .args(["analyze", "--format", "json", "--decoder-threads", "1"])
+        .arg(&clip.path)
+        .output()
+        .expect("vqa analyze");
+    let mut expected: Value = serde_json::from_slice(&one.stdout).expect("json");
+    expected["stream"] = "ch".into();
+    assert_eq!(merged, expected);
+    // Each shard ran only its share: the video shard measured no loudness.
+    let video = std::fs::read_to_string(d.join("video.jsonl")).unwrap_or_default();
+    let audio = std::fs::read_to_string(d.join("audio.jsonl")).unwrap_or_default();
+    assert!(
+        video.contains("\"freeze\"") && !video.contains("\"loudness\""),
+        "{video}"
+    );
+    assert!(
+        audio.contains("\"loudness\"") && !audio.contains("\"freeze\""),
+        "{audio}"
+    );
+    // The router relayed both shards' notifications, once each, naming the merged report.
+    let relayed: Vec<Value> = std::fs::read_to_string(d.join("router.jsonl"))
+        .expect("router notifications")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let incidents = expected["incidents"].as_array().expect("incidents");
+    assert_eq!(relayed.len(), 2 * incidents.len(), "{relayed:?}");
+    for i in incidents {
+        let opened = relayed
+            .iter()
+            .filter(|n| {
+                n["event"] == "opened" && n["kind"] == i["kind"] && n["start"] == i["start"]
+            })
+            .count();
+        assert_eq!(opened, 1, "{i}: {relayed:?}");
+    }
+    assert!(relayed.iter().all(|n| n["report"]
+        .as_str()
+        .is_some_and(|r| r.ends_with("merged/ch.json"))));
+}

@@ -155,7 +155,25 @@ impl StreamList {
     }
 
     pub fn parse(text: &str, base: &PipelineConfig) -> anyhow::Result<Self> {
-        let raw: RawList = toml::from_str(text).map_err(|e| {
+        Self::parse_inner(text, base, None)
+    }
+
+    /// Parses a list sent to a running monitor (`PUT /streams`): the monitor's own settings
+    /// apply, whatever the list's `[monitor]` says (a remote list cannot allow local files).
+    pub fn parse_under(
+        text: &str,
+        base: &PipelineConfig,
+        settings: &MonitorSettings,
+    ) -> anyhow::Result<Self> {
+        Self::parse_inner(text, base, Some(settings))
+    }
+
+    fn parse_inner(
+        text: &str,
+        base: &PipelineConfig,
+        forced: Option<&MonitorSettings>,
+    ) -> anyhow::Result<Self> {
+        let mut raw: RawList = toml::from_str(text).map_err(|e| {
             let at = e.span().map_or(0, |span| span.start);
             let line = 1 + text.as_bytes()[..at.min(text.len())]
                 .iter()
@@ -163,6 +181,9 @@ impl StreamList {
                 .count();
             anyhow::anyhow!("line {line}: {}", e.message().trim())
         })?;
+        if let Some(settings) = forced {
+            raw.monitor = settings.clone();
+        }
         let m = &raw.monitor;
         let positive = |name: &str, v: f64| {
             if v.is_finite() && v > 0.0 {

@@ -240,8 +240,61 @@ pub fn registry(env: &Arc<Env>) -> Registry {
     registry
 }
 
-/// Serves `/metrics` and `/healthz` on `addr` from a thread of its own.
-pub fn serve(addr: &str, env: &Arc<Env>) -> anyhow::Result<std::net::SocketAddr> {
+/// Accepting stream lists over HTTP (`vqa monitor --control`): a detector shard is given
+/// its streams by the router this way.
+pub struct Control {
+    /// The configuration lists are resolved against.
+    pub base: vqa_core::PipelineConfig,
+    /// The list last accepted, as sent.
+    pub last: std::sync::Mutex<String>,
+}
+
+/// Largest stream list accepted over HTTP.
+const MAX_LIST_BYTES: u64 = 4 << 20;
+
+fn put_streams(
+    request: &mut tiny_http::Request,
+    env: &Arc<Env>,
+    control: &Control,
+) -> (u16, String) {
+    let mut text = String::new();
+    use std::io::Read;
+    if let Err(e) = request
+        .as_reader()
+        .take(MAX_LIST_BYTES)
+        .read_to_string(&mut text)
+    {
+        return (400, format!("cannot read the stream list: {e}\n"));
+    }
+    match super::StreamList::parse_under(&text, &control.base, env.settings()) {
+        Ok(list) => {
+            let changes = env.apply(&list);
+            *super::lock(&control.last) = text;
+            tracing::info!(
+                "stream list over HTTP: added {:?}, removed {:?}, restarted {:?}",
+                changes.added,
+                changes.removed,
+                changes.restarted
+            );
+            let body = serde_json::json!({
+                "added": changes.added,
+                "removed": changes.removed,
+                "restarted": changes.restarted,
+            });
+            (200, format!("{body}\n"))
+        }
+        Err(e) => (400, format!("{e:#}; fix the stream list\n")),
+    }
+}
+
+/// Serves `/metrics` and `/healthz` on `addr` from a thread of its own; with `control`,
+/// also `PUT /streams` (replace the stream list), `GET /streams` (the list last accepted)
+/// and `GET /reports/ID` (a finished stream's report).
+pub fn serve(
+    addr: &str,
+    env: &Arc<Env>,
+    control: Option<Control>,
+) -> anyhow::Result<std::net::SocketAddr> {
     let server = tiny_http::Server::http(addr)
         .map_err(|e| anyhow::anyhow!("--listen {addr}: cannot listen there: {e}"))?;
     let local = server
@@ -253,49 +306,75 @@ pub fn serve(addr: &str, env: &Arc<Env>) -> anyhow::Result<std::net::SocketAddr>
     std::thread::Builder::new()
         .name("vqa-metrics".into())
         .spawn(move || {
-            for request in server.incoming_requests() {
+            for mut request in server.incoming_requests() {
                 let path = request
                     .url()
                     .split('?')
                     .next()
                     .unwrap_or_default()
                     .to_string();
-                let (status, content_type, body) = match path.as_str() {
-                    "/metrics" => {
-                        let mut text = String::new();
-                        match prometheus_client::encoding::text::encode(&mut text, &registry) {
-                            Ok(()) => (
-                                200,
-                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                                text,
+                let method = request.method().clone();
+                let (status, content_type, body) = match (method, path.as_str(), &control) {
+                    (tiny_http::Method::Put, "/streams", Some(control)) => {
+                        let (status, body) = put_streams(&mut request, &env, control);
+                        (status, "text/plain", body)
+                    }
+                    (tiny_http::Method::Get, "/streams", Some(control)) => {
+                        (200, "application/toml", super::lock(&control.last).clone())
+                    }
+                    (tiny_http::Method::Get, p, Some(_)) if p.starts_with("/reports/") => {
+                        let id = &p["/reports/".len()..];
+                        match env.report(id).map(|r| serde_json::to_string_pretty(&r)) {
+                            Some(Ok(json)) => (200, "application/json", json),
+                            _ => (
+                                404,
+                                "text/plain",
+                                format!("no finished report for stream `{id}`\n"),
                             ),
-                            Err(_) => (500, "text/plain", "cannot encode the metrics\n".into()),
                         }
                     }
-                    "/healthz" => {
-                        let streams = env.running();
-                        let up = streams
-                            .iter()
-                            .filter(|s| s.stats.up.load(Ordering::Relaxed))
-                            .count();
-                        let healthy = env.pool.alive() == env.pool.size();
-                        let body = serde_json::json!({
-                            "status": if healthy { "ok" } else { "workers stopped" },
-                            "streams": streams.len(),
-                            "up": up,
-                            "workers": env.pool.alive(),
-                        });
-                        (
-                            if healthy { 200 } else { 503 },
-                            "application/json",
-                            format!("{body}\n"),
-                        )
-                    }
-                    _ => (
-                        404,
+                    (_, "/streams", None) => (
+                        405,
                         "text/plain",
-                        "not found: try /metrics or /healthz\n".into(),
+                        "stream lists over HTTP need vqa monitor --control\n".to_string(),
                     ),
+                    (_, path, _) => match path {
+                        "/metrics" => {
+                            let mut text = String::new();
+                            match prometheus_client::encoding::text::encode(&mut text, &registry) {
+                                Ok(()) => (
+                                    200,
+                                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                                    text,
+                                ),
+                                Err(_) => (500, "text/plain", "cannot encode the metrics\n".into()),
+                            }
+                        }
+                        "/healthz" => {
+                            let streams = env.running();
+                            let up = streams
+                                .iter()
+                                .filter(|s| s.stats.up.load(Ordering::Relaxed))
+                                .count();
+                            let healthy = env.pool.alive() == env.pool.size();
+                            let body = serde_json::json!({
+                                "status": if healthy { "ok" } else { "workers stopped" },
+                                "streams": streams.len(),
+                                "up": up,
+                                "workers": env.pool.alive(),
+                            });
+                            (
+                                if healthy { 200 } else { 503 },
+                                "application/json",
+                                format!("{body}\n"),
+                            )
+                        }
+                        _ => (
+                            404,
+                            "text/plain",
+                            "not found: try /metrics or /healthz\n".into(),
+                        ),
+                    },
                 };
                 let mut response = tiny_http::Response::from_string(body).with_status_code(status);
                 if let Ok(header) = tiny_http::Header::from_bytes("Content-Type", content_type) {

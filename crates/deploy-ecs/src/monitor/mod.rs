@@ -52,6 +52,71 @@ pub struct Env {
 }
 
 impl Env {
+    /// Starts the list's new streams, stops those no longer listed, restarts those whose
+    /// entry changed. A stream that cannot start (its detectors' model is missing, say) is
+    /// reported and skipped; the others run.
+    pub fn apply(self: &Arc<Self>, list: &StreamList) -> Changes {
+        let mut changes = Changes::default();
+        let mut streams = lock(&self.streams);
+        let wanted: BTreeMap<String, &StreamSpec> = list
+            .streams
+            .iter()
+            .map(|s| (s.id.as_str().to_string(), s))
+            .collect();
+        let ids: Vec<String> = streams.keys().cloned().collect();
+        for id in ids {
+            let keep = wanted
+                .get(&id)
+                .is_some_and(|spec| streams.get(&id).is_some_and(|s| s.shared.spec == **spec));
+            if !keep {
+                if let Some(stream) = streams.remove(&id) {
+                    stream.stop(self);
+                    lock(&self.stopping).push(stream);
+                    if wanted.contains_key(&id) {
+                        changes.restarted.push(id);
+                    } else {
+                        changes.removed.push(id);
+                    }
+                }
+            }
+        }
+        for (id, spec) in wanted {
+            if streams.contains_key(&id) {
+                continue;
+            }
+            match Stream::start(spec.clone(), self) {
+                Ok(stream) => {
+                    if !changes.restarted.contains(&id) {
+                        changes.added.push(id.clone());
+                    }
+                    streams.insert(id, stream);
+                }
+                Err(e) => tracing::error!("{e}; the stream is not monitored"),
+            }
+        }
+        changes
+    }
+
+    /// The report of a stream that finished (the latest, if it ran more than once); none
+    /// while a stream of that id runs.
+    pub fn report(&self, id: &str) -> Option<StreamReport> {
+        let running = lock(&self.streams)
+            .get(id)
+            .is_some_and(|s| !s.shared.stats.finished.load(Ordering::SeqCst));
+        if running {
+            return None;
+        }
+        lock(&self.reports)
+            .iter()
+            .rev()
+            .find(|r| r.stream.as_str() == id)
+            .cloned()
+    }
+
+    pub fn settings(&self) -> &MonitorSettings {
+        &self.settings
+    }
+
     /// Streams monitored now (not finished).
     pub fn running(&self) -> Vec<Arc<stream::Shared>> {
         lock(&self.streams)
@@ -131,45 +196,7 @@ impl Monitor {
     /// entry changed. A stream that cannot start (its detectors' model is missing, say) is
     /// reported and skipped; the others run.
     pub fn apply(&self, list: &StreamList) -> Changes {
-        let mut changes = Changes::default();
-        let mut streams = lock(&self.env.streams);
-        let wanted: BTreeMap<String, &StreamSpec> = list
-            .streams
-            .iter()
-            .map(|s| (s.id.as_str().to_string(), s))
-            .collect();
-        let ids: Vec<String> = streams.keys().cloned().collect();
-        for id in ids {
-            let keep = wanted
-                .get(&id)
-                .is_some_and(|spec| streams.get(&id).is_some_and(|s| s.shared.spec == **spec));
-            if !keep {
-                if let Some(stream) = streams.remove(&id) {
-                    stream.stop(&self.env);
-                    lock(&self.env.stopping).push(stream);
-                    if wanted.contains_key(&id) {
-                        changes.restarted.push(id);
-                    } else {
-                        changes.removed.push(id);
-                    }
-                }
-            }
-        }
-        for (id, spec) in wanted {
-            if streams.contains_key(&id) {
-                continue;
-            }
-            match Stream::start(spec.clone(), &self.env) {
-                Ok(stream) => {
-                    if !changes.restarted.contains(&id) {
-                        changes.added.push(id.clone());
-                    }
-                    streams.insert(id, stream);
-                }
-                Err(e) => tracing::error!("{e}; the stream is not monitored"),
-            }
-        }
-        changes
+        self.env.apply(list)
     }
 
     /// Once a second or so: lets lost streams' input_loss grow, and lets go of streams that

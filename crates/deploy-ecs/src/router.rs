@@ -1,0 +1,497 @@
+//! `vqa router`: detector shards, the final form of the design in the story. Several
+//! `vqa monitor --control` processes (shards) each run a subset of the detectors on the
+//! streams they are given, each decoding the stream itself (frames never travel between
+//! processes: decoding is repeated, handoff is avoided); one router assigns every stream's
+//! detectors to shards, forwards the shards' notifications, and merges their reports into
+//! one report per stream, equal to what one process running every detector writes.
+//!
+//! The shards file:
+//!
+//! ```toml
+//! [[shard]]
+//! name = "video"
+//! url = "http://video.vqa.local:9090"     # the shard's --listen address
+//! detectors = ["freeze", "black", "blockiness", "blur", "colorbars", "corruption", "frame_drop"]
+//! [[shard]]
+//! name = "audio"
+//! url = "http://audio.vqa.local:9090"
+//! detectors = ["silence", "loudness", "clipping", "av_sync"]
+//! ```
+//!
+//! Shards run `vqa monitor --control --listen ADDR --webhook http://ROUTER/notify`.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use vqa_core::notify::Notification;
+use vqa_core::{DetectorName, StreamReport};
+
+use crate::monitor::StreamList;
+use crate::notify::Notifiers;
+
+/// One shard: a monitor process and the detectors it runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Shard {
+    pub name: String,
+    pub url: String,
+    pub detectors: Vec<DetectorName>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShardsFile {
+    #[serde(default)]
+    shard: Vec<RawShard>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShard {
+    name: String,
+    url: String,
+    detectors: Vec<String>,
+}
+
+/// Reads a shards file; errors name the file and the shard.
+pub fn load_shards(path: &Path) -> anyhow::Result<Vec<Shard>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("{}: cannot read the shards file: {e}", path.display()))?;
+    parse_shards(&text).map_err(|e| anyhow::anyhow!("{}: {e}; fix the shards file", path.display()))
+}
+
+pub fn parse_shards(text: &str) -> anyhow::Result<Vec<Shard>> {
+    let raw: ShardsFile = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+    if raw.shard.is_empty() {
+        anyhow::bail!("no [[shard]]");
+    }
+    let mut names = BTreeSet::new();
+    raw.shard
+        .into_iter()
+        .map(|s| {
+            if !names.insert(s.name.clone()) {
+                anyhow::bail!("shard `{}` is listed twice", s.name);
+            }
+            if !(s.url.starts_with("http://") || s.url.starts_with("https://")) {
+                anyhow::bail!("shard `{}`: url `{}` is not http(s)", s.name, s.url);
+            }
+            let detectors = s
+                .detectors
+                .iter()
+                .map(|d| d.parse::<DetectorName>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| anyhow::anyhow!("shard `{}`: {e}", s.name))?;
+            Ok(Shard {
+                name: s.name,
+                url: s.url.trim_end_matches('/').to_string(),
+                detectors,
+            })
+        })
+        .collect()
+}
+
+/// A stream entry as a shard receives it: the stream's whole configuration, with only the
+/// shard's share of its detectors.
+#[derive(Serialize)]
+struct ShardStream {
+    id: String,
+    url: String,
+    detectors: Vec<DetectorName>,
+    realtime: bool,
+    speed: f64,
+    #[serde(rename = "loop")]
+    looped: bool,
+    config: toml::Table,
+}
+
+#[derive(Serialize)]
+struct ShardList {
+    stream: Vec<ShardStream>,
+}
+
+/// What each shard is sent: its list (TOML) and the streams in it. Each detector of a
+/// stream goes to the first shard that runs it; a detector no shard runs is an error.
+pub fn assign(
+    list: &StreamList,
+    shards: &[Shard],
+) -> anyhow::Result<Vec<(String, BTreeSet<String>)>> {
+    let mut per_shard: Vec<Vec<ShardStream>> = shards.iter().map(|_| Vec::new()).collect();
+    for s in &list.streams {
+        let mut shares: Vec<Vec<DetectorName>> = shards.iter().map(|_| Vec::new()).collect();
+        for d in &s.config.detectors {
+            let Some(i) = shards.iter().position(|sh| sh.detectors.contains(d)) else {
+                anyhow::bail!(
+                    "stream `{}`: detector `{d}` is on no shard; add it to a shard's detectors",
+                    s.id
+                );
+            };
+            shares[i].push(*d);
+        }
+        for (i, detectors) in shares.into_iter().enumerate() {
+            if detectors.is_empty() {
+                continue;
+            }
+            let mut config = toml::Table::try_from(&s.config)?;
+            config.remove("detectors");
+            per_shard[i].push(ShardStream {
+                id: s.id.as_str().to_string(),
+                url: s.url.clone(),
+                detectors,
+                realtime: s.realtime,
+                speed: s.speed,
+                looped: s.looped,
+                config,
+            });
+        }
+    }
+    per_shard
+        .into_iter()
+        .map(|stream| {
+            let ids = stream.iter().map(|s| s.id.clone()).collect();
+            Ok((toml::to_string(&ShardList { stream })?, ids))
+        })
+        .collect()
+}
+
+/// The running router.
+pub struct Router {
+    shards: Vec<Shard>,
+    agent: ureq::Agent,
+    /// Per shard: the list it should run and its streams.
+    assigned: Vec<(String, BTreeSet<String>)>,
+    /// Streams not yet merged, and the shards that run (or ran) them.
+    pending: BTreeMap<String, BTreeSet<usize>>,
+    reports_dir: Option<PathBuf>,
+    /// Reports merged so far.
+    pub merged: Vec<StreamReport>,
+    /// Shards last seen unreachable (warned about once until they answer again).
+    down: BTreeSet<usize>,
+}
+
+/// Forwards shards' notifications to the router's destinations, each once.
+pub struct Relay {
+    /// Taken when the router stops, so queued deliveries finish.
+    notifiers: std::sync::RwLock<Option<Notifiers>>,
+    seen: Mutex<HashSet<String>>,
+    reports_dir: Option<PathBuf>,
+    last: Mutex<std::time::Instant>,
+}
+
+impl Relay {
+    pub fn new(notifiers: Notifiers, reports_dir: Option<PathBuf>) -> Self {
+        Relay {
+            notifiers: std::sync::RwLock::new(Some(notifiers)),
+            seen: Mutex::default(),
+            reports_dir,
+            last: Mutex::new(std::time::Instant::now()),
+        }
+    }
+
+    /// Handles one notification POSTed by a shard.
+    pub fn forward(&self, mut n: Notification) {
+        *crate::lock(&self.last) = std::time::Instant::now();
+        let key = format!(
+            "{}|{}|{:?}|{:?}|{}",
+            n.stream, n.kind, n.channel, n.event, n.start
+        );
+        if !crate::lock(&self.seen).insert(key) {
+            return;
+        }
+        // The merged report, not the shard's part of it.
+        n.report = self
+            .reports_dir
+            .as_ref()
+            .map(|d| d.join(format!("{}.json", n.stream)).display().to_string());
+        if let Some(notifiers) = self
+            .notifiers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            notifiers.forward(&n);
+        }
+    }
+
+    /// Waits until shards have sent nothing for `quiet` (their last notifications are
+    /// delivered from queues, after their reports), at most `limit`.
+    pub fn drain(&self, quiet: Duration, limit: Duration) {
+        let until = std::time::Instant::now() + limit;
+        while crate::lock(&self.last).elapsed() < quiet && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for queued deliveries; returns each queued destination's figures.
+    pub fn finish(&self) -> Vec<(String, crate::notify::WebhookStats)> {
+        let notifiers = self
+            .notifiers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        notifiers.map(Notifiers::finish).unwrap_or_default()
+    }
+}
+
+/// Serves `POST /notify` (from shards) and `GET /healthz` on `addr`.
+pub fn serve(addr: &str, relay: Arc<Relay>) -> anyhow::Result<std::net::SocketAddr> {
+    let server = tiny_http::Server::http(addr)
+        .map_err(|e| anyhow::anyhow!("--listen {addr}: cannot listen there: {e}"))?;
+    let local = server
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| anyhow::anyhow!("--listen {addr}: not an IP address and port"))?;
+    std::thread::Builder::new()
+        .name("vqa-router".into())
+        .spawn(move || {
+            for mut request in server.incoming_requests() {
+                let path = request
+                    .url()
+                    .split('?')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                let (status, body) = match (request.method(), path.as_str()) {
+                    (tiny_http::Method::Post, "/notify") => {
+                        let mut text = String::new();
+                        use std::io::Read;
+                        let _ = request.as_reader().take(1 << 20).read_to_string(&mut text);
+                        match serde_json::from_str::<Notification>(&text) {
+                            Ok(n) => {
+                                relay.forward(n);
+                                (200, String::new())
+                            }
+                            Err(e) => (400, format!("not a vqa notification: {e}\n")),
+                        }
+                    }
+                    (tiny_http::Method::Get, "/healthz") => (200, "{\"status\":\"ok\"}\n".into()),
+                    _ => (404, "not found: POST /notify, GET /healthz\n".into()),
+                };
+                let _ = request
+                    .respond(tiny_http::Response::from_string(body).with_status_code(status));
+            }
+        })?;
+    Ok(local)
+}
+
+impl Router {
+    pub fn new(shards: Vec<Shard>, reports_dir: Option<PathBuf>) -> anyhow::Result<Self> {
+        if let Some(dir) = &reports_dir {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                anyhow::anyhow!(
+                    "--reports {}: cannot create the directory: {e}",
+                    dir.display()
+                )
+            })?;
+        }
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(5)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Ok(Router {
+            assigned: shards
+                .iter()
+                .map(|_| (String::new(), BTreeSet::new()))
+                .collect(),
+            shards,
+            agent,
+            pending: BTreeMap::new(),
+            reports_dir,
+            merged: Vec::new(),
+            down: BTreeSet::new(),
+        })
+    }
+
+    /// Assigns a (new) list: each shard gets its share at the next [`reconcile`](Self::reconcile).
+    pub fn set_list(&mut self, list: &StreamList) -> anyhow::Result<()> {
+        self.assigned = assign(list, &self.shards)?;
+        for (i, (_, ids)) in self.assigned.iter().enumerate() {
+            for id in ids {
+                self.pending.entry(id.clone()).or_default().insert(i);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops every stream on every shard (their reports are then written).
+    pub fn clear(&mut self) {
+        for a in &mut self.assigned {
+            *a = (String::new(), BTreeSet::new());
+        }
+    }
+
+    /// Sends each shard its list if it runs another one (a shard that restarted gets it
+    /// again), then merges the reports of streams every shard has finished.
+    pub fn reconcile(&mut self) {
+        for (i, shard) in self.shards.iter().enumerate() {
+            let want = &self.assigned[i].0;
+            let url = format!("{}/streams", shard.url);
+            let current = self
+                .agent
+                .get(&url)
+                .call()
+                .ok()
+                .filter(|r| r.status().is_success())
+                .and_then(|mut r| r.body_mut().read_to_string().ok());
+            let result = match current {
+                Some(text) if &text == want => Ok(()),
+                Some(_) => match self.agent.put(&url).send(want.as_str()) {
+                    Ok(r) if r.status().is_success() => Ok(()),
+                    Ok(mut r) => Err(format!(
+                        "refused the list: {}",
+                        r.body_mut().read_to_string().unwrap_or_default().trim()
+                    )),
+                    Err(e) => Err(e.to_string()),
+                },
+                None => Err("does not answer (is it running with --control?)".into()),
+            };
+            match result {
+                Ok(()) => {
+                    if self.down.remove(&i) {
+                        tracing::info!("shard {} is back", shard.name);
+                    }
+                }
+                Err(why) => {
+                    if self.down.insert(i) {
+                        tracing::warn!("shard {} ({}): {why}; retrying", shard.name, shard.url);
+                    }
+                }
+            }
+        }
+        self.collect();
+    }
+
+    /// Merges the reports of streams that every shard running them has finished (a shard
+    /// serves a stream's report only once that stream stopped).
+    fn collect(&mut self) {
+        let mut done = Vec::new();
+        for (id, shards) in &self.pending {
+            let mut parts = Vec::new();
+            for &i in shards {
+                let url = format!("{}/reports/{id}", self.shards[i].url);
+                let report = self
+                    .agent
+                    .get(&url)
+                    .call()
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .and_then(|mut r| r.body_mut().read_to_string().ok())
+                    .and_then(|text| serde_json::from_str::<StreamReport>(&text).ok());
+                match report {
+                    Some(r) => parts.push(r),
+                    None => break,
+                }
+            }
+            if parts.len() == shards.len() {
+                done.push((id.clone(), parts));
+            }
+        }
+        for (id, parts) in done {
+            self.pending.remove(&id);
+            if let Some(report) = StreamReport::merge_shards(parts) {
+                if let Some(dir) = &self.reports_dir {
+                    let path = dir.join(format!("{id}.json"));
+                    let tmp = path.with_extension("json.tmp");
+                    let written = serde_json::to_vec_pretty(&report)
+                        .map_err(std::io::Error::other)
+                        .and_then(|b| std::fs::write(&tmp, b))
+                        .and_then(|_| std::fs::rename(&tmp, &path));
+                    if let Err(e) = written {
+                        tracing::error!(
+                            "stream {id}: {}: cannot write the report: {e}",
+                            path.display()
+                        );
+                    }
+                }
+                self.merged.push(report);
+            }
+        }
+    }
+
+    /// Streams assigned and not yet merged.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Streams assigned now.
+    pub fn assigned(&self) -> usize {
+        self.assigned
+            .iter()
+            .flat_map(|(_, ids)| ids)
+            .collect::<BTreeSet<_>>()
+            .len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vqa_core::PipelineConfig;
+
+    #[test]
+    fn each_detector_goes_to_the_first_shard_running_it() {
+        let shards = parse_shards(
+            r#"
+            [[shard]]
+            name = "video"
+            url = "http://v:9090/"
+            detectors = ["freeze", "black"]
+            [[shard]]
+            name = "audio"
+            url = "http://a:9090"
+            detectors = ["silence", "black"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(shards[0].url, "http://v:9090");
+        let list = StreamList::parse(
+            "[[stream]]\nid = \"s\"\nurl = \"udp://h:1\"\ndetectors = [\"black\", \"silence\"]\n\
+             [[stream]]\nid = \"t\"\nurl = \"udp://h:2\"\ndetectors = [\"freeze\"]\n",
+            &PipelineConfig::default(),
+        )
+        .unwrap();
+        let a = assign(&list, &shards).unwrap();
+        assert_eq!(a[0].1, BTreeSet::from(["s".to_string(), "t".to_string()]));
+        assert_eq!(a[1].1, BTreeSet::from(["s".to_string()]));
+        let video = StreamList::parse(&a[0].0, &PipelineConfig::default()).unwrap();
+        assert_eq!(video.streams[0].config.detectors, vec![DetectorName::Black]);
+        let audio = StreamList::parse(&a[1].0, &PipelineConfig::default()).unwrap();
+        assert_eq!(
+            audio.streams[0].config.detectors,
+            vec![DetectorName::Silence]
+        );
+        // The rest of the configuration travels whole.
+        assert_eq!(audio.streams[0].config.black, list.streams[0].config.black);
+
+        let missing = StreamList::parse(
+            "[[stream]]\nid = \"s\"\nurl = \"udp://h:1\"\ndetectors = [\"blur\"]\n",
+            &PipelineConfig::default(),
+        )
+        .unwrap();
+        let e = assign(&missing, &shards).unwrap_err().to_string();
+        assert!(
+            e.contains("stream `s`") && e.contains("`blur` is on no shard"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_shard_files_say_what_is_wrong() {
+        for (text, expect) in [
+            ("", "no [[shard]]"),
+            (
+                "[[shard]]\nname = \"a\"\nurl = \"ftp://x\"\ndetectors = []\n",
+                "not http",
+            ),
+            (
+                "[[shard]]\nname = \"a\"\nurl = \"http://x\"\ndetectors = [\"fraze\"]\n",
+                "fraze",
+            ),
+        ] {
+            let e = parse_shards(text).unwrap_err().to_string();
+            assert!(e.contains(expect), "{text}: {e}");
+        }
+    }
+}
