@@ -67,6 +67,7 @@ def main() -> int:
               'eval "$(scripts/emulators.sh start)"', file=sys.stderr)
         return 1
     s3 = boto3.client("s3", endpoint_url=endpoint)
+    sns = boto3.client("sns", endpoint_url=endpoint)
     iam = boto3.client("iam", endpoint_url=endpoint)
     lam = boto3.client("lambda", endpoint_url=endpoint)
 
@@ -81,23 +82,26 @@ def main() -> int:
     except iam.exceptions.NoSuchEntityException:
         role = iam.create_role(RoleName="vqa-emulator", AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
 
+    # The topic the aggregator publishes incidents to (as distributed.yaml's NotifyTopicArn).
+    topic = sns.create_topic(Name=f"{args.name_prefix}incidents")["TopicArn"]
     env = {"VQA_BUCKET": args.bucket, "VQA_RESULTS_BUCKET": args.results_bucket,
            "VQA_PREFIX": args.prefix, "RUST_LOG": os.environ.get("RUST_LOG", "info")}
     arns = {}
     for name, (memory, timeout) in FUNCTIONS.items():
         fn = f"{args.name_prefix}{name}"
+        fn_env = dict(env, VQA_NOTIFY_TOPIC_ARN=topic) if name == "aggregator" else env
         code = bootstrap_zip(getattr(args, name))
         try:
             lam.get_function(FunctionName=fn)
             lam.update_function_code(FunctionName=fn, ZipFile=code)
             out = lam.update_function_configuration(
                 FunctionName=fn, MemorySize=memory, Timeout=timeout,
-                Environment={"Variables": env})
+                Environment={"Variables": fn_env})
         except lam.exceptions.ResourceNotFoundException:
             out = lam.create_function(
                 FunctionName=fn, Runtime="provided.al2023", Handler="bootstrap", Role=role,
                 Code={"ZipFile": code}, MemorySize=memory, Timeout=timeout,
-                Environment={"Variables": env}, Architectures=["x86_64"])
+                Environment={"Variables": fn_env}, Architectures=["x86_64"])
         arns[name] = out["FunctionArn"]
 
     print(f"export VQA_BUCKET={args.bucket}")
@@ -107,6 +111,7 @@ def main() -> int:
     print(f"export VQA_DETECTOR_ARN={arns['detector']}")
     print(f"export VQA_AGGREGATOR_ARN={arns['aggregator']}")
     print(f"export VQA_STATES_ROLE_ARN={role}")
+    print(f"export VQA_NOTIFY_TOPIC_ARN={topic}")
     return 0
 
 

@@ -32,7 +32,9 @@ const EXIT_PARTIAL: u8 = 3;
                   what they saw into incidents that can span many segments.\n\nThe same stages run in one \
                   process (the default) or as Lambda functions under a Step Functions state machine, handing \
                   segments over through S3 (--topology distributed; see `vqa state-machine` and `vqa deploy`); \
-                  `vqa bench` measures and prices both.",
+                  `vqa bench` measures and prices both.\n\n`vqa monitor` watches many live streams (UDP, SRT, \
+                  RTMP, HLS) in one process and notifies incidents as they open and close; `vqa router` \
+                  spreads the detectors over several monitors (detector shards).",
     after_help = "Exit status: 0 the whole input was analysed; 1 the input could not be analysed (the error \
                   says why); 2 bad command line; 3 only part of the input could be analysed (truncated or \
                   damaged input): the report covers that part and says so."

@@ -255,6 +255,39 @@ fn help_explains_every_option() {
     }
     let o = vqa(&["--help"]);
     assert!(stdout(&o).contains("Exit status"), "{}", stdout(&o));
+    for (command, options) in [
+        (
+            "monitor",
+            &[
+                "--notify",
+                "--webhook",
+                "--sns",
+                "--reports",
+                "--listen",
+                "--control",
+                "--until-done",
+            ][..],
+        ),
+        (
+            "router",
+            &[
+                "--shards",
+                "--listen",
+                "--notify",
+                "--reports",
+                "--until-done",
+            ][..],
+        ),
+        ("bench", &["--live", "--cpus", "--seconds", "--speed"][..]),
+    ] {
+        let help = stdout(&vqa(&[command, "--help"]));
+        for option in options {
+            assert!(
+                help.contains(option),
+                "{command} {option} missing from help:\n{help}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -725,3 +725,53 @@ fn two_detector_shards_merge_into_the_report_of_one_process() {
         .as_str()
         .is_some_and(|r| r.ends_with("merged/ch.json"))));
 }
+
+#[test]
+fn srt_and_rtmp_sources_are_monitored() {
+    if !vqa_testkit::ffmpeg_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clip = live_clip(dir.path(), 8.0);
+    let (srt_port, rtmp_port) = (free_port(), free_port());
+    // The sources listen (and start sending once the monitor connects).
+    let source = |format: &str, url: String, listen: &[&str]| {
+        Killed(
+            Command::new("ffmpeg")
+                .args(["-hide_banner", "-loglevel", "error", "-re", "-i"])
+                .arg(&clip.path)
+                .args(["-c", "copy", "-f", format])
+                .args(listen)
+                .arg(url)
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("start ffmpeg"),
+        )
+    };
+    let _srt = source(
+        "mpegts",
+        format!("srt://127.0.0.1:{srt_port}?mode=listener"),
+        &[],
+    );
+    let _rtmp = source(
+        "flv",
+        format!("rtmp://127.0.0.1:{rtmp_port}/live/ch"),
+        &["-listen", "1"],
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    let list = format!(
+        "[[stream]]\nid = \"srt\"\nurl = \"srt://127.0.0.1:{srt_port}?mode=caller\"\n[stream.config]\n{FAST_RULES}\
+         [[stream]]\nid = \"rtmp\"\nurl = \"rtmp://127.0.0.1:{rtmp_port}/live/ch\"\n[stream.config]\n{FAST_RULES}"
+    );
+    let monitor = Monitor::start(dir.path(), &list, &[]);
+    let truth = truth_start(&clip, DefectKind::Freeze);
+    for id in ["srt", "rtmp"] {
+        let (note, _) = monitor.wait_note(id, Duration::from_secs(30), |n| {
+            n["stream"] == id && kind_is(n, "opened", "freeze")
+        });
+        // FLV keeps milliseconds; both start where the clip's freeze starts.
+        assert!((secs(&note["start"]) - truth).abs() < 0.1, "{id}: {note}");
+    }
+    let (status, log) = monitor.stop();
+    assert!(status.success(), "{log}");
+}

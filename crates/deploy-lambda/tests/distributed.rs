@@ -337,3 +337,73 @@ async fn bench_measures_and_prices_each_topology_from_the_runs_counters() {
     let text = vqa_deploy_ecs::bench_report::render_text(&c);
     assert!(text.contains("costs") && text.contains("the single process per stream-hour"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_aggregator_publishes_each_incident_opened_and_closed_to_sns() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = ClipSpec {
+        duration: 5.0,
+        defects: vec![Defect::freeze(0.8, 2.4), Defect::black(3.0, 4.2)],
+        ..ClipSpec::default()
+    };
+    let path = make_clip(dir.path(), "notified", &spec).expect("clip").path;
+    let config = PipelineConfig {
+        detectors: vec![DetectorName::Freeze, DetectorName::Black],
+        ..PipelineConfig::default()
+    };
+    let emulator = Emulator::shared();
+    let deployment = emulator
+        .deploy("notify-standard", &config, "all", MachineType::Standard)
+        .await;
+    // The topic deploy.py gave the aggregator (VQA_NOTIFY_TOPIC_ARN).
+    let sdk = emulator.sdk().await;
+    let sns = aws_sdk_sns::Client::new(&sdk);
+    let topics = sns.list_topics().send().await.expect("list topics");
+    let topic = topics
+        .topics()
+        .iter()
+        .filter_map(|t| t.topic_arn())
+        .find(|a| a.ends_with(":vqa-incidents"))
+        .expect("the aggregator's topic")
+        .to_string();
+    let (endpoint, received) = common::subscriber();
+    sns.subscribe()
+        .topic_arn(&topic)
+        .protocol("http")
+        .endpoint(&endpoint)
+        .send()
+        .await
+        .expect("subscribe");
+    let run = distributed(emulator, &deployment, &path, &config, RunOptions::default()).await;
+    let incidents = &run.report.incidents;
+    assert!(incidents.len() >= 2, "{incidents:?}");
+    let mut ours = Vec::new();
+    while ours.len() < 2 * incidents.len() {
+        let Ok(envelope) = received.recv_timeout(std::time::Duration::from_secs(10)) else {
+            break;
+        };
+        let Some(body) = envelope["Message"].as_str() else {
+            continue;
+        };
+        let n: serde_json::Value = serde_json::from_str(body).expect("notification json");
+        if n["stream"] == "notified" {
+            ours.push(n);
+        }
+    }
+    assert_eq!(ours.len(), 2 * incidents.len(), "{ours:?}");
+    for i in incidents {
+        let start = vqa_core::time::to_secs(i.start);
+        let of = |event: &str| {
+            ours.iter()
+                .filter(|n| {
+                    n["event"] == event && n["kind"] == i.kind.as_str() && n["start"] == start
+                })
+                .count()
+        };
+        assert_eq!((of("opened"), of("closed")), (1, 1), "{i:?}: {ours:?}");
+    }
+    let report = format!("s3://{}/reports/notified/", deployment.results_bucket);
+    assert!(ours
+        .iter()
+        .all(|n| n["report"].as_str().is_some_and(|r| r.starts_with(&report))));
+}

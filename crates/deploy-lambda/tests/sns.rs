@@ -3,35 +3,13 @@
 
 mod common;
 
-use std::sync::mpsc::{channel, Receiver};
 use std::time::Duration;
 
-use common::Emulator;
+use common::{subscriber, Emulator};
 use serde_json::Value;
 use vqa_core::report::{Evidence, Incident, IncidentKind, Severity};
 use vqa_core::{IncidentEvent, StreamId};
 use vqa_deploy_ecs::notify::Notifiers;
-
-/// An HTTP endpoint collecting the bodies POSTed to it.
-fn subscriber() -> (String, Receiver<Value>) {
-    let server = tiny_http::Server::http("127.0.0.1:0").expect("http server");
-    let url = format!(
-        "http://127.0.0.1:{}/sns",
-        server.server_addr().to_ip().expect("ip").port()
-    );
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for mut request in server.incoming_requests() {
-            let mut body = String::new();
-            let _ = request.as_reader().read_to_string(&mut body);
-            if let Ok(v) = serde_json::from_str::<Value>(&body) {
-                let _ = tx.send(v);
-            }
-            let _ = request.respond(tiny_http::Response::empty(200));
-        }
-    });
-    (url, rx)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incidents_are_published_to_sns_once_each_with_filterable_attributes() {

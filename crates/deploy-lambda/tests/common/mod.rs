@@ -276,3 +276,25 @@ pub async fn list_keys(transport: &S3Transport, bucket: &str, prefix: &str) -> V
         }
     }
 }
+
+/// An HTTP endpoint collecting the JSON bodies POSTed to it (an SNS subscription's
+/// deliveries): its URL and the bodies as they arrive.
+pub fn subscriber() -> (String, std::sync::mpsc::Receiver<serde_json::Value>) {
+    let server = tiny_http::Server::http("127.0.0.1:0").expect("http server");
+    let url = format!(
+        "http://127.0.0.1:{}/sns",
+        server.server_addr().to_ip().expect("ip").port()
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for mut request in server.incoming_requests() {
+            let mut body = String::new();
+            let _ = request.as_reader().read_to_string(&mut body);
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) {
+                let _ = tx.send(v);
+            }
+            let _ = request.respond(tiny_http::Response::empty(200));
+        }
+    });
+    (url, rx)
+}
