@@ -658,3 +658,46 @@ fn webhooks_receive_every_notification_and_a_failed_post_is_retried() {
         assert_eq!(n["stream"], "cli");
     }
 }
+
+#[test]
+fn bench_live_replays_streams_and_reports_their_figures() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(clip) = defect_clip(dir.path()) else {
+        return;
+    };
+    let clip = clip.display().to_string();
+    let o = vqa(&[
+        "bench",
+        &clip,
+        "--live",
+        "2",
+        "--seconds",
+        "5",
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let runs: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    let run = &runs[0];
+    assert_eq!(run["streams"], 2);
+    assert_eq!(run["cpus"], 1);
+    // Two streams for about 5 s of real time: about 4 segments each.
+    let segments = run["segments"].as_u64().expect("segments");
+    assert!((6..=12).contains(&segments), "{run}");
+    // The freeze (1.0 s in) qualifies at 2.0 s in each stream: one alert each, at least.
+    assert!(run["alerts"].as_u64().is_some_and(|n| n >= 2), "{run}");
+    assert!(
+        run["alert_latency_p50_ms"]
+            .as_f64()
+            .is_some_and(|ms| ms >= 0.0),
+        "{run}"
+    );
+    assert!(
+        run["rss_per_stream_mb"].as_f64().is_some_and(|mb| mb > 0.0),
+        "{run}"
+    );
+
+    let o = vqa(&["bench", &clip, "--live", "0"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--live"), "{}", stderr(&o));
+}

@@ -546,8 +546,10 @@ fn analysis_behind_real_time_reports_lag_sheds_pictures_and_stays_bounded() {
     eprintln!("behind: max lag {max_lag:.1} s, max queued {max_queued:.2} s, shed {shed}, peak RSS {peak_mb:.0} MB");
     assert!(max_lag > 1.0, "lag reported: {max_lag}");
     assert!(shed > 0.0, "pictures shed past shed_after");
-    // The reader waits at 2 s of media queued (plus the packets of one read).
-    assert!(max_queued <= 2.5, "queue bounded: {max_queued} s");
+    // The reader waits at 2 s of media queued; the span is measured between the newest
+    // packet read and the last one decoded, which may be of the other track (a muxer
+    // interleaves audio and video up to about a second apart).
+    assert!(max_queued <= 2.0 + 1.0, "queue bounded: {max_queued} s");
     // Per stream: the queued packets, the segment being cut (25 decoded 720p pictures with
     // their chroma, ~35 MB) and the decoder's references; far below what reading the
     // whole clip ahead would take.
