@@ -215,6 +215,19 @@ pub async fn finish_stage(
     Ok(out)
 }
 
+/// The stream report as it stands, while the stream goes on: what `finish_stage` would
+/// write now (incidents still open end where analysis is), leaving the state untouched.
+pub async fn snapshot_stage(
+    transport: &dyn Transport,
+    aggregator: &IncidentAggregator,
+    stream: &StreamId,
+    summary: StreamSummary,
+) -> Result<StreamReport, TransportError> {
+    let key = StateKey::new(stream, AGGREGATOR);
+    let state = load_state(transport, &key).await?;
+    Ok(aggregator.finish(state, stream.clone(), summary).0)
+}
+
 async fn load_state(
     transport: &dyn Transport,
     key: &StateKey,

@@ -247,7 +247,7 @@ fn killing_the_source_is_input_loss_and_restarting_it_resumes_monitoring() {
     let clip = live_clip(dir.path(), 8.0);
     let port = free_port();
     let list = format!(
-        "[monitor]\nreconnect_min = 0.2\nreconnect_max = 1.0\n[[stream]]\nid = \"ch1\"\n\
+        "[monitor]\nreconnect_min = 0.2\nreconnect_max = 1.0\nreport_every = 2.0\n[[stream]]\nid = \"ch1\"\n\
          url = \"udp://127.0.0.1:{port}\"\n[stream.config]\nconverter = {{ read_timeout = 1.0 }}\n{FAST_RULES}"
     );
     let monitor = Monitor::start(dir.path(), &list, &[]);
@@ -255,6 +255,18 @@ fn killing_the_source_is_input_loss_and_restarting_it_resumes_monitoring() {
     monitor.wait_note("first freeze", Duration::from_secs(20), |n| {
         kind_is(n, "opened", "freeze")
     });
+    // While it runs, the report the notifications link to is rewritten every 2 s.
+    let running_report = dir.path().join("reports/ch1.json");
+    let t = Instant::now();
+    while !running_report.exists() {
+        assert!(t.elapsed() < Duration::from_secs(10), "no report while running");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let snapshot: Value =
+        serde_json::from_slice(&std::fs::read(&running_report).expect("read")).expect("json");
+    assert_eq!(snapshot["complete"], false);
+    assert!(snapshot["warnings"].to_string().contains("still monitored"), "{snapshot}");
+    assert!(snapshot["coverage"]["segments"].as_u64().is_some_and(|n| n >= 2));
     source.kill().expect("kill source");
     let _ = source.wait();
     let killed = Instant::now();

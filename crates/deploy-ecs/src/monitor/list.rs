@@ -10,6 +10,7 @@
 //! reconnect_min = 0.5       # backoff between reconnection attempts, doubling up to max
 //! reconnect_max = 30.0
 //! allow_local_files = false # plain paths (replays, tests); off: only URLs
+//! report_every = 60.0       # with --reports: rewrite running streams' reports (0: at stop)
 //!
 //! [defaults]                # pipeline configuration for every stream (`vqa config` keys)
 //! segment_seconds = 1.0
@@ -53,6 +54,10 @@ pub struct MonitorSettings {
     /// Accept plain paths (local files) as streams: for replays and tests. Off by default,
     /// so a list can only make the monitor open network sources.
     pub allow_local_files: bool,
+    /// With `--reports`: rewrite each running stream's report this often (seconds of
+    /// stream time), so the report a notification links to exists while the stream goes
+    /// on; 0: only when the stream stops.
+    pub report_every: f64,
 }
 
 impl Default for MonitorSettings {
@@ -65,6 +70,7 @@ impl Default for MonitorSettings {
             reconnect_min: 0.5,
             reconnect_max: 30.0,
             allow_local_files: false,
+            report_every: 60.0,
         }
     }
 }
@@ -198,6 +204,12 @@ impl StreamList {
         positive("shed_after", m.shed_after)?;
         positive("reconnect_min", m.reconnect_min)?;
         positive("reconnect_max", m.reconnect_max)?;
+        if !(m.report_every.is_finite() && m.report_every >= 0.0) {
+            anyhow::bail!(
+                "monitor.report_every = {}: expected seconds, 0 or more",
+                m.report_every
+            );
+        }
         let mut base_table = toml::Table::try_from(base)?;
         merge(&mut base_table, &raw.defaults);
         let mut ids = BTreeSet::new();

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use futures::executor::block_on;
 use vqa_converter::{Decoding, FfmpegConverter, OpenError, Read};
 use vqa_core::report::{Evidence, Finding, IncidentKind, Summary};
-use vqa_core::stage::{aggregate_stage, detect_shedding_stage, finish_stage, hand_off_segment};
+use vqa_core::stage::{
+    aggregate_stage, detect_shedding_stage, finish_stage, hand_off_segment, snapshot_stage,
+};
 use vqa_core::transport::{Artifact, ArtifactKey};
 use vqa_core::{
     Detector, IncidentAggregator, IncidentEvent, Micros, Segment, SegmentReport, StreamSummary,
@@ -194,6 +196,7 @@ impl Stream {
                 worst_thinning: 1,
                 open: BTreeSet::new(),
                 last_arrival: None,
+                snapshot_at: 0,
                 finished: false,
                 last_error: None,
             }),
@@ -426,6 +429,8 @@ struct Actor {
     open: BTreeSet<(IncidentKind, Option<u16>)>,
     /// When the packet that completed the latest segment arrived.
     last_arrival: Option<Instant>,
+    /// Where the report was last rewritten (stream time).
+    snapshot_at: Micros,
     finished: bool,
     last_error: Option<String>,
 }
@@ -632,6 +637,11 @@ impl Actor {
         if let Some(at) = self.last_arrival {
             env.metrics.observe_segment(at.elapsed().as_secs_f64());
         }
+        let every = (env.settings.report_every * 1e6) as Micros;
+        if every > 0 && self.timeline_end - self.snapshot_at >= every {
+            self.snapshot_at = self.timeline_end;
+            self.snapshot(shared, env)?;
+        }
         Ok(())
     }
 
@@ -722,6 +732,46 @@ impl Actor {
             .store(self.open.len() as u64, Ordering::Relaxed);
     }
 
+    /// Rewrites the stream's report as it stands (incidents still open end where analysis is).
+    fn snapshot(&mut self, shared: &Arc<Shared>, env: &Arc<Env>) -> Result<(), TransportError> {
+        let Some(path) = &shared.report_path else {
+            return Ok(());
+        };
+        let mut summary = self.current_summary(shared);
+        summary.complete = false;
+        summary.warnings.push(format!(
+            "the stream is still monitored: this report covers it up to {:.1} s; incidents still open end there",
+            self.timeline_end as f64 / 1e6
+        ));
+        let transport: &dyn Transport = env.transport.as_ref();
+        let report = block_on(snapshot_stage(
+            transport,
+            &self.aggregator,
+            &shared.spec.id,
+            summary,
+        ))?;
+        if let Err(e) = write_report(path, &report) {
+            tracing::error!(
+                "stream {}: {}: cannot write the report: {e}",
+                shared.spec.id,
+                path.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// What the converter knows of the stream now.
+    fn current_summary(&self, shared: &Shared) -> StreamSummary {
+        match (&self.decoding, &self.summary) {
+            (Some(d), _) => d.summary(),
+            (None, Some(s)) => s.clone(),
+            (None, None) => StreamSummary {
+                input: vqa_core::redact_url(&shared.spec.url),
+                ..Default::default()
+            },
+        }
+    }
+
     /// Closes what is open, writes the stream report, and stops.
     fn finish(&mut self, shared: &Arc<Shared>, env: &Arc<Env>) -> Result<(), TransportError> {
         if self.finished {
@@ -729,10 +779,7 @@ impl Actor {
         }
         self.finished = true;
         let spec = &shared.spec;
-        let mut summary = self.summary.clone().unwrap_or_else(|| StreamSummary {
-            input: vqa_core::redact_url(&spec.url),
-            ..Default::default()
-        });
+        let mut summary = self.current_summary(shared);
         if self.lost_total > 0 {
             let n = shared.stats.losses.load(Ordering::Relaxed);
             summary.warnings.push(format!(
