@@ -243,7 +243,8 @@ enum Command {
 
         /// Also accept stream lists over HTTP on --listen: PUT /streams replaces the list,
         /// GET /streams shows it, GET /reports/ID serves a finished stream's report. This
-        /// is how `vqa router` drives detector shards; listen on a private address.
+        /// is how `vqa router` drives detector shards; listen on a private address, and set
+        /// VQA_CONTROL_TOKEN (the same for the router) to require it as a bearer token.
         #[arg(long, requires = "listen")]
         control: bool,
 
@@ -1179,6 +1180,9 @@ async fn monitor(args: MonitorArgs<'_>, base: &PipelineConfig) -> anyhow::Result
         let control = args.control.then(|| metrics::Control {
             base: base.clone(),
             last: Default::default(),
+            token: std::env::var("VQA_CONTROL_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty()),
         });
         let local = metrics::serve(addr, monitor.env(), control)?;
         tracing::info!("metrics at http://{local}/metrics, health at http://{local}/healthz");

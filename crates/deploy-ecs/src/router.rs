@@ -168,6 +168,8 @@ pub struct Router {
     pub merged: Vec<StreamReport>,
     /// Shards last seen unreachable (warned about once until they answer again).
     down: BTreeSet<usize>,
+    /// `Authorization` header for the shards' control endpoints (`VQA_CONTROL_TOKEN`).
+    auth: Option<String>,
 }
 
 /// Forwards shards' notifications to the router's destinations, each once.
@@ -301,6 +303,10 @@ impl Router {
             reports_dir,
             merged: Vec::new(),
             down: BTreeSet::new(),
+            auth: std::env::var("VQA_CONTROL_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())
+                .map(|t| format!("Bearer {t}")),
         })
     }
 
@@ -329,15 +335,14 @@ impl Router {
             let want = &self.assigned[i].0;
             let url = format!("{}/streams", shard.url);
             let current = self
-                .agent
-                .get(&url)
+                .authorized(self.agent.get(&url))
                 .call()
                 .ok()
                 .filter(|r| r.status().is_success())
                 .and_then(|mut r| r.body_mut().read_to_string().ok());
             let result = match current {
                 Some(text) if &text == want => Ok(()),
-                Some(_) => match self.agent.put(&url).send(want.as_str()) {
+                Some(_) => match self.authorized(self.agent.put(&url)).send(want.as_str()) {
                     Ok(r) if r.status().is_success() => Ok(()),
                     Ok(mut r) => Err(format!(
                         "refused the list: {}",
@@ -372,8 +377,7 @@ impl Router {
             for &i in shards {
                 let url = format!("{}/reports/{id}", self.shards[i].url);
                 let report = self
-                    .agent
-                    .get(&url)
+                    .authorized(self.agent.get(&url))
                     .call()
                     .ok()
                     .filter(|r| r.status().is_success())
@@ -407,6 +411,13 @@ impl Router {
                 }
                 self.merged.push(report);
             }
+        }
+    }
+
+    fn authorized<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.auth {
+            Some(value) => request.header("Authorization", value),
+            None => request,
         }
     }
 

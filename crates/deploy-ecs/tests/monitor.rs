@@ -259,14 +259,22 @@ fn killing_the_source_is_input_loss_and_restarting_it_resumes_monitoring() {
     let running_report = dir.path().join("reports/ch1.json");
     let t = Instant::now();
     while !running_report.exists() {
-        assert!(t.elapsed() < Duration::from_secs(10), "no report while running");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no report while running"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let snapshot: Value =
         serde_json::from_slice(&std::fs::read(&running_report).expect("read")).expect("json");
     assert_eq!(snapshot["complete"], false);
-    assert!(snapshot["warnings"].to_string().contains("still monitored"), "{snapshot}");
-    assert!(snapshot["coverage"]["segments"].as_u64().is_some_and(|n| n >= 2));
+    assert!(
+        snapshot["warnings"].to_string().contains("still monitored"),
+        "{snapshot}"
+    );
+    assert!(snapshot["coverage"]["segments"]
+        .as_u64()
+        .is_some_and(|n| n >= 2));
     source.kill().expect("kill source");
     let _ = source.wait();
     let killed = Instant::now();
@@ -658,6 +666,7 @@ fn two_detector_shards_merge_into_the_report_of_one_process() {
             ])
             .arg("--notify")
             .arg(d.join(format!("{name}.jsonl")))
+            .env("VQA_CONTROL_TOKEN", "s3cret")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(d.join(format!("{name}.err"))).expect("log"))
             .spawn()
@@ -665,6 +674,13 @@ fn two_detector_shards_merge_into_the_report_of_one_process() {
         shards.push(Killed(child));
         urls.push(format!("http://127.0.0.1:{port}"));
         wait_http(&format!("http://127.0.0.1:{port}/healthz"));
+        // Without the token, nobody else can give the shard streams.
+        let refused = ureq::put(&format!("http://127.0.0.1:{port}/streams"))
+            .send("[[stream]]\nid = \"x\"\nurl = \"udp://127.0.0.1:9\"\n");
+        assert!(
+            matches!(refused, Err(ureq::Error::StatusCode(401))),
+            "{refused:?}"
+        );
     }
     std::fs::write(
         d.join("shards.toml"),
@@ -698,6 +714,7 @@ fn two_detector_shards_merge_into_the_report_of_one_process() {
         .arg(d.join("merged"))
         .arg("--notify")
         .arg(d.join("router.jsonl"))
+        .env("VQA_CONTROL_TOKEN", "s3cret")
         .output()
         .expect("run router");
     let log = String::from_utf8_lossy(&out.stderr);

@@ -247,6 +247,24 @@ pub struct Control {
     pub base: vqa_core::PipelineConfig,
     /// The list last accepted, as sent.
     pub last: std::sync::Mutex<String>,
+    /// When set, the control endpoints answer only requests carrying
+    /// `Authorization: Bearer <token>` (`VQA_CONTROL_TOKEN`, shared with the router).
+    pub token: Option<String>,
+}
+
+/// Whether a request carries the control token (always, when there is none).
+pub fn authorized(request: &tiny_http::Request, token: Option<&str>) -> bool {
+    let Some(token) = token else { return true };
+    let expected = format!("Bearer {token}");
+    request.headers().iter().any(|h| {
+        h.field.equiv("Authorization")
+            && constant_time_eq(h.value.as_str().as_bytes(), expected.as_bytes())
+    })
+}
+
+/// Compares without stopping at the first difference (no timing hint about the token).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Largest stream list accepted over HTTP.
@@ -314,7 +332,17 @@ pub fn serve(
                     .unwrap_or_default()
                     .to_string();
                 let method = request.method().clone();
+                let denied = control.as_ref().is_some_and(|c| {
+                    (path == "/streams" || path.starts_with("/reports/"))
+                        && !authorized(&request, c.token.as_deref())
+                });
                 let (status, content_type, body) = match (method, path.as_str(), &control) {
+                    _ if denied => (
+                        401,
+                        "text/plain",
+                        "the control endpoints need Authorization: Bearer <VQA_CONTROL_TOKEN>\n"
+                            .to_string(),
+                    ),
                     (tiny_http::Method::Put, "/streams", Some(control)) => {
                         let (status, body) = put_streams(&mut request, &env, control);
                         (status, "text/plain", body)
