@@ -274,10 +274,8 @@ fn push(shared: &Arc<Shared>, env: &Arc<Env>, item: Item, wait_for_room: bool) {
 
 fn schedule(shared: &Arc<Shared>, env: &Arc<Env>) {
     if !shared.scheduled.swap(true, Ordering::SeqCst) {
-        // The stream furthest behind its live edge goes first.
-        let urgency = lock(&shared.clock).newest - shared.stats.analysed.load(Ordering::Relaxed);
         let (shared, env2) = (shared.clone(), env.clone());
-        env.pool.submit(urgency, move || run(&shared, &env2));
+        env.pool.submit(move || run(&shared, &env2));
     }
 }
 
