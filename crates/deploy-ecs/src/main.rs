@@ -227,7 +227,7 @@ enum Command {
                       run on one pool of worker threads; queues are bounded in media time; when analysis falls \
                       behind real time the lag is reported and the costliest detectors see fewer pictures.\n\n\
                       The list is TOML:\n\n  [monitor]            # optional: workers, queue_seconds, shed_after, shed,\n  \
-                      #                      reconnect_min, reconnect_max, allow_local_files\n  [defaults]           \
+                      #                      reconnect_min, reconnect_max, allow_local_files, report_every\n  [defaults]           \
                       # pipeline configuration for every stream (`vqa config` keys)\n  [[stream]]\n  id = \"news\"\n  \
                       url = \"udp://239.0.0.1:5000\"\n  detectors = [\"freeze\", \"black\"]   # optional\n  \
                       [stream.config]      # optional overrides for this stream\n\nEdit the file while vqa runs: \
