@@ -60,17 +60,57 @@ pub fn process_cpu_seconds() -> f64 {
 
 /// Peak resident memory of this process since it started or since [`reset_peak_rss`], MB.
 pub fn peak_rss_mb() -> f64 {
-    let hwm = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        });
-    match hwm {
+    match proc_status_kb("VmHWM") {
         Some(kb) => kb / 1024.0,
         None => rusage().map_or(0.0, |u| u.ru_maxrss as f64 / 1024.0),
     }
+}
+
+/// A figure of `/proc/self/status` given in kB (`VmHWM`, `VmRSS`, ...), Linux only.
+pub(crate) fn proc_status_kb(field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+}
+
+/// Makes the `--reports` directory, or says in one line why it cannot.
+pub(crate) fn create_reports_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        anyhow::anyhow!(
+            "--reports {}: cannot create the directory: {e}",
+            dir.display()
+        )
+    })
+}
+
+/// Writes a report whole or not at all (a reader never sees half a file).
+pub(crate) fn write_report(path: &Path, report: &StreamReport) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(report)?)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// An HTTP server on `addr` (a `--listen` flag's value) and the address it got.
+pub(crate) fn listen(addr: &str) -> anyhow::Result<(tiny_http::Server, std::net::SocketAddr)> {
+    let server = tiny_http::Server::http(addr)
+        .map_err(|e| anyhow::anyhow!("--listen {addr}: cannot listen there: {e}"))?;
+    let local = server
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| anyhow::anyhow!("--listen {addr}: not an IP address and port"))?;
+    Ok((server, local))
+}
+
+/// A request's path, without its query.
+pub(crate) fn request_path(request: &tiny_http::Request) -> String {
+    request
+        .url()
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Starts the peak memory measurement afresh (Linux: resets the high-water mark), so that

@@ -74,14 +74,7 @@ fn pin_to(cpus: usize) -> usize {
 }
 
 fn current_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
+    crate::proc_status_kb("VmRSS").map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// Runs N streams of `input` for `seconds` on `cpus` cores. Blocking: call it from a

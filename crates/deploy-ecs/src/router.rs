@@ -238,22 +238,12 @@ impl Relay {
 
 /// Serves `POST /notify` (from shards) and `GET /healthz` on `addr`.
 pub fn serve(addr: &str, relay: Arc<Relay>) -> anyhow::Result<std::net::SocketAddr> {
-    let server = tiny_http::Server::http(addr)
-        .map_err(|e| anyhow::anyhow!("--listen {addr}: cannot listen there: {e}"))?;
-    let local = server
-        .server_addr()
-        .to_ip()
-        .ok_or_else(|| anyhow::anyhow!("--listen {addr}: not an IP address and port"))?;
+    let (server, local) = crate::listen(addr)?;
     std::thread::Builder::new()
         .name("vqa-router".into())
         .spawn(move || {
             for mut request in server.incoming_requests() {
-                let path = request
-                    .url()
-                    .split('?')
-                    .next()
-                    .unwrap_or_default()
-                    .to_string();
+                let path = crate::request_path(&request);
                 let (status, body) = match (request.method(), path.as_str()) {
                     (tiny_http::Method::Post, "/notify") => {
                         let mut text = String::new();
@@ -280,12 +270,7 @@ pub fn serve(addr: &str, relay: Arc<Relay>) -> anyhow::Result<std::net::SocketAd
 impl Router {
     pub fn new(shards: Vec<Shard>, reports_dir: Option<PathBuf>) -> anyhow::Result<Self> {
         if let Some(dir) = &reports_dir {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                anyhow::anyhow!(
-                    "--reports {}: cannot create the directory: {e}",
-                    dir.display()
-                )
-            })?;
+            crate::create_reports_dir(dir)?;
         }
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(5)))
@@ -397,12 +382,7 @@ impl Router {
             if let Some(report) = StreamReport::merge_shards(parts) {
                 if let Some(dir) = &self.reports_dir {
                     let path = dir.join(format!("{id}.json"));
-                    let tmp = path.with_extension("json.tmp");
-                    let written = serde_json::to_vec_pretty(&report)
-                        .map_err(std::io::Error::other)
-                        .and_then(|b| std::fs::write(&tmp, b))
-                        .and_then(|_| std::fs::rename(&tmp, &path));
-                    if let Err(e) = written {
+                    if let Err(e) = crate::write_report(&path, &report) {
                         tracing::error!(
                             "stream {id}: {}: cannot write the report: {e}",
                             path.display()

@@ -313,24 +313,14 @@ pub fn serve(
     env: &Arc<Env>,
     control: Option<Control>,
 ) -> anyhow::Result<std::net::SocketAddr> {
-    let server = tiny_http::Server::http(addr)
-        .map_err(|e| anyhow::anyhow!("--listen {addr}: cannot listen there: {e}"))?;
-    let local = server
-        .server_addr()
-        .to_ip()
-        .ok_or_else(|| anyhow::anyhow!("--listen {addr}: not an IP address and port"))?;
+    let (server, local) = crate::listen(addr)?;
     let registry = registry(env);
     let env = env.clone();
     std::thread::Builder::new()
         .name("vqa-metrics".into())
         .spawn(move || {
             for mut request in server.incoming_requests() {
-                let path = request
-                    .url()
-                    .split('?')
-                    .next()
-                    .unwrap_or_default()
-                    .to_string();
+                let path = crate::request_path(&request);
                 let method = request.method().clone();
                 let denied = control.as_ref().is_some_and(|c| {
                     (path == "/streams" || path.starts_with("/reports/"))

@@ -153,12 +153,7 @@ impl Monitor {
         reports_dir: Option<PathBuf>,
     ) -> anyhow::Result<Monitor> {
         if let Some(dir) = &reports_dir {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                anyhow::anyhow!(
-                    "--reports {}: cannot create the directory: {e}",
-                    dir.display()
-                )
-            })?;
+            crate::create_reports_dir(dir)?;
         }
         let pool = Pool::new(settings.workers)?;
         // One transport for every stream: keys carry the stream; each worker holds at most

@@ -750,7 +750,7 @@ impl Actor {
             &shared.spec.id,
             summary,
         ))?;
-        if let Err(e) = write_report(path, &report) {
+        if let Err(e) = crate::write_report(path, &report) {
             tracing::error!(
                 "stream {}: {}: cannot write the report: {e}",
                 shared.spec.id,
@@ -806,7 +806,7 @@ impl Actor {
             block_on(finish_stage(transport, &self.aggregator, &spec.id, summary))?;
         self.notify(&closing, shared, env);
         if let Some(path) = &shared.report_path {
-            if let Err(e) = write_report(path, &report) {
+            if let Err(e) = crate::write_report(path, &report) {
                 tracing::error!(
                     "stream {}: {}: cannot write the report: {e}",
                     spec.id,
@@ -819,11 +819,4 @@ impl Actor {
         lock(&env.reports).push(report);
         Ok(())
     }
-}
-
-/// Writes a report whole or not at all (a reader never sees half a file).
-fn write_report(path: &std::path::Path, report: &vqa_core::StreamReport) -> std::io::Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(report)?)?;
-    std::fs::rename(&tmp, path)
 }
