@@ -171,6 +171,46 @@ struct PipelineArgs {
     decoder_threads: Option<usize>,
 }
 
+/// Where notifications go besides the JSON lines: the same flags on analyze, monitor and router.
+#[derive(clap::Args)]
+struct SinkArgs {
+    /// Also POST each notification (the same JSON) to this URL, retrying with backoff on
+    /// connection errors, 429 and 5xx. Repeatable.
+    #[arg(long, value_name = "URL")]
+    webhook: Vec<String>,
+
+    /// Also publish each notification to this Amazon SNS topic (ARN; credentials, region
+    /// and endpoint from the AWS configuration). Repeatable.
+    #[arg(long, value_name = "TOPIC_ARN")]
+    sns: Vec<String>,
+}
+
+impl SinkArgs {
+    /// Every destination of a run's notifications: JSON lines to `lines` (`-`: stdout), then
+    /// the webhooks and SNS topics; `report` is the report location notifications carry.
+    async fn notifiers(
+        &self,
+        lines: Option<&Path>,
+        report: Option<String>,
+        endpoint: Option<&str>,
+    ) -> anyhow::Result<Notifiers> {
+        let mut notifiers = Notifiers::new(report);
+        if let Some(path) = lines {
+            notifiers.add_lines(path)?;
+        }
+        for url in &self.webhook {
+            notifiers.add_webhook(url)?;
+        }
+        if !self.sns.is_empty() {
+            let sdk = vqa_transport_s3::aws_config(endpoint).await;
+            for topic in &self.sns {
+                notifiers.add_sns(topic, &sdk)?;
+            }
+        }
+        Ok(notifiers)
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Analyse one input and report its incidents.
@@ -200,15 +240,8 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         notify: Option<PathBuf>,
 
-        /// Also POST each notification (the same JSON) to this URL, retrying with backoff on
-        /// connection errors, 429 and 5xx. Repeatable.
-        #[arg(long, value_name = "URL")]
-        webhook: Vec<String>,
-
-        /// Also publish each notification to this Amazon SNS topic (ARN; credentials, region
-        /// and endpoint from the AWS configuration). Repeatable.
-        #[arg(long, value_name = "TOPIC_ARN")]
-        sns: Vec<String>,
+        #[command(flatten)]
+        sinks: SinkArgs,
 
         #[command(flatten)]
         distributed: DistributedArgs,
@@ -252,13 +285,8 @@ enum Command {
         #[arg(long, value_name = "FILE", default_value = "-")]
         notify: PathBuf,
 
-        /// Also POST each notification to this URL (retried with backoff). Repeatable.
-        #[arg(long, value_name = "URL")]
-        webhook: Vec<String>,
-
-        /// Also publish each notification to this Amazon SNS topic (ARN). Repeatable.
-        #[arg(long, value_name = "TOPIC_ARN")]
-        sns: Vec<String>,
+        #[command(flatten)]
+        sinks: SinkArgs,
 
         /// Write each stream's report to DIR/<id>.json when it stops (removed from the list,
         /// ended, or the monitor stops).
@@ -310,13 +338,8 @@ enum Command {
         #[arg(long, value_name = "FILE", default_value = "-")]
         notify: PathBuf,
 
-        /// Also POST each notification to this URL. Repeatable.
-        #[arg(long, value_name = "URL")]
-        webhook: Vec<String>,
-
-        /// Also publish each notification to this Amazon SNS topic (ARN). Repeatable.
-        #[arg(long, value_name = "TOPIC_ARN")]
-        sns: Vec<String>,
+        #[command(flatten)]
+        sinks: SinkArgs,
 
         /// Write each stream's merged report to DIR/<id>.json once every shard finished it.
         #[arg(long, value_name = "DIR")]
@@ -566,8 +589,7 @@ fn check_writable(path: &Path) -> anyhow::Result<()> {
 struct AnalyzeArgs<'a> {
     input: &'a Path,
     notify: Option<&'a Path>,
-    webhooks: &'a [String],
-    sns: &'a [String],
+    sinks: &'a SinkArgs,
     format: Format,
     out: Option<&'a Path>,
     no_progress: bool,
@@ -609,20 +631,14 @@ async fn analyze(args: AnalyzeArgs<'_>, config: PipelineConfig) -> anyhow::Resul
         }
         None => input.to_path_buf(),
     };
-    let mut notifiers = Notifiers::new(args.out.map(shown));
-    if let Some(path) = args.notify {
-        notifiers.add_lines(path)?;
-    }
-    for url in args.webhooks {
-        notifiers.add_webhook(url)?;
-    }
-    if !args.sns.is_empty() {
-        let sdk =
-            vqa_transport_s3::aws_config(args.distributed.deployment.endpoint_url.as_deref()).await;
-        for topic in args.sns {
-            notifiers.add_sns(topic, &sdk)?;
-        }
-    }
+    let notifiers = args
+        .sinks
+        .notifiers(
+            args.notify,
+            args.out.map(shown),
+            args.distributed.deployment.endpoint_url.as_deref(),
+        )
+        .await?;
     if !notifiers.is_empty() && args.topology == Topology::Distributed {
         bail!(
             "--notify/--webhook/--sns: in the distributed topology the aggregator function \
@@ -941,16 +957,14 @@ async fn main_result(cli: Cli) -> anyhow::Result<ExitCode> {
             no_progress,
             topology,
             notify,
-            webhook,
-            sns,
+            sinks,
             distributed,
             pipeline,
         } => {
             let args = AnalyzeArgs {
                 input: &input,
                 notify: notify.as_deref(),
-                webhooks: &webhook,
-                sns: &sns,
+                sinks: &sinks,
                 format,
                 out: out.as_deref(),
                 no_progress,
@@ -1010,8 +1024,7 @@ async fn main_result(cli: Cli) -> anyhow::Result<ExitCode> {
             list,
             control,
             notify,
-            webhook,
-            sns,
+            sinks,
             reports,
             listen,
             duration,
@@ -1027,8 +1040,7 @@ async fn main_result(cli: Cli) -> anyhow::Result<ExitCode> {
                 list: list.as_deref(),
                 control,
                 notify: &notify,
-                webhooks: &webhook,
-                sns: &sns,
+                sinks: &sinks,
                 reports,
                 listen: listen.as_deref(),
                 duration,
@@ -1041,8 +1053,7 @@ async fn main_result(cli: Cli) -> anyhow::Result<ExitCode> {
             shards,
             listen,
             notify,
-            webhook,
-            sns,
+            sinks,
             reports,
             duration,
             until_done,
@@ -1053,8 +1064,7 @@ async fn main_result(cli: Cli) -> anyhow::Result<ExitCode> {
                 shards: &shards,
                 listen: &listen,
                 notify: &notify,
-                webhooks: &webhook,
-                sns: &sns,
+                sinks: &sinks,
                 reports,
                 duration,
                 until_done,
@@ -1153,8 +1163,7 @@ struct MonitorArgs<'a> {
     list: Option<&'a Path>,
     control: bool,
     notify: &'a Path,
-    webhooks: &'a [String],
-    sns: &'a [String],
+    sinks: &'a SinkArgs,
     reports: Option<PathBuf>,
     listen: Option<&'a str>,
     duration: Option<f64>,
@@ -1173,7 +1182,7 @@ async fn monitor(args: MonitorArgs<'_>, base: &PipelineConfig) -> anyhow::Result
         Some(path) => StreamList::load(path, base)?,
         None => StreamList::parse("", base)?,
     };
-    let notifiers = notifiers_for(args.notify, args.webhooks, args.sns).await?;
+    let notifiers = args.sinks.notifiers(Some(args.notify), None, None).await?;
     let settings = list.monitor.clone();
     let monitor = Monitor::new(settings.clone(), notifiers, args.reports)?;
     if let Some(addr) = args.listen {
@@ -1286,31 +1295,10 @@ struct RouterArgs<'a> {
     shards: &'a Path,
     listen: &'a str,
     notify: &'a Path,
-    webhooks: &'a [String],
-    sns: &'a [String],
+    sinks: &'a SinkArgs,
     reports: Option<PathBuf>,
     duration: Option<f64>,
     until_done: bool,
-}
-
-/// The destinations every notification goes to.
-async fn notifiers_for(
-    notify: &Path,
-    webhooks: &[String],
-    sns: &[String],
-) -> anyhow::Result<Notifiers> {
-    let mut notifiers = Notifiers::new(None);
-    notifiers.add_lines(notify)?;
-    for url in webhooks {
-        notifiers.add_webhook(url)?;
-    }
-    if !sns.is_empty() {
-        let sdk = vqa_transport_s3::aws_config(None).await;
-        for topic in sns {
-            notifiers.add_sns(topic, &sdk)?;
-        }
-    }
-    Ok(notifiers)
 }
 
 async fn router(args: RouterArgs<'_>, base: &PipelineConfig) -> anyhow::Result<ExitCode> {
@@ -1320,7 +1308,7 @@ async fn router(args: RouterArgs<'_>, base: &PipelineConfig) -> anyhow::Result<E
 
     let shards = load_shards(args.shards)?;
     let list = StreamList::load(args.list, base)?;
-    let notifiers = notifiers_for(args.notify, args.webhooks, args.sns).await?;
+    let notifiers = args.sinks.notifiers(Some(args.notify), None, None).await?;
     let relay = std::sync::Arc::new(Relay::new(notifiers, args.reports.clone()));
     let local = serve(args.listen, relay.clone())?;
     tracing::info!("router at http://{local} (shards POST to /notify)");
