@@ -92,15 +92,12 @@ impl Monitor {
             port,
             stderr,
         };
-        let up = Instant::now();
-        while m.get("/healthz").is_none() {
-            assert!(
-                up.elapsed() < Duration::from_secs(20),
-                "monitor did not come up: {}",
-                m.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for(
+            "the monitor's /healthz",
+            Duration::from_secs(20),
+            || m.get("/healthz"),
+            || m.log(),
+        );
         m
     }
 
@@ -135,19 +132,13 @@ impl Monitor {
         timeout: Duration,
         pred: impl Fn(&Value) -> bool,
     ) -> (Value, Instant) {
-        let until = Instant::now() + timeout;
-        loop {
-            if let Some(n) = self.notes().into_iter().find(|n| pred(n)) {
-                return (n, Instant::now());
-            }
-            assert!(
-                Instant::now() < until,
-                "no {what} within {timeout:?}; notifications: {:?}\n{}",
-                self.notes(),
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let note = wait_for(
+            what,
+            timeout,
+            || self.notes().into_iter().find(|n| pred(n)),
+            || format!("notifications: {:?}\n{}", self.notes(), self.log()),
+        );
+        (note, Instant::now())
     }
 
     /// A metric's value for a stream.
@@ -257,14 +248,12 @@ fn killing_the_source_is_input_loss_and_restarting_it_resumes_monitoring() {
     });
     // While it runs, the report the notifications link to is rewritten every 2 s.
     let running_report = dir.path().join("reports/ch1.json");
-    let t = Instant::now();
-    while !running_report.exists() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "no report while running"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(
+        "a report while running",
+        Duration::from_secs(10),
+        || running_report.exists().then_some(()),
+        || monitor.log(),
+    );
     let snapshot: Value =
         serde_json::from_slice(&std::fs::read(&running_report).expect("read")).expect("json");
     assert_eq!(snapshot["complete"], false);
@@ -375,10 +364,12 @@ fn hls_over_http_is_monitored_live() {
         .stdin(Stdio::null())
         .spawn()
         .expect("start ffmpeg");
-    while !hls.join("live.m3u8").exists() {
-        assert!(sent.elapsed() < Duration::from_secs(10), "no playlist");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(
+        "the HLS playlist",
+        Duration::from_secs(10),
+        || hls.join("live.m3u8").exists().then_some(()),
+        String::new,
+    );
     let list = format!(
         "[[stream]]\nid = \"hls\"\nurl = \"http://127.0.0.1:{port}/live.m3u8\"\n[stream.config]\n{FAST_RULES}"
     );
@@ -413,14 +404,12 @@ fn a_replayed_file_reports_exactly_what_analyze_reports() {
          [[stream]]\nid = \"subset\"\nurl = \"{path}\"\ndetectors = [\"freeze\", \"black\"]\n"
     );
     let monitor = Monitor::start(dir.path(), &list, &["--until-done"]);
-    let until = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(s) = monitor.child_status() {
-            break s;
-        }
-        assert!(Instant::now() < until, "did not finish: {}", monitor.log());
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_for(
+        "the end of every stream",
+        Duration::from_secs(60),
+        || monitor.child_status(),
+        || monitor.log(),
+    );
     assert!(status.success(), "{}", monitor.log());
     for (id, detectors) in [("paced", None), ("subset", Some("freeze,black"))] {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vqa"));
@@ -478,28 +467,42 @@ fn streams_are_added_and_removed_by_editing_the_list() {
     let head = "[monitor]\nallow_local_files = true\n";
     let monitor = Monitor::start(dir.path(), &format!("{head}{}", entry("a")), &[]);
     let list_path = dir.path().join("streams.toml");
-    let up = Instant::now();
-    while monitor.metric("vqa_segments_total", "a").unwrap_or(0.0) < 1.0 {
-        assert!(up.elapsed() < Duration::from_secs(20), "{}", monitor.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(
+        "a segment of a",
+        Duration::from_secs(20),
+        || {
+            monitor
+                .metric("vqa_segments_total", "a")
+                .filter(|&n| n >= 1.0)
+        },
+        || monitor.log(),
+    );
     // A broken edit is refused and the running list kept.
     std::fs::write(&list_path, format!("{head}[[stream]]\nid = \"b\"\n")).expect("write");
-    let t = Instant::now();
-    while !monitor.log().contains("still monitoring the previous list") {
-        assert!(t.elapsed() < Duration::from_secs(10), "{}", monitor.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(
+        "the broken edit refused",
+        Duration::from_secs(10),
+        || {
+            monitor
+                .log()
+                .contains("still monitoring the previous list")
+                .then_some(())
+        },
+        || monitor.log(),
+    );
     assert!(monitor.metric("vqa_stream_up", "a").is_some());
     // a out, b in.
     std::fs::write(&list_path, format!("{head}{}", entry("b"))).expect("write");
-    let t = Instant::now();
-    while !(dir.path().join("reports/a.json").exists()
-        && monitor.metric("vqa_segments_total", "b").unwrap_or(0.0) >= 1.0)
-    {
-        assert!(t.elapsed() < Duration::from_secs(20), "{}", monitor.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(
+        "a's report and a segment of b",
+        Duration::from_secs(20),
+        || {
+            (dir.path().join("reports/a.json").exists()
+                && monitor.metric("vqa_segments_total", "b").unwrap_or(0.0) >= 1.0)
+                .then_some(())
+        },
+        || monitor.log(),
+    );
     assert_eq!(
         monitor.metric("vqa_segments_total", "a"),
         None,
@@ -631,13 +634,33 @@ impl Drop for Killed {
 }
 
 fn wait_http(url: &str) {
-    let t = Instant::now();
-    while ureq::get(url).call().is_err() {
+    wait_for(
+        url,
+        Duration::from_secs(20),
+        || ureq::get(url).call().ok().map(drop),
+        String::new,
+    );
+}
+
+/// Polls `ready` every 20 ms until it gives a value; past `timeout` the test fails naming
+/// `what` it waited for, with `context()` (the monitor's log, say).
+fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut ready: impl FnMut() -> Option<T>,
+    context: impl Fn() -> String,
+) -> T {
+    let until = Instant::now() + timeout;
+    loop {
+        if let Some(value) = ready() {
+            return value;
+        }
         assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "{url} did not come up"
+            Instant::now() < until,
+            "no {what} within {timeout:?}\n{}",
+            context()
         );
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
