@@ -85,11 +85,29 @@ pub(crate) fn create_reports_dir(dir: &Path) -> anyhow::Result<()> {
     })
 }
 
-/// Writes a report whole or not at all (a reader never sees half a file).
-pub(crate) fn write_report(path: &Path, report: &StreamReport) -> std::io::Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(report)?)?;
+/// Writes a report as JSON whole or not at all: a reader, or a crash mid-write, never
+/// leaves half a report.
+pub fn write_report(path: &Path, report: &StreamReport) -> std::io::Result<()> {
+    let mut json = serde_json::to_vec_pretty(report)?;
+    json.push(b'\n');
+    let tmp = path.with_extension("vqa-partial");
+    std::fs::write(&tmp, json)?;
     std::fs::rename(&tmp, path)
+}
+
+/// [`write_report`] for a running monitor or router: a failure is logged for `stream`, and
+/// monitoring goes on.
+pub(crate) fn write_report_or_log(
+    stream: impl std::fmt::Display,
+    path: &Path,
+    report: &StreamReport,
+) {
+    if let Err(e) = write_report(path, report) {
+        tracing::error!(
+            "stream {stream}: {}: cannot write the report: {e}",
+            path.display()
+        );
+    }
 }
 
 /// An HTTP server on `addr` (a `--listen` flag's value) and the address it got.

@@ -559,17 +559,6 @@ fn progress_bar(duration: Option<f64>, hidden: bool) -> Option<ProgressBar> {
     Some(bar)
 }
 
-/// Writes the report atomically: a crash mid-write never leaves half a report.
-fn write_report(path: &Path, report: &StreamReport) -> anyhow::Result<()> {
-    let json = serde_json::to_string_pretty(report)?;
-    let tmp = path.with_extension("vqa-partial");
-    std::fs::write(&tmp, json + "\n")
-        .with_context(|| format!("{}: cannot write the report", path.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("{}: cannot write the report", path.display()))?;
-    Ok(())
-}
-
 /// Fails early, before a long analysis, if the report could not be written.
 fn check_writable(path: &Path) -> anyhow::Result<()> {
     let dir = path
@@ -674,7 +663,8 @@ async fn analyze(args: AnalyzeArgs<'_>, config: PipelineConfig) -> anyhow::Resul
                 .write_object(bucket, key, json.into(), "application/json")
                 .await?;
         }
-        (None, Some(out)) => write_report(out, &report)?,
+        (None, Some(out)) => vqa_deploy_ecs::write_report(out, &report)
+            .with_context(|| format!("{}: cannot write the report", out.display()))?,
         (None, None) => {}
     }
     match args.format {

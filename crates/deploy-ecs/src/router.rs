@@ -382,12 +382,7 @@ impl Router {
             if let Some(report) = StreamReport::merge_shards(parts) {
                 if let Some(dir) = &self.reports_dir {
                     let path = dir.join(format!("{id}.json"));
-                    if let Err(e) = crate::write_report(&path, &report) {
-                        tracing::error!(
-                            "stream {id}: {}: cannot write the report: {e}",
-                            path.display()
-                        );
-                    }
+                    crate::write_report_or_log(&id, &path, &report);
                 }
                 self.merged.push(report);
             }

@@ -18,7 +18,7 @@ pub struct Pool {
     size: usize,
 }
 
-/// Counts a worker alive while it runs; a panicking job unwinds through it.
+/// Counts a worker alive while its thread runs (jobs' panics are caught in `work`).
 struct Alive(Arc<AtomicUsize>);
 
 impl Drop for Alive {

@@ -750,13 +750,7 @@ impl Actor {
             &shared.spec.id,
             summary,
         ))?;
-        if let Err(e) = crate::write_report(path, &report) {
-            tracing::error!(
-                "stream {}: {}: cannot write the report: {e}",
-                shared.spec.id,
-                path.display()
-            );
-        }
+        crate::write_report_or_log(&shared.spec.id, path, &report);
         Ok(())
     }
 
@@ -806,13 +800,7 @@ impl Actor {
             block_on(finish_stage(transport, &self.aggregator, &spec.id, summary))?;
         self.notify(&closing, shared, env);
         if let Some(path) = &shared.report_path {
-            if let Err(e) = crate::write_report(path, &report) {
-                tracing::error!(
-                    "stream {}: {}: cannot write the report: {e}",
-                    spec.id,
-                    path.display()
-                );
-            }
+            crate::write_report_or_log(&spec.id, path, &report);
         }
         shared.stats.up.store(false, Ordering::SeqCst);
         shared.stats.finished.store(true, Ordering::SeqCst);
