@@ -179,7 +179,7 @@ deploy() {
   [ "$profile" = release ] && dir=release
   eval "$(print_env)"
   "$root/scripts/build-lambdas.sh" "$profile"
-  cargo build -q --profile "$profile" -p vqa-deploy-ecs --bin vqa >&2
+  cargo build -q --profile "$profile" -p vqa-cli --bin vqa >&2
   local exports
   exports="$("$venv/bin/python" "$root/scripts/emulator/deploy.py" \
     --converter "$root/target/lambda/vqa-converter/bootstrap" \

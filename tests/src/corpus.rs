@@ -83,6 +83,9 @@ fn with(spec: ClipSpec, defects: Vec<Defect>) -> ClipSpec {
 
 /// The clips of one kind: `(name, spec)`.
 fn kind_specs(kind: DefectKind, size: CorpusSize) -> Vec<(String, ClipSpec)> {
+    if !crate::INJECTABLE.contains(&kind) {
+        return Vec::new();
+    }
     let count = match size {
         CorpusSize::Quick => 2,
         CorpusSize::Full => 5,
@@ -157,6 +160,8 @@ fn kind_specs(kind: DefectKind, size: CorpusSize) -> Vec<(String, ClipSpec)> {
                     av_offset_ms: [120.0, -60.0, 200.0, -40.0, 80.0][i],
                     ..spec
                 },
+                // Not injectable (refused above).
+                DefectKind::Onnx | DefectKind::InputLoss => spec,
             };
             (format!("{}_{i:02}", kind.as_str()), spec)
         })
@@ -193,7 +198,7 @@ fn clean_specs(size: CorpusSize) -> Vec<(String, ClipSpec)> {
 
 /// Every clip of a corpus of `size`, named, in manifest order.
 pub fn corpus_specs(size: CorpusSize) -> Vec<(String, ClipSpec)> {
-    let mut specs: Vec<(String, ClipSpec)> = DefectKind::ALL
+    let mut specs: Vec<(String, ClipSpec)> = crate::INJECTABLE
         .into_iter()
         .flat_map(|kind| kind_specs(kind, size))
         .collect();
@@ -251,7 +256,7 @@ mod tests {
     fn corpora_cover_every_kind_and_are_valid_specs() {
         for (size, per_kind, clean) in [(CorpusSize::Quick, 2, 2), (CorpusSize::Full, 5, 7)] {
             let specs = corpus_specs(size);
-            for kind in DefectKind::ALL {
+            for kind in crate::INJECTABLE {
                 let n = specs
                     .iter()
                     .filter(|(name, _)| name.starts_with(&format!("{}_", kind.as_str())))

@@ -228,7 +228,7 @@ pub(crate) fn layout(spec: &ClipSpec) -> Result<Layout> {
             defect.end,
             spec.duration
         );
-        let span = match defect.kind.track() {
+        let span = match crate::track(defect.kind) {
             Track::Video => {
                 ensure!(spec.video, "a {} defect needs a video stream", defect.kind);
                 let span = Span {
@@ -339,6 +339,11 @@ pub(crate) fn layout(spec: &ClipSpec) -> Result<Layout> {
 
 /// Checks what only one kind of defect needs.
 fn check_kind(spec: &ClipSpec, kind: DefectKind, span: Span, frames: u64) -> Result<()> {
+    ensure!(
+        crate::INJECTABLE.contains(&kind),
+        "a {kind} defect cannot be injected into a clip (injectable: {})",
+        crate::INJECTABLE.map(|k| k.as_str()).join(", ")
+    );
     match kind {
         DefectKind::Blockiness => ensure!(
             MPEG2_FRAME_RATES.contains(&spec.fps),

@@ -84,11 +84,11 @@
 
 mod bad_inputs;
 pub mod corpus;
+pub mod emulator;
 mod graph;
 mod reference;
 mod tools;
 
-use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -123,36 +123,25 @@ pub const SHORT_TERM_WINDOW: f64 = 3.0;
 /// corruption span (about 1%: every packet of a few hundred bytes or more is hit).
 const CORRUPTION_BYTE_INTERVAL: u32 = 100;
 
-/// What kind of defect. The JSON names are vqa's incident kinds (`frame_drop`, `av_sync`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DefectKind {
-    /// The picture stops changing.
-    Freeze,
-    /// The picture is entirely black.
-    Black,
-    /// The audio is digital silence on all channels.
-    Silence,
-    /// A starved encoder: the span's frames coded as intra-only MPEG-2 at the coarsest
-    /// quantiser (8x8 blocks, no deblocking), then re-encoded with the rest of the clip.
-    Blockiness,
-    /// Damaged H.264 packets (the `noise` bitstream filter) over the span; the damage lasts
-    /// to the next keyframe.
-    Corruption,
-    /// A Gaussian blur (`gblur`, sigma [`ClipSpec::blur_sigma`]) over the span.
-    Blur,
-    /// Colour bars ([`ClipSpec::bars`]) in place of the picture over the span.
-    Colorbars,
-    /// Frames removed without re-timing: a gap in the video timestamps.
-    FrameDrop,
-    /// The programme [`ClipSpec::loudness_gain_db`] louder (or quieter) over the span.
-    Loudness,
-    /// The audio driven [`ClipSpec::clipping_gain_db`] past full scale and cut off there.
-    Clipping,
-    /// Audio out of sync with the picture on [`Content::SyncPattern`]: never requested as
-    /// a span, it follows from [`ClipSpec::av_offset_ms`] and covers the whole clip.
-    AvSync,
-}
+/// What kind of defect: vqa's incident kinds, from its one table of kinds
+/// (`vqa_core::kinds`). A clip can carry those in [`INJECTABLE`].
+pub use vqa_core::IncidentKind as DefectKind;
+
+/// The kinds a clip can carry, in a fixed order: not `onnx` (a model's verdict) nor
+/// `input_loss` (a live input's).
+pub const INJECTABLE: [DefectKind; 11] = [
+    DefectKind::Freeze,
+    DefectKind::Black,
+    DefectKind::Silence,
+    DefectKind::Blockiness,
+    DefectKind::Corruption,
+    DefectKind::Blur,
+    DefectKind::Colorbars,
+    DefectKind::FrameDrop,
+    DefectKind::Loudness,
+    DefectKind::Clipping,
+    DefectKind::AvSync,
+];
 
 /// Which track a defect is rendered in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,51 +151,12 @@ pub(crate) enum Track {
     Both,
 }
 
-impl DefectKind {
-    /// All kinds, in a fixed order.
-    pub const ALL: [DefectKind; 11] = [
-        DefectKind::Freeze,
-        DefectKind::Black,
-        DefectKind::Silence,
-        DefectKind::Blockiness,
-        DefectKind::Corruption,
-        DefectKind::Blur,
-        DefectKind::Colorbars,
-        DefectKind::FrameDrop,
-        DefectKind::Loudness,
-        DefectKind::Clipping,
-        DefectKind::AvSync,
-    ];
-
-    /// The JSON name: `"freeze"`, `"frame_drop"`, `"av_sync"`, ...
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DefectKind::Freeze => "freeze",
-            DefectKind::Black => "black",
-            DefectKind::Silence => "silence",
-            DefectKind::Blockiness => "blockiness",
-            DefectKind::Corruption => "corruption",
-            DefectKind::Blur => "blur",
-            DefectKind::Colorbars => "colorbars",
-            DefectKind::FrameDrop => "frame_drop",
-            DefectKind::Loudness => "loudness",
-            DefectKind::Clipping => "clipping",
-            DefectKind::AvSync => "av_sync",
-        }
-    }
-
-    pub(crate) fn track(self) -> Track {
-        match self {
-            DefectKind::Silence | DefectKind::Loudness | DefectKind::Clipping => Track::Audio,
-            DefectKind::AvSync => Track::Both,
-            _ => Track::Video,
-        }
-    }
-}
-
-impl fmt::Display for DefectKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+/// The track a defect of `kind` is rendered in.
+pub(crate) fn track(kind: DefectKind) -> Track {
+    match kind {
+        DefectKind::Silence | DefectKind::Loudness | DefectKind::Clipping => Track::Audio,
+        DefectKind::AvSync => Track::Both,
+        _ => Track::Video,
     }
 }
 
@@ -657,7 +607,7 @@ pub fn make_clip(dir: &Path, name: &str, spec: &ClipSpec) -> Result<Clip> {
     let mut truth: Vec<Defect> = Vec::new();
     for placed in &layout.defects {
         let (first, end) = (placed.span.first as f64, placed.span.end as f64);
-        let (rate, offset) = match placed.kind.track() {
+        let (rate, offset) = match track(placed.kind) {
             Track::Audio => (sample_rate, audio_offset),
             Track::Video | Track::Both => (fps, video_offset),
         };
@@ -927,7 +877,7 @@ mod tests {
 
     #[test]
     fn kinds_have_stable_names() {
-        let names: Vec<&str> = DefectKind::ALL.iter().map(|k| k.as_str()).collect();
+        let names: Vec<&str> = INJECTABLE.iter().map(|k| k.as_str()).collect();
         assert_eq!(
             names,
             [

@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 
 use vqa_core::{DetectorName, IncidentKind, PipelineConfig};
-use vqa_deploy_ecs::eval::{evaluate, DetectorResult, EvalOptions, Evaluation, Score};
+use vqa_eval::{evaluate, DetectorResult, EvalOptions, Evaluation, Score};
 use vqa_testkit::corpus::MANIFEST_NAME;
 use vqa_testkit::{write_corpus, CorpusSize, DefectKind, Manifest};
 
@@ -76,7 +76,7 @@ fn eval_accounts_for_every_labelled_defect_and_credits_nothing_unearned() {
     let all = run_eval(&dir, &PipelineConfig::default(), true);
     assert!(all.errors.is_empty(), "{:#?}", all.errors);
     assert_eq!((all.clips, all.analysed), (24, 24));
-    for kind in DefectKind::ALL {
+    for kind in vqa_testkit::INJECTABLE {
         let truth = manifest
             .clips
             .iter()

@@ -4,12 +4,10 @@
 //! only names what it changes. Unknown fields are errors, so a misspelt threshold is not
 //! silently ignored.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 
-use crate::report::IncidentKind;
+pub use crate::kinds::DetectorName;
+use crate::kinds::IncidentKind;
 use crate::time::{self, Micros};
 
 #[derive(Debug, thiserror::Error)]
@@ -20,101 +18,12 @@ pub enum ConfigError {
     Json(String),
     #[error("`{field}` = {value}: {expected}")]
     OutOfRange {
-        field: &'static str,
+        field: String,
         value: String,
         expected: &'static str,
     },
     #[error("unknown detector `{0}` (known: {known})", known = DetectorName::list())]
     UnknownDetector(String),
-}
-
-/// A detector that can be switched on or off by name; each reports the [`IncidentKind`] of
-/// the same name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DetectorName {
-    Freeze,
-    Black,
-    Silence,
-    Blockiness,
-    Corruption,
-    Blur,
-    Colorbars,
-    FrameDrop,
-    Loudness,
-    Clipping,
-    AvSync,
-    Onnx,
-}
-
-impl DetectorName {
-    pub const ALL: [DetectorName; 12] = [
-        DetectorName::Freeze,
-        DetectorName::Black,
-        DetectorName::Silence,
-        DetectorName::Blockiness,
-        DetectorName::Corruption,
-        DetectorName::Blur,
-        DetectorName::Colorbars,
-        DetectorName::FrameDrop,
-        DetectorName::Loudness,
-        DetectorName::Clipping,
-        DetectorName::AvSync,
-        DetectorName::Onnx,
-    ];
-
-    /// Detectors that run when the configuration names none: all but `onnx`, which needs a
-    /// model file.
-    pub fn defaults() -> Vec<DetectorName> {
-        DetectorName::ALL
-            .into_iter()
-            .filter(|d| *d != DetectorName::Onnx)
-            .collect()
-    }
-
-    pub fn as_str(self) -> &'static str {
-        self.kind().as_str()
-    }
-
-    /// The kind of incident the detector reports.
-    pub fn kind(self) -> IncidentKind {
-        match self {
-            DetectorName::Freeze => IncidentKind::Freeze,
-            DetectorName::Black => IncidentKind::Black,
-            DetectorName::Silence => IncidentKind::Silence,
-            DetectorName::Blockiness => IncidentKind::Blockiness,
-            DetectorName::Corruption => IncidentKind::Corruption,
-            DetectorName::Blur => IncidentKind::Blur,
-            DetectorName::Colorbars => IncidentKind::Colorbars,
-            DetectorName::FrameDrop => IncidentKind::FrameDrop,
-            DetectorName::Loudness => IncidentKind::Loudness,
-            DetectorName::Clipping => IncidentKind::Clipping,
-            DetectorName::AvSync => IncidentKind::AvSync,
-            DetectorName::Onnx => IncidentKind::Onnx,
-        }
-    }
-
-    /// All names, comma-separated, for messages.
-    pub fn list() -> String {
-        DetectorName::ALL.map(|d| d.as_str()).join(", ")
-    }
-}
-
-impl fmt::Display for DetectorName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for DetectorName {
-    type Err = ConfigError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        DetectorName::ALL
-            .into_iter()
-            .find(|d| d.as_str() == s.trim())
-            .ok_or_else(|| ConfigError::UnknownDetector(s.trim().to_string()))
-    }
 }
 
 /// The whole pipeline's configuration.
@@ -200,6 +109,19 @@ impl Default for FreezeConfig {
     }
 }
 
+impl KindSection for FreezeConfig {
+    fn rule(&self) -> Rule {
+        Rule::new(self.min_duration, self.critical_after)
+    }
+
+    fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
+        f.duration("min_duration", self.min_duration)?;
+        f.duration("critical_after", self.critical_after)?;
+        f.db("noise_db", self.noise_db)?;
+        f.db("keyframe_noise_db", self.keyframe_noise_db)
+    }
+}
+
 /// `black`: frames where at least `picture_ratio` of pixels are darker than `pixel_threshold`.
 /// Defaults follow FFmpeg's blackdetect (pix_th = 0.10, pic_th = 0.98), with a 0.5 s minimum.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -224,6 +146,31 @@ impl Default for BlackConfig {
             min_duration: 0.5,
             critical_after: 10.0,
         }
+    }
+}
+
+impl KindSection for BlackConfig {
+    fn rule(&self) -> Rule {
+        Rule::new(self.min_duration, self.critical_after)
+    }
+
+    fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
+        f.duration("min_duration", self.min_duration)?;
+        f.duration("critical_after", self.critical_after)?;
+        let ratio = self.pixel_threshold;
+        f.check(
+            "pixel_threshold",
+            ratio,
+            (0.0..=1.0).contains(&ratio),
+            "expected a fraction between 0 and 1",
+        )?;
+        let ratio = self.picture_ratio;
+        f.check(
+            "picture_ratio",
+            ratio,
+            ratio > 0.0 && ratio <= 1.0,
+            "expected a fraction in (0, 1]",
+        )
     }
 }
 
@@ -259,6 +206,18 @@ impl Default for SilenceConfig {
     }
 }
 
+impl KindSection for SilenceConfig {
+    fn rule(&self) -> Rule {
+        Rule::new(self.min_duration, self.critical_after)
+    }
+
+    fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
+        f.duration("min_duration", self.min_duration)?;
+        f.duration("critical_after", self.critical_after)?;
+        f.db("noise_db", self.noise_db)
+    }
+}
+
 /// `blockiness`: visible block structure, no reference needed. Per frame, the luma gradient
 /// across the 8-pixel block grid is compared with the gradient inside blocks, horizontally
 /// and vertically; a starved encoder or concealed damage makes block edges stand out while
@@ -287,6 +246,19 @@ impl Default for BlockinessConfig {
     }
 }
 
+impl KindSection for BlockinessConfig {
+    fn rule(&self) -> Rule {
+        Rule::new(self.min_duration, self.critical_after)
+    }
+
+    fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
+        f.duration("min_duration", self.min_duration)?;
+        f.duration("critical_after", self.critical_after)?;
+        let t = self.threshold;
+        f.check("threshold", t, t > 1.0, "expected a ratio above 1")
+    }
+}
+
 /// `corruption`: pictures the decoder flagged as damaged or concealed, and packets it
 /// rejected.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -307,6 +279,18 @@ impl Default for CorruptionConfig {
             critical_after: 2.0,
             join_gap: 1.0,
         }
+    }
+}
+
+impl KindSection for CorruptionConfig {
+    fn rule(&self) -> Rule {
+        Rule::new(self.min_duration, self.critical_after).joining(self.join_gap)
+    }
+
+    fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
+        f.duration_or_zero("min_duration", self.min_duration)?;
+        f.duration("critical_after", self.critical_after)?;
+        f.duration_or_zero("join_gap", self.join_gap)
     }
 }
 
@@ -337,6 +321,19 @@ impl Default for BlurConfig {
     }
 }
 
+impl KindSection for BlurConfig {
+    fn rule(&self) -> Rule {
+        Rule::new(self.min_duration, self.critical_after)
+    }
+
+    fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
+        f.duration("min_duration", self.min_duration)?;
+        f.duration("critical_after", self.critical_after)?;
+        let w = self.max_edge_width;
+        f.check("max_edge_width", w, w > 1.0, "expected pixels above 1")
+    }
+}
+
 /// `colorbars`: SMPTE (SD and HD) or EBU colour bars in place of programme: a row of at least
 /// `min_bars` flat, equally wide bars whose luma falls from left to right.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -357,6 +354,23 @@ impl Default for ColorbarsConfig {
             min_duration: 1.0,
             critical_after: 10.0,
         }
+    }
+}
+
+impl KindSection for ColorbarsConfig {
+    fn rule(&self) -> Rule {
+        Rule::new(self.min_duration, self.critical_after)
+    }
+
+    fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
+        f.duration("min_duration", self.min_duration)?;
+        f.duration("critical_after", self.critical_after)?;
+        f.check(
+            "min_bars",
+            f64::from(self.min_bars),
+            (3..=16).contains(&self.min_bars),
+            "expected between 3 and 16 bars",
+        )
     }
 }
 
@@ -383,6 +397,25 @@ impl Default for FrameDropConfig {
             critical_after: 1.0,
             join_gap: 0.5,
         }
+    }
+}
+
+impl KindSection for FrameDropConfig {
+    fn rule(&self) -> Rule {
+        Rule::new(self.min_duration, self.critical_after).joining(self.join_gap)
+    }
+
+    fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
+        f.duration_or_zero("min_duration", self.min_duration)?;
+        f.duration("critical_after", self.critical_after)?;
+        f.duration_or_zero("join_gap", self.join_gap)?;
+        let g = self.max_gap_frames;
+        f.check(
+            "max_gap_frames",
+            g,
+            g > 1.0,
+            "expected frame durations above 1",
+        )
     }
 }
 
@@ -417,6 +450,27 @@ impl Default for LoudnessConfig {
     }
 }
 
+impl KindSection for LoudnessConfig {
+    fn rule(&self) -> Rule {
+        Rule::new(self.min_duration, self.critical_after)
+    }
+
+    fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
+        f.duration("min_duration", self.min_duration)?;
+        f.duration("critical_after", self.critical_after)?;
+        let t = self.target_lufs;
+        f.check(
+            "target_lufs",
+            t,
+            (-70.0..=0.0).contains(&t),
+            "expected LUFS between -70 and 0",
+        )?;
+        let (above, below) = (self.max_above_lu, self.max_below_lu);
+        f.check("max_above_lu", above, above > 0.0, "expected LU above 0")?;
+        f.check("max_below_lu", below, below > 0.0, "expected LU above 0")
+    }
+}
+
 /// `clipping`: runs of consecutive samples at full scale on any channel.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -446,6 +500,31 @@ impl Default for ClippingConfig {
     }
 }
 
+impl KindSection for ClippingConfig {
+    fn rule(&self) -> Rule {
+        Rule::new(self.min_duration, self.critical_after).joining(self.join_gap)
+    }
+
+    fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
+        f.duration_or_zero("min_duration", self.min_duration)?;
+        f.duration("critical_after", self.critical_after)?;
+        f.duration_or_zero("join_gap", self.join_gap)?;
+        let level = self.level;
+        f.check(
+            "level",
+            level,
+            level > 0.0 && level <= 1.0,
+            "expected a fraction of full scale in (0, 1]",
+        )?;
+        f.check(
+            "min_run",
+            f64::from(self.min_run),
+            self.min_run >= 1,
+            "expected at least 1 sample",
+        )
+    }
+}
+
 /// `av_sync`: on a sync test pattern (a white flash with a simultaneous beep, repeating), the
 /// audio onset's offset from the flash, positive when audio is late.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -472,6 +551,36 @@ impl Default for AvSyncConfig {
             min_duration: 0.0,
             critical_after: 10.0,
         }
+    }
+}
+
+impl KindSection for AvSyncConfig {
+    fn rule(&self) -> Rule {
+        Rule::new(self.min_duration, self.critical_after)
+    }
+
+    fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
+        f.duration_or_zero("min_duration", self.min_duration)?;
+        f.duration("critical_after", self.critical_after)?;
+        let (late, early, search) = (self.max_late_ms, self.max_early_ms, self.search_ms);
+        f.check(
+            "max_late_ms",
+            late,
+            late >= 0.0,
+            "expected milliseconds >= 0",
+        )?;
+        f.check(
+            "max_early_ms",
+            early,
+            early >= 0.0,
+            "expected milliseconds >= 0",
+        )?;
+        f.check(
+            "search_ms",
+            search,
+            (40.0..=2000.0).contains(&search),
+            "expected milliseconds between 40 and 2000",
+        )
     }
 }
 
@@ -538,6 +647,61 @@ impl Default for OnnxConfig {
     }
 }
 
+impl KindSection for OnnxConfig {
+    fn rule(&self) -> Rule {
+        Rule::new(self.min_duration, self.critical_after)
+    }
+
+    fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
+        f.duration("min_duration", self.min_duration)?;
+        f.duration("critical_after", self.critical_after)?;
+        f.check(
+            "threshold",
+            self.threshold,
+            true,
+            "expected a finite number",
+        )?;
+        f.check(
+            "std",
+            self.std,
+            self.std != 0.0,
+            "expected a non-zero number",
+        )?;
+        f.check(
+            "input_width",
+            f64::from(self.input_width),
+            (1..=4096).contains(&self.input_width) && (1..=4096).contains(&self.input_height),
+            "expected input_width and input_height between 1 and 4096",
+        )?;
+        f.check(
+            "channels",
+            f64::from(self.channels),
+            self.channels == 1 || self.channels == 3,
+            "expected 1 or 3",
+        )?;
+        f.check(
+            "patches",
+            f64::from(self.patches),
+            (1..=1024).contains(&self.patches),
+            "expected between 1 and 1024",
+        )?;
+        f.check(
+            "frame_step",
+            f64::from(self.frame_step),
+            self.frame_step >= 1,
+            "expected at least 1",
+        )?;
+        if f.enabled() && self.model.trim().is_empty() {
+            return Err(f.error(
+                "model",
+                "\"\"".into(),
+                "the onnx detector needs a model file: set onnx.model to a .onnx path, e.g. models/blockiness.onnx",
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AggregatorConfig {
@@ -566,6 +730,18 @@ impl Default for InputLossConfig {
         InputLossConfig {
             critical_after: 10.0,
         }
+    }
+}
+
+impl KindSection for InputLossConfig {
+    fn rule(&self) -> Rule {
+        // Reported as soon as reading fails; every moment without input is lost.
+        Rule::new(0.0, self.critical_after)
+    }
+
+    fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
+        let c = self.critical_after;
+        f.check("critical_after", c, c >= 0.0, "expected seconds, 0 or more")
     }
 }
 
@@ -648,51 +824,11 @@ impl PipelineConfig {
     }
 
     pub fn rule(&self, kind: IncidentKind) -> IncidentRule {
-        use IncidentKind::*;
-        let (min, critical, gap) = match kind {
-            Freeze => (self.freeze.min_duration, self.freeze.critical_after, 0.0),
-            Black => (self.black.min_duration, self.black.critical_after, 0.0),
-            Silence => (self.silence.min_duration, self.silence.critical_after, 0.0),
-            Blockiness => (
-                self.blockiness.min_duration,
-                self.blockiness.critical_after,
-                0.0,
-            ),
-            Corruption => (
-                self.corruption.min_duration,
-                self.corruption.critical_after,
-                self.corruption.join_gap,
-            ),
-            Blur => (self.blur.min_duration, self.blur.critical_after, 0.0),
-            Colorbars => (
-                self.colorbars.min_duration,
-                self.colorbars.critical_after,
-                0.0,
-            ),
-            FrameDrop => (
-                self.frame_drop.min_duration,
-                self.frame_drop.critical_after,
-                self.frame_drop.join_gap,
-            ),
-            Loudness => (
-                self.loudness.min_duration,
-                self.loudness.critical_after,
-                0.0,
-            ),
-            Clipping => (
-                self.clipping.min_duration,
-                self.clipping.critical_after,
-                self.clipping.join_gap,
-            ),
-            AvSync => (self.av_sync.min_duration, self.av_sync.critical_after, 0.0),
-            Onnx => (self.onnx.min_duration, self.onnx.critical_after, 0.0),
-            // Reported as soon as reading fails; every moment without input is lost.
-            InputLoss => (0.0, self.input_loss.critical_after, 0.0),
-        };
+        let rule = kind.section(self).rule();
         IncidentRule {
-            min_duration: time::from_secs(min),
-            critical_after: time::from_secs(critical),
-            join_gap: time::from_secs(gap.max(self.aggregator.join_gap)),
+            min_duration: time::from_secs(rule.min_duration),
+            critical_after: time::from_secs(rule.critical_after),
+            join_gap: time::from_secs(rule.join_gap.max(self.aggregator.join_gap)),
         }
     }
 
@@ -711,250 +847,145 @@ impl PipelineConfig {
         time::from_secs(secs)
     }
 
-    /// Checks every value is in its meaningful range; the error names the field.
+    /// Checks every value is in its meaningful range; the error names the field. Each
+    /// kind's section checks its own values ([`KindSection::validate`]).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        fn check(
-            field: &'static str,
-            value: f64,
-            ok: bool,
-            expected: &'static str,
-        ) -> Result<(), ConfigError> {
-            if ok && value.is_finite() {
-                Ok(())
-            } else {
-                Err(ConfigError::OutOfRange {
-                    field,
-                    value: value.to_string(),
-                    expected,
-                })
-            }
-        }
+        let top = Fields::top();
         let s = self.segment_seconds;
-        check(
+        top.check(
             "segment_seconds",
             s,
             (0.1..=60.0).contains(&s),
             "expected seconds between 0.1 and 60",
         )?;
-        let durations = [
-            ("freeze.min_duration", self.freeze.min_duration),
-            ("freeze.critical_after", self.freeze.critical_after),
-            ("black.min_duration", self.black.min_duration),
-            ("black.critical_after", self.black.critical_after),
-            ("silence.min_duration", self.silence.min_duration),
-            ("silence.critical_after", self.silence.critical_after),
-            ("blockiness.min_duration", self.blockiness.min_duration),
-            ("blockiness.critical_after", self.blockiness.critical_after),
-            ("corruption.critical_after", self.corruption.critical_after),
-            ("blur.min_duration", self.blur.min_duration),
-            ("blur.critical_after", self.blur.critical_after),
-            ("colorbars.min_duration", self.colorbars.min_duration),
-            ("colorbars.critical_after", self.colorbars.critical_after),
-            ("frame_drop.critical_after", self.frame_drop.critical_after),
-            ("loudness.min_duration", self.loudness.min_duration),
-            ("loudness.critical_after", self.loudness.critical_after),
-            ("clipping.critical_after", self.clipping.critical_after),
-            ("av_sync.critical_after", self.av_sync.critical_after),
-            ("onnx.min_duration", self.onnx.min_duration),
-            ("onnx.critical_after", self.onnx.critical_after),
-        ];
-        for (field, v) in durations {
-            check(
-                field,
-                v,
-                v > 0.0 && v <= 86_400.0,
-                "expected a duration in seconds, > 0",
-            )?;
+        for kind in IncidentKind::ALL {
+            let enabled = kind.detector().is_some_and(|d| self.is_enabled(d));
+            kind.section(self)
+                .validate(&Fields::section(kind.as_str(), enabled))?;
         }
-        // Kinds where one event is a defect may report it however short.
-        for (field, v) in [
-            ("corruption.min_duration", self.corruption.min_duration),
-            ("corruption.join_gap", self.corruption.join_gap),
-            ("frame_drop.min_duration", self.frame_drop.min_duration),
-            ("frame_drop.join_gap", self.frame_drop.join_gap),
-            ("clipping.min_duration", self.clipping.min_duration),
-            ("clipping.join_gap", self.clipping.join_gap),
-            ("av_sync.min_duration", self.av_sync.min_duration),
-        ] {
-            check(
-                field,
-                v,
-                (0.0..=86_400.0).contains(&v),
-                "expected a duration in seconds, >= 0",
-            )?;
-        }
-        for (field, v, ok, expected) in [
-            (
-                "blockiness.threshold",
-                self.blockiness.threshold,
-                self.blockiness.threshold > 1.0,
-                "expected a ratio above 1",
-            ),
-            (
-                "blur.max_edge_width",
-                self.blur.max_edge_width,
-                self.blur.max_edge_width > 1.0,
-                "expected pixels above 1",
-            ),
-            (
-                "colorbars.min_bars",
-                f64::from(self.colorbars.min_bars),
-                (3..=16).contains(&self.colorbars.min_bars),
-                "expected between 3 and 16 bars",
-            ),
-            (
-                "frame_drop.max_gap_frames",
-                self.frame_drop.max_gap_frames,
-                self.frame_drop.max_gap_frames > 1.0,
-                "expected frame durations above 1",
-            ),
-            (
-                "loudness.target_lufs",
-                self.loudness.target_lufs,
-                (-70.0..=0.0).contains(&self.loudness.target_lufs),
-                "expected LUFS between -70 and 0",
-            ),
-            (
-                "loudness.max_above_lu",
-                self.loudness.max_above_lu,
-                self.loudness.max_above_lu > 0.0,
-                "expected LU above 0",
-            ),
-            (
-                "loudness.max_below_lu",
-                self.loudness.max_below_lu,
-                self.loudness.max_below_lu > 0.0,
-                "expected LU above 0",
-            ),
-            (
-                "clipping.level",
-                self.clipping.level,
-                self.clipping.level > 0.0 && self.clipping.level <= 1.0,
-                "expected a fraction of full scale in (0, 1]",
-            ),
-            (
-                "clipping.min_run",
-                f64::from(self.clipping.min_run),
-                self.clipping.min_run >= 1,
-                "expected at least 1 sample",
-            ),
-            (
-                "av_sync.max_late_ms",
-                self.av_sync.max_late_ms,
-                self.av_sync.max_late_ms >= 0.0,
-                "expected milliseconds >= 0",
-            ),
-            (
-                "av_sync.max_early_ms",
-                self.av_sync.max_early_ms,
-                self.av_sync.max_early_ms >= 0.0,
-                "expected milliseconds >= 0",
-            ),
-            (
-                "av_sync.search_ms",
-                self.av_sync.search_ms,
-                (40.0..=2000.0).contains(&self.av_sync.search_ms),
-                "expected milliseconds between 40 and 2000",
-            ),
-            (
-                "onnx.threshold",
-                self.onnx.threshold,
-                true,
-                "expected a finite number",
-            ),
-            (
-                "onnx.std",
-                self.onnx.std,
-                self.onnx.std != 0.0,
-                "expected a non-zero number",
-            ),
-            (
-                "onnx.input_width",
-                f64::from(self.onnx.input_width),
-                (1..=4096).contains(&self.onnx.input_width)
-                    && (1..=4096).contains(&self.onnx.input_height),
-                "expected input_width and input_height between 1 and 4096",
-            ),
-            (
-                "onnx.channels",
-                f64::from(self.onnx.channels),
-                self.onnx.channels == 1 || self.onnx.channels == 3,
-                "expected 1 or 3",
-            ),
-            (
-                "onnx.patches",
-                f64::from(self.onnx.patches),
-                (1..=1024).contains(&self.onnx.patches),
-                "expected between 1 and 1024",
-            ),
-            (
-                "onnx.frame_step",
-                f64::from(self.onnx.frame_step),
-                self.onnx.frame_step >= 1,
-                "expected at least 1",
-            ),
-            (
-                "converter.read_timeout",
-                self.converter.read_timeout,
-                self.converter.read_timeout > 0.0 && self.converter.read_timeout <= 3600.0,
-                "expected seconds, more than 0 and at most 3600",
-            ),
-            (
-                "input_loss.critical_after",
-                self.input_loss.critical_after,
-                self.input_loss.critical_after >= 0.0,
-                "expected seconds, 0 or more",
-            ),
-        ] {
-            check(field, v, ok, expected)?;
-        }
-        if self.is_enabled(DetectorName::Onnx) && self.onnx.model.trim().is_empty() {
-            return Err(ConfigError::OutOfRange {
-                field: "onnx.model",
-                value: "\"\"".into(),
-                expected: "the onnx detector needs a model file: set onnx.model to a .onnx path, e.g. models/blockiness.onnx",
-            });
-        }
-        for (field, v) in [
-            ("freeze.noise_db", self.freeze.noise_db),
-            ("freeze.keyframe_noise_db", self.freeze.keyframe_noise_db),
-            ("silence.noise_db", self.silence.noise_db),
-        ] {
-            check(
-                field,
-                v,
-                (-150.0..=0.0).contains(&v),
-                "expected dB of full scale between -150 and 0",
-            )?;
-        }
-        let b = &self.black;
-        check(
-            "black.pixel_threshold",
-            b.pixel_threshold,
-            (0.0..=1.0).contains(&b.pixel_threshold),
-            "expected a fraction between 0 and 1",
-        )?;
-        check(
-            "black.picture_ratio",
-            b.picture_ratio,
-            b.picture_ratio > 0.0 && b.picture_ratio <= 1.0,
-            "expected a fraction in (0, 1]",
+        let t = self.converter.read_timeout;
+        Fields::section("converter", true).check(
+            "read_timeout",
+            t,
+            t > 0.0 && t <= 3600.0,
+            "expected seconds, more than 0 and at most 3600",
         )?;
         let g = self.aggregator.join_gap;
-        check(
-            "aggregator.join_gap",
+        Fields::section("aggregator", true).check(
+            "join_gap",
             g,
             (0.0..=10.0).contains(&g),
             "expected seconds between 0 and 10",
         )?;
         if self.detectors.is_empty() {
-            return Err(ConfigError::OutOfRange {
-                field: "detectors",
-                value: "[]".into(),
-                expected: "expected at least one detector",
-            });
+            return Err(top.error("detectors", "[]".into(), "expected at least one detector"));
         }
         Ok(())
+    }
+}
+
+/// A kind's configuration section (`[freeze]`, `[input_loss]`, ...): when its incidents are
+/// reported, and the checks of its own values. [`IncidentKind::section`] finds it.
+pub trait KindSection {
+    /// When incidents of the kind are reported and when they are critical.
+    fn rule(&self) -> Rule;
+    /// Checks the section's values; a bad one is named through `fields`.
+    fn validate(&self, fields: &Fields) -> Result<(), ConfigError>;
+}
+
+/// A kind's incident rule in the configuration's seconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rule {
+    pub min_duration: f64,
+    pub critical_after: f64,
+    /// Findings at most this far apart are one incident (sporadic kinds).
+    pub join_gap: f64,
+}
+
+impl Rule {
+    pub fn new(min_duration: f64, critical_after: f64) -> Self {
+        Rule {
+            min_duration,
+            critical_after,
+            join_gap: 0.0,
+        }
+    }
+
+    pub fn joining(self, join_gap: f64) -> Self {
+        Rule { join_gap, ..self }
+    }
+}
+
+/// Names the fields of one section in errors (`freeze.min_duration`), with the checks
+/// sections share.
+pub struct Fields {
+    section: &'static str,
+    enabled: bool,
+}
+
+impl Fields {
+    fn top() -> Self {
+        Fields {
+            section: "",
+            enabled: true,
+        }
+    }
+
+    fn section(section: &'static str, enabled: bool) -> Self {
+        Fields { section, enabled }
+    }
+
+    /// Whether the section's detector runs (some checks apply only then).
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// The error for `field` of this section.
+    pub fn error(&self, field: &str, value: String, expected: &'static str) -> ConfigError {
+        let field = if self.section.is_empty() {
+            field.to_string()
+        } else {
+            format!("{}.{field}", self.section)
+        };
+        ConfigError::OutOfRange {
+            field,
+            value,
+            expected,
+        }
+    }
+
+    /// `value` must be finite and `ok`.
+    pub fn check(
+        &self,
+        field: &str,
+        value: f64,
+        ok: bool,
+        expected: &'static str,
+    ) -> Result<(), ConfigError> {
+        if ok && value.is_finite() {
+            Ok(())
+        } else {
+            Err(self.error(field, value.to_string(), expected))
+        }
+    }
+
+    /// A duration in seconds, more than 0 and at most a day.
+    pub fn duration(&self, field: &str, v: f64) -> Result<(), ConfigError> {
+        let ok = v > 0.0 && v <= 86_400.0;
+        self.check(field, v, ok, "expected a duration in seconds, > 0")
+    }
+
+    /// A duration in seconds, 0 or more (kinds where one event is a defect may report it
+    /// however short), at most a day.
+    pub fn duration_or_zero(&self, field: &str, v: f64) -> Result<(), ConfigError> {
+        let ok = (0.0..=86_400.0).contains(&v);
+        self.check(field, v, ok, "expected a duration in seconds, >= 0")
+    }
+
+    /// A level in dB of full scale.
+    pub fn db(&self, field: &str, v: f64) -> Result<(), ConfigError> {
+        let ok = (-150.0..=0.0).contains(&v);
+        self.check(field, v, ok, "expected dB of full scale between -150 and 0")
     }
 }
 

@@ -7,12 +7,15 @@
 
 pub mod aggregate;
 pub mod config;
+pub mod kinds;
 pub mod loudness;
 pub mod model;
 pub mod notify;
 pub mod redact;
 pub mod report;
 pub mod stage;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod time;
 pub mod transport;
 pub mod wire;
@@ -30,3 +33,17 @@ pub use time::Micros;
 pub use transport::{
     Artifact, ArtifactKey, Handle, HandoffMetrics, StateKey, Transport, TransportError,
 };
+
+/// An error and its causes, outermost first, on one line (without the SDK's debug dumps).
+pub fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string().replace('\n', " ");
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    parts.join(": ")
+}

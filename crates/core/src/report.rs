@@ -1,87 +1,13 @@
 //! What detectors and the aggregator produce: findings per segment, incidents per stream.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use crate::model::{MediaInfo, StreamId, Track};
 use crate::time::{self, Micros};
 
-/// The kind of defect.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IncidentKind {
-    /// The picture stops changing.
-    Freeze,
-    /// The picture is (nearly) entirely black.
-    Black,
-    /// The audio is below the noise floor: on every channel, or (with a `channel`) on one
-    /// channel while others carry sound.
-    Silence,
-    /// Visible block structure (macroblocking) from a starved encoder or concealed damage.
-    Blockiness,
-    /// The decoder reported damaged or concealed pictures, or rejected packets.
-    Corruption,
-    /// The picture lost its sharpness.
-    Blur,
-    /// Colour bars in place of programme.
-    Colorbars,
-    /// Video timestamps jump: frames missing, or time going backwards.
-    FrameDrop,
-    /// Programme loudness outside the target window.
-    Loudness,
-    /// Samples at full scale: the waveform was cut off.
-    Clipping,
-    /// Audio ahead of or behind the picture beyond tolerance.
-    AvSync,
-    /// A user-supplied ONNX model scored frames above its threshold.
-    Onnx,
-    /// A live input stopped sending or could not be reached (`vqa monitor`).
-    InputLoss,
-}
-
-impl IncidentKind {
-    pub const ALL: [IncidentKind; 13] = [
-        IncidentKind::Freeze,
-        IncidentKind::Black,
-        IncidentKind::Silence,
-        IncidentKind::Blockiness,
-        IncidentKind::Corruption,
-        IncidentKind::Blur,
-        IncidentKind::Colorbars,
-        IncidentKind::FrameDrop,
-        IncidentKind::Loudness,
-        IncidentKind::Clipping,
-        IncidentKind::AvSync,
-        IncidentKind::Onnx,
-        IncidentKind::InputLoss,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IncidentKind::Freeze => "freeze",
-            IncidentKind::Black => "black",
-            IncidentKind::Silence => "silence",
-            IncidentKind::Blockiness => "blockiness",
-            IncidentKind::Corruption => "corruption",
-            IncidentKind::Blur => "blur",
-            IncidentKind::Colorbars => "colorbars",
-            IncidentKind::FrameDrop => "frame_drop",
-            IncidentKind::Loudness => "loudness",
-            IncidentKind::Clipping => "clipping",
-            IncidentKind::AvSync => "av_sync",
-            IncidentKind::Onnx => "onnx",
-            IncidentKind::InputLoss => "input_loss",
-        }
-    }
-}
-
-impl fmt::Display for IncidentKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::kinds::IncidentKind;
 
 /// Min, max and mean of one measurement over the frames or samples of a finding or incident.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]

@@ -4,21 +4,16 @@
 //! This crate only wires stages together; the stages themselves are the same code the
 //! distributed topology runs ([`vqa_core::stage`]).
 
-pub mod bench;
-pub mod bench_report;
-pub mod compare;
-pub mod cost;
-pub mod eval;
-pub mod live_bench;
 pub mod monitor;
-pub mod notify;
+pub mod resources;
 pub mod router;
-pub mod summary;
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use resources::thread_cpu_time;
 
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -29,51 +24,6 @@ use vqa_core::{
     StreamId, StreamReport, Transport, TransportError,
 };
 use vqa_transport_mem::MemTransport;
-
-/// CPU time the calling thread has used. Stage timings use it rather than wall time, so a
-/// stage preempted by another on a busy core is not charged for the other's work.
-fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we pass; CLOCK_THREAD_CPUTIME_ID is
-    // supported on every platform we build for (Linux, macOS).
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return Duration::ZERO;
-    }
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
-fn rusage() -> Option<libc::rusage> {
-    // SAFETY: getrusage writes into the zeroed struct we pass.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    (unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0).then_some(usage)
-}
-
-/// CPU time this process has used, every thread (FFmpeg's decoder threads too), seconds.
-pub fn process_cpu_seconds() -> f64 {
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    rusage().map_or(0.0, |u| tv(u.ru_utime) + tv(u.ru_stime))
-}
-
-/// Peak resident memory of this process since it started or since [`reset_peak_rss`], MB.
-pub fn peak_rss_mb() -> f64 {
-    match proc_status_kb("VmHWM") {
-        Some(kb) => kb / 1024.0,
-        None => rusage().map_or(0.0, |u| u.ru_maxrss as f64 / 1024.0),
-    }
-}
-
-/// A figure of `/proc/self/status` given in kB (`VmHWM`, `VmRSS`, ...), Linux only.
-pub(crate) fn proc_status_kb(field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-}
 
 /// Makes the `--reports` directory, or says in one line why it cannot.
 pub(crate) fn create_reports_dir(dir: &Path) -> anyhow::Result<()> {
@@ -129,12 +79,6 @@ pub(crate) fn request_path(request: &tiny_http::Request) -> String {
         .next()
         .unwrap_or_default()
         .to_string()
-}
-
-/// Starts the peak memory measurement afresh (Linux: resets the high-water mark), so that
-/// what an earlier measurement used is not counted again.
-pub fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// Locks a map of timestamps; a panicking holder cannot leave it half-updated.

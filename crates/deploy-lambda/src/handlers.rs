@@ -16,7 +16,8 @@ use vqa_core::{
 use vqa_transport_s3::{S3Error, S3Transport};
 
 use crate::payload::{check_size, AggregateTask, Aggregated, Converted, DetectTask, Detected, Job};
-use crate::sns::SnsNotifier;
+use vqa_notify::sns::SnsNotifier;
+use vqa_transport_s3::parse_s3_uri;
 
 /// A handler's failure: one sentence, which Step Functions shows as the execution's cause.
 /// Its Lambda error type tells the state machine's Retry whether trying again can help.
@@ -59,6 +60,7 @@ impl StageError {
     }
 }
 
+#[cfg(feature = "runtime")]
 impl From<StageError> for lambda_runtime::Diagnostic {
     fn from(e: StageError) -> Self {
         lambda_runtime::Diagnostic {
@@ -79,12 +81,6 @@ pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Splits `s3://bucket/key`.
-pub fn parse_s3_uri(uri: &str) -> Option<(&str, &str)> {
-    let (bucket, key) = uri.strip_prefix("s3://")?.split_once('/')?;
-    (!bucket.is_empty() && !key.is_empty()).then_some((bucket, key))
 }
 
 /// Converter: downloads the input to local storage (`/tmp` in Lambda), decodes it, and
@@ -289,19 +285,4 @@ pub async fn aggregate(
         segments: task.segments.len(),
         handoff: transport.metrics(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn s3_uris_split_into_bucket_and_key() {
-        assert_eq!(
-            parse_s3_uri("s3://b/vqa/x/input/a.mp4"),
-            Some(("b", "vqa/x/input/a.mp4"))
-        );
-        assert_eq!(parse_s3_uri("s3://b/"), None);
-        assert_eq!(parse_s3_uri("https://b/k"), None);
-    }
 }

@@ -7,14 +7,14 @@
 //!   `cargo lambda build` does).
 //! - [`state_machine`]: the state machine definition, generated from the pipeline
 //!   configuration.
-//! - [`client`]: deploys the state machine and runs inputs through it.
 //! - [`payload`]: what travels in Step Functions payloads.
-//! - [`sns`]: incident notifications to Amazon SNS, for the aggregator and `vqa`.
+//!
+//! The client that deploys the state machine and starts executions is `vqa-sfn-client`;
+//! notifications go through `vqa-notify`. With the default `runtime` feature off (as the
+//! client depends on this crate), neither `lambda_runtime` nor the binaries are built.
 
-pub mod client;
 pub mod handlers;
 pub mod payload;
-pub mod sns;
 pub mod state_machine;
 
 /// Sets up logging for a handler binary: plain lines to stderr (CloudWatch adds times),

@@ -183,19 +183,7 @@ where
     }
 }
 
-/// An error and its causes, outermost first, on one line (without the SDK's debug dumps).
-pub fn causes(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(e);
-    while let Some(err) = next {
-        let text = err.to_string().replace('\n', " ");
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        next = err.source();
-    }
-    parts.join(": ")
-}
+pub use vqa_core::causes;
 
 /// The innermost cause: for a failed connection, the operating system's reason.
 fn innermost(e: &(dyn std::error::Error + 'static)) -> String {

@@ -605,3 +605,24 @@ mod tests {
         assert!("frames".parse::<Granularity>().is_err());
     }
 }
+
+/// Splits `s3://bucket/key` into bucket and key (both non-empty).
+pub fn parse_s3_uri(uri: &str) -> Option<(&str, &str)> {
+    let (bucket, key) = uri.strip_prefix("s3://")?.split_once('/')?;
+    (!bucket.is_empty() && !key.is_empty()).then_some((bucket, key))
+}
+
+#[cfg(test)]
+mod uri_tests {
+    use super::parse_s3_uri;
+
+    #[test]
+    fn s3_uris_split_into_bucket_and_key() {
+        assert_eq!(
+            parse_s3_uri("s3://b/vqa/x/input/a.mp4"),
+            Some(("b", "vqa/x/input/a.mp4"))
+        );
+        assert_eq!(parse_s3_uri("s3://b/"), None);
+        assert_eq!(parse_s3_uri("https://b/k"), None);
+    }
+}

@@ -15,6 +15,7 @@
 pub mod list;
 pub mod metrics;
 mod pool;
+pub mod service;
 mod stream;
 
 use std::collections::BTreeMap;
@@ -29,9 +30,9 @@ use vqa_transport_mem::MemTransport;
 pub use list::{MonitorSettings, StreamList, StreamSpec};
 pub use stream::Shared as StreamState;
 
-use crate::notify::{Notifiers, WebhookStats};
 use pool::Pool;
 use stream::Stream;
+use vqa_notify::{Notifiers, WebhookStats};
 
 pub(crate) use crate::lock;
 

@@ -13,7 +13,7 @@ async fn main() -> Result<(), Error> {
     let notifier = match std::env::var("VQA_NOTIFY_TOPIC_ARN") {
         Ok(topic) if !topic.is_empty() => {
             let sdk = vqa_transport_s3::aws_config(None).await;
-            Some(vqa_deploy_lambda::sns::SnsNotifier::new(&sdk, &topic)?)
+            Some(vqa_notify::sns::SnsNotifier::new(&sdk, &topic)?)
         }
         _ => None,
     };

@@ -12,7 +12,47 @@ use std::time::Duration;
 
 use vqa_core::notify::Notification;
 use vqa_core::{IncidentEvent, StreamId};
-use vqa_deploy_lambda::sns::SnsNotifier;
+
+pub mod sns;
+
+use sns::SnsNotifier;
+
+/// Why a notification destination cannot be set up, or a notification was not delivered.
+/// Each names the destination; `transient` says whether trying again can help.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("{path}: cannot write notifications there: {source}")]
+    Lines {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("webhook {0}: not an http(s) URL")]
+    NotHttp(String),
+    #[error("SNS topic `{0}`: expected a topic ARN, arn:aws:sns:REGION:ACCOUNT:NAME")]
+    NotTopicArn(String),
+    #[error("cannot start a notification thread: {0}")]
+    Thread(std::io::Error),
+    #[error("SNS topic {topic}: cannot publish ({cause})")]
+    Publish {
+        topic: String,
+        cause: String,
+        /// The service was unreachable or throttled, not refusing the message.
+        transient: bool,
+    },
+}
+
+impl NotifyError {
+    /// Whether trying again later can help.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            NotifyError::Publish {
+                transient: true,
+                ..
+            }
+        )
+    }
+}
 
 /// Notifications waiting for a webhook; past this, new ones are dropped (and counted).
 const WEBHOOK_QUEUE: usize = 1024;
@@ -59,22 +99,25 @@ impl Notifiers {
     }
 
     /// JSON lines to a file, or stdout for `-`.
-    pub fn add_lines(&mut self, path: &Path) -> anyhow::Result<()> {
+    pub fn add_lines(&mut self, path: &Path) -> Result<(), NotifyError> {
         let out: Box<dyn Write + Send> = if path == Path::new("-") {
             Box::new(std::io::stdout())
         } else {
-            Box::new(std::fs::File::create(path).map_err(|e| {
-                anyhow::anyhow!("{}: cannot write notifications there: {e}", path.display())
-            })?)
+            Box::new(
+                std::fs::File::create(path).map_err(|source| NotifyError::Lines {
+                    path: path.display().to_string(),
+                    source,
+                })?,
+            )
         };
         self.sinks.push(Sink::Lines(Mutex::new(out)));
         Ok(())
     }
 
     /// POSTs each notification to `url`.
-    pub fn add_webhook(&mut self, url: &str) -> anyhow::Result<()> {
+    pub fn add_webhook(&mut self, url: &str) -> Result<(), NotifyError> {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            anyhow::bail!("webhook {}: not an http(s) URL", vqa_core::redact_url(url));
+            return Err(NotifyError::NotHttp(vqa_core::redact_url(url)));
         }
         let target = url.to_string();
         self.add_queued(
@@ -85,7 +128,7 @@ impl Notifiers {
 
     /// Publishes each notification to an SNS topic (credentials, region and endpoint from the
     /// AWS configuration).
-    pub fn add_sns(&mut self, topic: &str, sdk: &aws_config::SdkConfig) -> anyhow::Result<()> {
+    pub fn add_sns(&mut self, topic: &str, sdk: &aws_config::SdkConfig) -> Result<(), NotifyError> {
         let notifier = SnsNotifier::new(sdk, topic)?;
         self.add_queued(format!("SNS topic {topic}"), move |rx| {
             publish(&notifier, rx)
@@ -96,11 +139,12 @@ impl Notifiers {
         &mut self,
         name: String,
         work: impl FnOnce(Receiver<Notification>) -> WebhookStats + Send + 'static,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), NotifyError> {
         let (queue, rx) = sync_channel(WEBHOOK_QUEUE);
         let worker = std::thread::Builder::new()
             .name("vqa-notify".into())
-            .spawn(move || work(rx))?;
+            .spawn(move || work(rx))
+            .map_err(NotifyError::Thread)?;
         self.sinks.push(Sink::Queued {
             name,
             queue,

@@ -1,5 +1,5 @@
 //! Prints per-frame measures of the video detectors, for calibrating thresholds:
-//! `cargo run --release -p vqa-deploy-ecs --example frame_metrics -- FILE [EVERY]`.
+//! `cargo run --release -p vqa-eval --example frame_metrics -- FILE [EVERY]`.
 
 use std::path::PathBuf;
 

@@ -12,8 +12,8 @@ use serde_json::Value;
 use vqa_core::{HandoffMetrics, PipelineConfig, StreamId, StreamReport};
 use vqa_transport_s3::{connect, Encoding, Granularity, S3Layout, S3Transport};
 
-use crate::payload::{check_size, Job, ResultsLocation, PAYLOAD_LIMIT};
-use crate::state_machine::{
+use vqa_deploy_lambda::payload::{check_size, Job, ResultsLocation, PAYLOAD_LIMIT};
+use vqa_deploy_lambda::state_machine::{
     deployed_groups, history_events, state_transitions, MachineType, STANDARD_HISTORY_LIMIT,
 };
 

@@ -14,7 +14,8 @@ use std::time::Instant;
 use serde::Serialize;
 use vqa_core::{Converter, PipelineConfig};
 
-use crate::{open_input, peak_rss_mb, run, stream_id_for, RunError, RunStats, DEFAULT_IN_FLIGHT};
+use vqa_deploy_ecs::resources::peak_rss_mb;
+use vqa_deploy_ecs::{open_input, run, stream_id_for, RunError, RunStats, DEFAULT_IN_FLIGHT};
 
 #[derive(Debug, Serialize)]
 pub struct BenchResult {

@@ -9,12 +9,13 @@ use std::time::Instant;
 
 use serde::Serialize;
 use vqa_core::{HandoffMetrics, PipelineConfig, StreamReport};
-use vqa_deploy_lambda::client::{analyze, Deployment, DistributedRun, RunOptions};
 use vqa_deploy_lambda::state_machine::MachineType;
+use vqa_sfn_client::{analyze, Deployment, DistributedRun, RunOptions};
 use vqa_transport_s3::{Encoding, Granularity};
 
 use crate::cost::{ceiling, cost, Cost, Orchestration, PriceTable, Usage};
-use crate::{open_input, run, stream_id_for, DEFAULT_IN_FLIGHT};
+use vqa_deploy_ecs::resources::{peak_rss_mb, process_cpu_seconds, reset_peak_rss};
+use vqa_deploy_ecs::{open_input, run, stream_id_for, DEFAULT_IN_FLIGHT};
 
 /// One topology or variant to measure.
 #[derive(Clone, Debug)]
@@ -351,8 +352,8 @@ async fn measure_single(
     let stream = stream_id_for(path);
     let converter = open_input(path, stream.clone(), setup.config)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    crate::reset_peak_rss();
-    let cpu_before = crate::process_cpu_seconds();
+    reset_peak_rss();
+    let cpu_before = process_cpu_seconds();
     let started = Instant::now();
     let analysis = run(
         converter,
@@ -365,8 +366,8 @@ async fn measure_single(
     .await
     .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let wall = started.elapsed().as_secs_f64();
-    let cpu = crate::process_cpu_seconds() - cpu_before;
-    let rss = crate::peak_rss_mb();
+    let cpu = process_cpu_seconds() - cpu_before;
+    let rss = peak_rss_mb();
     let s = &analysis.stats;
     let usage = Usage {
         orchestration: Orchestration::SingleProcess,

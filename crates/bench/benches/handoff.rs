@@ -2,71 +2,35 @@
 //! luma, 1 s of 48 kHz stereo) through the wire encoding, through the in-memory transport,
 //! and through the S3 transport in each layout against an S3 endpoint.
 //!
-//!   cargo bench -p vqa-deploy-lambda --bench handoff
+//!   cargo bench -p vqa-bench --bench handoff
 //!
 //! The S3 cases run when `AWS_ENDPOINT_URL` names an endpoint (e.g. after
 //! `eval "$(scripts/emulators.sh start)"`); they use the bucket `vqa-bench`, made if missing.
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use vqa_core::model::{AudioBlock, LumaRange, Segment, StreamId, VideoFrame};
+use vqa_core::model::{Segment, StreamId};
 use vqa_core::stage::hand_off_segment;
+use vqa_core::testing::{stereo_block, textured_frame, video_segment, FRAME};
 use vqa_core::transport::get_segment;
 use vqa_core::{wire, Artifact, Transport};
 use vqa_transport_mem::MemTransport;
 use vqa_transport_s3::{Encoding, Granularity, S3Layout, S3Transport};
 
-/// Pictures with texture and noise, so compression sees something like camera content.
+/// A 1080p25 segment with texture and noise, so compression sees something like camera
+/// content.
 fn segment_1080p() -> Segment {
-    let (w, h) = (1920u32, 1080u32);
     let mut seed = 0x2545_f491_u32;
-    let frame = |i: i64, seed: &mut u32| {
-        let luma: Vec<u8> = (0..w * h)
-            .map(|p| {
-                *seed ^= *seed << 13;
-                *seed ^= *seed >> 17;
-                *seed ^= *seed << 5;
-                let (x, y) = (p % w, p / w);
-                (((x + y + i as u32 * 3) / 8) as u8).wrapping_add((*seed & 7) as u8)
-            })
-            .collect();
-        VideoFrame {
-            pts: i * 40_000,
-            duration: 40_000,
-            width: w,
-            height: h,
-            stride: w,
-            range: LumaRange::Limited,
-            keyframe: i == 0,
-            corrupt: false,
-            luma: Bytes::from(luma),
-        }
-    };
-    let video = (0..25).map(|i| frame(i, &mut seed)).collect();
+    let lead_in = textured_frame(-FRAME, 1920, 1080, &mut seed);
+    let video = (0..25)
+        .map(|i| textured_frame(i * FRAME, 1920, 1080, &mut seed))
+        .collect();
     Segment {
         stream: StreamId::new("bench"),
-        index: 1,
-        start: 0,
-        end: 1_000_000,
-        has_video: true,
         has_audio: true,
-        lead_in: Some(frame(-1, &mut seed)),
-        video,
-        audio: vec![AudioBlock {
-            pts: 0,
-            skipped: 0,
-            rate: 48_000,
-            channels: 2,
-            lfe: None,
-            samples: (0..96_000)
-                .map(|i| (i as f32 * 0.01).sin() * 0.5)
-                .collect::<Vec<f32>>()
-                .into(),
-        }],
-        audio_lead_in: vec![],
-        decode_errors: 0,
+        audio: vec![stereo_block(0, 0.5)],
+        ..video_segment(1, Some(lead_in), video)
     }
 }
 

@@ -1,15 +1,13 @@
 //! Notifications to Amazon SNS, over the real SNS protocol (the emulator), delivered by
 //! the emulator to an HTTP subscriber the test runs.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{subscriber, Emulator};
 use serde_json::Value;
 use vqa_core::report::{Evidence, Incident, IncidentKind, Severity};
 use vqa_core::{IncidentEvent, StreamId};
-use vqa_deploy_ecs::notify::Notifiers;
+use vqa_notify::Notifiers;
+use vqa_testkit::emulator::{subscriber, Emulator};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incidents_are_published_to_sns_once_each_with_filterable_attributes() {

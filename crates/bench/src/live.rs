@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use vqa_core::{PipelineConfig, StreamId};
 
-use crate::monitor::{Monitor, MonitorSettings, StreamList, StreamSpec};
-use crate::notify::Notifiers;
+use vqa_deploy_ecs::monitor::{Monitor, MonitorSettings, StreamList, StreamSpec};
+use vqa_deploy_ecs::resources::{peak_rss_mb, proc_status_kb, process_cpu_seconds, reset_peak_rss};
+use vqa_notify::Notifiers;
 
 /// One run: N streams on `cpus` cores.
 #[derive(Clone, Debug, Serialize)]
@@ -74,7 +75,7 @@ fn pin_to(cpus: usize) -> usize {
 }
 
 fn current_rss_mb() -> f64 {
-    crate::proc_status_kb("VmRSS").map_or(0.0, |kb| kb / 1024.0)
+    proc_status_kb("VmRSS").map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// Runs N streams of `input` for `seconds` on `cpus` cores. Blocking: call it from a
@@ -100,9 +101,9 @@ pub fn run_live(
         speed: 1.0,
         looped: true,
     };
-    crate::reset_peak_rss();
+    reset_peak_rss();
     let baseline = current_rss_mb();
-    let cpu0 = crate::process_cpu_seconds();
+    let cpu0 = process_cpu_seconds();
     let started = Instant::now();
     let monitor = Monitor::new(settings.clone(), Notifiers::new(None), None)?;
     let mut list = StreamList {
@@ -127,12 +128,12 @@ pub fn run_live(
             .iter()
             .find_map(|s| s.error.lock().ok().and_then(|e| e.clone()))
         {
-            anyhow::bail!("{}: {e}", crate::shown(input));
+            anyhow::bail!("{}: {e}", vqa_deploy_ecs::shown(input));
         }
     }
     let wall = started.elapsed().as_secs_f64();
-    let cpu = crate::process_cpu_seconds() - cpu0;
-    let peak = crate::peak_rss_mb();
+    let cpu = process_cpu_seconds() - cpu0;
+    let peak = peak_rss_mb();
     let states = monitor.streams();
     let mut latencies = monitor.take_latencies();
     let finished = monitor.shutdown(Duration::from_secs(30));

@@ -5,8 +5,6 @@
 //! With `VQA_TEST_ENDPOINT` set (e.g. `http://localhost:4566` for the LocalStack container),
 //! the tests use that endpoint instead of starting their own.
 
-#![allow(dead_code)] // each test file uses its own part of the fixture
-
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,12 +14,35 @@ use std::time::{Duration, Instant};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_s3::config::Credentials;
 use vqa_core::PipelineConfig;
-use vqa_deploy_lambda::client::Deployment;
 use vqa_deploy_lambda::state_machine::{self, DetectorGroups, MachineOptions, MachineType};
+use vqa_sfn_client::Deployment;
 use vqa_transport_s3::{connect, S3Layout, S3Transport};
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The Lambda bootstrap binaries (`vqa-converter`, ...), built by `cargo test` next to the
+/// test executables because `vqa-deploy-lambda` has integration tests of its own (a
+/// package's binaries are built when its integration tests are). `VQA_LAMBDA_BIN_DIR`
+/// overrides.
+pub fn lambda_binary(name: &str) -> PathBuf {
+    let dir = match std::env::var_os("VQA_LAMBDA_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        // target/<profile>/deps/<test> -> target/<profile>
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()))
+            .unwrap_or_default(),
+    };
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{}: the Lambda binary is missing; build it with `cargo build -p vqa-deploy-lambda` \
+         (or set VQA_LAMBDA_BIN_DIR)",
+        path.display()
+    );
+    path
 }
 
 /// A running emulator.
@@ -185,7 +206,7 @@ impl Emulator {
             &var("VQA_AGGREGATOR_ARN"),
         );
         let sdk = self.sdk().await;
-        let arn = vqa_deploy_lambda::client::deploy(
+        let arn = vqa_sfn_client::deploy(
             &sdk,
             name,
             &definition,
@@ -215,9 +236,12 @@ impl Emulator {
         let root = repo_root();
         let mut cmd = Command::new(root.join("target/emulators/venv/bin/python"));
         cmd.arg(root.join("scripts/emulator/deploy.py"))
-            .args(["--converter", env!("CARGO_BIN_EXE_vqa-converter")])
-            .args(["--detector", env!("CARGO_BIN_EXE_vqa-detector")])
-            .args(["--aggregator", env!("CARGO_BIN_EXE_vqa-aggregator")])
+            .arg("--converter")
+            .arg(lambda_binary("vqa-converter"))
+            .arg("--detector")
+            .arg(lambda_binary("vqa-detector"))
+            .arg("--aggregator")
+            .arg(lambda_binary("vqa-aggregator"))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in self.env() {

@@ -1,65 +1,19 @@
 //! The S3 transport and state store against a real S3-protocol server (the emulator the
 //! test starts, or `VQA_TEST_ENDPOINT`).
 
-mod common;
-
 use std::sync::Arc;
 
 use bytes::Bytes;
-use common::{list_keys, Emulator};
-use vqa_core::model::{AudioBlock, LumaRange, Segment, StreamId, VideoFrame};
+use vqa_core::model::{Segment, StreamId};
 use vqa_core::stage::hand_off_segment;
 use vqa_core::transport::get_segment;
 use vqa_core::{Artifact, ArtifactKey, Handle, StateKey, Transport, TransportError};
+use vqa_testkit::emulator::{list_keys, Emulator};
 use vqa_transport_mem::MemTransport;
 use vqa_transport_s3::{Encoding, Granularity, S3Layout};
 
-fn frame(pts: i64, seed: u8, lead: bool) -> VideoFrame {
-    // A stride wider than the picture, as decoders give: the padding must survive too.
-    let (w, h, stride) = (64u32, 36u32, 80u32);
-    let luma: Vec<u8> = (0..stride * h)
-        .map(|i| (i as u8).wrapping_mul(seed) ^ (i / 7) as u8)
-        .collect();
-    VideoFrame {
-        pts,
-        duration: 40_000,
-        width: w,
-        height: h,
-        stride,
-        range: LumaRange::Limited,
-        keyframe: pts == 0,
-        corrupt: lead,
-        luma: Bytes::from(luma),
-    }
-}
-
 fn segment(stream: &str, index: u64) -> Segment {
-    let start = index as i64 * 1_000_000;
-    Segment {
-        stream: StreamId::new(stream),
-        index,
-        start,
-        end: start + 1_000_000,
-        has_video: true,
-        has_audio: true,
-        lead_in: Some(frame(start - 40_000, 3, true)),
-        video: (0..25)
-            .map(|i| frame(start + i * 40_000, i as u8 + 5, false))
-            .collect(),
-        audio: vec![AudioBlock {
-            pts: start,
-            skipped: 0,
-            rate: 48_000,
-            channels: 2,
-            lfe: None,
-            samples: (0..96_000)
-                .map(|i| ((i as f32) * 0.001).sin())
-                .collect::<Vec<f32>>()
-                .into(),
-        }],
-        audio_lead_in: vec![],
-        decode_errors: 1,
-    }
+    vqa_core::testing::full_segment(stream, index)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

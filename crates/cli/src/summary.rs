@@ -2,49 +2,20 @@
 
 use std::fmt::Write;
 
-use vqa_core::report::{Incident, IncidentKind};
+use vqa_core::report::Incident;
 use vqa_core::{time, StreamReport};
 
-/// The incident's most telling measurement, in words.
+/// The incident's most telling measurement, in words (the kinds table's headline).
 fn evidence_line(incident: &Incident) -> String {
-    let e = &incident.evidence;
-    let get = |name: &str| e.get(name);
     let channel = incident
         .channel
         .map(|c| format!("channel {c}: "))
         .unwrap_or_default();
-    let measured = match incident.kind {
-        IncidentKind::Freeze => get("mafd").map(|s| format!("frame difference ≤ {:.3}", s.max)),
-        IncidentKind::Black => {
-            get("black_ratio").map(|s| format!("≥ {:.1}% black pixels", s.min * 100.0))
-        }
-        IncidentKind::Silence => get("peak_dbfs").map(|s| format!("peak {:.1} dBFS", s.max)),
-        IncidentKind::Blockiness => {
-            get("block_ratio").map(|s| format!("block-edge ratio {:.2} (mean)", s.mean))
-        }
-        IncidentKind::Corruption => get("corrupt_frames")
-            .map(|s| format!("{} damaged pictures", s.count))
-            .or_else(|| get("decode_errors").map(|s| format!("{} decoder errors", s.max))),
-        IncidentKind::Blur => get("edge_width").map(|s| format!("edge width {:.1} px", s.mean)),
-        IncidentKind::Colorbars => get("bars").map(|s| format!("{} bars", s.max)),
-        IncidentKind::FrameDrop => get("missing_frames")
-            .map(|s| format!("{:.0} frames missing", s.mean * s.count as f64))
-            .or_else(|| get("backwards_ms").map(|s| format!("time back {:.0} ms", s.max))),
-        IncidentKind::Loudness => {
-            get("short_term_lufs").map(|s| format!("short-term {:.1} to {:.1} LUFS", s.min, s.max))
-        }
-        IncidentKind::Clipping => get("clipped_samples")
-            .map(|s| format!("{:.0} clipped samples", s.mean * s.count as f64)),
-        IncidentKind::AvSync => get("offset_ms").map(|s| {
-            let side = if s.mean > 0.0 { "late" } else { "early" };
-            format!("audio {:.0} ms {side}", s.mean.abs())
-        }),
-        IncidentKind::Onnx => get("score").map(|s| format!("model score {:.2} (mean)", s.mean)),
-        IncidentKind::InputLoss => {
-            get("reconnect_attempts").map(|s| format!("{:.0} reconnection attempts", s.max))
-        }
-    };
-    channel + &measured.unwrap_or_default()
+    channel
+        + &incident
+            .kind
+            .headline(&incident.evidence)
+            .unwrap_or_default()
 }
 
 fn describe_media(report: &StreamReport) -> String {

@@ -340,7 +340,7 @@ pub async fn evaluate(
         if let Some(p) = progress {
             p(position, manifest.clips.len(), &path);
         }
-        let report = match crate::analyze_file(&path, config).await {
+        let report = match vqa_deploy_ecs::analyze_file(&path, config).await {
             Ok(analysis) => analysis.report,
             Err(e) => {
                 errors.push(ClipError {

@@ -9,6 +9,8 @@ use aws_config::SdkConfig;
 use aws_sdk_sns::types::MessageAttributeValue;
 use vqa_core::notify::Notification;
 
+use crate::NotifyError;
+
 /// Publishes notifications to one topic.
 #[derive(Clone, Debug)]
 pub struct SnsNotifier {
@@ -51,11 +53,9 @@ fn attribute(value: &str) -> Option<MessageAttributeValue> {
 impl SnsNotifier {
     /// A notifier for `topic` (an ARN), with the SDK configuration's credentials, region,
     /// endpoint (`AWS_ENDPOINT_URL` for an emulator) and retries.
-    pub fn new(sdk: &SdkConfig, topic: &str) -> anyhow::Result<Self> {
+    pub fn new(sdk: &SdkConfig, topic: &str) -> Result<Self, NotifyError> {
         if !topic.starts_with("arn:") || topic.split(':').count() < 6 {
-            anyhow::bail!(
-                "SNS topic `{topic}`: expected a topic ARN, arn:aws:sns:REGION:ACCOUNT:NAME"
-            );
+            return Err(NotifyError::NotTopicArn(topic.to_string()));
         }
         Ok(SnsNotifier {
             client: aws_sdk_sns::Client::new(sdk),
@@ -68,7 +68,7 @@ impl SnsNotifier {
     }
 
     /// Publishes one notification; the error is one sentence naming the topic.
-    pub async fn publish(&self, n: &Notification) -> Result<(), String> {
+    pub async fn publish(&self, n: &Notification) -> Result<(), NotifyError> {
         let mut request = self
             .client
             .publish()
@@ -87,13 +87,17 @@ impl SnsNotifier {
                 request = request.message_attributes(name, v);
             }
         }
-        request.send().await.map(|_| ()).map_err(|e| {
-            let cause = vqa_transport_s3::causes(&e);
-            format!(
-                "SNS topic {}: cannot publish ({cause})",
-                topic_name(&self.topic)
-            )
-        })
+        request
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| NotifyError::Publish {
+                topic: topic_name(&self.topic).to_string(),
+                cause: vqa_core::causes(&e),
+                transient: e
+                    .raw_response()
+                    .is_none_or(|r| r.status().as_u16() == 429 || r.status().is_server_error()),
+            })
     }
 }
 

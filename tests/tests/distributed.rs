@@ -2,14 +2,12 @@
 //! invoking the real Lambda handler binaries, handing segments over through emulator S3,
 //! ending in a report in the results bucket — and that report equals the single process's.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::{list_keys, Emulator};
 use vqa_core::{DetectorName, PipelineConfig, StreamReport};
-use vqa_deploy_lambda::client::{analyze, Deployment, DistributedRun, RunOptions};
 use vqa_deploy_lambda::state_machine::{history_events, state_transitions, MachineType};
+use vqa_sfn_client::{analyze, Deployment, DistributedRun, RunOptions};
+use vqa_testkit::emulator::{list_keys, Emulator};
 use vqa_testkit::{make_clip, ClipSpec, Defect};
 use vqa_transport_s3::{Encoding, Granularity};
 
@@ -250,8 +248,8 @@ async fn emulator_stopped_mid_run_fails_naming_it_and_a_rerun_completes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_measures_and_prices_each_topology_from_the_runs_counters() {
-    use vqa_deploy_ecs::compare::{compare, BenchSetup, Variant};
-    use vqa_deploy_ecs::cost::{Orchestration, PriceTable};
+    use vqa_bench::compare::{compare, BenchSetup, Variant};
+    use vqa_bench::cost::{Orchestration, PriceTable};
     let dir = tempfile::tempdir().unwrap();
     let path = clip(dir.path());
     let config = config();
@@ -329,12 +327,12 @@ async fn bench_measures_and_prices_each_topology_from_the_runs_counters() {
         by_name("standard-frame").handoff.requests()
             > by_name("standard-segment").handoff.requests()
     );
-    let html = vqa_deploy_ecs::bench_report::render_html(&c);
+    let html = vqa_bench::render::render_html(&c);
     assert_eq!(html.matches("<svg").count(), 2, "two charts");
     for r in &c.topologies {
         assert!(html.contains(&r.name));
     }
-    let text = vqa_deploy_ecs::bench_report::render_text(&c);
+    let text = vqa_bench::render::render_text(&c);
     assert!(text.contains("costs") && text.contains("the single process per stream-hour"));
 }
 
@@ -366,7 +364,7 @@ async fn the_aggregator_publishes_each_incident_opened_and_closed_to_sns() {
         .find(|a| a.ends_with(":vqa-incidents"))
         .expect("the aggregator's topic")
         .to_string();
-    let (endpoint, received) = common::subscriber();
+    let (endpoint, received) = vqa_testkit::emulator::subscriber();
     sns.subscribe()
         .topic_arn(&topic)
         .protocol("http")

@@ -29,8 +29,10 @@ use serde::{Deserialize, Serialize};
 use vqa_core::notify::Notification;
 use vqa_core::{DetectorName, StreamReport};
 
+pub mod service;
+
 use crate::monitor::StreamList;
-use crate::notify::Notifiers;
+use vqa_notify::Notifiers;
 
 /// One shard: a monitor process and the detectors it runs.
 #[derive(Clone, Debug, PartialEq)]
@@ -226,7 +228,7 @@ impl Relay {
     }
 
     /// Waits for queued deliveries; returns each queued destination's figures.
-    pub fn finish(&self) -> Vec<(String, crate::notify::WebhookStats)> {
+    pub fn finish(&self) -> Vec<(String, vqa_notify::WebhookStats)> {
         let notifiers = self
             .notifiers
             .write()

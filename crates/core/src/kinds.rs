@@ -1,0 +1,243 @@
+//! The one table of kinds: every kind of incident vqa reports, the detector that reports it
+//! (when one does), its configuration section, and how its evidence reads in a summary.
+//!
+//! [`IncidentKind`] and [`DetectorName`] are generated from this table, as are the name
+//! lookups, the detectors' list and [`IncidentKind::section`], through which the
+//! configuration validates each section and takes each kind's incident rule. Adding a
+//! detector is one entry under `detectors` (and its section in `config`); ARCHITECTURE.md
+//! ("How to add a detector") has the whole recipe.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ConfigError, KindSection, PipelineConfig};
+use crate::report::{Evidence, Summary};
+
+macro_rules! kinds {
+    (
+        detectors {
+            $( $(#[doc = $ddoc:literal])* $dkind:ident = $dname:literal, section $dsec:ident,
+               headline $dhead:expr; )*
+        }
+        others {
+            $( $(#[doc = $odoc:literal])* $okind:ident = $oname:literal, section $osec:ident,
+               headline $ohead:expr; )*
+        }
+    ) => {
+        /// The kind of defect.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum IncidentKind {
+            $( $(#[doc = $ddoc])* $dkind, )*
+            $( $(#[doc = $odoc])* $okind, )*
+        }
+
+        impl IncidentKind {
+            /// Every kind, in the table's order.
+            pub const ALL: [IncidentKind; [$($dname,)* $($oname,)*].len()] =
+                [$(IncidentKind::$dkind,)* $(IncidentKind::$okind,)*];
+
+            /// The name in reports, configuration and notifications: `freeze`, `frame_drop`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(IncidentKind::$dkind => $dname,)*
+                    $(IncidentKind::$okind => $oname,)*
+                }
+            }
+
+            /// The detector that reports this kind; none for kinds the runner itself
+            /// reports (`input_loss`).
+            pub fn detector(self) -> Option<DetectorName> {
+                match self {
+                    $(IncidentKind::$dkind => Some(DetectorName::$dkind),)*
+                    $(IncidentKind::$okind => None,)*
+                }
+            }
+
+            /// The kind's configuration section (`[freeze]`, ...).
+            pub fn section(self, config: &PipelineConfig) -> &dyn KindSection {
+                match self {
+                    $(IncidentKind::$dkind => &config.$dsec,)*
+                    $(IncidentKind::$okind => &config.$osec,)*
+                }
+            }
+
+            /// The incident's most telling measurement, in words (`frame difference ≤ 0.012`),
+            /// when its evidence has it.
+            pub fn headline(self, evidence: &Evidence) -> Option<String> {
+                let get = |name: &str| evidence.get(name).copied();
+                match self {
+                    $(IncidentKind::$dkind => ($dhead)(&get),)*
+                    $(IncidentKind::$okind => ($ohead)(&get),)*
+                }
+            }
+        }
+
+        /// A detector that can be switched on or off by name; each reports the
+        /// [`IncidentKind`] of the same name.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum DetectorName {
+            $( $(#[doc = $ddoc])* $dkind, )*
+        }
+
+        impl DetectorName {
+            /// Every detector, in the table's order.
+            pub const ALL: [DetectorName; [$($dname,)*].len()] = [$(DetectorName::$dkind,)*];
+
+            /// The kind of incident the detector reports.
+            pub fn kind(self) -> IncidentKind {
+                match self {
+                    $(DetectorName::$dkind => IncidentKind::$dkind,)*
+                }
+            }
+        }
+    };
+}
+
+/// A measurement of the evidence, by name.
+type Get<'a> = dyn Fn(&str) -> Option<Summary> + 'a;
+
+kinds! {
+    detectors {
+        /// The picture stops changing.
+        Freeze = "freeze", section freeze,
+            headline |get: &Get| get("mafd").map(|s| format!("frame difference ≤ {:.3}", s.max));
+        /// The picture is (nearly) entirely black.
+        Black = "black", section black,
+            headline |get: &Get| get("black_ratio")
+                .map(|s| format!("≥ {:.1}% black pixels", s.min * 100.0));
+        /// The audio is below the noise floor: on every channel, or (with a `channel`) on one
+        /// channel while others carry sound.
+        Silence = "silence", section silence,
+            headline |get: &Get| get("peak_dbfs").map(|s| format!("peak {:.1} dBFS", s.max));
+        /// Visible block structure (macroblocking) from a starved encoder or concealed damage.
+        Blockiness = "blockiness", section blockiness,
+            headline |get: &Get| get("block_ratio")
+                .map(|s| format!("block-edge ratio {:.2} (mean)", s.mean));
+        /// The decoder reported damaged or concealed pictures, or rejected packets.
+        Corruption = "corruption", section corruption,
+            headline |get: &Get| get("corrupt_frames")
+                .map(|s| format!("{} damaged pictures", s.count))
+                .or_else(|| get("decode_errors").map(|s| format!("{} decoder errors", s.max)));
+        /// The picture lost its sharpness.
+        Blur = "blur", section blur,
+            headline |get: &Get| get("edge_width").map(|s| format!("edge width {:.1} px", s.mean));
+        /// Colour bars in place of programme.
+        Colorbars = "colorbars", section colorbars,
+            headline |get: &Get| get("bars").map(|s| format!("{} bars", s.max));
+        /// Video timestamps jump: frames missing, or time going backwards.
+        FrameDrop = "frame_drop", section frame_drop,
+            headline |get: &Get| get("missing_frames")
+                .map(|s| format!("{:.0} frames missing", s.mean * s.count as f64))
+                .or_else(|| get("backwards_ms").map(|s| format!("time back {:.0} ms", s.max)));
+        /// Programme loudness outside the target window.
+        Loudness = "loudness", section loudness,
+            headline |get: &Get| get("short_term_lufs")
+                .map(|s| format!("short-term {:.1} to {:.1} LUFS", s.min, s.max));
+        /// Samples at full scale: the waveform was cut off.
+        Clipping = "clipping", section clipping,
+            headline |get: &Get| get("clipped_samples")
+                .map(|s| format!("{:.0} clipped samples", s.mean * s.count as f64));
+        /// Audio ahead of or behind the picture beyond tolerance.
+        AvSync = "av_sync", section av_sync,
+            headline |get: &Get| get("offset_ms").map(|s| {
+                let side = if s.mean > 0.0 { "late" } else { "early" };
+                format!("audio {:.0} ms {side}", s.mean.abs())
+            });
+        /// A user-supplied ONNX model scored frames above its threshold.
+        Onnx = "onnx", section onnx,
+            headline |get: &Get| get("score").map(|s| format!("model score {:.2} (mean)", s.mean));
+    }
+    others {
+        /// A live input stopped sending or could not be reached (`vqa monitor`).
+        InputLoss = "input_loss", section input_loss,
+            headline |get: &Get| get("reconnect_attempts")
+                .map(|s| format!("{:.0} reconnection attempts", s.max));
+    }
+}
+
+impl IncidentKind {
+    /// The kind named `name` (as in reports and configuration).
+    pub fn from_name(name: &str) -> Option<IncidentKind> {
+        IncidentKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+impl fmt::Display for IncidentKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl DetectorName {
+    /// Detectors that run when the configuration names none: all but `onnx`, which needs a
+    /// model file.
+    pub fn defaults() -> Vec<DetectorName> {
+        DetectorName::ALL
+            .into_iter()
+            .filter(|d| *d != DetectorName::Onnx)
+            .collect()
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.kind().as_str()
+    }
+
+    /// All names, comma-separated, for messages.
+    pub fn list() -> String {
+        DetectorName::ALL.map(|d| d.as_str()).join(", ")
+    }
+}
+
+impl fmt::Display for DetectorName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for DetectorName {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        IncidentKind::from_name(s.trim())
+            .and_then(IncidentKind::detector)
+            .ok_or_else(|| ConfigError::UnknownDetector(s.trim().to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_match_serde() {
+        for kind in IncidentKind::ALL {
+            assert_eq!(IncidentKind::from_name(kind.as_str()), Some(kind));
+            assert_eq!(
+                serde_json::to_string(&kind).unwrap(),
+                format!("\"{}\"", kind.as_str())
+            );
+            if let Some(d) = kind.detector() {
+                assert_eq!(d.kind(), kind);
+                assert_eq!(d.as_str().parse::<DetectorName>().unwrap(), d);
+                assert_eq!(serde_json::to_string(&d).unwrap(), format!("\"{kind}\""));
+            }
+        }
+        assert_eq!(DetectorName::ALL.len() + 1, IncidentKind::ALL.len());
+        assert_eq!(IncidentKind::InputLoss.detector(), None);
+    }
+
+    #[test]
+    fn headlines_read_the_kinds_evidence() {
+        let mut e = Evidence::new();
+        e.insert("offset_ms".into(), Summary::of(-120.0));
+        assert_eq!(
+            IncidentKind::AvSync.headline(&e).as_deref(),
+            Some("audio 120 ms early")
+        );
+        assert_eq!(IncidentKind::Freeze.headline(&e), None);
+    }
+}

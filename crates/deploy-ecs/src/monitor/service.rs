@@ -1,0 +1,132 @@
+//! The monitor as a service — what `vqa monitor` and the ECS task run: start it on a stream
+//! list (with `/metrics`, `/healthz` and the `--control` endpoints when it listens), keep it
+//! ticking, apply the list file's edits as they are saved, and shut it down cleanly on
+//! SIGTERM, Ctrl-C or a stop condition.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use vqa_core::PipelineConfig;
+use vqa_notify::Notifiers;
+
+use super::{metrics, Finished, Monitor, StreamList, StreamState};
+
+/// When a running service stops, besides SIGTERM and Ctrl-C.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StopWhen {
+    /// After this long.
+    pub after: Option<Duration>,
+    /// Once every stream has ended (files replayed; live inputs reconnect, never end).
+    pub all_ended: bool,
+}
+
+/// How a service is set up.
+pub struct ServiceOptions {
+    /// The stream list file, reloaded when it changes; none when lists come over HTTP only.
+    pub list_file: Option<PathBuf>,
+    /// Where each stream's report is written when it stops.
+    pub reports_dir: Option<PathBuf>,
+    /// Serve `/metrics` and `/healthz` there.
+    pub listen: Option<String>,
+    /// Also accept stream lists on `listen` (`PUT /streams`), the way `vqa router` drives a
+    /// shard; `VQA_CONTROL_TOKEN` then names the bearer token it requires.
+    pub control: bool,
+}
+
+/// What a stopped service leaves: every stream's state (errors and counters) and the
+/// notification destinations' delivery counts.
+pub struct Stopped {
+    pub streams: Vec<Arc<StreamState>>,
+    pub finished: Finished,
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The stream list in `file`, or an empty one (with every default) when there is none.
+pub fn load_list(file: Option<&Path>, base: &PipelineConfig) -> anyhow::Result<StreamList> {
+    match file {
+        Some(path) => StreamList::load(path, base),
+        None => StreamList::parse("", base),
+    }
+}
+
+/// Starts the monitor on `list` (loaded from `options.list_file`), runs it until stopped,
+/// and shuts it down (open incidents closed, every report written, 30 s at most).
+pub async fn run(
+    list: StreamList,
+    options: ServiceOptions,
+    base: &PipelineConfig,
+    notifiers: Notifiers,
+    stop: StopWhen,
+) -> anyhow::Result<Stopped> {
+    let list_file = options.list_file.as_deref();
+    let settings = list.monitor.clone();
+    let monitor = Monitor::new(settings.clone(), notifiers, options.reports_dir)?;
+    if let Some(addr) = &options.listen {
+        let control = options.control.then(|| metrics::Control {
+            base: base.clone(),
+            last: Default::default(),
+            token: std::env::var("VQA_CONTROL_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty()),
+        });
+        let local = metrics::serve(addr, monitor.env(), control)?;
+        tracing::info!("metrics at http://{local}/metrics, health at http://{local}/healthz");
+    }
+    let changes = monitor.apply(&list);
+    tracing::info!(
+        "monitoring {} stream(s) on {} worker(s)",
+        changes.added.len(),
+        monitor.workers()
+    );
+    let mut seen = list_file.and_then(modified);
+    let started = Instant::now();
+    let mut last_tick = Instant::now();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        if last_tick.elapsed() >= Duration::from_secs(1) {
+            monitor.tick();
+            last_tick = Instant::now();
+        }
+        let now_modified = list_file.and_then(modified);
+        if let (Some(path), true) = (list_file, now_modified != seen) {
+            seen = now_modified;
+            match StreamList::load(path, base) {
+                Ok(list) => {
+                    if list.monitor != settings {
+                        tracing::warn!(
+                            "{}: [monitor] settings apply at start; restart vqa to change them",
+                            path.display()
+                        );
+                    }
+                    let c = monitor.apply(&list);
+                    tracing::info!(
+                        "{}: added {:?}, removed {:?}, restarted {:?}",
+                        path.display(),
+                        c.added,
+                        c.removed,
+                        c.restarted
+                    );
+                }
+                Err(e) => tracing::error!("{e:#}; still monitoring the previous list"),
+            }
+        }
+        if stop.after.is_some_and(|d| started.elapsed() >= d)
+            || (stop.all_ended && monitor.running() == 0)
+        {
+            break;
+        }
+    }
+    let streams = monitor.streams();
+    let finished =
+        tokio::task::spawn_blocking(move || monitor.shutdown(Duration::from_secs(30))).await?;
+    Ok(Stopped { streams, finished })
+}

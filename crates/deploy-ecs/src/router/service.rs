@@ -1,0 +1,115 @@
+//! The router as a service — what `vqa router` and its ECS task run: assign the list's
+//! streams to the shards, follow the list file's edits, and on SIGTERM, Ctrl-C or a stop
+//! condition stop every stream on every shard, merge what they report and deliver the last
+//! notifications.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use vqa_core::{PipelineConfig, StreamReport};
+use vqa_notify::{Notifiers, WebhookStats};
+
+use super::{load_shards, serve, Relay, Router};
+use crate::monitor::service::StopWhen;
+use crate::monitor::StreamList;
+
+/// How a router service is set up.
+pub struct RouterOptions {
+    /// The stream list file (the `vqa monitor` format), reloaded when it changes.
+    pub list_file: PathBuf,
+    /// The shards file.
+    pub shards_file: PathBuf,
+    /// Where shards POST their notifications (`/notify`) and `/healthz` is served.
+    pub listen: String,
+    /// Where each stream's merged report is written.
+    pub reports_dir: Option<PathBuf>,
+}
+
+/// What a stopped router leaves.
+pub struct RouterStopped {
+    /// Streams whose merged report is missing (a shard did not report them).
+    pub pending: usize,
+    pub merged: Vec<StreamReport>,
+    pub webhooks: Vec<(String, WebhookStats)>,
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Runs the router until stopped (`StopWhen::all_ended`: once every stream's merged report
+/// is written), then stops the streams on the shards and merges their reports (30 s at
+/// most).
+pub async fn run(
+    options: RouterOptions,
+    base: &PipelineConfig,
+    notifiers: impl std::future::Future<Output = anyhow::Result<Notifiers>>,
+    stop: StopWhen,
+) -> anyhow::Result<RouterStopped> {
+    let list_file = options.list_file.as_path();
+    let shards = load_shards(&options.shards_file)?;
+    let list = StreamList::load(list_file, base)?;
+    let relay = Arc::new(Relay::new(notifiers.await?, options.reports_dir.clone()));
+    let local = serve(&options.listen, relay.clone())?;
+    tracing::info!("router at http://{local} (shards POST to /notify)");
+    let mut router = Router::new(shards, options.reports_dir)?;
+    router
+        .set_list(&list)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", list_file.display()))?;
+    let mut seen = modified(list_file);
+    let started = Instant::now();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        router = tokio::task::spawn_blocking(move || {
+            router.reconcile();
+            router
+        })
+        .await?;
+        if stop.all_ended && router.pending() == 0 {
+            break;
+        }
+        if stop.after.is_some_and(|d| started.elapsed() >= d) {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        let now = modified(list_file);
+        if now != seen {
+            seen = now;
+            match StreamList::load(list_file, base).and_then(|l| router.set_list(&l)) {
+                Ok(()) => tracing::info!(
+                    "{}: {} stream(s) assigned",
+                    list_file.display(),
+                    router.assigned()
+                ),
+                Err(e) => tracing::error!("{e:#}; still routing the previous list"),
+            }
+        }
+    }
+    // Stop every stream on every shard, then merge what they report (30 s at most).
+    router.clear();
+    let until = Instant::now() + Duration::from_secs(30);
+    while router.pending() > 0 && Instant::now() < until {
+        router = tokio::task::spawn_blocking(move || {
+            router.reconcile();
+            router
+        })
+        .await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Shards send their last notifications from queues: let them arrive, then deliver.
+    let drained = relay.clone();
+    tokio::task::spawn_blocking(move || {
+        drained.drain(Duration::from_secs(1), Duration::from_secs(10))
+    })
+    .await?;
+    Ok(RouterStopped {
+        pending: router.pending(),
+        merged: std::mem::take(&mut router.merged),
+        webhooks: relay.finish(),
+    })
+}
