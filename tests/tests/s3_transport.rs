@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use vqa_core::model::{Segment, StreamId};
-use vqa_core::stage::hand_off_segment;
+use vqa_core::step::hand_off_segment;
 use vqa_core::transport::get_segment;
 use vqa_core::{Artifact, ArtifactKey, Handle, StateKey, Transport, TransportError};
 use vqa_testkit::emulator::{list_keys, Emulator};

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use vqa_core::model::{Segment, StreamId};
-use vqa_core::stage::hand_off_segment;
+use vqa_core::step::hand_off_segment;
 use vqa_core::testing::{stereo_block, textured_frame, video_segment, FRAME};
 use vqa_core::transport::get_segment;
 use vqa_core::{wire, Artifact, Transport};

@@ -14,6 +14,7 @@ pub mod notify;
 pub mod redact;
 pub mod report;
 pub mod stage;
+pub mod step;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod time;

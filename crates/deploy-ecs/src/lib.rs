@@ -1,14 +1,16 @@
 //! The single-process (ECS) topology: converter, detectors and aggregator as concurrent
 //! tasks in one process, joined by bounded channels and the in-memory transport.
 //!
-//! This crate only wires stages together; the stages themselves are the same code the
-//! distributed topology runs ([`vqa_core::stage`]).
+//! This crate only wires stages together: the pipeline step ([`vqa_core::step`]) is the
+//! same code the distributed topology runs, with this process's layers ([`layers`]) around
+//! it. The monitor ([`monitor`]) and the detector-shard router ([`router`]) are the live
+//! services the ECS tasks run.
 
+pub mod layers;
 pub mod monitor;
 pub mod resources;
 pub mod router;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,12 +20,14 @@ use resources::thread_cpu_time;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use vqa_converter::{FfmpegConverter, OpenError};
-use vqa_core::stage::{aggregate_stage, detect_stage, finish_stage, hand_off_segment};
+use vqa_core::step::{Detection, Phase, Release, Step};
 use vqa_core::{
-    Converter, Detector, HandoffMetrics, IncidentAggregator, IncidentEvent, PipelineConfig,
-    StreamId, StreamReport, Transport, TransportError,
+    Converter, Detector, HandoffMetrics, IncidentAggregator, PipelineConfig, StreamId,
+    StreamReport, Transport, TransportError,
 };
 use vqa_transport_mem::MemTransport;
+
+pub use layers::EventSink;
 
 /// Makes the `--reports` directory, or says in one line why it cannot.
 pub(crate) fn create_reports_dir(dir: &Path) -> anyhow::Result<()> {
@@ -127,8 +131,6 @@ pub struct Analysis {
     pub stats: RunStats,
 }
 
-/// Called with each incident opened or closed, as soon as the aggregator knows.
-pub type EventSink = Box<dyn Fn(&StreamId, &IncidentEvent) + Send + Sync>;
 /// Called with the seconds of input decoded so far.
 pub type ProgressSink = Box<dyn Fn(f64) + Send + Sync>;
 
@@ -163,14 +165,21 @@ pub async fn run(
     let transport: Arc<dyn Transport> = Arc::new(MemTransport::new(in_flight));
     let detectors: Arc<Vec<Box<dyn Detector>>> = Arc::new(vqa_detectors::from_config(config)?);
     let aggregator = IncidentAggregator::new(config);
+    let times = Arc::new(layers::PhaseTimes::default());
+    let latency = Arc::new(layers::Latency::default());
+    let mut step = Step::new(transport.clone())
+        .layer(times.clone())
+        .layer(latency.clone());
+    if let Some(sink) = events {
+        step = step.layer(Arc::new(layers::Events(sink)));
+    }
     let (segment_tx, mut segment_rx) = mpsc::channel(in_flight.max(1));
     let (findings_tx, mut findings_rx) = mpsc::channel(in_flight.max(1));
     let rt = tokio::runtime::Handle::current();
-    let handed_at: Arc<std::sync::Mutex<HashMap<u64, Instant>>> = Arc::default();
 
     // Converter: a blocking thread, since FFmpeg decoding is synchronous CPU work.
     let convert = {
-        let (transport, rt, handed_at) = (transport.clone(), rt.clone(), handed_at.clone());
+        let (step, rt) = (step.clone(), rt.clone());
         tokio::task::spawn_blocking(move || -> Result<_, RunError> {
             let mut busy = Duration::ZERO;
             loop {
@@ -181,8 +190,7 @@ pub async fn run(
                 if let Some(p) = &progress {
                     p(converter.position());
                 }
-                lock(&handed_at).insert(segment.index, Instant::now());
-                let handle = rt.block_on(hand_off_segment(transport.as_ref(), segment))?;
+                let handle = rt.block_on(step.hand_off(segment))?;
                 if segment_tx.blocking_send(handle).is_err() {
                     break; // the detectors stopped: their error is reported
                 }
@@ -193,66 +201,41 @@ pub async fn run(
 
     // Detectors: a blocking thread too; pixel loops are CPU work.
     let detect = {
-        let (transport, rt) = (transport.clone(), rt.clone());
-        tokio::task::spawn_blocking(move || -> Result<Duration, RunError> {
-            let mut busy = Duration::ZERO;
+        let (step, rt) = (step.clone(), rt.clone());
+        tokio::task::spawn_blocking(move || -> Result<(), RunError> {
+            let detection = Detection::all(&detectors);
             while let Some(handle) = segment_rx.blocking_recv() {
-                let t = thread_cpu_time();
-                let findings =
-                    rt.block_on(detect_stage(transport.as_ref(), &detectors, &handle))?;
-                busy += thread_cpu_time().saturating_sub(t);
-                rt.block_on(transport.delete(&handle))?;
+                let (findings, _) = rt.block_on(step.detect(&detection, &handle, Release::Now))?;
                 if findings_tx.blocking_send(findings).is_err() {
                     break;
                 }
             }
-            Ok(busy)
+            Ok(())
         })
     };
 
     // Aggregator: cheap bookkeeping, an async task.
-    let mut aggregate_busy = Duration::ZERO;
     let mut segments = 0u64;
-    let mut latencies_ms = Vec::new();
     while let Some(handle) = findings_rx.recv().await {
-        let t = Instant::now();
-        let opened_or_closed = aggregate_stage(transport.as_ref(), &aggregator, &handle).await?;
-        if let Some(handed) = lock(&handed_at).remove(&handle.key.segment) {
-            latencies_ms.push(handed.elapsed().as_secs_f64() * 1000.0);
-        }
-        transport.delete(&handle).await?;
-        aggregate_busy += t.elapsed();
+        step.aggregate(&aggregator, &[handle], Release::Now).await?;
         segments += 1;
-        if let Some(sink) = &events {
-            for e in &opened_or_closed {
-                sink(&stream, e);
-            }
-        }
     }
-    let detect_busy = detect
+    detect
         .await
         .map_err(|_| RunError::StagePanicked("detector"))??;
     let (summary, convert_busy) = convert
         .await
         .map_err(|_| RunError::StagePanicked("converter"))??;
-
-    let t = Instant::now();
-    let (report, closing) = finish_stage(transport.as_ref(), &aggregator, &stream, summary).await?;
-    aggregate_busy += t.elapsed();
-    if let Some(sink) = &events {
-        for e in &closing {
-            sink(&stream, e);
-        }
-    }
+    let (report, _) = step.finish(&aggregator, &stream, summary).await?;
     let stats = RunStats {
         wall_seconds: started.elapsed().as_secs_f64(),
         convert_seconds: convert_busy.as_secs_f64(),
-        detect_seconds: detect_busy.as_secs_f64(),
-        aggregate_seconds: aggregate_busy.as_secs_f64(),
+        detect_seconds: times.cpu(Phase::Detect).as_secs_f64(),
+        aggregate_seconds: (times.wall(Phase::Aggregate) + times.wall(Phase::Finish)).as_secs_f64(),
         segments,
         video_frames: report.coverage.video_frames,
         handoff: transport.metrics(),
-        latencies_ms,
+        latencies_ms: latency.take(),
     };
     Ok(Analysis { report, stats })
 }

@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use futures::{StreamExt, TryStreamExt};
 use vqa_converter::FfmpegConverter;
 use vqa_core::notify::Notification;
-use vqa_core::stage::{aggregate_parts_stage, detect_part_stage, finish_stage, hand_off_segment};
+use vqa_core::step::{Detection, Outcome, Release, Step, StepLayer};
 use vqa_core::{
-    ArtifactKey, Converter, Detector, Handle, IncidentAggregator, IncidentEvent, PipelineConfig,
+    ArtifactKey, Converter, Detector, Handle, IncidentAggregator, PipelineConfig, StreamId,
     Transport, TransportError,
 };
 use vqa_transport_s3::{S3Error, S3Transport};
@@ -105,7 +105,7 @@ pub async fn convert(
         .download_file(bucket, key, &local)
         .await
         .map_err(|e| StageError::s3("converter: fetching the input", e))?;
-    let result = convert_file(&transport, &job, &local).await;
+    let result = convert_file(Arc::new(transport), &job, &local).await;
     let _ = std::fs::remove_file(&local);
     result
 }
@@ -114,10 +114,11 @@ pub async fn convert(
 const UPLOADS_IN_FLIGHT: usize = 4;
 
 async fn convert_file(
-    transport: &S3Transport,
+    transport: Arc<S3Transport>,
     job: &Job,
     local: &Path,
 ) -> Result<Converted, StageError> {
+    let step = Step::new(transport.clone());
     let mut converter = FfmpegConverter::open(local, job.stream.clone(), &job.config)
         .map_err(|e| StageError::permanent(format!("{}: {e}", job.input_name)))?;
     // Decoding (CPU, on a blocking thread) overlaps with storing the previous segments; the
@@ -135,9 +136,12 @@ async fn convert_file(
         rx.recv().await.map(|segment| (segment, rx))
     });
     let stored: Result<(Vec<Handle>, Vec<u64>), _> = decoded
-        .map(|segment| async move {
-            let handle = hand_off_segment(transport, segment).await?;
-            Ok::<_, TransportError>((handle, now_ms()))
+        .map(|segment| {
+            let step = &step;
+            async move {
+                let handle = step.hand_off(segment).await?;
+                Ok::<_, TransportError>((handle, now_ms()))
+            }
         })
         .buffered(UPLOADS_IN_FLIGHT)
         .try_collect::<Vec<_>>()
@@ -196,11 +200,14 @@ pub async fn detect(
     cache: &DetectorCache,
     task: DetectTask,
 ) -> Result<Detected, StageError> {
-    let transport = base.with_layout(task.transport.clone());
+    let transport = Arc::new(base.with_layout(task.transport.clone()));
     let mut config = task.config;
     config.detectors = task.detectors;
     let detectors = cache.get(&config)?;
-    let findings = detect_part_stage(&transport, &detectors, &task.segment, Some(task.group))
+    // The segment stays for the other groups' branches; the aggregator removes it.
+    let detection = Detection::group(&detectors, task.group);
+    let (findings, _) = Step::new(transport.clone())
+        .detect(&detection, &task.segment, Release::Later)
         .await
         .map_err(|e| StageError::transport("detector", e))?;
     Ok(Detected {
@@ -209,21 +216,26 @@ pub async fn detect(
     })
 }
 
-/// Aggregator: applies every segment's findings in order through the state store, removes
-/// the artifacts it has applied, and writes the stream report to the results bucket.
-/// Publishes incident events to SNS when a topic is configured. A notification that cannot
-/// be published is logged, never a failed aggregation: the report is the record.
-async fn publish(
-    notifier: Option<&SnsNotifier>,
-    stream: &vqa_core::StreamId,
-    events: &[IncidentEvent],
-    report: &str,
-) {
-    let Some(notifier) = notifier else { return };
-    for e in events {
-        let n = Notification::from_event(stream, e, Some(report));
-        if let Err(why) = notifier.publish(&n).await {
-            tracing::warn!("{why}");
+/// Publishes each incident opened and closed to SNS, as the aggregator applies findings and
+/// closes the stream. A notification that cannot be published is logged, never a failed
+/// aggregation: the report is the record.
+struct SnsEvents {
+    notifier: SnsNotifier,
+    report: String,
+}
+
+#[async_trait::async_trait]
+impl StepLayer for SnsEvents {
+    async fn after(&self, stream: &StreamId, _segment: u64, outcome: &Outcome<'_>) {
+        let events = match outcome {
+            Outcome::Aggregated(events) | Outcome::Finished(_, events) => *events,
+            _ => return,
+        };
+        for e in events {
+            let n = Notification::from_event(stream, e, Some(&self.report));
+            if let Err(why) = self.notifier.publish(&n).await {
+                tracing::warn!("{why}");
+            }
         }
     }
 }
@@ -236,9 +248,16 @@ pub async fn aggregate(
     task: AggregateTask,
     notifier: Option<&SnsNotifier>,
 ) -> Result<Aggregated, StageError> {
-    let transport = base.with_layout(task.transport.clone());
+    let transport = Arc::new(base.with_layout(task.transport.clone()));
     let aggregator = IncidentAggregator::new(&task.config);
     let fail = |e| StageError::transport("aggregator", e);
+    let mut step = Step::new(transport.clone());
+    if let Some(notifier) = notifier {
+        step = step.layer(Arc::new(SnsEvents {
+            notifier: notifier.clone(),
+            report: task.results.uri(),
+        }));
+    }
     let mut applied = Vec::new();
     for segment in &task.segments {
         let parts: Vec<Handle> = (0..task.groups)
@@ -250,14 +269,15 @@ pub async fn aggregate(
                 }
             })
             .collect();
-        let events = aggregate_parts_stage(&transport, &aggregator, &parts)
+        // Artifacts stay until the report is written (below).
+        step.aggregate(&aggregator, &parts, Release::Later)
             .await
             .map_err(fail)?;
-        publish(notifier, &task.stream, &events, &task.results.uri()).await;
         applied.extend(parts);
         applied.push(segment.clone());
     }
-    let (report, closing) = finish_stage(&transport, &aggregator, &task.stream, task.summary)
+    let (report, _) = step
+        .finish(&aggregator, &task.stream, task.summary)
         .await
         .map_err(fail)?;
     let body = serde_json::to_vec_pretty(&report)
@@ -272,7 +292,6 @@ pub async fn aggregate(
         .await
         .map_err(|e| StageError::s3("aggregator: writing the report", e))?;
     let written_at = now_ms();
-    publish(notifier, &task.stream, &closing, &task.results.uri()).await;
     // Artifacts go only once the report is written: a retried aggregator (after a fault at
     // any point above) finds every segment's findings again and ends with the same report.
     for handle in &applied {

@@ -210,7 +210,7 @@ mod tests {
     async fn a_segment_handed_over_shares_its_frame_memory() {
         let t = MemTransport::new(2);
         let luma = Bytes::from(vec![7u8; 64 * 64]);
-        let h = vqa_core::stage::hand_off_segment(&t, segment(0, luma.clone()))
+        let h = vqa_core::step::hand_off_segment(&t, segment(0, luma.clone()))
             .await
             .unwrap();
         let got = vqa_core::transport::get_segment(&t, &h).await.unwrap();
@@ -229,13 +229,13 @@ mod tests {
     async fn a_full_transport_makes_the_producer_wait_until_a_segment_is_deleted() {
         let t = Arc::new(MemTransport::new(1));
         let first =
-            vqa_core::stage::hand_off_segment(t.as_ref(), segment(0, Bytes::from(vec![0u8; 4096])))
+            vqa_core::step::hand_off_segment(t.as_ref(), segment(0, Bytes::from(vec![0u8; 4096])))
                 .await
                 .unwrap();
         let producer = {
             let t = t.clone();
             tokio::spawn(async move {
-                vqa_core::stage::hand_off_segment(
+                vqa_core::step::hand_off_segment(
                     t.as_ref(),
                     segment(1, Bytes::from(vec![0u8; 4096])),
                 )

@@ -5,20 +5,18 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use futures::executor::block_on;
 use vqa_converter::{Decoding, FfmpegConverter, OpenError, Read};
 use vqa_core::report::{Evidence, Finding, IncidentKind, Summary};
-use vqa_core::stage::{
-    aggregate_stage, detect_shedding_stage, finish_stage, hand_off_segment, snapshot_stage,
-};
+use vqa_core::step::{Detection, Outcome, Release, Step, StepLayer};
 use vqa_core::transport::{Artifact, ArtifactKey};
 use vqa_core::{
-    Detector, IncidentAggregator, IncidentEvent, Micros, Segment, SegmentReport, StreamSummary,
-    Transport, TransportError,
+    Detector, IncidentAggregator, IncidentEvent, Micros, Segment, SegmentReport, StreamId,
+    StreamSummary, TransportError,
 };
 
 use super::list::{MonitorSettings, StreamSpec};
@@ -111,6 +109,8 @@ pub struct Shared {
     clock: Mutex<Clock>,
     arrivals: Mutex<VecDeque<(Micros, Instant)>>,
     actor: Mutex<Actor>,
+    /// Incidents open now, by kind and channel.
+    open: Mutex<BTreeSet<(IncidentKind, Option<u16>)>>,
     pub report_path: Option<PathBuf>,
     pub error: Mutex<Option<String>>,
 }
@@ -167,7 +167,7 @@ impl Stream {
             .reports_dir
             .as_ref()
             .map(|dir| dir.join(format!("{}.json", spec.id)));
-        let shared = Arc::new(Shared {
+        let shared = Arc::new_cyclic(|weak| Shared {
             stats: StreamStats::default(),
             queue: Mutex::new(Queue {
                 items: VecDeque::new(),
@@ -185,6 +185,10 @@ impl Stream {
             actor: Mutex::new(Actor {
                 decoding: None,
                 summary: None,
+                step: Step::new(env.transport.clone()).layer(Arc::new(StreamEvents {
+                    shared: weak.clone(),
+                    env: Arc::downgrade(env),
+                })),
                 aggregator: IncidentAggregator::new(&spec.config),
                 full,
                 thinned,
@@ -194,12 +198,12 @@ impl Stream {
                 attempts: 0,
                 lost_total: 0,
                 worst_thinning: 1,
-                open: BTreeSet::new(),
                 last_arrival: None,
                 snapshot_at: 0,
                 finished: false,
                 last_error: None,
             }),
+            open: Mutex::default(),
             report_path,
             error: Mutex::new(None),
             spec,
@@ -414,6 +418,8 @@ struct Actor {
     decoding: Option<Box<Decoding>>,
     /// The last connection's summary (media, warnings), for the report.
     summary: Option<StreamSummary>,
+    /// The pipeline step, with the layer that notifies this stream's incidents.
+    step: Step,
     aggregator: IncidentAggregator,
     /// Detectors that always see every picture, and those that shed pictures under load.
     full: Vec<Box<dyn Detector>>,
@@ -426,7 +432,6 @@ struct Actor {
     attempts: u64,
     lost_total: Micros,
     worst_thinning: u32,
-    open: BTreeSet<(IncidentKind, Option<u16>)>,
     /// When the packet that completed the latest segment arrived.
     last_arrival: Option<Instant>,
     /// Where the report was last rewritten (stream time).
@@ -507,7 +512,7 @@ impl Actor {
                 // A looped file starting again: what the previous pass still holds first.
                 let n = self.flush(Read::End, shared, env)?;
                 if self.lost_since.is_some() {
-                    self.report_loss(start, shared, env)?;
+                    self.report_loss(start, shared)?;
                     self.lost_since = None;
                     shared.stats.reconnects.fetch_add(1, Ordering::Relaxed);
                     tracing::info!("stream {id}: input back at {:.1} s", start as f64 / 1e6);
@@ -522,7 +527,7 @@ impl Actor {
                 let n = self.flush(Read::Failed(why.clone()), shared, env)?;
                 tracing::warn!("stream {id}: input lost ({why}); reconnecting");
                 self.begin_loss(why, shared);
-                self.report_loss(shared.media_now(), shared, env)?;
+                self.report_loss(shared.media_now(), shared)?;
                 Ok(n)
             }
             Item::Unreachable(why) => {
@@ -531,12 +536,12 @@ impl Actor {
                     tracing::warn!("stream {id}: cannot open the input ({why}); retrying");
                     self.begin_loss(why, shared);
                 }
-                self.report_loss(shared.media_now(), shared, env)?;
+                self.report_loss(shared.media_now(), shared)?;
                 Ok(0)
             }
             Item::Tick => {
                 if self.lost_since.is_some() {
-                    self.report_loss(shared.media_now(), shared, env)?;
+                    self.report_loss(shared.media_now(), shared)?;
                 }
                 Ok(0)
             }
@@ -615,43 +620,27 @@ impl Actor {
         let frames = segment.video.len() as u64;
         let end = segment.end;
         let index = segment.index;
-        let transport: &dyn Transport = env.transport.as_ref();
-        let handle = block_on(hand_off_segment(transport, segment))?;
-        let (findings, shed) = block_on(detect_shedding_stage(
-            transport,
-            &self.full,
-            &self.thinned,
-            keep_every,
-            &handle,
-        ))?;
-        block_on(transport.delete(&handle))?;
-        let events = block_on(aggregate_stage(transport, &self.aggregator, &findings))?;
-        block_on(transport.delete(&findings))?;
+        let detection = Detection::shedding(&self.full, &self.thinned, keep_every);
+        let (_, shed) = block_on(self.step.run(&detection, &self.aggregator, segment))?;
         self.next_index = index + 1;
         self.timeline_end = self.timeline_end.max(end);
         stats.analysed.store(self.timeline_end, Ordering::Relaxed);
         stats.segments.fetch_add(1, Ordering::Relaxed);
         stats.video_frames.fetch_add(frames, Ordering::Relaxed);
         stats.shed_frames.fetch_add(shed, Ordering::Relaxed);
-        self.notify(&events, shared, env);
         if let Some(at) = self.last_arrival {
             env.metrics.observe_segment(at.elapsed().as_secs_f64());
         }
         let every = (env.settings.report_every * 1e6) as Micros;
         if every > 0 && self.timeline_end - self.snapshot_at >= every {
             self.snapshot_at = self.timeline_end;
-            self.snapshot(shared, env)?;
+            self.snapshot(shared)?;
         }
         Ok(())
     }
 
     /// Hands the aggregator a segment of lost input from the end of the timeline to `until`.
-    fn report_loss(
-        &mut self,
-        until: Micros,
-        shared: &Arc<Shared>,
-        env: &Arc<Env>,
-    ) -> Result<(), TransportError> {
+    fn report_loss(&mut self, until: Micros, shared: &Arc<Shared>) -> Result<(), TransportError> {
         let start = self.timeline_end;
         if until <= start {
             return Ok(());
@@ -679,61 +668,22 @@ impl Actor {
             }],
             measurements: Default::default(),
         };
-        let transport: &dyn Transport = env.transport.as_ref();
         let key = ArtifactKey::findings(&report.stream, report.index);
-        let handle = block_on(transport.put(key, Artifact::Findings(Arc::new(report))))?;
-        let events = block_on(aggregate_stage(transport, &self.aggregator, &handle))?;
-        block_on(transport.delete(&handle))?;
+        let findings = Artifact::Findings(Arc::new(report));
+        let handle = block_on(self.step.transport().put(key, findings))?;
+        block_on(
+            self.step
+                .aggregate(&self.aggregator, &[handle], Release::Now),
+        )?;
         self.next_index += 1;
         self.lost_total += until - start;
         self.timeline_end = until;
         shared.stats.analysed.store(until, Ordering::Relaxed);
-        self.notify(&events, shared, env);
         Ok(())
     }
 
-    fn notify(&mut self, events: &[IncidentEvent], shared: &Arc<Shared>, env: &Arc<Env>) {
-        let stats = &shared.stats;
-        for e in events {
-            match e {
-                IncidentEvent::Opened {
-                    kind,
-                    channel,
-                    start,
-                } => {
-                    self.open.insert((*kind, *channel));
-                    if *kind != IncidentKind::InputLoss {
-                        // Timed from when it qualified: its start plus its kind's minimum
-                        // duration, the earliest any monitor could announce it.
-                        let due = start + shared.spec.config.rule(*kind).min_duration;
-                        if let Some(at) = shared.arrival_of(due) {
-                            env.metrics.observe_alert(at.elapsed().as_secs_f64());
-                        }
-                    }
-                }
-                IncidentEvent::Closed(i) => {
-                    self.open.remove(&(i.kind, i.channel));
-                    stats.incidents_closed.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            stats.notifications.fetch_add(1, Ordering::Relaxed);
-            let report = shared.report_path.as_ref().map(|p| p.display().to_string());
-            if let Some(n) = env
-                .notifiers
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
-            {
-                n.send_with_report(&shared.spec.id, e, report.as_deref());
-            }
-        }
-        stats
-            .incidents_open
-            .store(self.open.len() as u64, Ordering::Relaxed);
-    }
-
     /// Rewrites the stream's report as it stands (incidents still open end where analysis is).
-    fn snapshot(&mut self, shared: &Arc<Shared>, env: &Arc<Env>) -> Result<(), TransportError> {
+    fn snapshot(&mut self, shared: &Arc<Shared>) -> Result<(), TransportError> {
         let Some(path) = &shared.report_path else {
             return Ok(());
         };
@@ -743,13 +693,10 @@ impl Actor {
             "the stream is still monitored: this report covers it up to {:.1} s; incidents still open end there",
             self.timeline_end as f64 / 1e6
         ));
-        let transport: &dyn Transport = env.transport.as_ref();
-        let report = block_on(snapshot_stage(
-            transport,
-            &self.aggregator,
-            &shared.spec.id,
-            summary,
-        ))?;
+        let report = block_on(
+            self.step
+                .snapshot(&self.aggregator, &shared.spec.id, summary),
+        )?;
         crate::write_report_or_log(&shared.spec.id, path, &report);
         Ok(())
     }
@@ -795,10 +742,7 @@ impl Actor {
             summary.warnings.push(format!("never analysed: {e}"));
             summary.complete = false;
         }
-        let transport: &dyn Transport = env.transport.as_ref();
-        let (report, closing) =
-            block_on(finish_stage(transport, &self.aggregator, &spec.id, summary))?;
-        self.notify(&closing, shared, env);
+        let (report, _) = block_on(self.step.finish(&self.aggregator, &spec.id, summary))?;
         if let Some(path) = &shared.report_path {
             crate::write_report_or_log(&spec.id, path, &report);
         }
@@ -807,4 +751,66 @@ impl Actor {
         lock(&env.reports).push(report);
         Ok(())
     }
+}
+
+/// The monitor's layer around a stream's step: each incident opened or closed goes to the
+/// notifiers (with the report's path), the open-incident gauge, the counters and the alert
+/// latency histogram. It holds the stream and the monitor weakly: the stream holds it.
+struct StreamEvents {
+    shared: Weak<Shared>,
+    env: Weak<Env>,
+}
+
+#[async_trait::async_trait]
+impl StepLayer for StreamEvents {
+    async fn after(&self, _stream: &StreamId, _segment: u64, outcome: &Outcome<'_>) {
+        let events = match outcome {
+            Outcome::Aggregated(events) | Outcome::Finished(_, events) => *events,
+            _ => return,
+        };
+        if let (Some(shared), Some(env)) = (self.shared.upgrade(), self.env.upgrade()) {
+            notify(events, &shared, &env);
+        }
+    }
+}
+
+fn notify(events: &[IncidentEvent], shared: &Shared, env: &Env) {
+    let stats = &shared.stats;
+    let mut open = lock(&shared.open);
+    for e in events {
+        match e {
+            IncidentEvent::Opened {
+                kind,
+                channel,
+                start,
+            } => {
+                open.insert((*kind, *channel));
+                if *kind != IncidentKind::InputLoss {
+                    // Timed from when it qualified: its start plus its kind's minimum
+                    // duration, the earliest any monitor could announce it.
+                    let due = start + shared.spec.config.rule(*kind).min_duration;
+                    if let Some(at) = shared.arrival_of(due) {
+                        env.metrics.observe_alert(at.elapsed().as_secs_f64());
+                    }
+                }
+            }
+            IncidentEvent::Closed(i) => {
+                open.remove(&(i.kind, i.channel));
+                stats.incidents_closed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        stats.notifications.fetch_add(1, Ordering::Relaxed);
+        let report = shared.report_path.as_ref().map(|p| p.display().to_string());
+        if let Some(n) = env
+            .notifiers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            n.send_with_report(&shared.spec.id, e, report.as_deref());
+        }
+    }
+    stats
+        .incidents_open
+        .store(open.len() as u64, Ordering::Relaxed);
 }
