@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use vqa_core::{DetectorName, PipelineConfig, StreamReport};
 use vqa_deploy_lambda::state_machine::{history_events, state_transitions, MachineType};
-use vqa_sfn_client::{analyze, Deployment, DistributedRun, RunOptions};
+use vqa_sfn_client::{analyze, ClientError, Deployment, DistributedRun, RunOptions};
 use vqa_testkit::emulator::{list_keys, Emulator};
 use vqa_testkit::{make_clip, ClipSpec, Defect};
 use vqa_transport_s3::{Encoding, Granularity};
@@ -172,8 +172,11 @@ async fn bad_input_is_refused_in_one_line_before_any_execution() {
         RunOptions::default(),
     )
     .await
-    .unwrap_err()
-    .to_string();
+    .unwrap_err();
+    // Retrying cannot help: the input is wrong.
+    assert!(matches!(err, ClientError::Input(_)), "{err:?}");
+    assert!(!err.is_transient());
+    let err = err.to_string();
     assert!(
         err.contains("notes.mp4") && err.contains("not a media file"),
         "{err}"
@@ -193,8 +196,9 @@ async fn bad_input_is_refused_in_one_line_before_any_execution() {
         RunOptions::default(),
     )
     .await
-    .unwrap_err()
-    .to_string();
+    .unwrap_err();
+    assert!(matches!(err, ClientError::Deployment(_)), "{err:?}");
+    let err = err.to_string();
     assert!(err.contains("redeploy"), "{err}");
 }
 
@@ -231,7 +235,10 @@ async fn emulator_stopped_mid_run_fails_naming_it_and_a_rerun_completes() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     emulator.kill();
-    let err = running.await.unwrap().unwrap_err().to_string();
+    let err = running.await.unwrap().unwrap_err();
+    // The service went away: trying again later can help.
+    assert!(err.is_transient(), "{err:?}");
+    let err = err.to_string();
     assert!(err.contains(&emulator.endpoint), "{err}");
     assert!(!err.contains('\n'), "{err}");
 

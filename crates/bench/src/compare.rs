@@ -14,6 +14,7 @@ use vqa_sfn_client::{analyze, Deployment, DistributedRun, RunOptions};
 use vqa_transport_s3::{Encoding, Granularity};
 
 use crate::cost::{ceiling, cost, Cost, Orchestration, PriceTable, Usage};
+use crate::BenchError;
 use vqa_deploy_ecs::resources::{peak_rss_mb, process_cpu_seconds, reset_peak_rss};
 use vqa_deploy_ecs::{open_input, run, stream_id_for, DEFAULT_IN_FLIGHT};
 
@@ -237,7 +238,7 @@ pub async fn compare(
     path: &Path,
     setup: BenchSetup<'_>,
     progress: Option<BenchProgress<'_>>,
-) -> anyhow::Result<Comparison> {
+) -> Result<Comparison, BenchError> {
     let mut topologies = Vec::new();
     let mut single_report: Option<StreamReport> = None;
     let mut media_seconds = 0.0;
@@ -254,10 +255,7 @@ pub async fn compare(
                 encoding,
             } => {
                 let (Some(deployment), Some(sdk)) = (&setup.deployment, &setup.sdk) else {
-                    anyhow::bail!(
-                        "variant {} needs the distributed deployment (--bucket, --results-bucket)",
-                        variant.name
-                    );
+                    return Err(BenchError::NoDeployment(variant.name.clone()));
                 };
                 let deployment = Deployment {
                     state_machine_arn: state_machine_arn.clone(),
@@ -276,7 +274,10 @@ pub async fn compare(
                     options,
                 )
                 .await
-                .map_err(|e| anyhow::anyhow!("variant {}: {e}", variant.name))?;
+                .map_err(|source| BenchError::Variant {
+                    variant: variant.name.clone(),
+                    source,
+                })?;
                 measure_distributed(run, &setup, variant)
             }
         };
@@ -348,10 +349,13 @@ async fn measure_single(
     path: &Path,
     setup: &BenchSetup<'_>,
     variant: &Variant,
-) -> anyhow::Result<(TopologyResult, StreamReport)> {
+) -> Result<(TopologyResult, StreamReport), BenchError> {
+    let failed = |e: &dyn std::fmt::Display| BenchError::Input {
+        input: path.display().to_string(),
+        reason: e.to_string(),
+    };
     let stream = stream_id_for(path);
-    let converter = open_input(path, stream.clone(), setup.config)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let converter = open_input(path, stream.clone(), setup.config).map_err(|e| failed(&e))?;
     reset_peak_rss();
     let cpu_before = process_cpu_seconds();
     let started = Instant::now();
@@ -364,7 +368,7 @@ async fn measure_single(
         None,
     )
     .await
-    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    .map_err(|e| failed(&e))?;
     let wall = started.elapsed().as_secs_f64();
     let cpu = process_cpu_seconds() - cpu_before;
     let rss = peak_rss_mb();

@@ -7,6 +7,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::BenchError;
+
 /// The price table vqa ships (us-east-1, collected Nov 2026).
 pub const DEFAULT_PRICES: &str = include_str!("../../../prices/aws-us-east-1.toml");
 
@@ -76,15 +78,14 @@ impl PriceTable {
     }
 
     /// A user's table; errors name the file and the field.
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("{}: cannot read the price table: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| {
-            anyhow::anyhow!(
-                "{}: not a price table ({}); start from prices/aws-us-east-1.toml",
-                path.display(),
-                e.message()
-            )
+    pub fn load(path: &Path) -> Result<Self, BenchError> {
+        let text = std::fs::read_to_string(path).map_err(|source| BenchError::PricesRead {
+            path: path.display().to_string(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| BenchError::Prices {
+            path: path.display().to_string(),
+            reason: e.message().to_string(),
         })
     }
 }

@@ -14,3 +14,30 @@ pub mod cost;
 pub mod live;
 pub mod render;
 pub mod speed;
+
+/// Why a benchmark could not run: what failed, naming the input, variant or file.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The input could not be analysed.
+    #[error("{input}: {reason}")]
+    Input { input: String, reason: String },
+    /// A variant could not run (its deployment is missing, or the execution failed; the
+    /// client's error says whether retrying can help).
+    #[error("variant {variant}: {source}")]
+    Variant {
+        variant: String,
+        source: vqa_sfn_client::ClientError,
+    },
+    #[error("variant {0} needs the distributed deployment (--bucket, --results-bucket)")]
+    NoDeployment(String),
+    #[error("{path}: cannot read the price table: {source}")]
+    PricesRead {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a price table ({reason}); start from prices/aws-us-east-1.toml")]
+    Prices { path: String, reason: String },
+    /// The monitor the live benchmark runs could not start.
+    #[error(transparent)]
+    Monitor(#[from] vqa_deploy_ecs::ServiceError),
+}

@@ -15,6 +15,8 @@ use vqa_deploy_ecs::monitor::{Monitor, MonitorSettings, StreamList, StreamSpec};
 use vqa_deploy_ecs::resources::{peak_rss_mb, proc_status_kb, process_cpu_seconds, reset_peak_rss};
 use vqa_notify::Notifiers;
 
+use crate::BenchError;
+
 /// One run: N streams on `cpus` cores.
 #[derive(Clone, Debug, Serialize)]
 pub struct LiveRun {
@@ -86,7 +88,7 @@ pub fn run_live(
     cpus: usize,
     seconds: f64,
     config: &PipelineConfig,
-) -> anyhow::Result<LiveRun> {
+) -> Result<LiveRun, BenchError> {
     let cpus = pin_to(cpus);
     let settings = MonitorSettings {
         workers: cpus,
@@ -128,7 +130,10 @@ pub fn run_live(
             .iter()
             .find_map(|s| s.error.lock().ok().and_then(|e| e.clone()))
         {
-            anyhow::bail!("{}: {e}", vqa_deploy_ecs::shown(input));
+            return Err(BenchError::Input {
+                input: vqa_deploy_ecs::shown(input),
+                reason: e,
+            });
         }
     }
     let wall = started.elapsed().as_secs_f64();

@@ -151,8 +151,8 @@ async fn analyze_single(
     notifiers: Arc<Notifiers>,
 ) -> anyhow::Result<StreamReport> {
     let stream = stream_id_for(input);
-    let converter = open_input(input, stream.clone(), config)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", shown(input)))?;
+    let converter =
+        open_input(input, stream.clone(), config).map_err(|e| output::about_input(input, e))?;
     let bar = output::input_bar(vqa_core::Converter::media(&converter).duration, no_progress);
     let progress = bar.clone().map(|b| -> vqa_deploy_ecs::ProgressSink {
         Box::new(move |s| b.set_position((s * 1000.0) as u64))
@@ -191,9 +191,9 @@ async fn analyze_single(
     }
     match analysis {
         Ok(a) => Ok(a.report),
-        Err(RunError::Open(e)) => bail!("{}: {e}", shown(input)),
+        // A missing model is the configuration's fault, not the input's.
         Err(RunError::Model(e)) => bail!("{e}"),
-        Err(e) => bail!("{}: {e}", shown(input)),
+        Err(e) => Err(output::about_input(input, e)),
     }
 }
 

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use vqa_core::{DetectorName, PipelineConfig};
 use vqa_deploy_lambda::state_machine::{self, DetectorGroups, MachineOptions};
-use vqa_notify::Notifiers;
+use vqa_notify::{Notifiers, NotifyError};
 use vqa_sfn_client::Deployment;
 
 use crate::{analyze, bench, deploy, eval, monitor, router};
@@ -210,7 +210,6 @@ impl MachineArgs {
     pub fn options(&self, config: &PipelineConfig) -> anyhow::Result<MachineOptions> {
         Ok(MachineOptions {
             groups: DetectorGroups::parse(&self.detector_groups, config)
-                .map_err(anyhow::Error::msg)
                 .context("--detector-groups")?,
             map_concurrency: self.map_concurrency,
         })
@@ -260,7 +259,7 @@ impl SinkArgs {
         lines: Option<&Path>,
         report: Option<String>,
         endpoint: Option<&str>,
-    ) -> anyhow::Result<Notifiers> {
+    ) -> Result<Notifiers, NotifyError> {
         let mut notifiers = Notifiers::new(report);
         if let Some(path) = lines {
             notifiers.add_lines(path)?;

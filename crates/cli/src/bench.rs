@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use vqa_bench::{compare, cost, live, render, speed};
 use vqa_core::PipelineConfig;
-use vqa_deploy_ecs::{open_input, shown, stream_id_for};
+use vqa_deploy_ecs::{open_input, stream_id_for};
 
 use crate::args::{DeploymentArgs, Format, PipelineArgs};
 use crate::output;
@@ -77,7 +77,7 @@ pub async fn bench(mut args: BenchArgs) -> anyhow::Result<ExitCode> {
         let config = args.pipeline.load()?;
         let result = speed::bench(&args.input, &config)
             .await
-            .map_err(|e| anyhow::anyhow!("{}: {e}", shown(&args.input)))?;
+            .map_err(|e| output::about_input(&args.input, e))?;
         output::print(args.format, &result, speed::render)?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -169,8 +169,7 @@ fn bench_live(
         bail!("--seconds {seconds}: give at least 5 seconds per run");
     }
     // Fails here, in one line, on an input that cannot be read at all.
-    open_input(input, stream_id_for(input), config)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", shown(input)))?;
+    open_input(input, stream_id_for(input), config).map_err(|e| output::about_input(input, e))?;
     let mut runs = Vec::new();
     for &n in counts {
         eprintln!("vqa: {n} live stream(s) on {cpus} core(s) for {seconds:.0} s ...");

@@ -76,6 +76,12 @@ pub fn report_undelivered(stats: &[(String, WebhookStats)]) {
     }
 }
 
+/// An error about `input`, prefixed with its name as every message shows it (credentials
+/// hidden): the one place the binary names the input in an error.
+pub fn about_input(input: &Path, e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("{}: {e}", vqa_deploy_ecs::shown(input))
+}
+
 /// Fails early, before a long analysis, if the report could not be written.
 pub fn check_writable(path: &Path) -> anyhow::Result<()> {
     let dir = path

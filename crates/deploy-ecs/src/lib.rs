@@ -29,13 +29,42 @@ use vqa_transport_mem::MemTransport;
 
 pub use layers::EventSink;
 
+/// Why a service (the monitor, the router) cannot start or stop cleanly: what failed, in
+/// one sentence that says what to fix. None of these is worth retrying as is.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    List(#[from] monitor::list::ListError),
+    #[error(transparent)]
+    Shards(#[from] router::ShardsError),
+    #[error(transparent)]
+    Notify(#[from] vqa_notify::NotifyError),
+    #[error("--reports {dir}: cannot create the directory: {source}")]
+    ReportsDir { dir: String, source: std::io::Error },
+    #[error("--listen {addr}: {reason}")]
+    Listen { addr: String, reason: String },
+    /// A stream that cannot be started (its detectors' model is missing, say).
+    #[error("stream `{stream}`: {reason}")]
+    Stream { stream: String, reason: String },
+    /// The operating system refused a thread, a signal handler or a task.
+    #[error("cannot {what}: {reason}")]
+    System { what: &'static str, reason: String },
+}
+
+impl ServiceError {
+    pub(crate) fn system(what: &'static str, reason: impl std::fmt::Display) -> Self {
+        ServiceError::System {
+            what,
+            reason: reason.to_string(),
+        }
+    }
+}
+
 /// Makes the `--reports` directory, or says in one line why it cannot.
-pub(crate) fn create_reports_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| {
-        anyhow::anyhow!(
-            "--reports {}: cannot create the directory: {e}",
-            dir.display()
-        )
+pub(crate) fn create_reports_dir(dir: &Path) -> Result<(), ServiceError> {
+    std::fs::create_dir_all(dir).map_err(|source| ServiceError::ReportsDir {
+        dir: dir.display().to_string(),
+        source,
     })
 }
 
@@ -65,13 +94,19 @@ pub(crate) fn write_report_or_log(
 }
 
 /// An HTTP server on `addr` (a `--listen` flag's value) and the address it got.
-pub(crate) fn listen(addr: &str) -> anyhow::Result<(tiny_http::Server, std::net::SocketAddr)> {
-    let server = tiny_http::Server::http(addr)
-        .map_err(|e| anyhow::anyhow!("--listen {addr}: cannot listen there: {e}"))?;
+pub(crate) fn listen(
+    addr: &str,
+) -> Result<(tiny_http::Server, std::net::SocketAddr), ServiceError> {
+    let listen = |reason: String| ServiceError::Listen {
+        addr: addr.to_string(),
+        reason,
+    };
+    let server =
+        tiny_http::Server::http(addr).map_err(|e| listen(format!("cannot listen there: {e}")))?;
     let local = server
         .server_addr()
         .to_ip()
-        .ok_or_else(|| anyhow::anyhow!("--listen {addr}: not an IP address and port"))?;
+        .ok_or_else(|| listen("not an IP address and port".into()))?;
     Ok((server, local))
 }
 

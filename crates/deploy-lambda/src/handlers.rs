@@ -166,7 +166,7 @@ async fn convert_file(
         &out,
         "analyse a shorter input per execution, or use longer segments (segment_seconds)",
     )
-    .map_err(StageError::permanent)?;
+    .map_err(|e| StageError::permanent(e.to_string()))?;
     Ok(out)
 }
 

@@ -86,14 +86,28 @@ pub struct Aggregated {
     pub written_at_ms: u64,
 }
 
-/// Fails with a sentence naming the limit when a payload would not fit in a state.
-pub fn check_size<T: Serialize>(what: &str, value: &T, advice: &str) -> Result<usize, String> {
+/// A payload that would not fit in a state (retrying cannot help: `advice` says what can).
+#[derive(Debug, thiserror::Error)]
+#[error("payload too large: {what} is {} KiB, over Step Functions' 256 KiB limit; {advice}", .size / 1024)]
+pub struct PayloadTooLarge {
+    pub what: String,
+    pub size: usize,
+    pub advice: String,
+}
+
+/// Fails naming the limit when a payload would not fit in a state; its size otherwise.
+pub fn check_size<T: Serialize>(
+    what: &str,
+    value: &T,
+    advice: &str,
+) -> Result<usize, PayloadTooLarge> {
     let size = serde_json::to_vec(value).map_or(0, |v| v.len());
     if size > PAYLOAD_LIMIT {
-        return Err(format!(
-            "payload too large: {what} is {} KiB, over Step Functions' 256 KiB limit; {advice}",
-            size / 1024
-        ));
+        return Err(PayloadTooLarge {
+            what: what.to_string(),
+            size,
+            advice: advice.to_string(),
+        });
     }
     Ok(size)
 }

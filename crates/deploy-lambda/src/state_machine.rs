@@ -64,11 +64,26 @@ impl fmt::Display for MachineType {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DetectorGroups(pub Vec<Vec<DetectorName>>);
 
+/// A detector-groups spec that cannot be used (retrying cannot help: fix the spec).
+#[derive(Debug, thiserror::Error)]
+pub enum GroupsError {
+    #[error(transparent)]
+    UnknownDetector(#[from] vqa_core::ConfigError),
+    #[error("detector groups {spec:?} name {named}; the configuration enables {enabled}: every enabled detector must be in exactly one group")]
+    NotAPartition {
+        spec: String,
+        named: String,
+        enabled: String,
+    },
+    #[error("detector groups {0:?}: a group is empty")]
+    EmptyGroup(String),
+}
+
 impl DetectorGroups {
     /// From a spec: `each` (one branch per detector: the original design), `all` (one
     /// branch), or explicit groups such as `freeze,black;silence,loudness`. Every enabled
     /// detector must be in exactly one group.
-    pub fn parse(spec: &str, config: &PipelineConfig) -> Result<Self, String> {
+    pub fn parse(spec: &str, config: &PipelineConfig) -> Result<Self, GroupsError> {
         let enabled = &config.detectors;
         let groups: Vec<Vec<DetectorName>> = match spec.trim() {
             "each" => enabled.iter().map(|d| vec![*d]).collect(),
@@ -78,7 +93,7 @@ impl DetectorGroups {
                 .filter(|g| !g.trim().is_empty())
                 .map(|g| {
                     g.split(',')
-                        .map(|d| d.parse::<DetectorName>().map_err(|e| e.to_string()))
+                        .map(|d| d.parse::<DetectorName>())
                         .collect::<Result<Vec<_>, _>>()
                 })
                 .collect::<Result<_, _>>()?,
@@ -90,14 +105,14 @@ impl DetectorGroups {
         if seen != want {
             let names =
                 |v: &[DetectorName]| v.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(",");
-            return Err(format!(
-                "detector groups {spec:?} name {}; the configuration enables {}: every enabled detector must be in exactly one group",
-                names(&seen),
-                names(&want)
-            ));
+            return Err(GroupsError::NotAPartition {
+                spec: spec.to_string(),
+                named: names(&seen),
+                enabled: names(&want),
+            });
         }
         if groups.iter().any(Vec::is_empty) || groups.is_empty() {
-            return Err(format!("detector groups {spec:?}: a group is empty"));
+            return Err(GroupsError::EmptyGroup(spec.to_string()));
         }
         Ok(DetectorGroups(groups))
     }
@@ -358,7 +373,9 @@ mod tests {
             DetectorGroups::parse("freeze,black;silence", &c).unwrap().0,
             vec![vec![Freeze, Black], vec![Silence]]
         );
-        let missing = DetectorGroups::parse("freeze;silence", &c).unwrap_err();
+        let missing = DetectorGroups::parse("freeze;silence", &c)
+            .unwrap_err()
+            .to_string();
         assert!(missing.contains("exactly one group"), "{missing}");
         assert!(DetectorGroups::parse("freeze,black;silence,freeze", &c).is_err());
         assert!(DetectorGroups::parse("freeze,nope;black,silence", &c).is_err());

@@ -17,10 +17,49 @@ use vqa_deploy_lambda::state_machine::{
     deployed_groups, history_events, state_transitions, MachineType, STANDARD_HISTORY_LIMIT,
 };
 
-/// A failure of the client, as one sentence that says what to fix.
+/// A failure of the client: what failed, as one sentence that says what to fix, and
+/// whether trying again can help ([`ClientError::is_transient`]).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ClientError(pub String);
+pub enum ClientError {
+    /// The input cannot be run through the state machine: unreadable, or past a service
+    /// limit.
+    #[error("{0}")]
+    Input(String),
+    /// The deployment is incomplete, or does not run the configuration asked for.
+    #[error("{0}")]
+    Deployment(String),
+    /// Step Functions could not be reached, or refused a request.
+    #[error("{message}")]
+    StepFunctions { message: String, transient: bool },
+    /// S3: the buckets, the input's upload, the report's download.
+    #[error(transparent)]
+    Storage(Box<vqa_transport_s3::S3Error>),
+    /// The execution ended without success (the cause is the failing function's message).
+    #[error("{0}")]
+    Execution(String),
+    /// The execution succeeded but its report is missing or unreadable.
+    #[error("{0}")]
+    Report(String),
+}
+
+impl ClientError {
+    /// Whether trying again later can help: the service was unreachable or throttling.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::StepFunctions { transient, .. } => *transient,
+            ClientError::Storage(e) => {
+                matches!(**e, vqa_transport_s3::S3Error::Unreachable { .. })
+            }
+            _ => false,
+        }
+    }
+}
+
+impl From<vqa_transport_s3::S3Error> for ClientError {
+    fn from(e: vqa_transport_s3::S3Error) -> Self {
+        ClientError::Storage(Box::new(e))
+    }
+}
 
 /// A Step Functions client that knows where it points, for messages.
 struct Sfn {
@@ -58,12 +97,22 @@ where
         _ => false,
     };
     if unreachable {
-        return ClientError(format!(
-            "{what}: cannot reach Step Functions at {endpoint}; check that it is running and that AWS_ENDPOINT_URL points at it"
-        ));
+        return ClientError::StepFunctions {
+            message: format!(
+                "{what}: cannot reach Step Functions at {endpoint}; check that it is running and that AWS_ENDPOINT_URL points at it"
+            ),
+            transient: true,
+        };
     }
-    let detail = vqa_transport_s3::causes(&e);
-    match (e.code(), e.message()) {
+    let transient = e
+        .raw_response()
+        .is_some_and(|r| r.status().as_u16() == 429 || r.status().is_server_error())
+        || matches!(
+            e.code(),
+            Some("ThrottlingException" | "ServiceUnavailable" | "InternalFailure")
+        );
+    let detail = vqa_core::causes(&e);
+    let message = match (e.code(), e.message()) {
         (Some(code), message) => {
             let hint = match code {
                 "StateMachineDoesNotExist" | "InvalidArn" => {
@@ -74,16 +123,17 @@ where
                 }
                 _ => "",
             };
-            ClientError(format!(
+            format!(
                 "{what}: {code}{}{hint}",
                 message.map(|m| format!(": {m}")).unwrap_or_default()
-            ))
+            )
         }
-        (None, _) if detail.contains("credentials") => ClientError(format!(
+        (None, _) if detail.contains("credentials") => format!(
             "{what}: no usable AWS credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
-        )),
-        (None, _) => ClientError(format!("{what}: {detail}")),
-    }
+        ),
+        (None, _) => format!("{what}: {detail}"),
+    };
+    ClientError::StepFunctions { message, transient }
 }
 
 /// Where a deployed distributed topology lives (the stack's outputs).
@@ -111,7 +161,7 @@ impl Deployment {
                 .filter(|v| !v.is_empty())
                 .map(str::to_string)
                 .ok_or_else(|| {
-                    ClientError(format!(
+                    ClientError::Deployment(format!(
                         "{var} is not set: pass {flag} or export the distributed stack's outputs \
                          (infra/README.md); for the local emulator, `eval \"$(scripts/emulators.sh deploy)\"`"
                     ))
@@ -202,7 +252,7 @@ pub async fn analyze(
     // Bad input fails here, in one line, rather than in an execution.
     let duration = {
         let converter = vqa_converter::FfmpegConverter::open(path, stream.clone(), config)
-            .map_err(|e| ClientError(format!("{}: {e}", path.display())))?;
+            .map_err(|e| ClientError::Input(format!("{}: {e}", path.display())))?;
         vqa_core::Converter::media(&converter).duration
     };
 
@@ -243,16 +293,13 @@ pub async fn analyze(
         };
         let handle_bytes = serde_json::to_vec(&handle).map_or(0, |h| h.len() + 1);
         check_limits(segments, handle_bytes, groups as u64, machine_type)
-            .map_err(|e| ClientError(format!("{}: {e}", path.display())))?;
+            .map_err(|e| ClientError::Input(format!("{}: {e}", path.display())))?;
     }
 
     let (s3, endpoint) = connect(sdk);
     let transport = S3Transport::new(s3, endpoint, layout.clone());
     for bucket in [&deployment.bucket, &deployment.results_bucket] {
-        transport
-            .check_bucket(bucket)
-            .await
-            .map_err(|e| ClientError(e.to_string()))?;
+        transport.check_bucket(bucket).await?;
     }
     let file_name = path
         .file_name()
@@ -260,8 +307,7 @@ pub async fn analyze(
     let input_key = layout.input_key(&stream, &file_name);
     transport
         .upload_file(&deployment.bucket, &input_key, path)
-        .await
-        .map_err(|e| ClientError(e.to_string()))?;
+        .await?;
 
     let results = ResultsLocation {
         bucket: deployment.results_bucket.clone(),
@@ -280,8 +326,8 @@ pub async fn analyze(
         &job,
         "shorten the configuration (the model path, the detector list)",
     )
-    .map_err(ClientError)?;
-    let input = serde_json::to_string(&job).map_err(|e| ClientError(e.to_string()))?;
+    .map_err(|e| ClientError::Input(e.to_string()))?;
+    let input = serde_json::to_string(&job).map_err(|e| ClientError::Input(e.to_string()))?;
 
     // Express executions on AWS report their end only to a synchronous start (there is no
     // DescribeExecution for them); emulators lack the synchronous call and its `sync-` host.
@@ -293,16 +339,15 @@ pub async fn analyze(
 
     let body = transport
         .read_object(&results.bucket, &results.key)
-        .await
-        .map_err(|e| ClientError(e.to_string()))?
+        .await?
         .ok_or_else(|| {
-            ClientError(format!(
+            ClientError::Report(format!(
                 "execution {name} succeeded but wrote no report at {}",
                 results.uri()
             ))
         })?;
     let report: StreamReport = serde_json::from_slice(&body)
-        .map_err(|e| ClientError(format!("report {}: {e}", results.uri())))?;
+        .map_err(|e| ClientError::Report(format!("report {}: {e}", results.uri())))?;
 
     let history = history(&sfn, &execution_arn).await;
     let segments = report.coverage.segments;
@@ -370,7 +415,7 @@ fn check_groups(
     arn: &str,
 ) -> Result<usize, ClientError> {
     let groups = deployed_groups(definition).ok_or_else(|| {
-        ClientError(format!(
+        ClientError::Deployment(format!(
             "state machine {arn} is not one vqa generated; deploy it with `vqa deploy`"
         ))
     })?;
@@ -379,7 +424,7 @@ fn check_groups(
     let mut wanted: Vec<String> = config.detectors.iter().map(|d| d.to_string()).collect();
     wanted.sort();
     if deployed != wanted {
-        return Err(ClientError(format!(
+        return Err(ClientError::Deployment(format!(
             "state machine {arn} runs detectors {}, the configuration enables {}; redeploy it with this configuration (`vqa deploy --config ...`) or change the configuration",
             deployed.join(","),
             wanted.join(",")
@@ -418,7 +463,7 @@ async fn run_execution(
             ExecutionStatus::Running | ExecutionStatus::PendingRedrive => {}
             ExecutionStatus::Succeeded => return Ok(arn),
             other => {
-                return Err(ClientError(format!(
+                return Err(ClientError::Execution(format!(
                     "execution {name} {}: {}",
                     other.as_str().to_lowercase().replace('_', " "),
                     failure_cause(d.error(), d.cause())
@@ -447,7 +492,7 @@ async fn run_sync_execution(
         .map_err(|e| sfn.error(&format!("running an execution of {machine}"), e))?;
     match out.status() {
         aws_sdk_sfn::types::SyncExecutionStatus::Succeeded => Ok(out.execution_arn().to_string()),
-        other => Err(ClientError(format!(
+        other => Err(ClientError::Execution(format!(
             "execution {name} {}: {}",
             other.as_str().to_lowercase().replace('_', " "),
             failure_cause(out.error(), out.cause())
@@ -601,7 +646,7 @@ pub async fn deploy(
         if let Some(existing) = page.state_machines().iter().find(|m| m.name() == name) {
             let arn = existing.state_machine_arn().to_string();
             if existing.r#type().as_str() != machine_type.as_aws() {
-                return Err(ClientError(format!(
+                return Err(ClientError::Deployment(format!(
                     "state machine {name} exists as {}; a type cannot change: deploy under another --name",
                     existing.r#type().as_str()
                 )));

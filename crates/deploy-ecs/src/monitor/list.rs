@@ -149,18 +149,38 @@ fn merge(base: &mut toml::Table, over: &toml::Table) {
     }
 }
 
+/// A stream list that cannot be used, saying what is wrong and where (retrying cannot help:
+/// the list must be fixed).
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    #[error("{path}: cannot read the stream list: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {problem}; fix the stream list")]
+    InFile { path: String, problem: String },
+    /// What is wrong in the list's text: `line 3: ...`, `stream `news` is listed twice`.
+    #[error("{0}")]
+    Invalid(String),
+}
+
 impl StreamList {
     /// Reads a list from a file; `base` is the configuration every stream starts from (from
     /// `--config`), under the list's `[defaults]`. Errors name the file and, where it is the
     /// cause, the stream.
-    pub fn load(path: &Path, base: &PipelineConfig) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("{}: cannot read the stream list: {e}", path.display()))?;
-        Self::parse(&text, base)
-            .map_err(|e| anyhow::anyhow!("{}: {e}; fix the stream list", path.display()))
+    pub fn load(path: &Path, base: &PipelineConfig) -> Result<Self, ListError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ListError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, base).map_err(|e| ListError::InFile {
+            path: path.display().to_string(),
+            problem: e.to_string(),
+        })
     }
 
-    pub fn parse(text: &str, base: &PipelineConfig) -> anyhow::Result<Self> {
+    pub fn parse(text: &str, base: &PipelineConfig) -> Result<Self, ListError> {
         Self::parse_inner(text, base, None)
     }
 
@@ -170,7 +190,7 @@ impl StreamList {
         text: &str,
         base: &PipelineConfig,
         settings: &MonitorSettings,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, ListError> {
         Self::parse_inner(text, base, Some(settings))
     }
 
@@ -178,14 +198,14 @@ impl StreamList {
         text: &str,
         base: &PipelineConfig,
         forced: Option<&MonitorSettings>,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, ListError> {
         let mut raw: RawList = toml::from_str(text).map_err(|e| {
             let at = e.span().map_or(0, |span| span.start);
             let line = 1 + text.as_bytes()[..at.min(text.len())]
                 .iter()
                 .filter(|&&b| b == b'\n')
                 .count();
-            anyhow::anyhow!("line {line}: {}", e.message().trim())
+            ListError::Invalid(format!("line {line}: {}", e.message().trim()))
         })?;
         if let Some(settings) = forced {
             raw.monitor = settings.clone();
@@ -195,9 +215,9 @@ impl StreamList {
             if v.is_finite() && v > 0.0 {
                 Ok(())
             } else {
-                Err(anyhow::anyhow!(
+                Err(ListError::Invalid(format!(
                     "monitor.{name} = {v}: expected seconds, more than 0"
-                ))
+                )))
             }
         };
         positive("queue_seconds", m.queue_seconds)?;
@@ -205,24 +225,27 @@ impl StreamList {
         positive("reconnect_min", m.reconnect_min)?;
         positive("reconnect_max", m.reconnect_max)?;
         if !(m.report_every.is_finite() && m.report_every >= 0.0) {
-            anyhow::bail!(
+            return Err(ListError::Invalid(format!(
                 "monitor.report_every = {}: expected seconds, 0 or more",
                 m.report_every
-            );
+            )));
         }
-        let mut base_table = toml::Table::try_from(base)?;
+        let invalid = |e: toml::ser::Error| ListError::Invalid(e.to_string());
+        let mut base_table = toml::Table::try_from(base).map_err(invalid)?;
         merge(&mut base_table, &raw.defaults);
         let mut ids = BTreeSet::new();
         let mut streams = Vec::new();
         for s in raw.stream {
             let id = s.id.trim().to_string();
             if id.is_empty() || id.contains(['/', '\\']) || id.starts_with('.') {
-                anyhow::bail!(
+                return Err(ListError::Invalid(format!(
                     "stream id `{id}`: expected a name without slashes (it names the report file)"
-                );
+                )));
             }
             if !ids.insert(id.clone()) {
-                anyhow::bail!("stream `{id}` is listed twice; ids must be unique");
+                return Err(ListError::Invalid(format!(
+                    "stream `{id}` is listed twice; ids must be unique"
+                )));
             }
             let shown = vqa_core::redact_url(&s.url);
             let mut table = base_table.clone();
@@ -233,8 +256,8 @@ impl StreamList {
                     toml::Value::Array(names.iter().map(|n| n.clone().into()).collect()),
                 );
             }
-            let config = PipelineConfig::from_toml(&toml::to_string(&table)?)
-                .map_err(|e| anyhow::anyhow!("stream `{id}`: {e}"))?;
+            let config = PipelineConfig::from_toml(&toml::to_string(&table).map_err(invalid)?)
+                .map_err(|e| ListError::Invalid(format!("stream `{id}`: {e}")))?;
             // FFmpeg reads `proto:rest` as a protocol too (`concat:a|b`, `subfile:`), with or
             // without `//`: such a prefix is checked like a URL's scheme.
             let prefix = s
@@ -251,24 +274,26 @@ impl StreamList {
                 Some(scheme) => {
                     let allowed = &config.converter.allowed_protocols;
                     if !allowed.iter().any(|p| p.eq_ignore_ascii_case(&scheme)) {
-                        anyhow::bail!(
+                        return Err(ListError::Invalid(format!(
                             "stream `{id}` ({shown}): protocol {scheme}: is not allowed (allowed: {}); \
                              add it to converter.allowed_protocols if it should be",
                             allowed.join(",")
-                        );
+                        )));
                     }
                 }
-                None if !m.allow_local_files => anyhow::bail!(
-                    "stream `{id}`: `{shown}` is a local path; a stream list opens URLs only \
+                None if !m.allow_local_files => {
+                    return Err(ListError::Invalid(format!(
+                        "stream `{id}`: `{shown}` is a local path; a stream list opens URLs only \
                      unless [monitor] allow_local_files = true"
-                ),
+                    )))
+                }
                 None => {}
             }
             let speed = s.speed.unwrap_or(1.0);
             if !(speed.is_finite() && speed > 0.0) {
-                anyhow::bail!(
+                return Err(ListError::Invalid(format!(
                     "stream `{id}`: speed = {speed}: expected more than 0 (1.0: real time)"
-                );
+                )));
             }
             streams.push(StreamSpec {
                 id: StreamId::new(id),

@@ -312,7 +312,7 @@ pub fn serve(
     addr: &str,
     env: &Arc<Env>,
     control: Option<Control>,
-) -> anyhow::Result<std::net::SocketAddr> {
+) -> Result<std::net::SocketAddr, crate::ServiceError> {
     let (server, local) = crate::listen(addr)?;
     let registry = registry(env);
     let env = env.clone();
@@ -400,6 +400,7 @@ pub fn serve(
                 }
                 let _ = request.respond(response);
             }
-        })?;
+        })
+        .map_err(|e| crate::ServiceError::system("start the metrics HTTP thread", e))?;
     Ok(local)
 }

@@ -152,11 +152,12 @@ impl Monitor {
         settings: MonitorSettings,
         notifiers: Notifiers,
         reports_dir: Option<PathBuf>,
-    ) -> anyhow::Result<Monitor> {
+    ) -> Result<Monitor, crate::ServiceError> {
         if let Some(dir) = &reports_dir {
             crate::create_reports_dir(dir)?;
         }
-        let pool = Pool::new(settings.workers)?;
+        let pool = Pool::new(settings.workers)
+            .map_err(|e| crate::ServiceError::system("start the worker pool", e))?;
         // One transport for every stream: keys carry the stream; each worker holds at most
         // one segment, so the bound never blocks beyond the pool.
         let transport: Arc<dyn Transport> = Arc::new(MemTransport::new(pool.size() + 1));

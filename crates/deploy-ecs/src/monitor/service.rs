@@ -10,7 +10,9 @@ use std::time::{Duration, Instant, SystemTime};
 use vqa_core::PipelineConfig;
 use vqa_notify::Notifiers;
 
+use super::list::ListError;
 use super::{metrics, Finished, Monitor, StreamList, StreamState};
+use crate::ServiceError;
 
 /// When a running service stops, besides SIGTERM and Ctrl-C.
 #[derive(Clone, Copy, Debug, Default)]
@@ -46,7 +48,7 @@ fn modified(path: &Path) -> Option<SystemTime> {
 }
 
 /// The stream list in `file`, or an empty one (with every default) when there is none.
-pub fn load_list(file: Option<&Path>, base: &PipelineConfig) -> anyhow::Result<StreamList> {
+pub fn load_list(file: Option<&Path>, base: &PipelineConfig) -> Result<StreamList, ListError> {
     match file {
         Some(path) => StreamList::load(path, base),
         None => StreamList::parse("", base),
@@ -61,7 +63,7 @@ pub async fn run(
     base: &PipelineConfig,
     notifiers: Notifiers,
     stop: StopWhen,
-) -> anyhow::Result<Stopped> {
+) -> Result<Stopped, ServiceError> {
     let list_file = options.list_file.as_deref();
     let settings = list.monitor.clone();
     let monitor = Monitor::new(settings.clone(), notifiers, options.reports_dir)?;
@@ -85,7 +87,8 @@ pub async fn run(
     let mut seen = list_file.and_then(modified);
     let started = Instant::now();
     let mut last_tick = Instant::now();
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| ServiceError::system("handle SIGTERM", e))?;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
@@ -126,7 +129,8 @@ pub async fn run(
         }
     }
     let streams = monitor.streams();
-    let finished =
-        tokio::task::spawn_blocking(move || monitor.shutdown(Duration::from_secs(30))).await?;
+    let finished = tokio::task::spawn_blocking(move || monitor.shutdown(Duration::from_secs(30)))
+        .await
+        .map_err(|e| ServiceError::system("shut the monitor down", e))?;
     Ok(Stopped { streams, finished })
 }

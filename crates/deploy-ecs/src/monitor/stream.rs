@@ -152,9 +152,12 @@ pub struct Stream {
 }
 
 impl Stream {
-    pub fn start(spec: StreamSpec, env: &Arc<Env>) -> anyhow::Result<Stream> {
-        let detectors = vqa_detectors::from_config(&spec.config)
-            .map_err(|e| anyhow::anyhow!("stream `{}`: {e}", spec.id))?;
+    pub fn start(spec: StreamSpec, env: &Arc<Env>) -> Result<Stream, crate::ServiceError> {
+        let detectors =
+            vqa_detectors::from_config(&spec.config).map_err(|e| crate::ServiceError::Stream {
+                stream: spec.id.to_string(),
+                reason: e.to_string(),
+            })?;
         let shed: Vec<_> = env
             .settings
             .shed
@@ -213,7 +216,8 @@ impl Stream {
             std::thread::Builder::new()
                 .name(format!("vqa-read-{}", shared.spec.id))
                 .stack_size(256 * 1024)
-                .spawn(move || read_loop(&shared, &env))?
+                .spawn(move || read_loop(&shared, &env))
+                .map_err(|e| crate::ServiceError::system("start a stream's reader thread", e))?
         };
         Ok(Stream {
             shared,

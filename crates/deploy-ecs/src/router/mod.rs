@@ -32,6 +32,7 @@ use vqa_core::{DetectorName, StreamReport};
 pub mod service;
 
 use crate::monitor::StreamList;
+use crate::ServiceError;
 use vqa_notify::Notifiers;
 
 /// One shard: a monitor process and the detectors it runs.
@@ -57,34 +58,63 @@ struct RawShard {
     detectors: Vec<String>,
 }
 
-/// Reads a shards file; errors name the file and the shard.
-pub fn load_shards(path: &Path) -> anyhow::Result<Vec<Shard>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("{}: cannot read the shards file: {e}", path.display()))?;
-    parse_shards(&text).map_err(|e| anyhow::anyhow!("{}: {e}; fix the shards file", path.display()))
+/// A shards file, or a stream list the shards cannot run, that cannot be used: what is
+/// wrong, and where (retrying cannot help).
+#[derive(Debug, thiserror::Error)]
+pub enum ShardsError {
+    #[error("{path}: cannot read the shards file: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {problem}; fix the shards file")]
+    InFile { path: String, problem: String },
+    /// What is wrong: `shard `video` is listed twice`, `stream `news`: detector ... is on no
+    /// shard`.
+    #[error("{0}")]
+    Invalid(String),
 }
 
-pub fn parse_shards(text: &str) -> anyhow::Result<Vec<Shard>> {
-    let raw: ShardsFile = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+/// Reads a shards file; errors name the file and the shard.
+pub fn load_shards(path: &Path) -> Result<Vec<Shard>, ShardsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ShardsError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse_shards(&text).map_err(|e| ShardsError::InFile {
+        path: path.display().to_string(),
+        problem: e.to_string(),
+    })
+}
+
+pub fn parse_shards(text: &str) -> Result<Vec<Shard>, ShardsError> {
+    let raw: ShardsFile =
+        toml::from_str(text).map_err(|e| ShardsError::Invalid(e.message().to_string()))?;
     if raw.shard.is_empty() {
-        anyhow::bail!("no [[shard]]");
+        return Err(ShardsError::Invalid("no [[shard]]".into()));
     }
     let mut names = BTreeSet::new();
     raw.shard
         .into_iter()
         .map(|s| {
             if !names.insert(s.name.clone()) {
-                anyhow::bail!("shard `{}` is listed twice", s.name);
+                return Err(ShardsError::Invalid(format!(
+                    "shard `{}` is listed twice",
+                    s.name
+                )));
             }
             if !(s.url.starts_with("http://") || s.url.starts_with("https://")) {
-                anyhow::bail!("shard `{}`: url `{}` is not http(s)", s.name, s.url);
+                return Err(ShardsError::Invalid(format!(
+                    "shard `{}`: url `{}` is not http(s)",
+                    s.name, s.url
+                )));
             }
             let detectors = s
                 .detectors
                 .iter()
                 .map(|d| d.parse::<DetectorName>())
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| anyhow::anyhow!("shard `{}`: {e}", s.name))?;
+                .map_err(|e| ShardsError::Invalid(format!("shard `{}`: {e}", s.name)))?;
             Ok(Shard {
                 name: s.name,
                 url: s.url.trim_end_matches('/').to_string(),
@@ -118,16 +148,17 @@ struct ShardList {
 pub fn assign(
     list: &StreamList,
     shards: &[Shard],
-) -> anyhow::Result<Vec<(String, BTreeSet<String>)>> {
+) -> Result<Vec<(String, BTreeSet<String>)>, ShardsError> {
+    let invalid = |e: toml::ser::Error| ShardsError::Invalid(e.to_string());
     let mut per_shard: Vec<Vec<ShardStream>> = shards.iter().map(|_| Vec::new()).collect();
     for s in &list.streams {
         let mut shares: Vec<Vec<DetectorName>> = shards.iter().map(|_| Vec::new()).collect();
         for d in &s.config.detectors {
             let Some(i) = shards.iter().position(|sh| sh.detectors.contains(d)) else {
-                anyhow::bail!(
+                return Err(ShardsError::Invalid(format!(
                     "stream `{}`: detector `{d}` is on no shard; add it to a shard's detectors",
                     s.id
-                );
+                )));
             };
             shares[i].push(*d);
         }
@@ -135,7 +166,7 @@ pub fn assign(
             if detectors.is_empty() {
                 continue;
             }
-            let mut config = toml::Table::try_from(&s.config)?;
+            let mut config = toml::Table::try_from(&s.config).map_err(invalid)?;
             config.remove("detectors");
             per_shard[i].push(ShardStream {
                 id: s.id.as_str().to_string(),
@@ -152,7 +183,10 @@ pub fn assign(
         .into_iter()
         .map(|stream| {
             let ids = stream.iter().map(|s| s.id.clone()).collect();
-            Ok((toml::to_string(&ShardList { stream })?, ids))
+            Ok((
+                toml::to_string(&ShardList { stream }).map_err(invalid)?,
+                ids,
+            ))
         })
         .collect()
 }
@@ -239,7 +273,7 @@ impl Relay {
 }
 
 /// Serves `POST /notify` (from shards) and `GET /healthz` on `addr`.
-pub fn serve(addr: &str, relay: Arc<Relay>) -> anyhow::Result<std::net::SocketAddr> {
+pub fn serve(addr: &str, relay: Arc<Relay>) -> Result<std::net::SocketAddr, ServiceError> {
     let (server, local) = crate::listen(addr)?;
     std::thread::Builder::new()
         .name("vqa-router".into())
@@ -265,12 +299,13 @@ pub fn serve(addr: &str, relay: Arc<Relay>) -> anyhow::Result<std::net::SocketAd
                 let _ = request
                     .respond(tiny_http::Response::from_string(body).with_status_code(status));
             }
-        })?;
+        })
+        .map_err(|e| ServiceError::system("start the router's HTTP thread", e))?;
     Ok(local)
 }
 
 impl Router {
-    pub fn new(shards: Vec<Shard>, reports_dir: Option<PathBuf>) -> anyhow::Result<Self> {
+    pub fn new(shards: Vec<Shard>, reports_dir: Option<PathBuf>) -> Result<Self, ServiceError> {
         if let Some(dir) = &reports_dir {
             crate::create_reports_dir(dir)?;
         }
@@ -298,7 +333,7 @@ impl Router {
     }
 
     /// Assigns a (new) list: each shard gets its share at the next [`reconcile`](Self::reconcile).
-    pub fn set_list(&mut self, list: &StreamList) -> anyhow::Result<()> {
+    pub fn set_list(&mut self, list: &StreamList) -> Result<(), ShardsError> {
         self.assigned = assign(list, &self.shards)?;
         for (i, (_, ids)) in self.assigned.iter().enumerate() {
             for id in ids {

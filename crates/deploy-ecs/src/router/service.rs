@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use vqa_core::{PipelineConfig, StreamReport};
-use vqa_notify::{Notifiers, WebhookStats};
+use vqa_notify::{Notifiers, NotifyError, WebhookStats};
 
-use super::{load_shards, serve, Relay, Router};
+use super::{load_shards, serve, Relay, Router, ShardsError};
 use crate::monitor::service::StopWhen;
 use crate::monitor::StreamList;
+use crate::ServiceError;
 
 /// How a router service is set up.
 pub struct RouterOptions {
@@ -44,9 +45,9 @@ fn modified(path: &Path) -> Option<SystemTime> {
 pub async fn run(
     options: RouterOptions,
     base: &PipelineConfig,
-    notifiers: impl std::future::Future<Output = anyhow::Result<Notifiers>>,
+    notifiers: impl std::future::Future<Output = Result<Notifiers, NotifyError>>,
     stop: StopWhen,
-) -> anyhow::Result<RouterStopped> {
+) -> Result<RouterStopped, ServiceError> {
     let list_file = options.list_file.as_path();
     let shards = load_shards(&options.shards_file)?;
     let list = StreamList::load(list_file, base)?;
@@ -54,18 +55,21 @@ pub async fn run(
     let local = serve(&options.listen, relay.clone())?;
     tracing::info!("router at http://{local} (shards POST to /notify)");
     let mut router = Router::new(shards, options.reports_dir)?;
-    router
-        .set_list(&list)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", list_file.display()))?;
+    router.set_list(&list).map_err(|e| ShardsError::InFile {
+        path: list_file.display().to_string(),
+        problem: e.to_string(),
+    })?;
     let mut seen = modified(list_file);
     let started = Instant::now();
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| ServiceError::system("handle SIGTERM", e))?;
     loop {
         router = tokio::task::spawn_blocking(move || {
             router.reconcile();
             router
         })
-        .await?;
+        .await
+        .map_err(|e| ServiceError::system("reconcile the shards", e))?;
         if stop.all_ended && router.pending() == 0 {
             break;
         }
@@ -80,7 +84,10 @@ pub async fn run(
         let now = modified(list_file);
         if now != seen {
             seen = now;
-            match StreamList::load(list_file, base).and_then(|l| router.set_list(&l)) {
+            let applied = StreamList::load(list_file, base)
+                .map_err(ServiceError::from)
+                .and_then(|l| router.set_list(&l).map_err(ServiceError::from));
+            match applied {
                 Ok(()) => tracing::info!(
                     "{}: {} stream(s) assigned",
                     list_file.display(),
@@ -98,7 +105,8 @@ pub async fn run(
             router.reconcile();
             router
         })
-        .await?;
+        .await
+        .map_err(|e| ServiceError::system("reconcile the shards", e))?;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     // Shards send their last notifications from queues: let them arrive, then deliver.
@@ -106,7 +114,8 @@ pub async fn run(
     tokio::task::spawn_blocking(move || {
         drained.drain(Duration::from_secs(1), Duration::from_secs(10))
     })
-    .await?;
+    .await
+    .map_err(|e| ServiceError::system("deliver the last notifications", e))?;
     Ok(RouterStopped {
         pending: router.pending(),
         merged: std::mem::take(&mut router.merged),
