@@ -9,7 +9,6 @@ use std::time::Instant;
 
 use serde::Serialize;
 use vqa_core::{HandoffMetrics, PipelineConfig, StreamReport};
-use vqa_deploy_lambda::state_machine::MachineType;
 use vqa_sfn_client::{analyze, Deployment, DistributedRun, RunOptions};
 use vqa_transport_s3::{Encoding, Granularity};
 
@@ -451,10 +450,7 @@ fn measure_distributed(
     let latency_seconds = run.latencies_ms.iter().fold(0.0, |a, b| a + b) / 1000.0;
     let segments = run.segments.max(1) as f64;
     let usage = Usage {
-        orchestration: match run.machine_type {
-            MachineType::Standard => Orchestration::StepFunctionsStandard,
-            MachineType::Express => Orchestration::StepFunctionsExpress,
-        },
+        orchestration: Orchestration::step_functions(run.machine_type),
         stream_seconds: run.report.coverage.analysed as f64 / 1e6,
         state_transitions: transitions,
         executions: 1,

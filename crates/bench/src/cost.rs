@@ -90,16 +90,7 @@ impl PriceTable {
     }
 }
 
-/// How a topology is orchestrated, which decides what it is billed for.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Orchestration {
-    /// One process (ECS on Fargate): billed for vCPU and memory.
-    #[default]
-    SingleProcess,
-    StepFunctionsStandard,
-    StepFunctionsExpress,
-}
+pub use vqa_core::topology::Orchestration;
 
 /// What analysing `stream_seconds` of one stream used, as measured in a run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -18,6 +18,7 @@ pub mod step;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod time;
+pub mod topology;
 pub mod transport;
 pub mod wire;
 

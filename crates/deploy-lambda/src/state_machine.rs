@@ -8,9 +8,6 @@
 //! and `${AggregatorFunctionArn}`: CloudFormation's `DefinitionSubstitutions` fill them
 //! (`infra/distributed.yaml`), and so does [`substitute`] when vqa deploys it itself.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde_json::{json, Value};
 use vqa_core::{DetectorName, PipelineConfig};
 
@@ -23,42 +20,7 @@ pub const AGGREGATOR_ARN: &str = "${AggregatorFunctionArn}";
 /// Step Functions' limit on the events in a Standard execution's history.
 pub const STANDARD_HISTORY_LIMIT: u64 = 25_000;
 
-/// Standard (exactly once, history kept, billed per state transition) or Express (at
-/// least once, up to 5 minutes, billed per request and duration).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum MachineType {
-    #[default]
-    Standard,
-    Express,
-}
-
-impl MachineType {
-    pub fn as_aws(self) -> &'static str {
-        match self {
-            MachineType::Standard => "STANDARD",
-            MachineType::Express => "EXPRESS",
-        }
-    }
-}
-
-impl FromStr for MachineType {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "standard" => Ok(MachineType::Standard),
-            "express" => Ok(MachineType::Express),
-            _ => Err(format!(
-                "unknown state machine type {s:?}: use standard or express"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for MachineType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.as_aws().to_ascii_lowercase())
-    }
-}
+pub use vqa_core::topology::MachineType;
 
 /// How detectors are split into parallel branches.
 #[derive(Clone, Debug, PartialEq, Eq)]
