@@ -160,8 +160,8 @@ fn kind_specs(kind: DefectKind, size: CorpusSize) -> Vec<(String, ClipSpec)> {
                     av_offset_ms: [120.0, -60.0, 200.0, -40.0, 80.0][i],
                     ..spec
                 },
-                // Not injectable (refused above).
-                DefectKind::Onnx | DefectKind::InputLoss => spec,
+                // Kinds a clip cannot carry were refused above.
+                _ => spec,
             };
             (format!("{}_{i:02}", kind.as_str()), spec)
         })
