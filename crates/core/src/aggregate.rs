@@ -1,6 +1,6 @@
 //! The aggregator: joins per-segment findings into incidents that span segments.
 //!
-//! It is pure: state in, state out. The stage driver ([`crate::stage`]) loads and stores the
+//! It is pure: state in, state out. The pipeline step ([`crate::step`]) loads and stores the
 //! [`AggregatorState`] through the transport's state store, so a stateless Lambda can run it
 //! as well as a long-lived process.
 

@@ -29,7 +29,7 @@ pub struct Metrics {
     samples: std::sync::Mutex<Samples>,
 }
 
-/// Raw latency values, seconds, the latest [`MAX_SAMPLES`] of each.
+/// Raw latency values, seconds, the latest `MAX_SAMPLES` of each.
 #[derive(Clone, Debug, Default)]
 pub struct Samples {
     pub segment: Vec<f64>,
