@@ -44,15 +44,47 @@ pub struct AggregatorState {
     /// Reports that arrived before their predecessors (possible when detectors run in parallel).
     pending: BTreeMap<u64, SegmentReport>,
     open: BTreeMap<RunKey, Run>,
+    /// Incidents closed and not yet archived, in the order they closed.
     incidents: Vec<Incident>,
+    /// Batches of closed incidents moved out of the state ([`AggregatorState::take_batch`]).
+    archived: u64,
     coverage: Coverage,
     measurements: Measurements,
 }
 
+/// Closed incidents the state holds before they move out in one batch: the state a segment
+/// loads and stores stays this small however long the stream runs.
+pub const INCIDENT_BATCH: usize = 64;
+
 impl AggregatorState {
-    /// Incidents closed so far, in the order they closed.
+    /// Incidents closed and not yet archived, in the order they closed.
     pub fn incidents(&self) -> &[Incident] {
         &self.incidents
+    }
+
+    /// Takes the closed incidents out as batch number `n` once there are
+    /// [`INCIDENT_BATCH`] of them; the caller stores the batch where
+    /// [`restore`](Self::restore) can find it by number.
+    pub fn take_batch(&mut self) -> Option<(u64, Vec<Incident>)> {
+        if self.incidents.len() < INCIDENT_BATCH {
+            return None;
+        }
+        let n = self.archived;
+        self.archived += 1;
+        Some((n, std::mem::take(&mut self.incidents)))
+    }
+
+    /// How many batches were taken out.
+    pub fn batches(&self) -> u64 {
+        self.archived
+    }
+
+    /// Puts the batches taken out back (in their order) ahead of the incidents closed since.
+    pub fn restore(&mut self, batches: Vec<Vec<Incident>>) {
+        let mut all: Vec<Incident> = batches.into_iter().flatten().collect();
+        all.append(&mut self.incidents);
+        self.incidents = all;
+        self.archived = 0;
     }
 }
 

@@ -239,9 +239,17 @@ impl Step {
         }
         let mut events = Vec::new();
         if let Some(report) = merged {
-            let key = StateKey::new(&report.stream, AGGREGATOR);
+            let report_stream = report.stream.clone();
+            let key = StateKey::new(&report_stream, AGGREGATOR);
             let mut state = load_state(transport, &key).await?;
             events = aggregator.apply(&mut state, report);
+            // A full batch of closed incidents moves out before the state is stored: a
+            // retry from the same state writes the same batch under the same key.
+            if let Some((n, batch)) = state.take_batch() {
+                transport
+                    .store_state(&batch_key(&report_stream, n), wire::encode_state(&batch))
+                    .await?;
+            }
             transport
                 .store_state(&key, wire::encode_state(&state))
                 .await?;
@@ -282,8 +290,11 @@ impl Step {
     ) -> Result<(StreamReport, Vec<IncidentEvent>), TransportError> {
         self.before(Phase::Finish, stream, u64::MAX);
         let key = StateKey::new(stream, AGGREGATOR);
-        let state = load_state(self.transport(), &key).await?;
+        let (state, batches) = load_whole_state(self.transport(), stream).await?;
         let (report, closing) = aggregator.finish(state, stream.clone(), summary);
+        for n in 0..batches {
+            self.transport().clear_state(&batch_key(stream, n)).await?;
+        }
         self.transport().clear_state(&key).await?;
         self.after(stream, u64::MAX, Outcome::Finished(&report, &closing))
             .await;
@@ -299,8 +310,7 @@ impl Step {
         stream: &StreamId,
         summary: StreamSummary,
     ) -> Result<StreamReport, TransportError> {
-        let key = StateKey::new(stream, AGGREGATOR);
-        let state = load_state(self.transport(), &key).await?;
+        let (state, _) = load_whole_state(self.transport(), stream).await?;
         Ok(aggregator.finish(state, stream.clone(), summary).0)
     }
 }
@@ -314,6 +324,31 @@ pub async fn hand_off_segment(
     transport
         .put(key, Artifact::Segment(Arc::new(segment)))
         .await
+}
+
+/// Where batch `n` of a stream's closed incidents is kept.
+fn batch_key(stream: &StreamId, n: u64) -> StateKey {
+    StateKey::new(stream, &format!("{AGGREGATOR}-incidents-{n:08}"))
+}
+
+/// The stream's state with the batches of closed incidents put back (what closing the
+/// stream, or a report of it as it stands, needs), and how many batches there were.
+async fn load_whole_state(
+    transport: &dyn Transport,
+    stream: &StreamId,
+) -> Result<(AggregatorState, u64), TransportError> {
+    let mut state = load_state(transport, &StateKey::new(stream, AGGREGATOR)).await?;
+    let count = state.batches();
+    let mut batches = Vec::new();
+    for n in 0..count {
+        let key = batch_key(stream, n);
+        let bytes = transport.load_state(&key).await?.ok_or_else(|| {
+            TransportError::NotFound(format!("{key} (a batch of closed incidents)"))
+        })?;
+        batches.push(wire::decode_state(&key.to_string(), &bytes)?);
+    }
+    state.restore(batches);
+    Ok((state, count))
 }
 
 async fn load_state(

@@ -267,3 +267,78 @@ async fn shedding_thins_only_the_shedding_detectors_pictures() {
     let (_, got) = step.run(&detection, &aggregator, audio).await.unwrap();
     assert_eq!(got, 0);
 }
+
+#[tokio::test]
+async fn closed_incidents_move_out_in_batches_so_the_state_stays_small() {
+    use vqa_core::aggregate::{AggregatorState, INCIDENT_BATCH};
+    use vqa_core::transport::StateKey;
+
+    let aggregator = IncidentAggregator::new(&PipelineConfig::default());
+    let detectors = boxed(vec![Box::new(Dark)]);
+    let detection = Detection::all(&detectors);
+    let transport = Arc::new(MemTransport::new(4));
+    let step = Step::new(transport.clone());
+    let stream = StreamId::new("t");
+    let state_key = StateKey::new(&stream, "aggregator");
+
+    // Every other segment dark: an incident closes every two segments.
+    let segments = 5 * INCIDENT_BATCH as u64;
+    let mut expected_state = AggregatorState::default();
+    let mut state_sizes = Vec::new();
+    for index in 0..segments {
+        let luma = if index % 2 == 1 { 5 } else { 128 };
+        let s = segment(index, luma, 0.5);
+        expected_state = {
+            // The same findings through a bare aggregator whose state keeps everything.
+            let report = vqa_core::stage::detect(&detectors, &s);
+            aggregator.apply(&mut expected_state, report);
+            expected_state
+        };
+        step.run(&detection, &aggregator, s).await.unwrap();
+        let stored = transport.load_state(&state_key).await.unwrap().unwrap();
+        state_sizes.push(stored.len());
+    }
+    let closed = expected_state.incidents().len();
+    assert!(closed > 2 * INCIDENT_BATCH, "{closed} incidents");
+
+    // The state a segment loads and stores does not grow with the stream: after the first
+    // batch it stays within what it was while that batch filled (up to the few bytes its
+    // growing counters and times take as varints), far below a state keeping everything.
+    let first_batch = 2 * INCIDENT_BATCH + 2;
+    let early = state_sizes[..first_batch]
+        .iter()
+        .max()
+        .copied()
+        .unwrap_or(0);
+    let late = state_sizes[first_batch..]
+        .iter()
+        .max()
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        late <= early * 11 / 10,
+        "state grew from {early} to {late} bytes"
+    );
+    let keeping_everything = vqa_core::wire::encode_state(&expected_state).len();
+    assert!(
+        late * 2 < keeping_everything,
+        "{late} bytes against {keeping_everything} without batches"
+    );
+
+    let (report, _) = step
+        .finish(&aggregator, &stream, StreamSummary::default())
+        .await
+        .unwrap();
+    let (expected, _) = aggregator.finish(expected_state, stream.clone(), StreamSummary::default());
+    assert_eq!(
+        report, expected,
+        "every archived incident is back in the report"
+    );
+    for n in 0..2 {
+        let batch = StateKey::new(&stream, &format!("aggregator-incidents-{n:08}"));
+        assert!(
+            transport.load_state(&batch).await.unwrap().is_none(),
+            "{batch} left behind"
+        );
+    }
+}
