@@ -105,6 +105,17 @@ pub enum Outcome<'a> {
     Finished(&'a StreamReport, &'a [IncidentEvent]),
 }
 
+impl Outcome<'_> {
+    /// The incidents opened or closed: by an aggregate phase, or closed by finishing the
+    /// stream; none for the other phases. What a layer that notifies acts on.
+    pub fn events(&self) -> &[IncidentEvent] {
+        match self {
+            Outcome::Aggregated(events) | Outcome::Finished(_, events) => events,
+            Outcome::HandedOff(_) | Outcome::Detected { .. } => &[],
+        }
+    }
+}
+
 /// A cross-cutting concern around the step's phases (timing, latency, notifications,
 /// counters). Layers observe; they never change what a phase produces. `before` runs on the
 /// thread that runs the phase, just before it; `after` once it succeeded.
@@ -239,15 +250,15 @@ impl Step {
         }
         let mut events = Vec::new();
         if let Some(report) = merged {
-            let report_stream = report.stream.clone();
-            let key = StateKey::new(&report_stream, AGGREGATOR);
+            // The findings' keys name the stream their report is of.
+            let key = StateKey::new(&stream, AGGREGATOR);
             let mut state = load_state(transport, &key).await?;
             events = aggregator.apply(&mut state, report);
             // A full batch of closed incidents moves out before the state is stored: a
             // retry from the same state writes the same batch under the same key.
             if let Some((n, batch)) = state.take_batch() {
                 transport
-                    .store_state(&batch_key(&report_stream, n), wire::encode_state(&batch))
+                    .store_state(&batch_key(&stream, n), wire::encode_state(&batch))
                     .await?;
             }
             transport

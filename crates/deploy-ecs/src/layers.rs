@@ -106,11 +106,7 @@ pub struct Events(pub EventSink);
 #[async_trait::async_trait]
 impl StepLayer for Events {
     async fn after(&self, stream: &StreamId, _segment: u64, outcome: &Outcome<'_>) {
-        let events = match outcome {
-            Outcome::Aggregated(events) | Outcome::Finished(_, events) => events,
-            _ => return,
-        };
-        for e in *events {
+        for e in outcome.events() {
             (self.0)(stream, e);
         }
     }

@@ -60,6 +60,33 @@ impl ServiceError {
     }
 }
 
+/// When a file was last modified, if it can be read: how a service notices that its stream
+/// list was edited.
+pub(crate) fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// SIGTERM and Ctrl-C, as a running service (the monitor, the router) waits for them
+/// between its turns.
+pub(crate) struct StopSignals(tokio::signal::unix::Signal);
+
+impl StopSignals {
+    pub(crate) fn new() -> Result<Self, ServiceError> {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map(StopSignals)
+            .map_err(|e| ServiceError::system("handle SIGTERM", e))
+    }
+
+    /// Waits `tick`; true when a stop signal came first.
+    pub(crate) async fn stopped_within(&mut self, tick: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => true,
+            _ = self.0.recv() => true,
+            _ = tokio::time::sleep(tick) => false,
+        }
+    }
+}
+
 /// Makes the `--reports` directory, or says in one line why it cannot.
 pub(crate) fn create_reports_dir(dir: &Path) -> Result<(), ServiceError> {
     std::fs::create_dir_all(dir).map_err(|source| ServiceError::ReportsDir {

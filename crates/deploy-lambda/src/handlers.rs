@@ -227,11 +227,7 @@ struct SnsEvents {
 #[async_trait::async_trait]
 impl StepLayer for SnsEvents {
     async fn after(&self, stream: &StreamId, _segment: u64, outcome: &Outcome<'_>) {
-        let events = match outcome {
-            Outcome::Aggregated(events) | Outcome::Finished(_, events) => *events,
-            _ => return,
-        };
-        for e in events {
+        for e in outcome.events() {
             let n = Notification::from_event(stream, e, Some(&self.report));
             if let Err(why) = self.notifier.publish(&n).await {
                 tracing::warn!("{why}");

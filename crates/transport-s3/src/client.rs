@@ -183,7 +183,7 @@ where
     }
 }
 
-pub use vqa_core::causes;
+use vqa_core::causes;
 
 /// The innermost cause: for a failed connection, the operating system's reason.
 fn innermost(e: &(dyn std::error::Error + 'static)) -> String {

@@ -33,7 +33,7 @@ use vqa_core::{
     wire, Artifact, ArtifactKey, Handle, HandoffMetrics, StateKey, Transport, TransportError,
 };
 
-pub use client::{aws_config, causes, connect, Endpoint, S3Error, MAX_ATTEMPTS};
+pub use client::{aws_config, connect, Endpoint, S3Error, MAX_ATTEMPTS};
 
 /// How a segment is laid out in the bucket.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,14 +5,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use vqa_core::PipelineConfig;
 use vqa_notify::Notifiers;
 
 use super::list::ListError;
 use super::{metrics, Finished, Monitor, StreamList, StreamState};
-use crate::ServiceError;
+use crate::{modified, ServiceError, StopSignals};
 
 /// When a running service stops, besides SIGTERM and Ctrl-C.
 #[derive(Clone, Copy, Debug, Default)]
@@ -41,10 +41,6 @@ pub struct ServiceOptions {
 pub struct Stopped {
     pub streams: Vec<Arc<StreamState>>,
     pub finished: Finished,
-}
-
-fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 /// The stream list in `file`, or an empty one (with every default) when there is none.
@@ -87,13 +83,10 @@ pub async fn run(
     let mut seen = list_file.and_then(modified);
     let started = Instant::now();
     let mut last_tick = Instant::now();
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| ServiceError::system("handle SIGTERM", e))?;
+    let mut signals = StopSignals::new()?;
     loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            _ = terminate.recv() => break,
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        if signals.stopped_within(Duration::from_millis(200)).await {
+            break;
         }
         if last_tick.elapsed() >= Duration::from_secs(1) {
             monitor.tick();

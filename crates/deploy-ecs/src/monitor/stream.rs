@@ -768,10 +768,10 @@ struct StreamEvents {
 #[async_trait::async_trait]
 impl StepLayer for StreamEvents {
     async fn after(&self, _stream: &StreamId, _segment: u64, outcome: &Outcome<'_>) {
-        let events = match outcome {
-            Outcome::Aggregated(events) | Outcome::Finished(_, events) => *events,
-            _ => return,
-        };
+        let events = outcome.events();
+        if events.is_empty() {
+            return;
+        }
         if let (Some(shared), Some(env)) = (self.shared.upgrade(), self.env.upgrade()) {
             notify(events, &shared, &env);
         }

@@ -3,9 +3,9 @@
 //! condition stop every stream on every shard, merge what they report and deliver the last
 //! notifications.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use vqa_core::{PipelineConfig, StreamReport};
 use vqa_notify::{Notifiers, NotifyError, WebhookStats};
@@ -13,7 +13,7 @@ use vqa_notify::{Notifiers, NotifyError, WebhookStats};
 use super::{load_shards, serve, Relay, Router, ShardsError};
 use crate::monitor::service::StopWhen;
 use crate::monitor::StreamList;
-use crate::ServiceError;
+use crate::{modified, ServiceError, StopSignals};
 
 /// How a router service is set up.
 pub struct RouterOptions {
@@ -33,10 +33,6 @@ pub struct RouterStopped {
     pub pending: usize,
     pub merged: Vec<StreamReport>,
     pub webhooks: Vec<(String, WebhookStats)>,
-}
-
-fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 /// Runs the router until stopped (`StopWhen::all_ended`: once every stream's merged report
@@ -61,8 +57,7 @@ pub async fn run(
     })?;
     let mut seen = modified(list_file);
     let started = Instant::now();
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| ServiceError::system("handle SIGTERM", e))?;
+    let mut signals = StopSignals::new()?;
     loop {
         router = tokio::task::spawn_blocking(move || {
             router.reconcile();
@@ -76,10 +71,8 @@ pub async fn run(
         if stop.after.is_some_and(|d| started.elapsed() >= d) {
             break;
         }
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            _ = terminate.recv() => break,
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        if signals.stopped_within(Duration::from_millis(500)).await {
+            break;
         }
         let now = modified(list_file);
         if now != seen {
