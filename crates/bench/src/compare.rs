@@ -263,6 +263,7 @@ pub async fn compare(
                 let options = RunOptions {
                     granularity: *granularity,
                     encoding: *encoding,
+                    ..RunOptions::default()
                 };
                 let run = analyze(
                     sdk,
@@ -453,8 +454,12 @@ fn measure_distributed(
         orchestration: Orchestration::step_functions(run.machine_type),
         stream_seconds: run.report.coverage.analysed as f64 / 1e6,
         state_transitions: transitions,
-        executions: 1,
-        execution_seconds: vec![run.execution_seconds.unwrap_or(run.wall_seconds)],
+        executions: run.executions.max(1),
+        execution_seconds: if run.execution_durations.is_empty() {
+            vec![run.wall_seconds]
+        } else {
+            run.execution_durations.clone()
+        },
         lambda_invocations: lambda.invocations,
         lambda_gb_seconds: lambda.gb_seconds,
         lambda_seconds: lambda.billed_seconds,

@@ -204,18 +204,31 @@ async fn analyze_distributed(
 ) -> anyhow::Result<StreamReport> {
     let deployment = args.deployment.deployment()?;
     let sdk = vqa_transport_s3::aws_config(args.deployment.endpoint_url.as_deref()).await;
-    let options = RunOptions {
-        granularity: args.granularity,
-        encoding: args.encoding,
-    };
-    // An execution reports nothing until it ends: a spinner says it is under way.
-    let spinner = output::ticking("{spinner} {msg} [{elapsed}]", None);
-    if let Some(bar) = &spinner {
+    // Chunks report as they finish: a bar counts them.
+    let bar = output::ticking(
+        "{spinner} {msg} [{bar:40}] {pos}/{len} chunks [{elapsed}]",
+        Some(1),
+    );
+    if let Some(bar) = &bar {
         bar.set_message(format!(
             "running {} through the state machine",
             shown(input)
         ));
     }
+    let progress = bar.clone().map(|b| {
+        std::sync::Arc::new(move |done: u64, total: u64| {
+            b.set_length(total);
+            b.set_position(done);
+        }) as std::sync::Arc<dyn Fn(u64, u64) + Send + Sync>
+    });
+    let options = RunOptions {
+        granularity: args.granularity,
+        encoding: args.encoding,
+        chunk_segments: args.chunk_segments,
+        concurrency: args.concurrency,
+        attempts: args.attempts,
+        progress,
+    };
     let run = vqa_sfn_client::analyze(
         &sdk,
         input,
@@ -225,7 +238,7 @@ async fn analyze_distributed(
         options,
     )
     .await;
-    if let Some(bar) = spinner {
+    if let Some(bar) = bar {
         bar.finish_and_clear();
     }
     let run = run?;
@@ -238,11 +251,14 @@ async fn analyze_distributed(
         ),
     };
     eprintln!(
-        "vqa: {} execution {} in {:.1} s: {} segments, {transitions}, {} Lambda invocations, \
-         {} S3 requests ({} PUT, {} GET, {} DELETE), {:.1} MB sent or received",
+        "vqa: {} run {} in {:.1} s: {} chunks in {} executions, {} segments, {transitions}, \
+         {} Lambda invocations, {} S3 requests ({} PUT, {} GET, {} DELETE), {:.1} MB sent or \
+         received",
         run.machine_type,
-        run.execution_arn.rsplit(':').next().unwrap_or_default(),
+        run.run_name,
         run.wall_seconds,
+        run.chunks,
+        run.executions,
         run.segments,
         run.invocations
             .map_or_else(|| "?".into(), |n| n.to_string()),
@@ -252,5 +268,8 @@ async fn analyze_distributed(
         h.deletes,
         h.copied_bytes as f64 / 1e6
     );
+    for why in &run.skipped {
+        eprintln!("vqa: {}: {why}", shown(input));
+    }
     Ok(run.report)
 }

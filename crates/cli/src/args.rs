@@ -147,6 +147,23 @@ pub struct DistributedArgs {
     /// Distributed handoff encoding: the wire form as is, or zstd-compressed.
     #[arg(long, value_name = "raw|zstd", default_value = "raw")]
     pub encoding: vqa_transport_s3::Encoding,
+
+    /// Segments per chunk: the input is analysed one chunk per execution (a minute of it
+    /// with 1 s segments, by default).
+    #[arg(long, value_name = "N", default_value_t = vqa_sfn_client::DEFAULT_CHUNK_SEGMENTS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub chunk_segments: u64,
+
+    /// Chunk executions running at once.
+    #[arg(long, value_name = "N", default_value_t = vqa_sfn_client::DEFAULT_CONCURRENCY,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1000))]
+    pub concurrency: usize,
+
+    /// Executions a chunk gets (the first and its reruns) before it is recorded in the
+    /// report as not analysed.
+    #[arg(long, value_name = "N", default_value_t = vqa_sfn_client::DEFAULT_ATTEMPTS,
+          value_parser = clap::value_parser!(u32).range(1..=10))]
+    pub attempts: u32,
 }
 
 #[derive(clap::Args)]

@@ -9,6 +9,7 @@ mod audio;
 mod cutter;
 mod video;
 
+use std::collections::VecDeque;
 use std::ops::DerefMut;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +18,7 @@ use std::sync::{Arc, Once};
 use ffmpeg::media::Type;
 use ffmpeg::{Error as FfError, Packet, Rational};
 use ffmpeg_next as ffmpeg;
+use vqa_core::chunk::Chunk;
 use vqa_core::model::{AudioInfo, MediaInfo, Segment, StreamId, VideoInfo};
 use vqa_core::{time, Converter, Micros, PipelineConfig, StreamSummary};
 
@@ -153,6 +155,8 @@ pub struct PacketReader {
     /// Track index and time base of the video and audio tracks decoded.
     tracks: Vec<(usize, Rational)>,
     origin: Micros,
+    /// Read ahead while checking where a seek landed, returned before reading on.
+    peeked: VecDeque<Read>,
 }
 
 /// What reading one packet gave.
@@ -179,7 +183,27 @@ pub struct Decoding {
     warnings: Vec<String>,
     read_error: Option<String>,
     decode_errors: u64,
+    /// Decoding one chunk of the input: what to keep of it.
+    chunk: Option<ChunkBounds>,
 }
+
+/// The part of the timeline a chunk's converter hands on, and what it left out.
+struct ChunkBounds {
+    start: Micros,
+    end: Option<Micros>,
+    /// The number of the next segment handed on (windows number a chunk's segments).
+    next_index: u64,
+    /// The chunk's end was reached: nothing more is handed on.
+    done: bool,
+    /// Decoding errors counted with the segments before the start or past the end (another
+    /// chunk's).
+    outside_errors: u64,
+}
+
+/// Stream time decoded ahead of a chunk's start, on top of the audio lead-in: audio decoders
+/// need a few frames to settle after a seek (AAC's overlap), and the keyframe the seek lands
+/// on is earlier still.
+const CHUNK_PREROLL: Micros = 2_000_000;
 
 impl FfmpegConverter {
     /// Opens `path` and its decoders. Fails on inputs that cannot be analysed at all.
@@ -319,6 +343,7 @@ impl FfmpegConverter {
                 input,
                 tracks,
                 origin,
+                peeked: VecDeque::new(),
             },
             decoding: Decoding {
                 name,
@@ -331,8 +356,37 @@ impl FfmpegConverter {
                 warnings: Vec::new(),
                 read_error: None,
                 decode_errors: 0,
+                chunk: None,
             },
         })
+    }
+
+    /// Opens `path` to decode one chunk of it: it seeks to the keyframe before the chunk's
+    /// start, less the audio lead-in and a pre-roll, decodes from there so the first
+    /// segment's lead-in picture and audio lead-in are what one pass over the whole input
+    /// gives, and hands on the segments of the chunk's windows only, numbered by window.
+    pub fn open_chunk(
+        path: &Path,
+        stream: StreamId,
+        config: &PipelineConfig,
+        chunk: Chunk,
+    ) -> Result<Self, OpenError> {
+        let mut converter = Self::open(path, stream, config)?;
+        let length = config.segment_length();
+        let start = chunk.start(length);
+        if start > 0 {
+            converter
+                .reader
+                .seek_before(start - config.audio_lead_in() - CHUNK_PREROLL);
+        }
+        converter.decoding.chunk = Some(ChunkBounds {
+            start,
+            end: chunk.end(length),
+            next_index: chunk.first_window,
+            done: false,
+            outside_errors: 0,
+        });
+        Ok(converter)
     }
 
     /// Seconds of the input decoded so far (for progress).
@@ -345,6 +399,12 @@ impl FfmpegConverter {
     pub fn continue_at(&mut self, start: Micros, next_index: u64) {
         self.reader.continue_at(start);
         self.decoding.continue_at(start, next_index);
+    }
+
+    /// What was learnt about the input (or the chunk decoded) without the warning about
+    /// undecodable packets, and their count ([`Decoding::chunk_summary`]).
+    pub fn chunk_summary(&self) -> (StreamSummary, u64) {
+        self.decoding.chunk_summary()
     }
 
     /// The reading half and the decoding half, to run on different threads.
@@ -373,6 +433,35 @@ impl FfmpegConverter {
 }
 
 impl PacketReader {
+    /// Seeks to the keyframe at or before stream time `time`. Where the demuxer cannot land
+    /// at or before it (no index, no earlier keyframe), reading starts over from the
+    /// beginning instead: slower, never wrong.
+    fn seek_before(&mut self, time: Micros) {
+        let ts = time + self.origin;
+        let landed = if self.input.seek(ts, ..ts).is_ok() {
+            loop {
+                match self.read() {
+                    Read::Packet(packet, Some(t)) => {
+                        self.peeked.push_back(Read::Packet(packet, Some(t)));
+                        break Some(t);
+                    }
+                    Read::Packet(packet, None) => self.peeked.push_back(Read::Packet(packet, None)),
+                    other => {
+                        self.peeked.push_back(other);
+                        break None;
+                    }
+                }
+            }
+        } else {
+            None
+        };
+        // A packet a little past the target is the audio interleaved after the keyframe.
+        if landed.is_none_or(|t| t > time + CHUNK_PREROLL / 2) {
+            self.peeked.clear();
+            let _ = self.input.seek(self.origin, ..self.origin);
+        }
+    }
+
     /// Shifts packet times so the input starts at `start` (see [`FfmpegConverter::continue_at`]).
     pub fn continue_at(&mut self, start: Micros) {
         self.origin -= start;
@@ -380,6 +469,9 @@ impl PacketReader {
 
     /// The next packet of a decoded track (blocking on the source).
     pub fn read(&mut self) -> Read {
+        if let Some(read) = self.peeked.pop_front() {
+            return read;
+        }
         let mut packet = Packet::empty();
         loop {
             match packet.read(&mut self.input) {
@@ -450,12 +542,38 @@ impl Decoding {
 
     /// A segment complete with what was decoded so far, if any.
     pub fn next_segment(&mut self) -> Option<Segment> {
-        self.cutter.cut(self.eof)
+        loop {
+            let mut segment = self.cutter.cut(self.eof)?;
+            let Some(chunk) = self.chunk.as_mut() else {
+                return Some(segment);
+            };
+            if chunk.done {
+                return None;
+            }
+            if segment.start < chunk.start {
+                // Decoded only for the lead-ins: the previous chunk's segment.
+                chunk.outside_errors += u64::from(segment.decode_errors);
+                continue;
+            }
+            if chunk.end.is_some_and(|end| segment.start >= end) {
+                chunk.outside_errors += u64::from(segment.decode_errors);
+                chunk.done = true;
+                return None;
+            }
+            segment.index = chunk.next_index;
+            chunk.next_index += 1;
+            return Some(segment);
+        }
     }
 
     /// Whether the input ended (or reading failed) and the decoders were flushed.
     pub fn ended(&self) -> bool {
         self.eof
+    }
+
+    /// Whether nothing more will be handed on: the input ended, or the chunk did.
+    pub fn finished(&self) -> bool {
+        self.eof || self.chunk.as_ref().is_some_and(|c| c.done)
     }
 
     /// The index the next segment gets.
@@ -479,8 +597,17 @@ impl Decoding {
 
     /// What was learnt about the input; complete once it ended.
     pub fn summary(&self) -> StreamSummary {
+        let (mut summary, errors) = self.chunk_summary();
+        summary.warnings.extend(decode_errors_warning(errors));
+        summary
+    }
+
+    /// What was learnt about the input (or the chunk of it decoded), without the warning
+    /// about undecodable packets, and their count: the distributed topology adds up the
+    /// chunks' counts and words the warning once, as one pass over the input does.
+    pub fn chunk_summary(&self) -> (StreamSummary, u64) {
         let mut warnings = self.warnings.clone();
-        let mut complete = self.eof;
+        let mut complete = self.finished();
         let decoded = time::to_secs(self.cutter.position());
         if let Some(e) = &self.read_error {
             warnings.push(format!(
@@ -498,27 +625,33 @@ impl Decoding {
                 complete = false;
             }
         }
-        if self.decode_errors > 0 {
-            let n = self.decode_errors;
-            let what = if n == 1 {
-                "packet or frame"
-            } else {
-                "packets or frames"
-            };
-            warnings.push(format!(
-                "{n} {what} could not be decoded (damaged stream); the pictures or sound in them were not analysed"
-            ));
-        }
         if self.eof && self.cutter.position() == 0 && self.decode_errors > 0 {
             complete = false;
         }
-        StreamSummary {
+        let errors = match &self.chunk {
+            Some(c) => self.decode_errors.saturating_sub(c.outside_errors),
+            None => self.decode_errors,
+        };
+        let summary = StreamSummary {
             input: self.name.clone(),
             media: self.media.clone(),
             complete,
             warnings,
-        }
+        };
+        (summary, errors)
     }
+}
+
+/// The summary's warning about `n` packets or frames that could not be decoded, if any.
+pub fn decode_errors_warning(n: u64) -> Option<String> {
+    let what = if n == 1 {
+        "packet or frame"
+    } else {
+        "packets or frames"
+    };
+    (n > 0).then(|| format!(
+        "{n} {what} could not be decoded (damaged stream); the pictures or sound in them were not analysed"
+    ))
 }
 
 impl Converter for FfmpegConverter {
@@ -531,7 +664,7 @@ impl Converter for FfmpegConverter {
             if let Some(segment) = self.decoding.next_segment() {
                 return Some(segment);
             }
-            if self.decoding.eof {
+            if self.decoding.finished() {
                 return None;
             }
             self.pump();

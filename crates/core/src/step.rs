@@ -234,10 +234,24 @@ impl Step {
         parts: &[Handle],
         release: Release,
     ) -> Result<Vec<IncidentEvent>, TransportError> {
+        self.aggregate_as(aggregator, parts, release, None).await
+    }
+
+    /// [`aggregate`](Self::aggregate), applying the findings as the stream's segment
+    /// `index` when one is given: a chunk's converter numbers its segments by window, and the
+    /// stream's chunk cursor knows their place in the stream ([`crate::chunk`]).
+    pub async fn aggregate_as(
+        &self,
+        aggregator: &IncidentAggregator,
+        parts: &[Handle],
+        release: Release,
+        index: Option<u64>,
+    ) -> Result<Vec<IncidentEvent>, TransportError> {
         let Some(first) = parts.first() else {
             return Ok(Vec::new());
         };
-        let (stream, index) = (first.key.stream.clone(), first.key.segment);
+        let stream = first.key.stream.clone();
+        let index = index.unwrap_or(first.key.segment);
         self.before(Phase::Aggregate, &stream, index);
         let transport = self.transport();
         let mut merged: Option<SegmentReport> = None;
@@ -249,7 +263,8 @@ impl Step {
             }
         }
         let mut events = Vec::new();
-        if let Some(report) = merged {
+        if let Some(mut report) = merged {
+            report.index = index;
             // The findings' keys name the stream their report is of.
             let key = StateKey::new(&stream, AGGREGATOR);
             let mut state = load_state(transport, &key).await?;
@@ -299,17 +314,51 @@ impl Step {
         stream: &StreamId,
         summary: StreamSummary,
     ) -> Result<(StreamReport, Vec<IncidentEvent>), TransportError> {
+        let (report, closing, batches) = self.concluded(aggregator, stream, summary).await?;
+        self.clear_batches(stream, batches).await?;
+        Ok((report, closing))
+    }
+
+    /// [`finish`](Self::finish) without removing the state: for a runner that must record
+    /// the report before the state may go (a retried distributed aggregator finds the state
+    /// again), and then calls [`clear`](Self::clear).
+    pub async fn conclude(
+        &self,
+        aggregator: &IncidentAggregator,
+        stream: &StreamId,
+        summary: StreamSummary,
+    ) -> Result<(StreamReport, Vec<IncidentEvent>), TransportError> {
+        let (report, closing, _) = self.concluded(aggregator, stream, summary).await?;
+        Ok((report, closing))
+    }
+
+    async fn concluded(
+        &self,
+        aggregator: &IncidentAggregator,
+        stream: &StreamId,
+        summary: StreamSummary,
+    ) -> Result<(StreamReport, Vec<IncidentEvent>, u64), TransportError> {
         self.before(Phase::Finish, stream, u64::MAX);
-        let key = StateKey::new(stream, AGGREGATOR);
         let (state, batches) = load_whole_state(self.transport(), stream).await?;
         let (report, closing) = aggregator.finish(state, stream.clone(), summary);
+        self.after(stream, u64::MAX, Outcome::Finished(&report, &closing))
+            .await;
+        Ok((report, closing, batches))
+    }
+
+    /// Removes the stream's aggregator state (and its batches of closed incidents).
+    pub async fn clear(&self, stream: &StreamId) -> Result<(), TransportError> {
+        let key = StateKey::new(stream, AGGREGATOR);
+        let batches = load_state(self.transport(), &key).await?.batches();
+        self.clear_batches(stream, batches).await
+    }
+
+    async fn clear_batches(&self, stream: &StreamId, batches: u64) -> Result<(), TransportError> {
+        let key = StateKey::new(stream, AGGREGATOR);
         for n in 0..batches {
             self.transport().clear_state(&batch_key(stream, n)).await?;
         }
-        self.transport().clear_state(&key).await?;
-        self.after(stream, u64::MAX, Outcome::Finished(&report, &closing))
-            .await;
-        Ok((report, closing))
+        self.transport().clear_state(&key).await
     }
 
     /// The stream report as it stands, while the stream goes on: what [`Step::finish`]

@@ -9,9 +9,11 @@ use futures::{StreamExt, TryStreamExt};
 use vqa_converter::FfmpegConverter;
 use vqa_core::notify::Notification;
 use vqa_core::step::{Detection, Outcome, Release, Step, StepLayer};
+use vqa_core::chunk::{ChunkCursor, Turn};
+use vqa_core::Converter as _;
 use vqa_core::{
-    ArtifactKey, Converter, Detector, Handle, IncidentAggregator, PipelineConfig, StreamId,
-    Transport, TransportError,
+    wire, ArtifactKey, Detector, Handle, HandoffMetrics, IncidentAggregator, PipelineConfig,
+    StateKey, StreamId, Transport, TransportError,
 };
 use vqa_transport_s3::{S3Error, S3Transport};
 
@@ -25,13 +27,37 @@ use vqa_transport_s3::parse_s3_uri;
 #[error("{message}")]
 pub struct StageError {
     pub message: String,
-    pub transient: bool,
+    pub kind: FailureKind,
+}
+
+/// What a failure means to the state machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Bad input, bad configuration, a bug: retrying cannot help (`vqa.Failed`).
+    Failed,
+    /// The store was unreachable: retried (`vqa.Unavailable`).
+    Unavailable,
+    /// The aggregator of a chunk whose predecessors are not applied yet: retried until
+    /// they are (`vqa.Waiting`).
+    Waiting,
 }
 
 /// The Lambda error type of a failure worth retrying (the store was unreachable).
 pub const TRANSIENT_ERROR: &str = "vqa.Unavailable";
 /// The Lambda error type of any other failure (bad input, bad configuration, a bug).
 pub const PERMANENT_ERROR: &str = "vqa.Failed";
+/// The Lambda error type of a chunk's aggregator waiting for an earlier chunk.
+pub const WAITING_ERROR: &str = "vqa.Waiting";
+
+impl FailureKind {
+    pub fn error_type(self) -> &'static str {
+        match self {
+            FailureKind::Failed => PERMANENT_ERROR,
+            FailureKind::Unavailable => TRANSIENT_ERROR,
+            FailureKind::Waiting => WAITING_ERROR,
+        }
+    }
+}
 
 impl StageError {
     fn new(context: &str, e: impl std::fmt::Display) -> Self {
@@ -41,20 +67,28 @@ impl StageError {
     fn permanent(message: String) -> Self {
         StageError {
             message,
-            transient: false,
+            kind: FailureKind::Failed,
         }
     }
 
     fn s3(context: &str, e: S3Error) -> Self {
         StageError {
-            transient: matches!(e, S3Error::Unreachable { .. }),
+            kind: if matches!(e, S3Error::Unreachable { .. }) {
+                FailureKind::Unavailable
+            } else {
+                FailureKind::Failed
+            },
             message: format!("{context}: {e}"),
         }
     }
 
     fn transport(context: &str, e: TransportError) -> Self {
         StageError {
-            transient: matches!(e, TransportError::Unavailable(_)),
+            kind: if matches!(e, TransportError::Unavailable(_)) {
+                FailureKind::Unavailable
+            } else {
+                FailureKind::Failed
+            },
             message: format!("{context}: {e}"),
         }
     }
@@ -64,12 +98,7 @@ impl StageError {
 impl From<StageError> for lambda_runtime::Diagnostic {
     fn from(e: StageError) -> Self {
         lambda_runtime::Diagnostic {
-            error_type: if e.transient {
-                TRANSIENT_ERROR
-            } else {
-                PERMANENT_ERROR
-            }
-            .to_string(),
+            error_type: e.kind.error_type().to_string(),
             error_message: e.message,
         }
     }
@@ -83,8 +112,8 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Converter: downloads the input to local storage (`/tmp` in Lambda), decodes it, and
-/// stores every segment; returns their handles.
+/// Converter: downloads the input to local storage (`/tmp` in Lambda), decodes the job's
+/// chunk of it, and stores every segment; returns their handles.
 pub async fn convert(
     base: &S3Transport,
     job: Job,
@@ -119,8 +148,9 @@ async fn convert_file(
     local: &Path,
 ) -> Result<Converted, StageError> {
     let step = Step::new(transport.clone());
-    let mut converter = FfmpegConverter::open(local, job.stream.clone(), &job.config)
-        .map_err(|e| StageError::permanent(format!("{}: {e}", job.input_name)))?;
+    let mut converter =
+        FfmpegConverter::open_chunk(local, job.stream.clone(), &job.config, job.chunk)
+            .map_err(|e| StageError::permanent(format!("{}: {e}", job.input_name)))?;
     // Decoding (CPU, on a blocking thread) overlaps with storing the previous segments; the
     // channel bounds how far it runs ahead, so memory stays bounded.
     let (tx, rx) = tokio::sync::mpsc::channel(UPLOADS_IN_FLIGHT);
@@ -153,18 +183,19 @@ async fn convert_file(
         )
     })?;
     let (segments, stored_at_ms) = stored.map_err(|e| StageError::transport("converter", e))?;
-    let mut summary = converter.summary();
+    let (mut summary, decode_errors) = converter.chunk_summary();
     summary.input = job.input_name.clone();
     let out = Converted {
         segments,
         summary,
+        decode_errors,
         handoff: transport.metrics(),
         stored_at_ms,
     };
     check_size(
         "the converter's list of segment handles",
         &out,
-        "analyse a shorter input per execution, or use longer segments (segment_seconds)",
+        "use shorter chunks (--chunk-segments), or longer segments (segment_seconds)",
     )
     .map_err(|e| StageError::permanent(e.to_string()))?;
     Ok(out)
@@ -236,9 +267,17 @@ impl StepLayer for SnsEvents {
     }
 }
 
-/// The aggregator: every segment's findings in order, then the report. With a notifier,
-/// incidents are published as they open and close (a retried aggregator publishes again:
-/// delivery is at least once).
+/// The state key of a stream's chunk cursor.
+fn cursor_key(stream: &StreamId) -> StateKey {
+    StateKey::new(stream, "chunks")
+}
+
+/// The aggregator: applies a chunk's findings to the stream's aggregator state, in the
+/// stream's order (a chunk whose predecessors are not applied yet fails with
+/// `vqa.Waiting`, which the state machine retries), and after the last chunk writes the
+/// report. With a notifier, incidents are published as they open and close (a retried
+/// aggregator publishes again: delivery is at least once). A chunk with `skip` is recorded
+/// as not analysed, and the stream goes on.
 pub async fn aggregate(
     base: &S3Transport,
     task: AggregateTask,
@@ -254,50 +293,125 @@ pub async fn aggregate(
             report: task.results.uri(),
         }));
     }
-    let mut applied = Vec::new();
-    for segment in &task.segments {
-        let parts: Vec<Handle> = (0..task.groups)
-            .map(|g| {
-                let key = ArtifactKey::findings_part(&segment.key.stream, segment.key.segment, g);
-                Handle {
-                    location: transport.layout().location(&key),
-                    key,
-                }
+    let key = cursor_key(&task.stream);
+    let mut cursor = match transport.load_state(&key).await.map_err(fail)? {
+        Some(bytes) => wire::decode_state::<ChunkCursor>(&key.to_string(), &bytes).map_err(fail)?,
+        None => ChunkCursor::new(),
+    };
+    // Each segment's findings, one part per detector group, then the segment itself.
+    let artifacts: Vec<(Vec<Handle>, &Handle)> = task
+        .segments
+        .iter()
+        .map(|segment| {
+            let parts = (0..task.groups)
+                .map(|g| {
+                    let key =
+                        ArtifactKey::findings_part(&segment.key.stream, segment.key.segment, g);
+                    Handle {
+                        location: transport.layout().location(&key),
+                        key,
+                    }
+                })
+                .collect();
+            (parts, segment)
+        })
+        .collect();
+    let mut out = Aggregated {
+        report: task.results.uri(),
+        finished: false,
+        incidents: 0,
+        segments: 0,
+        handoff: HandoffMetrics::default(),
+        written_at_ms: 0,
+    };
+    let first_index = match cursor.turn(&task.chunk) {
+        Turn::Wait { next_chunk } => {
+            return Err(StageError {
+                message: format!(
+                    "chunk {} of stream {} waits for chunk {next_chunk} to be applied first",
+                    task.chunk.index, task.stream
+                ),
+                kind: FailureKind::Waiting,
             })
-            .collect();
-        // Artifacts stay until the report is written (below).
-        step.aggregate(&aggregator, &parts, Release::Later)
+        }
+        Turn::Apply { first_index } => first_index,
+        Turn::Done => {
+            // A retry after this chunk was applied: only the clean-up may be left to do.
+            delete_artifacts(transport.as_ref(), &artifacts).await?;
+            out.finished = task.chunk.last;
+            out.handoff = transport.metrics();
+            return Ok(out);
+        }
+    };
+    match (&task.skip, &task.summary) {
+        (Some(skip), _) => {
+            let length = task.config.segment_length();
+            cursor.skip(&task.chunk, length, &skip.message());
+        }
+        (None, Some(summary)) => {
+            for (i, (parts, _)) in artifacts.iter().enumerate() {
+                // Artifacts stay until the cursor has moved past this chunk (below).
+                step.aggregate_as(&aggregator, parts, Release::Later, Some(first_index + i as u64))
+                    .await
+                    .map_err(fail)?;
+            }
+            cursor.advance(task.segments.len() as u64, summary, task.decode_errors);
+            out.segments = task.segments.len();
+            out.written_at_ms = now_ms();
+        }
+        (None, None) => {
+            return Err(StageError::permanent(
+                "aggregator: the task has neither the converter's summary nor a skip".into(),
+            ))
+        }
+    }
+    if task.chunk.last {
+        let summary = cursor.summary(vqa_converter::decode_errors_warning(cursor.decode_errors));
+        let (report, _) = step
+            .conclude(&aggregator, &task.stream, summary)
             .await
             .map_err(fail)?;
-        applied.extend(parts);
-        applied.push(segment.clone());
+        let body = serde_json::to_vec_pretty(&report)
+            .map_err(|e| StageError::new("aggregator: encoding the report", e))?;
+        transport
+            .write_object(
+                &task.results.bucket,
+                &task.results.key,
+                body.into(),
+                "application/json",
+            )
+            .await
+            .map_err(|e| StageError::s3("aggregator: writing the report", e))?;
+        out.finished = true;
+        out.incidents = report.incidents.len();
     }
-    let (report, _) = step
-        .finish(&aggregator, &task.stream, task.summary)
+    // The cursor moves past the chunk only now: a retry after a fault at any point above
+    // finds every artifact and the state as they were, and ends the same way. It stays
+    // after the last chunk (a few hundred bytes, under the run's prefix), so that a retried
+    // last aggregator knows the report is written.
+    transport
+        .store_state(&key, wire::encode_state(&cursor))
         .await
         .map_err(fail)?;
-    let body = serde_json::to_vec_pretty(&report)
-        .map_err(|e| StageError::new("aggregator: encoding the report", e))?;
-    transport
-        .write_object(
-            &task.results.bucket,
-            &task.results.key,
-            body.into(),
-            "application/json",
-        )
-        .await
-        .map_err(|e| StageError::s3("aggregator: writing the report", e))?;
-    let written_at = now_ms();
-    // Artifacts go only once the report is written: a retried aggregator (after a fault at
-    // any point above) finds every segment's findings again and ends with the same report.
-    for handle in &applied {
-        transport.delete(handle).await.map_err(fail)?;
+    if task.chunk.last {
+        step.clear(&task.stream).await.map_err(fail)?;
     }
-    Ok(Aggregated {
-        written_at_ms: written_at,
-        report: task.results.uri(),
-        incidents: report.incidents.len(),
-        segments: task.segments.len(),
-        handoff: transport.metrics(),
-    })
+    delete_artifacts(transport.as_ref(), &artifacts).await?;
+    out.handoff = transport.metrics();
+    Ok(out)
+}
+
+async fn delete_artifacts(
+    transport: &dyn Transport,
+    artifacts: &[(Vec<Handle>, &Handle)],
+) -> Result<(), StageError> {
+    for (parts, segment) in artifacts {
+        for handle in parts.iter().chain(std::iter::once(*segment)) {
+            transport
+                .delete(handle)
+                .await
+                .map_err(|e| StageError::transport("aggregator", e))?;
+        }
+    }
+    Ok(())
 }

@@ -2,6 +2,7 @@
 //! output. Small by design (handles, not data), and checked against the service's limit.
 
 use serde::{Deserialize, Serialize};
+use vqa_core::chunk::Chunk;
 use vqa_core::{DetectorName, Handle, HandoffMetrics, PipelineConfig, StreamId, StreamSummary};
 use vqa_transport_s3::S3Layout;
 
@@ -34,13 +35,57 @@ pub struct Job {
     pub config: PipelineConfig,
     pub transport: S3Layout,
     pub results: ResultsLocation,
+    /// The part of the input this execution analyses (the whole input by default).
+    #[serde(default = "whole")]
+    pub chunk: Chunk,
+    /// Set on an execution that only records its chunk as not analysed (the client gave up
+    /// on it): the state machine goes straight to the aggregator's skip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip: Option<TaskError>,
+}
+
+fn whole() -> Chunk {
+    Chunk::WHOLE
+}
+
+/// A failed task as Step Functions hands it to a Catch: the error type and its cause (the
+/// handler's JSON error, or the service's message).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskError {
+    #[serde(rename = "Error")]
+    pub error: String,
+    #[serde(rename = "Cause", default)]
+    pub cause: String,
+}
+
+impl TaskError {
+    /// The cause as one line: the handler's own message when the cause carries one.
+    pub fn message(&self) -> String {
+        let message = serde_json::from_str::<serde_json::Value>(&self.cause)
+            .ok()
+            .and_then(|v| {
+                v.get("errorMessage")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| self.cause.clone());
+        match (self.error.is_empty(), message.is_empty()) {
+            (_, true) => self.error.clone(),
+            (true, false) => message,
+            (false, false) => format!("{message} ({})", self.error),
+        }
+    }
 }
 
 /// The converter's output: handles of the segments it stored, and what it learnt.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Converted {
     pub segments: Vec<Handle>,
+    /// What was learnt about the input, without the warning about undecodable packets:
+    /// `decode_errors` counts them, and the report words it once for all chunks.
     pub summary: StreamSummary,
+    #[serde(default)]
+    pub decode_errors: u64,
     pub handoff: HandoffMetrics,
     /// When each segment was stored (Unix ms): where its latency to the report starts.
     pub stored_at_ms: Vec<u64>,
@@ -62,27 +107,40 @@ pub struct Detected {
     pub handoff: HandoffMetrics,
 }
 
-/// The aggregator task: every segment in order, and how many detector groups wrote
-/// findings for each.
+/// The aggregator task: the chunk's segments in order and how many detector groups wrote
+/// findings for each — or, with `skip`, a chunk that could not be analysed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AggregateTask {
     pub stream: StreamId,
+    #[serde(default)]
     pub segments: Vec<Handle>,
     pub groups: u16,
-    pub summary: StreamSummary,
+    #[serde(default)]
+    pub summary: Option<StreamSummary>,
+    #[serde(default)]
+    pub decode_errors: u64,
     pub config: PipelineConfig,
     pub transport: S3Layout,
     pub results: ResultsLocation,
+    #[serde(default = "whole")]
+    pub chunk: Chunk,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip: Option<TaskError>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Aggregated {
-    /// `s3://` URI of the stream report.
+    /// `s3://` URI of the stream report (written once the last chunk is applied).
     pub report: String,
+    /// Whether this invocation wrote the report (the last chunk's).
+    #[serde(default)]
+    pub finished: bool,
+    /// Incidents in the report (once finished).
     pub incidents: usize,
+    /// Segments this chunk applied.
     pub segments: usize,
     pub handoff: HandoffMetrics,
-    /// When the report was written (Unix ms).
+    /// When the chunk's findings were applied (Unix ms): where its segments' latency ends.
     pub written_at_ms: u64,
 }
 

@@ -2,6 +2,7 @@
 //! input through it (upload, start an execution, wait, read the report and the counters).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_config::SdkConfig;
@@ -12,9 +13,12 @@ use serde_json::Value;
 use vqa_core::{HandoffMetrics, PipelineConfig, StreamId, StreamReport};
 use vqa_transport_s3::{connect, Encoding, Granularity, S3Layout, S3Transport};
 
-use vqa_deploy_lambda::payload::{check_size, Job, ResultsLocation, PAYLOAD_LIMIT};
+use futures::{StreamExt, TryStreamExt};
+use vqa_core::chunk::Chunk;
+use vqa_deploy_lambda::payload::{check_size, Job, ResultsLocation, TaskError, PAYLOAD_LIMIT};
 use vqa_deploy_lambda::state_machine::{
-    deployed_groups, history_events, state_transitions, MachineType, STANDARD_HISTORY_LIMIT,
+    deployed_groups, history_events, state_transitions, MachineType, SKIPPED_ERROR,
+    STANDARD_HISTORY_LIMIT,
 };
 
 /// A failure of the client: what failed, as one sentence that says what to fix, and
@@ -181,40 +185,96 @@ impl Deployment {
 }
 
 /// What a distributed run varies.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone)]
 pub struct RunOptions {
     pub granularity: Granularity,
     pub encoding: Encoding,
+    /// Segments per chunk: each chunk of the input is one execution.
+    pub chunk_segments: u64,
+    /// Chunk executions running at once.
+    pub concurrency: usize,
+    /// Executions a chunk gets before it is recorded as not analysed.
+    pub attempts: u32,
+    /// Called as chunks finish: (chunks finished, chunks in all).
+    pub progress: Option<Arc<dyn Fn(u64, u64) + Send + Sync>>,
 }
 
-/// The result of one execution, with what it cost.
+/// Segments per chunk by default: a minute of the input per execution. Each execution
+/// decodes a few seconds before its chunk for the lead-ins (about 5 s with the default
+/// detectors, more to the keyframe before), so shorter chunks decode more twice; a chunk
+/// of 60 segments with the 11 default detectors in their own branches writes about 3,700
+/// history events, well inside a Standard execution's 25,000.
+pub const DEFAULT_CHUNK_SEGMENTS: u64 = 60;
+/// Chunk executions at once by default.
+pub const DEFAULT_CONCURRENCY: usize = 4;
+/// Executions a chunk gets by default before it is recorded as not analysed.
+pub const DEFAULT_ATTEMPTS: u32 = 3;
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            granularity: Granularity::default(),
+            encoding: Encoding::default(),
+            chunk_segments: DEFAULT_CHUNK_SEGMENTS,
+            concurrency: DEFAULT_CONCURRENCY,
+            attempts: DEFAULT_ATTEMPTS,
+            progress: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("granularity", &self.granularity)
+            .field("encoding", &self.encoding)
+            .field("chunk_segments", &self.chunk_segments)
+            .field("concurrency", &self.concurrency)
+            .field("attempts", &self.attempts)
+            .finish()
+    }
+}
+
+/// The result of a run (one execution per chunk), with what it cost.
 #[derive(Clone, Debug)]
 pub struct DistributedRun {
     pub report: StreamReport,
+    /// The run's name: its executions' names start with it, and its objects are under
+    /// `{prefix}{run_name}/`.
+    pub run_name: String,
+    /// The first chunk's execution.
     pub execution_arn: String,
     pub machine_type: MachineType,
-    /// States entered, from the execution history; `None` where the service keeps none
+    /// Chunks, and executions started (reruns and skips included).
+    pub chunks: u64,
+    pub executions: u64,
+    /// Chunks recorded as not analysed, with why.
+    pub skipped: Vec<String>,
+    /// States entered, from the executions' histories; `None` where the service keeps none
     /// (Express on AWS), in which case `transitions_from_definition` is the figure to use.
     pub transitions: Option<u64>,
     pub transitions_from_definition: u64,
     pub history_events: Option<u64>,
-    /// Lambda invocations that returned (successes and failures), from the history.
+    /// Lambda invocations that returned (successes and failures), from the histories.
     pub invocations: Option<u64>,
     /// The handoff counters every task returned, summed.
     pub handoff: HandoffMetrics,
     pub segments: u64,
     pub groups: u64,
-    /// The client's wall time: upload, execution, reading the report.
+    /// The client's wall time: upload, executions, reading the report.
     pub wall_seconds: f64,
-    /// From the history: the execution's own duration, and each top-level state's
-    /// (`Convert`, `Detect`, `Aggregate`) wall time.
+    /// From the histories: the executions' own durations summed, and each one's; each
+    /// top-level state's (`Convert`, `Detect`, `Aggregate`) wall time.
     pub execution_seconds: Option<f64>,
+    pub execution_durations: Vec<f64>,
     pub stage_seconds: Vec<(String, f64)>,
-    /// The execution's start and end (Unix seconds), to match other logs against it.
+    /// The first execution's start and the last one's end (Unix seconds), to match other
+    /// logs against them.
     pub window: Option<(f64, f64)>,
     /// Each Lambda task: the function it invoked and how long it ran (started → ended).
     pub tasks: Vec<(String, f64)>,
-    /// Per segment, from when the converter stored it to when the report was written, ms.
+    /// Per segment, from when the converter stored it to when the aggregator had applied
+    /// its chunk, ms.
     pub latencies_ms: Vec<f64>,
 }
 
@@ -238,8 +298,9 @@ fn run_name(stream: &StreamId) -> String {
     format!("{clean}-{millis}-{}", std::process::id())
 }
 
-/// Runs one input through the deployed state machine and returns the same report the
-/// single process makes.
+/// Runs one input through the deployed state machine, one execution per chunk of
+/// `options.chunk_segments` segments with at most `options.concurrency` at once, and returns
+/// the same report the single process makes.
 pub async fn analyze(
     sdk: &SdkConfig,
     path: &Path,
@@ -255,6 +316,11 @@ pub async fn analyze(
             .map_err(|e| ClientError::Input(format!("{}: {e}", path.display())))?;
         vqa_core::Converter::media(&converter).duration
     };
+    if options.chunk_segments == 0 || options.concurrency == 0 || options.attempts == 0 {
+        return Err(ClientError::Input(
+            "chunk segments, concurrency and attempts must each be at least 1".into(),
+        ));
+    }
 
     let sfn = Sfn::new(sdk);
     let machine = sfn
@@ -284,16 +350,29 @@ pub async fn analyze(
         granularity: options.granularity,
         encoding: options.encoding,
     };
-    if let Some(seconds) = duration {
-        let segments = (seconds / config.segment_seconds).ceil() as u64 + 1;
-        let key = vqa_core::ArtifactKey::segment(&stream, segments);
+    let length = config.segment_length();
+    let chunks = Chunk::plan(
+        duration.map(vqa_core::time::from_secs),
+        length,
+        options.chunk_segments,
+    );
+    // The most segments one execution carries: a chunk's (one more for an input a little
+    // longer than it declares), or, when the input declares no duration, the whole input's
+    // (not known before decoding it: the converter's output is checked then).
+    {
+        let key = vqa_core::ArtifactKey::segment(&stream, u64::MAX / 2);
         let handle = vqa_core::Handle {
             location: layout.location(&key),
             key,
         };
         let handle_bytes = serde_json::to_vec(&handle).map_or(0, |h| h.len() + 1);
-        check_limits(segments, handle_bytes, groups as u64, machine_type)
-            .map_err(|e| ClientError::Input(format!("{}: {e}", path.display())))?;
+        check_limits(
+            options.chunk_segments + 1,
+            handle_bytes,
+            groups as u64,
+            machine_type,
+        )
+        .map_err(|e| ClientError::Input(format!("{}: {e}", path.display())))?;
     }
 
     let (s3, endpoint) = connect(sdk);
@@ -320,6 +399,8 @@ pub async fn analyze(
         config: config.clone(),
         transport: layout,
         results: results.clone(),
+        chunk: Chunk::WHOLE,
+        skip: None,
     };
     check_size(
         "the execution input",
@@ -327,54 +408,184 @@ pub async fn analyze(
         "shorten the configuration (the model path, the detector list)",
     )
     .map_err(|e| ClientError::Input(e.to_string()))?;
-    let input = serde_json::to_string(&job).map_err(|e| ClientError::Input(e.to_string()))?;
 
-    // Express executions on AWS report their end only to a synchronous start (there is no
-    // DescribeExecution for them); emulators lack the synchronous call and its `sync-` host.
-    let execution_arn = if machine_type == MachineType::Express && sdk.endpoint_url().is_none() {
-        run_sync_execution(&sfn, &deployment.state_machine_arn, &name, input).await?
-    } else {
-        run_execution(&sfn, &deployment.state_machine_arn, &name, input).await?
+    let runner = ChunkRunner {
+        sfn: &sfn,
+        machine: &deployment.state_machine_arn,
+        name: &name,
+        job: &job,
+        // Express executions on AWS report their end only to a synchronous start (there is
+        // no DescribeExecution for them); emulators lack the synchronous call and its
+        // `sync-` host.
+        express_sync: machine_type == MachineType::Express && sdk.endpoint_url().is_none(),
+        attempts: options.attempts,
     };
+    let total = chunks.len() as u64;
+    let finished = std::sync::atomic::AtomicU64::new(0);
+    let mut outcomes: Vec<ChunkOutcome> = futures::stream::iter(chunks.iter().copied())
+        .map(|chunk| {
+            let (runner, finished, progress) = (&runner, &finished, &options.progress);
+            async move {
+                let outcome = runner.run(chunk).await;
+                let done = finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                if let Some(progress) = progress {
+                    progress(done, total);
+                }
+                outcome
+            }
+        })
+        // Chunks start in order, so the earliest unfinished chunk is always running: the
+        // ones after it, waiting for it to be applied, cannot hold it up.
+        .buffer_unordered(options.concurrency)
+        .try_collect()
+        .await?;
 
     let body = transport
         .read_object(&results.bucket, &results.key)
         .await?
         .ok_or_else(|| {
             ClientError::Report(format!(
-                "execution {name} succeeded but wrote no report at {}",
+                "run {name} ended but wrote no report at {}",
                 results.uri()
             ))
         })?;
     let report: StreamReport = serde_json::from_slice(&body)
         .map_err(|e| ClientError::Report(format!("report {}: {e}", results.uri())))?;
 
-    let history = history(&sfn, &execution_arn).await;
     let segments = report.coverage.segments;
     let groups = groups as u64;
     let mut run = DistributedRun {
         report,
-        execution_arn,
+        run_name: name.clone(),
+        execution_arn: String::new(),
         machine_type,
-        transitions: None,
-        transitions_from_definition: state_transitions(segments, groups),
-        history_events: None,
-        invocations: None,
+        chunks: total,
+        executions: 0,
+        skipped: Vec::new(),
+        transitions: Some(0),
+        transitions_from_definition: 0,
+        history_events: Some(0),
+        invocations: Some(0),
         handoff: HandoffMetrics::default(),
         segments,
         groups,
         wall_seconds: 0.0,
-        execution_seconds: None,
+        execution_seconds: Some(0.0),
+        execution_durations: Vec::new(),
         stage_seconds: Vec::new(),
         window: None,
         tasks: Vec::new(),
         latencies_ms: Vec::new(),
     };
-    if let Ok(events) = history {
-        count_history(&events, &mut run);
+    outcomes.sort_by_key(|o| o.chunk);
+    for outcome in &outcomes {
+        run.executions += outcome.executions.len() as u64;
+        run.skipped.extend(outcome.skipped.clone());
+        for arn in &outcome.executions {
+            if run.execution_arn.is_empty() {
+                run.execution_arn = arn.clone();
+            }
+            match history(&sfn, arn).await {
+                Ok(events) => count_history(&events, &mut run),
+                Err(_) => {
+                    run.transitions = None;
+                    run.history_events = None;
+                    run.invocations = None;
+                    run.execution_seconds = None;
+                }
+            }
+        }
     }
+    // Without histories: each chunk's share of the segments, as the definition implies.
+    let per_chunk = segments.div_ceil(total.max(1));
+    run.transitions_from_definition = total * state_transitions(per_chunk, groups);
     run.wall_seconds = started.elapsed().as_secs_f64();
     Ok(run)
+}
+
+/// How one chunk's executions went.
+struct ChunkOutcome {
+    chunk: u64,
+    /// Every execution started for it, in order.
+    executions: Vec<String>,
+    /// Why it was recorded as not analysed, if it was.
+    skipped: Option<String>,
+}
+
+/// Starts a chunk's executions: reruns one that failed (deterministic artifact keys and the
+/// aggregator's chunk cursor make a rerun neither lose nor repeat a segment), and once its
+/// attempts are spent, records the chunk as not analysed with an execution that does only
+/// that, so the stream's later chunks go on.
+struct ChunkRunner<'a> {
+    sfn: &'a Sfn,
+    machine: &'a str,
+    name: &'a str,
+    job: &'a Job,
+    express_sync: bool,
+    attempts: u32,
+}
+
+impl ChunkRunner<'_> {
+    async fn run(&self, chunk: Chunk) -> Result<ChunkOutcome, ClientError> {
+        let mut outcome = ChunkOutcome {
+            chunk: chunk.index,
+            executions: Vec::new(),
+            skipped: None,
+        };
+        let mut job = self.job.clone();
+        job.chunk = chunk;
+        for attempt in 0..=self.attempts {
+            let name = format!("{}-c{:05}-{attempt}", self.name, chunk.index);
+            let input =
+                serde_json::to_string(&job).map_err(|e| ClientError::Input(e.to_string()))?;
+            let ended = if self.express_sync {
+                run_sync_execution(self.sfn, self.machine, &name, input).await?
+            } else {
+                run_execution(self.sfn, self.machine, &name, input).await?
+            };
+            let (arn, error) = match ended {
+                Ended::Succeeded(arn) => {
+                    outcome.executions.push(arn);
+                    return Ok(outcome);
+                }
+                Ended::Failed { arn, error } => (arn, error),
+            };
+            outcome.executions.push(arn);
+            if error.error == SKIPPED_ERROR {
+                // The state machine recorded the chunk as not analysed (damaged input).
+                outcome.skipped = Some(format!(
+                    "chunk {} could not be analysed: {}",
+                    chunk.index,
+                    error.message()
+                ));
+                return Ok(outcome);
+            }
+            if job.skip.is_some() {
+                return Err(ClientError::Execution(format!(
+                    "execution {name} failed recording chunk {} as not analysed: {}",
+                    chunk.index,
+                    error.message()
+                )));
+            }
+            let rerun = attempt + 1 < self.attempts;
+            tracing::warn!(
+                "execution {name} failed ({}); {}",
+                error.message(),
+                if rerun {
+                    "running the chunk again"
+                } else {
+                    "recording the chunk as not analysed"
+                }
+            );
+            if !rerun {
+                job.skip = Some(error);
+            }
+        }
+        Err(ClientError::Execution(format!(
+            "chunk {} of run {} did not end",
+            chunk.index, self.name
+        )))
+    }
 }
 
 /// Refuses, before anything runs, an input one execution cannot carry: the converter's list
@@ -433,13 +644,19 @@ fn check_groups(
     Ok(groups.len())
 }
 
-/// Starts an execution and waits for its end; returns its ARN.
+/// How an execution ended.
+enum Ended {
+    Succeeded(String),
+    Failed { arn: String, error: TaskError },
+}
+
+/// Starts an execution and waits for its end.
 async fn run_execution(
     sfn: &Sfn,
     machine: &str,
     name: &str,
     input: String,
-) -> Result<String, ClientError> {
+) -> Result<Ended, ClientError> {
     let started = sfn
         .client
         .start_execution()
@@ -461,13 +678,16 @@ async fn run_execution(
             .map_err(|e| sfn.error(&format!("execution {name}"), e))?;
         match d.status() {
             ExecutionStatus::Running | ExecutionStatus::PendingRedrive => {}
-            ExecutionStatus::Succeeded => return Ok(arn),
+            ExecutionStatus::Succeeded => return Ok(Ended::Succeeded(arn)),
             other => {
-                return Err(ClientError::Execution(format!(
-                    "execution {name} {}: {}",
-                    other.as_str().to_lowercase().replace('_', " "),
-                    failure_cause(d.error(), d.cause())
-                )))
+                let error = TaskError {
+                    error: d.error().map_or_else(
+                        || other.as_str().to_lowercase().replace('_', " "),
+                        str::to_string,
+                    ),
+                    cause: d.cause().unwrap_or_default().to_string(),
+                };
+                return Ok(Ended::Failed { arn, error });
             }
         }
         tokio::time::sleep(wait).await;
@@ -480,7 +700,7 @@ async fn run_sync_execution(
     machine: &str,
     name: &str,
     input: String,
-) -> Result<String, ClientError> {
+) -> Result<Ended, ClientError> {
     let out = sfn
         .client
         .start_sync_execution()
@@ -490,31 +710,19 @@ async fn run_sync_execution(
         .send()
         .await
         .map_err(|e| sfn.error(&format!("running an execution of {machine}"), e))?;
+    let arn = out.execution_arn().to_string();
     match out.status() {
-        aws_sdk_sfn::types::SyncExecutionStatus::Succeeded => Ok(out.execution_arn().to_string()),
-        other => Err(ClientError::Execution(format!(
-            "execution {name} {}: {}",
-            other.as_str().to_lowercase().replace('_', " "),
-            failure_cause(out.error(), out.cause())
-        ))),
-    }
-}
-
-/// A task's failure as one line: the handler's own message when the cause carries one.
-fn failure_cause(error: Option<&str>, cause: Option<&str>) -> String {
-    let cause = cause.unwrap_or_default();
-    let message = serde_json::from_str::<Value>(cause)
-        .ok()
-        .and_then(|v| {
-            v.get("errorMessage")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| cause.to_string());
-    match (error, message.is_empty()) {
-        (Some(e), true) => e.to_string(),
-        (Some(e), false) => format!("{message} ({e})"),
-        (None, _) => message,
+        aws_sdk_sfn::types::SyncExecutionStatus::Succeeded => Ok(Ended::Succeeded(arn)),
+        other => Ok(Ended::Failed {
+            arn,
+            error: TaskError {
+                error: out.error().map_or_else(
+                    || other.as_str().to_lowercase().replace('_', " "),
+                    str::to_string,
+                ),
+                cause: out.cause().unwrap_or_default().to_string(),
+            },
+        }),
     }
 }
 
@@ -610,18 +818,25 @@ fn count_history(events: &[HistoryEvent], run: &mut DistributedRun) {
         }
     }
     if let Some(written) = written_at {
-        run.latencies_ms = stored_at
-            .iter()
-            .map(|s| written.saturating_sub(*s) as f64)
-            .collect();
+        run.latencies_ms.extend(
+            stored_at
+                .iter()
+                .map(|s| written.saturating_sub(*s) as f64),
+        );
     }
     if let (Some(first), Some(last)) = (events.first(), events.last()) {
-        run.window = Some((secs(first), secs(last)));
-        run.execution_seconds = Some(secs(last) - secs(first));
+        let (start, end) = (secs(first), secs(last));
+        run.window = Some(match run.window {
+            Some((a, b)) => (a.min(start), b.max(end)),
+            None => (start, end),
+        });
+        run.execution_durations.push(end - start);
+        run.execution_seconds = run.execution_seconds.map(|s| s + end - start);
     }
-    run.transitions = Some(transitions);
-    run.history_events = Some(events.len() as u64);
-    run.invocations = Some(invocations);
+    let add = |total: Option<u64>, n: u64| total.map(|t| t + n);
+    run.transitions = add(run.transitions, transitions);
+    run.history_events = add(run.history_events, events.len() as u64);
+    run.invocations = add(run.invocations, invocations);
 }
 
 /// Creates the state machine, or updates its definition and role when it exists; returns
@@ -709,16 +924,4 @@ mod tests {
         assert!(check_limits(1_000, 150, 4, MachineType::Express).is_ok());
     }
 
-    #[test]
-    fn task_failures_show_the_handlers_message() {
-        let cause = r#"{"errorType":"vqa.Failed","errorMessage":"clip.mp4: not a media file"}"#;
-        assert_eq!(
-            failure_cause(Some("vqa.Failed"), Some(cause)),
-            "clip.mp4: not a media file (vqa.Failed)"
-        );
-        assert_eq!(
-            failure_cause(Some("States.Timeout"), None),
-            "States.Timeout"
-        );
-    }
 }
