@@ -440,6 +440,28 @@ class LambdaHost:
         self.pools: dict[tuple[str, str], FunctionPool] = {}
         self.retired: list[FunctionPool] = []  # replaced pools whose busy processes may live
         self.journal = open(run_dir / "invocations.jsonl", "a", buffering=1)
+        self.faults_lock = threading.Lock()
+
+    def injected_fault(self, fn: LambdaFunction, payload: bytes) -> str | None:
+        """A crash a test asked for in RUN_DIR/faults.json: a list of {"function": part of
+        the function's name, "chunk": the chunk index in the payload (optional), "times": how
+        many invocations crash}. Returns the crash's message for a matching invocation."""
+        path = self.run_dir / "faults.json"
+        with self.faults_lock:
+            if not path.exists():
+                return None
+            try:
+                rules = json.loads(path.read_text())
+                chunk = (json.loads(payload or b"{}").get("chunk") or {}).get("index")
+            except (ValueError, AttributeError):
+                return None
+            for rule in rules:
+                if (rule.get("times", 0) > 0 and rule.get("function", "") in fn.function_name
+                        and rule.get("chunk", chunk) == chunk):
+                    rule["times"] -= 1
+                    path.write_text(json.dumps(rules))
+                    return "Runtime exited with error: signal: killed (a crash the test injected)"
+        return None
 
     @staticmethod
     def fingerprint(fn: LambdaFunction) -> tuple:
@@ -482,6 +504,13 @@ class LambdaHost:
         inv = Invocation(payload, pool.arn, pool.timeout_s)
         start = time.time()
         pool.log_line(f"START RequestId: {inv.request_id} Version: {pool.version}")
+        crash = self.injected_fault(fn, payload)
+        if crash is not None:
+            # What AWS reports for a bootstrap that dies during an invocation.
+            inv.finish(error_payload("Runtime.ExitError", f"RequestId: {inv.request_id} Error: {crash}"),
+                       "Runtime.ExitError")
+            self._record(pool, None, inv, False, start, None)
+            return inv.result, inv.error_type
         try:
             worker, cold = pool.acquire()
         except OSError as err:

@@ -265,6 +265,24 @@ impl Emulator {
         out
     }
 
+    /// Makes the next `times` invocations of the function whose name contains `function`
+    /// (for the chunk `chunk`, if given) crash, as a bootstrap killed mid-invocation does:
+    /// AWS's `Runtime.ExitError`.
+    pub fn inject_crash(&self, function: &str, chunk: Option<u64>, times: u32) {
+        let mut rule = serde_json::json!({ "function": function, "times": times });
+        if let Some(chunk) = chunk {
+            rule["chunk"] = chunk.into();
+        }
+        let path = self.dir.join("run/faults.json");
+        let mut rules: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        rules.push(rule);
+        std::fs::write(&path, serde_json::to_string(&rules).expect("JSON"))
+            .expect("write the faults file");
+    }
+
     /// The invocations the emulator ran, one JSON object each (`invocations.jsonl`).
     pub fn invocations(&self) -> Vec<serde_json::Value> {
         std::fs::read_to_string(self.dir.join("run/invocations.jsonl"))

@@ -33,7 +33,10 @@ fn chunked(path: &Path, config: &PipelineConfig, windows: u64) -> Vec<(Chunk, Ve
 
 fn assert_chunks_equal_one_pass(path: &Path, windows: u64) {
     let config = PipelineConfig::default();
-    assert!(config.audio_lead_in() > 0, "the lead-in is part of what is compared");
+    assert!(
+        config.audio_lead_in() > 0,
+        "the lead-in is part of what is compared"
+    );
     let stream = StreamId::new("chunks");
     let whole = segments(FfmpegConverter::open(path, stream, &config).expect("open"));
     let chunks = chunked(path, &config, windows);
@@ -42,7 +45,11 @@ fn assert_chunks_equal_one_pass(path: &Path, windows: u64) {
     let (mut substituted, mut blocks) = (0, 0);
     for (chunk, segs) in chunks {
         for s in &segs {
-            assert_eq!(s.start, s.index as i64 * config.segment_length(), "numbered by window");
+            assert_eq!(
+                s.start,
+                s.index as i64 * config.segment_length(),
+                "numbered by window"
+            );
             assert!(s.index >= chunk.first_window && s.index < chunk.first_window + chunk.windows);
         }
         joined.extend(segs);
@@ -76,7 +83,10 @@ fn assert_chunks_equal_one_pass(path: &Path, windows: u64) {
             w.lead_in.as_ref().map(|f| f.pts),
         );
     }
-    eprintln!("{}: {substituted} of {blocks} audio blocks carry other noise", path.display());
+    eprintln!(
+        "{}: {substituted} of {blocks} audio blocks carry other noise",
+        path.display()
+    );
 }
 
 /// Blocks that differ between the two passes, checking that each differs only as AAC's
@@ -141,4 +151,3 @@ fn chunks_of_an_input_with_scene_cut_keyframes_are_one_pass() {
     let clip = make_clip(dir.path(), "chunks-cuts", &spec).unwrap();
     assert_chunks_equal_one_pass(&clip.path, 7);
 }
-

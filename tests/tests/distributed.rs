@@ -70,7 +70,13 @@ async fn standard_execution_per_segment_objects_gives_the_single_process_report(
     let deployment = emulator
         .deploy("parity-standard", &config, "each", MachineType::Standard)
         .await;
-    let run = distributed(emulator, &deployment, &path, &config, RunOptions::default()).await;
+    // Chunks of 2 segments, one after another: the clip's defects span chunk boundaries.
+    let options = RunOptions {
+        chunk_segments: 2,
+        concurrency: 1,
+        ..RunOptions::default()
+    };
+    let run = distributed(emulator, &deployment, &path, &config, options).await;
     let single = single_process(&path, &config).await;
     assert_eq!(run.report, single);
     assert!(
@@ -78,35 +84,51 @@ async fn standard_execution_per_segment_objects_gives_the_single_process_report(
         "the clip's defects were found: {:?}",
         run.report.incidents
     );
+    let c = run.chunks;
+    assert!(c >= 3, "{c} chunks");
+    assert_eq!(run.executions, c, "one execution per chunk, none rerun");
+    assert!(run.skipped.is_empty());
 
-    // The execution's own history, counted: states entered and Lambda invocations.
+    // The executions' own histories, counted: states entered and Lambda invocations.
     let (s, g) = (run.segments, run.groups);
     assert_eq!(g, 4, "one branch per detector");
-    assert_eq!(run.transitions, Some(state_transitions(s, g)));
-    assert_eq!(run.history_events, Some(history_events(s, g)));
-    assert_eq!(run.invocations, Some(2 + s * g));
+    assert_eq!(run.transitions, Some(4 * c + s * (1 + g)));
+    assert_eq!(
+        run.transitions,
+        Some(c * state_transitions(0, g) + s * (1 + g))
+    );
+    assert_eq!(
+        run.history_events,
+        Some(c * history_events(0, g) + (history_events(1, g) - history_events(0, g)) * s)
+    );
+    assert_eq!(run.invocations, Some(2 * c + s * g));
 
-    // Every handoff, as the tasks counted it: the converter stores each segment once, each
-    // group fetches it and stores its findings, the aggregator fetches those, keeps its state
-    // in S3 per segment, and removes everything it applied.
+    // Every handoff, as the tasks counted it: the converters store each segment once, each
+    // group fetches it and stores its findings, the aggregators fetch those, keep their
+    // state in S3 per segment, read and move the stream's chunk cursor once per chunk, and
+    // remove everything they applied.
     let h = run.handoff;
     assert_eq!(h.puts, s + s * g, "{h:?}");
     assert_eq!(h.gets, s * g + s * g, "{h:?}");
-    assert_eq!((h.state_loads, h.state_stores), (s + 1, s), "{h:?}");
+    assert_eq!((h.state_loads, h.state_stores), (c + s + 2, s + c), "{h:?}");
     assert_eq!(h.deletes, s * g + s + 1, "{h:?}");
     assert!(h.frame_bytes_copied > 0 && h.copied_bytes > h.frame_bytes_copied);
 
-    // Nothing left behind but the uploaded input; one report in the results bucket.
+    // Nothing left behind but the uploaded input and the stream's chunk cursor (which tells
+    // a retried last aggregator that the report is written); one report in the results
+    // bucket.
     let t = emulator.transport(&deployment.bucket, "").await;
-    let run_name = run.execution_arn.rsplit(':').next().unwrap();
-    let left = list_keys(
+    let run_name = &run.run_name;
+    let mut left = list_keys(
         &t,
         &deployment.bucket,
         &format!("{}{run_name}/", deployment.prefix),
     )
     .await;
-    assert_eq!(left.len(), 1, "{left:?}");
+    left.sort();
+    assert_eq!(left.len(), 2, "{left:?}");
     assert!(left[0].ends_with("/input/parity.mp4"), "{left:?}");
+    assert!(left[1].ends_with("/state/chunks"), "{left:?}");
     let reports = list_keys(&t, &deployment.results_bucket, "reports/parity/").await;
     let ours: Vec<_> = reports.iter().filter(|k| k.contains(run_name)).collect();
     assert_eq!(ours, vec![&format!("reports/parity/{run_name}.json")]);
@@ -129,6 +151,7 @@ async fn express_execution_per_frame_zstd_objects_gives_the_single_process_repor
     let options = RunOptions {
         granularity: Granularity::Frame,
         encoding: Encoding::Zstd,
+        ..RunOptions::default()
     };
     let run = distributed(emulator, &deployment, &path, &config, options).await;
     assert_eq!(run.report, single_process(&path, &config).await);

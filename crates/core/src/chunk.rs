@@ -42,9 +42,8 @@ impl Chunk {
 
     /// Where the chunk ends; `None` for the last chunk (the end of the input).
     pub fn end(&self, length: Micros) -> Option<Micros> {
-        (!self.last).then(|| {
-            (self.first_window.saturating_add(self.windows) as i64).saturating_mul(length)
-        })
+        (!self.last)
+            .then(|| (self.first_window.saturating_add(self.windows) as i64).saturating_mul(length))
     }
 
     /// The chunks of an input of `duration` µs (as its container declares it; `None` when

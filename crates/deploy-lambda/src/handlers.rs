@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use futures::{StreamExt, TryStreamExt};
 use vqa_converter::FfmpegConverter;
+use vqa_core::chunk::{ChunkCursor, Turn};
 use vqa_core::notify::Notification;
 use vqa_core::step::{Detection, Outcome, Release, Step, StepLayer};
-use vqa_core::chunk::{ChunkCursor, Turn};
 use vqa_core::Converter as _;
 use vqa_core::{
     wire, ArtifactKey, Detector, Handle, HandoffMetrics, IncidentAggregator, PipelineConfig,
@@ -351,9 +351,14 @@ pub async fn aggregate(
         (None, Some(summary)) => {
             for (i, (parts, _)) in artifacts.iter().enumerate() {
                 // Artifacts stay until the cursor has moved past this chunk (below).
-                step.aggregate_as(&aggregator, parts, Release::Later, Some(first_index + i as u64))
-                    .await
-                    .map_err(fail)?;
+                step.aggregate_as(
+                    &aggregator,
+                    parts,
+                    Release::Later,
+                    Some(first_index + i as u64),
+                )
+                .await
+                .map_err(fail)?;
             }
             cursor.advance(task.segments.len() as u64, summary, task.decode_errors);
             out.segments = task.segments.len();

@@ -601,19 +601,19 @@ pub fn check_limits(
     let handles = segments as usize * handle_bytes;
     if handles + 8 * 1024 > PAYLOAD_LIMIT {
         return Err(format!(
-            "payload too large: about {segments} segments, whose handles take about {} KiB, over \
-             Step Functions' 256 KiB payload limit; use longer segments (--segment-seconds) or \
-             split the input",
+            "payload too large: chunks of about {segments} segments, whose handles take about {} \
+             KiB, over Step Functions' 256 KiB payload limit; use shorter chunks \
+             (--chunk-segments) or longer segments (segment_seconds)",
             handles / 1024
         ));
     }
     let events = history_events(segments, groups);
     if machine_type == MachineType::Standard && events > STANDARD_HISTORY_LIMIT {
         return Err(format!(
-            "too long for one Standard execution: about {segments} segments × {groups} detector \
-             groups write about {events} history events, over Step Functions' limit of \
-             {STANDARD_HISTORY_LIMIT}; deploy with fewer groups (`vqa deploy --detector-groups \
-             all`), use an Express state machine, longer segments, or split the input"
+            "chunks too long for one Standard execution: about {segments} segments × {groups} \
+             detector groups write about {events} history events, over Step Functions' limit of \
+             {STANDARD_HISTORY_LIMIT}; use shorter chunks (--chunk-segments), or deploy with \
+             fewer groups (`vqa deploy --detector-groups all`)"
         ));
     }
     Ok(())
@@ -818,11 +818,8 @@ fn count_history(events: &[HistoryEvent], run: &mut DistributedRun) {
         }
     }
     if let Some(written) = written_at {
-        run.latencies_ms.extend(
-            stored_at
-                .iter()
-                .map(|s| written.saturating_sub(*s) as f64),
-        );
+        run.latencies_ms
+            .extend(stored_at.iter().map(|s| written.saturating_sub(*s) as f64));
     }
     if let (Some(first), Some(last)) = (events.first(), events.last()) {
         let (start, end) = (secs(first), secs(last));
@@ -917,11 +914,10 @@ mod tests {
             err.starts_with("payload too large") && err.contains("292 KiB"),
             "{err}"
         );
-        // Standard: 16 + 1,000 × (6 + 5 × 4) = 26,016 events > 25,000; 3 groups: 21,016.
+        // Standard: 18 + 1,000 × (6 + 5 × 4) = 26,018 events > 25,000; 3 groups: 21,018.
         let err = check_limits(1_000, 150, 4, MachineType::Standard).unwrap_err();
-        assert!(err.contains("26016 history events"), "{err}");
+        assert!(err.contains("26018 history events"), "{err}");
         assert!(check_limits(1_000, 150, 3, MachineType::Standard).is_ok());
         assert!(check_limits(1_000, 150, 4, MachineType::Express).is_ok());
     }
-
 }
