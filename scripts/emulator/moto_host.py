@@ -443,9 +443,10 @@ class LambdaHost:
         self.faults_lock = threading.Lock()
 
     def injected_fault(self, fn: LambdaFunction, payload: bytes) -> str | None:
-        """A crash a test asked for in RUN_DIR/faults.json: a list of {"function": part of
+        """A failure a test asked for in RUN_DIR/faults.json: a list of {"function": part of
         the function's name, "chunk": the chunk index in the payload (optional), "times": how
-        many invocations crash}. Returns the crash's message for a matching invocation."""
+        many invocations fail, "error": the function error type to fail with (optional; by
+        default the bootstrap crashes)}. Returns the error type for a matching invocation."""
         path = self.run_dir / "faults.json"
         with self.faults_lock:
             if not path.exists():
@@ -460,7 +461,7 @@ class LambdaHost:
                         and rule.get("chunk", chunk) == chunk):
                     rule["times"] -= 1
                     path.write_text(json.dumps(rules))
-                    return "Runtime exited with error: signal: killed (a crash the test injected)"
+                    return rule.get("error", "Runtime.ExitError")
         return None
 
     @staticmethod
@@ -504,11 +505,14 @@ class LambdaHost:
         inv = Invocation(payload, pool.arn, pool.timeout_s)
         start = time.time()
         pool.log_line(f"START RequestId: {inv.request_id} Version: {pool.version}")
-        crash = self.injected_fault(fn, payload)
-        if crash is not None:
-            # What AWS reports for a bootstrap that dies during an invocation.
-            inv.finish(error_payload("Runtime.ExitError", f"RequestId: {inv.request_id} Error: {crash}"),
-                       "Runtime.ExitError")
+        fault = self.injected_fault(fn, payload)
+        if fault is not None:
+            # What AWS reports for a bootstrap that dies during an invocation, or the
+            # function error asked for.
+            message = (f"RequestId: {inv.request_id} Error: Runtime exited with error: "
+                       "signal: killed (a crash the test injected)"
+                       if fault == "Runtime.ExitError" else "a failure the test injected")
+            inv.finish(error_payload(fault, message), fault)
             self._record(pool, None, inv, False, start, None)
             return inv.result, inv.error_type
         try:

@@ -269,7 +269,13 @@ impl Emulator {
     /// (for the chunk `chunk`, if given) crash, as a bootstrap killed mid-invocation does:
     /// AWS's `Runtime.ExitError`.
     pub fn inject_crash(&self, function: &str, chunk: Option<u64>, times: u32) {
-        let mut rule = serde_json::json!({ "function": function, "times": times });
+        self.inject_fault(function, chunk, times, "Runtime.ExitError");
+    }
+
+    /// Makes the next `times` invocations of the function whose name contains `function`
+    /// (for the chunk `chunk`, if given) fail with the function error type `error`.
+    pub fn inject_fault(&self, function: &str, chunk: Option<u64>, times: u32, error: &str) {
+        let mut rule = serde_json::json!({ "function": function, "times": times, "error": error });
         if let Some(chunk) = chunk {
             rule["chunk"] = chunk.into();
         }

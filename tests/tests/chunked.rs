@@ -1,0 +1,222 @@
+//! The distributed topology on inputs cut into chunks, one execution each: a long file gives
+//! the single process's report; chunks whose executions finish out of order, a crashed
+//! chunk run again, change nothing; a chunk that cannot be analysed is reported and the
+//! stream goes on.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use vqa_core::{DetectorName, PipelineConfig, StreamReport};
+use vqa_deploy_lambda::state_machine::MachineType;
+use vqa_sfn_client::{analyze, Deployment, DistributedRun, RunOptions};
+use vqa_testkit::emulator::Emulator;
+use vqa_testkit::{make_clip, ClipSpec, Defect};
+
+fn config() -> PipelineConfig {
+    use DetectorName::*;
+    PipelineConfig {
+        detectors: vec![Freeze, Black, Silence, Loudness],
+        ..PipelineConfig::default()
+    }
+}
+
+/// An 8 s clip whose defects span the boundaries of 2-segment chunks.
+fn clip(dir: &Path) -> PathBuf {
+    let spec = ClipSpec {
+        duration: 8.0,
+        defects: vec![
+            Defect::freeze(0.8, 2.6),
+            Defect::black(3.4, 6.3),
+            Defect::silence(5.5, 7.2),
+        ],
+        ..ClipSpec::default()
+    };
+    make_clip(dir, "chunked", &spec).expect("make clip").path
+}
+
+async fn single_process(path: &Path, config: &PipelineConfig) -> StreamReport {
+    vqa_deploy_ecs::analyze_file(path, config)
+        .await
+        .expect("single-process analysis")
+        .report
+}
+
+async fn distributed(
+    emulator: &Emulator,
+    deployment: &Deployment,
+    path: &Path,
+    config: &PipelineConfig,
+    options: RunOptions,
+) -> DistributedRun {
+    analyze(
+        &emulator.sdk().await,
+        path,
+        vqa_deploy_ecs::stream_id_for(path),
+        config,
+        deployment,
+        options,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("distributed analysis failed: {e}"))
+}
+
+/// The emulator's invocations of a function that ended with `error`.
+fn failed(emulator: &Emulator, function: &str, error: &str) -> usize {
+    emulator
+        .invocations()
+        .iter()
+        .filter(|i| {
+            i["function"].as_str().is_some_and(|f| f.contains(function)) && i["error"] == error
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_finishing_out_of_order_and_a_crashed_chunk_run_again_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = clip(dir.path());
+    let config = config();
+    // An emulator of its own: the crash asked for must not meet another test's chunk 0.
+    let emulator = Emulator::start_on(0);
+    let deployment = emulator
+        .deploy("out-of-order", &config, "all", MachineType::Standard)
+        .await;
+    // Chunk 0's converter crashes once (AWS's Runtime.ExitError, which the state machine
+    // does not retry): its execution fails and the client runs it again, while the later
+    // chunks, all started at once, are converted and detected first and wait for it.
+    emulator.inject_crash("converter", Some(0), 1);
+    let options = RunOptions {
+        chunk_segments: 2,
+        concurrency: 8,
+        ..RunOptions::default()
+    };
+    let run = distributed(&emulator, &deployment, &path, &config, options).await;
+    assert_eq!(run.report, single_process(&path, &config).await);
+    assert!(
+        run.report.incidents.len() >= 3,
+        "{:?}",
+        run.report.incidents
+    );
+    assert!(run.chunks >= 4, "{} chunks", run.chunks);
+    assert_eq!(run.executions, run.chunks + 1, "chunk 0 ran twice");
+    assert!(run.skipped.is_empty(), "{:?}", run.skipped);
+    assert_eq!(failed(&emulator, "converter", "Runtime.ExitError"), 1);
+    // Later chunks' aggregators ran before chunk 0 was applied, and waited for it.
+    assert!(
+        failed(&emulator, "aggregator", "vqa.Waiting") > 0,
+        "no chunk finished out of order"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_that_cannot_be_analysed_is_reported_and_the_stream_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = clip(dir.path());
+    let config = config();
+    let emulator = Emulator::start_on(0);
+    let deployment = emulator
+        .deploy("damaged", &config, "all", MachineType::Standard)
+        .await;
+    // Chunk 1's converter fails as on damaged input (vqa.Failed: retrying cannot help).
+    emulator.inject_fault("converter", Some(1), 1, "vqa.Failed");
+    let options = RunOptions {
+        chunk_segments: 2,
+        concurrency: 2,
+        ..RunOptions::default()
+    };
+    let run = distributed(&emulator, &deployment, &path, &config, options).await;
+    let single = single_process(&path, &config).await;
+
+    // The state machine recorded it itself: no rerun.
+    assert_eq!(run.executions, run.chunks);
+    assert_eq!(run.skipped.len(), 1, "{:?}", run.skipped);
+    assert!(run.skipped[0].contains("chunk 1"), "{:?}", run.skipped);
+    let report = &run.report;
+    assert!(!report.complete);
+    assert_eq!(
+        report.warnings,
+        vec![
+            "2.00 s to 4.00 s (chunk 1) could not be analysed: a failure the test injected \
+             (vqa.Failed)"
+                .to_string()
+        ]
+    );
+    assert_eq!(report.coverage.segments, single.coverage.segments - 2);
+    // The other chunks' incidents are all there, as the single process found them outside
+    // 2–4 s (the silence among them), numbered by the segments analysed.
+    let outside: Vec<_> = single
+        .incidents
+        .iter()
+        .filter(|i| i.end <= 2_000_000 || i.start >= 4_000_000)
+        .collect();
+    assert!(!outside.is_empty());
+    for incident in outside {
+        assert!(
+            report.incidents.iter().any(|i| {
+                (i.kind, i.channel, i.start, i.end, &i.evidence)
+                    == (
+                        incident.kind,
+                        incident.channel,
+                        incident.start,
+                        incident.end,
+                        &incident.evidence,
+                    )
+            }),
+            "{incident:?} missing from {:?}",
+            report.incidents
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_twenty_minute_file_in_chunks_gives_the_single_process_report() {
+    let dir = tempfile::tempdir().unwrap();
+    // Small pictures keep it quick; defects straddle the 60-segment chunks' boundaries.
+    let spec = ClipSpec {
+        duration: 1200.0,
+        width: 256,
+        height: 144,
+        gop: Some(50),
+        defects: vec![
+            Defect::freeze(58.5, 62.0),
+            Defect::black(599.0, 601.5),
+            Defect::silence(1079.0, 1082.0),
+        ],
+        ..ClipSpec::default()
+    };
+    let path = make_clip(dir.path(), "long", &spec)
+        .expect("make clip")
+        .path;
+    let config = PipelineConfig::default();
+    let emulator = Emulator::shared();
+    let deployment = emulator
+        .deploy("long", &config, "all", MachineType::Standard)
+        .await;
+
+    let t = Instant::now();
+    let single = single_process(&path, &config).await;
+    let single_seconds = t.elapsed().as_secs_f64();
+    let run = distributed(emulator, &deployment, &path, &config, RunOptions::default()).await;
+    eprintln!(
+        "20-minute file: single process {single_seconds:.1} s; distributed {:.1} s in {} \
+         chunks, {} executions, {:?} state transitions, {:?} Lambda invocations, {} S3 \
+         requests, {:.1} MB moved",
+        run.wall_seconds,
+        run.chunks,
+        run.executions,
+        run.transitions,
+        run.invocations,
+        run.handoff.requests(),
+        run.handoff.copied_bytes as f64 / 1e6
+    );
+    assert_eq!(run.chunks, 20);
+    assert_eq!(run.report, single);
+    assert_eq!(run.report.coverage.segments, 1200);
+    for kind in ["freeze", "black", "silence"] {
+        assert!(
+            single.incidents.iter().any(|i| i.kind.to_string() == kind),
+            "{kind}: {:?}",
+            single.incidents
+        );
+    }
+}
