@@ -112,6 +112,8 @@ fn job(input: &str) -> Value {
             bucket: "vqa-results".into(),
             key: "reports/clip.json".into(),
         },
+        chunk: vqa_core::chunk::Chunk::WHOLE,
+        skip: None,
     };
     serde_json::to_value(job).expect("job as JSON")
 }
