@@ -200,17 +200,28 @@ async fn a_twenty_minute_file_in_chunks_gives_the_single_process_report() {
     eprintln!(
         "20-minute file: single process {single_seconds:.1} s; distributed {:.1} s in {} \
          chunks, {} executions, {:?} state transitions, {:?} Lambda invocations, {} S3 \
-         requests, {:.1} MB moved",
+         requests, {:.1} MB moved; input {:.1} MB read in {} ranged GETs ({:.1} MB)",
         run.wall_seconds,
         run.chunks,
         run.executions,
         run.transitions,
         run.invocations,
         run.handoff.requests(),
-        run.handoff.copied_bytes as f64 / 1e6
+        run.handoff.copied_bytes as f64 / 1e6,
+        std::fs::metadata(&path).map_or(0, |m| m.len()) as f64 / 1e6,
+        run.input_reads,
+        run.input_bytes as f64 / 1e6
     );
     assert_eq!(run.chunks, 20);
     assert_eq!(run.report, single);
+    // Each chunk's converter reads its own part of the input (and the container's index),
+    // not the whole file: the input is read about once over all chunks.
+    let size = std::fs::metadata(&path).expect("the clip").len();
+    assert!(
+        run.input_bytes < 2 * size,
+        "{} bytes read for a {size}-byte input",
+        run.input_bytes
+    );
     assert_eq!(run.report.coverage.segments, 1200);
     for kind in ["freeze", "black", "silence"] {
         assert!(

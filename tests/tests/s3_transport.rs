@@ -296,3 +296,67 @@ async fn throttling_is_retried_with_backoff_and_reported_when_it_persists() {
     );
     assert!(!err.contains('\n'), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_read_in_ranges_reads_as_the_file_with_seeks_anywhere() {
+    use std::io::{Read, Seek, SeekFrom};
+    use vqa_deploy_lambda::input::S3Input;
+    let emulator = Emulator::shared();
+    let t = Arc::new(emulator.transport("vqa-transport-test", "ranges/").await);
+    t.check_bucket("vqa-transport-test").await.ok();
+    // 2.4 MiB of a pattern: three blocks, the last one short.
+    let data: Vec<u8> = (0..(19u32 << 17))
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("input.bin");
+    std::fs::write(&path, &data).unwrap();
+    t.upload_file("vqa-transport-test", "ranges/input.bin", &path)
+        .await
+        .unwrap();
+    let runtime = tokio::runtime::Handle::current();
+    let (t2, expected) = (t.clone(), data.clone());
+    let (reads, requests) = tokio::task::spawn_blocking(move || {
+        let (mut input, reads) =
+            S3Input::open(t2, "vqa-transport-test", "ranges/input.bin", runtime).unwrap();
+        assert_eq!(input.size(), expected.len() as u64);
+        // Everything, in odd-sized reads.
+        let mut all = Vec::new();
+        let mut buf = vec![0u8; 100_003];
+        loop {
+            let n = input.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+        }
+        assert!(all == expected, "the whole object, read in pieces");
+        // Seeks from the end, back to the start and across a block boundary.
+        for (to, at) in [
+            (SeekFrom::End(-10), expected.len() - 10),
+            (SeekFrom::Start(0), 0),
+            (SeekFrom::Start((1 << 20) - 3), (1 << 20) - 3),
+        ] {
+            assert_eq!(input.seek(to).unwrap(), at as u64);
+            let mut six = [0u8; 6];
+            input
+                .read_exact(&mut six[..6.min(expected.len() - at)])
+                .unwrap();
+            assert_eq!(
+                &six[..6.min(expected.len() - at)],
+                &expected[at..(at + 6).min(expected.len())]
+            );
+        }
+        assert!(input.seek(SeekFrom::Current(-(1 << 40))).is_err());
+        let requests = reads.requests.load(std::sync::atomic::Ordering::Relaxed);
+        (
+            reads.bytes.load(std::sync::atomic::Ordering::Relaxed),
+            requests,
+        )
+    })
+    .await
+    .unwrap();
+    // Each 1 MiB block fetched once (the kept blocks serve the seeks back), nothing more.
+    assert_eq!(requests, 3);
+    assert_eq!(reads, data.len() as u64);
+}

@@ -253,7 +253,7 @@ async fn analyze_distributed(
     eprintln!(
         "vqa: {} run {} in {:.1} s: {} chunks in {} executions, {} segments, {transitions}, \
          {} Lambda invocations, {} S3 requests ({} PUT, {} GET, {} DELETE), {:.1} MB sent or \
-         received",
+         received; the input read in {} ranged GETs ({:.1} MB)",
         run.machine_type,
         run.run_name,
         run.wall_seconds,
@@ -266,7 +266,9 @@ async fn analyze_distributed(
         h.puts + h.state_stores,
         h.gets + h.state_loads,
         h.deletes,
-        h.copied_bytes as f64 / 1e6
+        h.copied_bytes as f64 / 1e6,
+        run.input_reads,
+        run.input_bytes as f64 / 1e6
     );
     for why in &run.skipped {
         eprintln!("vqa: {}: {why}", shown(input));

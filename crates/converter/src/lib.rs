@@ -371,22 +371,42 @@ impl FfmpegConverter {
         config: &PipelineConfig,
         chunk: Chunk,
     ) -> Result<Self, OpenError> {
-        let mut converter = Self::open(path, stream, config)?;
+        Ok(Self::open(path, stream, config)?.chunked(config, chunk))
+    }
+
+    /// Opens an input read through `source` (any reader that can seek: ranged reads of an
+    /// object in a store, say), called `name` in messages and the summary.
+    pub fn open_source<R: std::io::Read + std::io::Seek + Send + 'static>(
+        source: R,
+        name: &str,
+        stream: StreamId,
+        config: &PipelineConfig,
+    ) -> Result<Self, OpenError> {
+        init_ffmpeg();
+        let io = ffmpeg::format::context::StreamIo::from_read_seek(source)
+            .map_err(|e| OpenError::NotMedia(describe(&e)))?;
+        let input = ffmpeg::format::input_from_stream(io, Some(name), None)
+            .map_err(|e| OpenError::NotMedia(describe(&e)))?;
+        Self::from_input(input, name.to_string(), stream, config)
+    }
+
+    /// This input, to decode one chunk of it (see [`open_chunk`](Self::open_chunk)); the
+    /// whole input for [`Chunk::WHOLE`].
+    pub fn chunked(mut self, config: &PipelineConfig, chunk: Chunk) -> Self {
         let length = config.segment_length();
         let start = chunk.start(length);
         if start > 0 {
-            converter
-                .reader
+            self.reader
                 .seek_before(start - config.audio_lead_in() - CHUNK_PREROLL);
         }
-        converter.decoding.chunk = Some(ChunkBounds {
+        self.decoding.chunk = Some(ChunkBounds {
             start,
             end: chunk.end(length),
             next_index: chunk.first_window,
             done: false,
             outside_errors: 0,
         });
-        Ok(converter)
+        self
     }
 
     /// Seconds of the input decoded so far (for progress).
@@ -399,6 +419,28 @@ impl FfmpegConverter {
     pub fn continue_at(&mut self, start: Micros, next_index: u64) {
         self.reader.continue_at(start);
         self.decoding.continue_at(start, next_index);
+    }
+
+    /// How long the input is as its packets say, reading them to the end without decoding
+    /// (for an input whose container declares no duration); consumes the input's packets.
+    pub fn scan_duration(&mut self) -> Option<f64> {
+        let mut end: Option<Micros> = None;
+        loop {
+            match self.reader.read() {
+                Read::Packet(packet, Some(t)) => {
+                    let length = self
+                        .reader
+                        .tracks
+                        .iter()
+                        .find(|(i, _)| *i == packet.stream())
+                        .map_or(0, |(_, tb)| ticks_to_micros(packet.duration().max(0), *tb));
+                    end = end.max(Some(t + length));
+                }
+                Read::Packet(_, None) | Read::Damaged => {}
+                Read::End | Read::Failed(_) => break,
+            }
+        }
+        end.map(time::to_secs)
     }
 
     /// What was learnt about the input (or the chunk decoded) without the warning about

@@ -2,7 +2,7 @@
 //! stage code the single-process runner calls ([`vqa_core::stage`]) with an S3 transport,
 //! and return handles. The `bin/` wrappers only connect them to the Lambda runtime.
 
-use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use futures::{StreamExt, TryStreamExt};
@@ -17,6 +17,7 @@ use vqa_core::{
 };
 use vqa_transport_s3::{S3Error, S3Transport};
 
+use crate::input::S3Input;
 use crate::payload::{check_size, AggregateTask, Aggregated, Converted, DetectTask, Detected, Job};
 use vqa_notify::sns::SnsNotifier;
 use vqa_transport_s3::parse_s3_uri;
@@ -112,56 +113,53 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Converter: downloads the input to local storage (`/tmp` in Lambda), decodes the job's
-/// chunk of it, and stores every segment; returns their handles.
-pub async fn convert(
-    base: &S3Transport,
-    job: Job,
-    scratch: &Path,
-) -> Result<Converted, StageError> {
-    let transport = base.with_layout(job.transport.clone());
+/// Converter: reads the job's chunk of the input from S3 (in ranges, as the demuxer asks
+/// for them), decodes it, and stores every segment; returns their handles.
+pub async fn convert(base: &S3Transport, job: Job) -> Result<Converted, StageError> {
+    let transport = Arc::new(base.with_layout(job.transport.clone()));
     let (bucket, key) = parse_s3_uri(&job.input).ok_or_else(|| {
         StageError::permanent(format!(
             "input {:?} is not an s3://bucket/key URI",
             job.input
         ))
     })?;
-    let file_name = Path::new(key)
-        .file_name()
-        .map_or_else(|| "input".into(), |n| n.to_string_lossy().into_owned());
-    let local: PathBuf = scratch.join(format!("vqa-{}-{file_name}", std::process::id()));
-    transport
-        .download_file(bucket, key, &local)
-        .await
-        .map_err(|e| StageError::s3("converter: fetching the input", e))?;
-    let result = convert_file(Arc::new(transport), &job, &local).await;
-    let _ = std::fs::remove_file(&local);
-    result
-}
-
-/// Segments stored at once while the decoder runs ahead.
-const UPLOADS_IN_FLIGHT: usize = 4;
-
-async fn convert_file(
-    transport: Arc<S3Transport>,
-    job: &Job,
-    local: &Path,
-) -> Result<Converted, StageError> {
+    let (bucket, key) = (bucket.to_string(), key.to_string());
     let step = Step::new(transport.clone());
-    let mut converter =
-        FfmpegConverter::open_chunk(local, job.stream.clone(), &job.config, job.chunk)
-            .map_err(|e| StageError::permanent(format!("{}: {e}", job.input_name)))?;
-    // Decoding (CPU, on a blocking thread) overlaps with storing the previous segments; the
-    // channel bounds how far it runs ahead, so memory stays bounded.
+    // Reading and decoding (blocking I/O and CPU, on a blocking thread) overlap with
+    // storing the previous segments; the channel bounds how far they run ahead, so memory
+    // stays bounded.
     let (tx, rx) = tokio::sync::mpsc::channel(UPLOADS_IN_FLIGHT);
-    let decoder = tokio::task::spawn_blocking(move || {
-        while let Some(segment) = converter.next_segment() {
-            if tx.blocking_send(segment).is_err() {
-                break; // storing failed: that error is reported
+    let decoder = {
+        let (job, transport) = (job.clone(), transport.clone());
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let (source, reads) = S3Input::open(transport, &bucket, &key, runtime)
+                .map_err(|e| StageError::s3("converter: reading the input", *e))?;
+            let mut converter = FfmpegConverter::open_source(
+                source,
+                &job.input_name,
+                job.stream.clone(),
+                &job.config,
+            )
+            .map_err(|e| StageError::permanent(format!("{}: {e}", job.input_name)))?
+            .chunked(&job.config, job.chunk);
+            while let Some(segment) = converter.next_segment() {
+                if tx.blocking_send(segment).is_err() {
+                    break; // storing failed: that error is reported
+                }
             }
-        }
-        converter
-    });
+            // A read that failed ends decoding like the end of the input: say what it was
+            // (an unreachable store is worth a retry), rather than report a short chunk.
+            if let Some(e) = reads.take_failure() {
+                return Err(StageError::s3("converter: reading the input", e));
+            }
+            let read = (
+                reads.requests.load(Ordering::Relaxed),
+                reads.bytes.load(Ordering::Relaxed),
+            );
+            Ok((converter.chunk_summary(), read))
+        })
+    };
     let decoded = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|segment| (segment, rx))
     });
@@ -177,13 +175,13 @@ async fn convert_file(
         .try_collect::<Vec<_>>()
         .await
         .map(|v| v.into_iter().unzip());
-    let converter = decoder.await.map_err(|_| {
+    let decoded = decoder.await.map_err(|_| {
         StageError::permanent(
             "converter: the decoder crashed (a bug: please report it with the input)".into(),
         )
     })?;
+    let ((mut summary, decode_errors), (input_reads, input_bytes)) = decoded?;
     let (segments, stored_at_ms) = stored.map_err(|e| StageError::transport("converter", e))?;
-    let (mut summary, decode_errors) = converter.chunk_summary();
     summary.input = job.input_name.clone();
     let out = Converted {
         segments,
@@ -191,6 +189,8 @@ async fn convert_file(
         decode_errors,
         handoff: transport.metrics(),
         stored_at_ms,
+        input_reads,
+        input_bytes,
     };
     check_size(
         "the converter's list of segment handles",
@@ -200,6 +200,9 @@ async fn convert_file(
     .map_err(|e| StageError::permanent(e.to_string()))?;
     Ok(out)
 }
+
+/// Segments stored at once while the decoder runs ahead.
+const UPLOADS_IN_FLIGHT: usize = 4;
 
 type Detectors = Arc<Vec<Box<dyn Detector>>>;
 

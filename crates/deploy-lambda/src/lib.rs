@@ -8,12 +8,14 @@
 //! - [`state_machine`]: the state machine definition, generated from the pipeline
 //!   configuration.
 //! - [`payload`]: what travels in Step Functions payloads.
+//! - [`input`]: the converter's input read from S3 in ranges.
 //!
 //! The client that deploys the state machine and starts executions is `vqa-sfn-client`;
 //! notifications go through `vqa-notify`. With the default `runtime` feature off (as the
 //! client depends on this crate), neither `lambda_runtime` nor the binaries are built.
 
 pub mod handlers;
+pub mod input;
 pub mod payload;
 pub mod state_machine;
 

@@ -89,6 +89,12 @@ pub struct Converted {
     pub handoff: HandoffMetrics,
     /// When each segment was stored (Unix ms): where its latency to the report starts.
     pub stored_at_ms: Vec<u64>,
+    /// Ranged GET requests and bytes that read the chunk's part of the input (outside the
+    /// handoff: the single process reads its input too).
+    #[serde(default)]
+    pub input_reads: u64,
+    #[serde(default)]
+    pub input_bytes: u64,
 }
 
 /// One detector task: a segment and the detectors of one parallel branch.

@@ -131,24 +131,25 @@ fn retry() -> Value {
 }
 
 /// The aggregator's Retry: as every task's, and while earlier chunks of its stream are not
-/// applied yet (`vqa.Waiting`), every few seconds for up to an hour.
+/// applied yet (`vqa.Waiting`), after 2, 4, then every 8 seconds, for up to an hour (each
+/// wait is an invocation and, in a Standard execution, a state transition).
 fn aggregator_retry() -> Value {
     let mut retry = retry();
     if let Some(list) = retry.as_array_mut() {
         list.push(json!({
             "ErrorEquals": [WAITING_ERROR],
-            "IntervalSeconds": 1,
+            "IntervalSeconds": 2,
             "MaxAttempts": WAITING_ATTEMPTS,
-            "BackoffRate": 1.5,
-            "MaxDelaySeconds": 5,
+            "BackoffRate": 2.0,
+            "MaxDelaySeconds": 8,
             "JitterStrategy": "FULL"
         }));
     }
     retry
 }
 
-/// Attempts of an aggregator waiting for earlier chunks: about an hour at 5 s apart.
-pub const WAITING_ATTEMPTS: u32 = 720;
+/// Attempts of an aggregator waiting for earlier chunks: about an hour at 8 s apart.
+pub const WAITING_ATTEMPTS: u32 = 450;
 
 fn catch(next: &str) -> Value {
     json!([{ "ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": next }])

@@ -276,6 +276,9 @@ pub struct DistributedRun {
     /// Per segment, from when the converter stored it to when the aggregator had applied
     /// its chunk, ms.
     pub latencies_ms: Vec<f64>,
+    /// The converters' ranged reads of the input: requests and bytes.
+    pub input_reads: u64,
+    pub input_bytes: u64,
 }
 
 /// A name Step Functions accepts (1–80 of letters, digits, `-`, `_`), unique per run.
@@ -312,9 +315,13 @@ pub async fn analyze(
     let started = Instant::now();
     // Bad input fails here, in one line, rather than in an execution.
     let duration = {
-        let converter = vqa_converter::FfmpegConverter::open(path, stream.clone(), config)
+        let mut converter = vqa_converter::FfmpegConverter::open(path, stream.clone(), config)
             .map_err(|e| ClientError::Input(format!("{}: {e}", path.display())))?;
-        vqa_core::Converter::media(&converter).duration
+        // Chunks are planned from the duration: where the container declares none (a raw
+        // stream), the packets say it.
+        vqa_core::Converter::media(&converter)
+            .duration
+            .or_else(|| converter.scan_duration())
     };
     if options.chunk_segments == 0 || options.concurrency == 0 || options.attempts == 0 {
         return Err(ClientError::Input(
@@ -357,8 +364,7 @@ pub async fn analyze(
         options.chunk_segments,
     );
     // The most segments one execution carries: a chunk's (one more for an input a little
-    // longer than it declares), or, when the input declares no duration, the whole input's
-    // (not known before decoding it: the converter's output is checked then).
+    // longer than it declares).
     {
         let key = vqa_core::ArtifactKey::segment(&stream, u64::MAX / 2);
         let handle = vqa_core::Handle {
@@ -476,6 +482,8 @@ pub async fn analyze(
         window: None,
         tasks: Vec::new(),
         latencies_ms: Vec::new(),
+        input_reads: 0,
+        input_bytes: 0,
     };
     outcomes.sort_by_key(|o| o.chunk);
     for outcome in &outcomes {
@@ -804,6 +812,9 @@ fn count_history(events: &[HistoryEvent], run: &mut DistributedRun) {
         {
             run.handoff = run.handoff.plus(&handoff);
         }
+        let count = |field: &str| output.pointer(field).and_then(Value::as_u64).unwrap_or(0);
+        run.input_reads += count("/Payload/input_reads");
+        run.input_bytes += count("/Payload/input_bytes");
         if let Some(times) = output
             .pointer("/Payload/stored_at_ms")
             .and_then(|t| serde_json::from_value::<Vec<u64>>(t.clone()).ok())

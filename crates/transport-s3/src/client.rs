@@ -255,6 +255,46 @@ pub(crate) async fn get(
     Ok(Some(body.into_bytes()))
 }
 
+/// Bytes `range` of an object, and the object's whole size.
+pub(crate) async fn get_range(
+    client: &aws_sdk_s3::Client,
+    endpoint: &Endpoint,
+    bucket: &str,
+    key: &str,
+    range: std::ops::Range<u64>,
+) -> Result<(Bytes, u64), S3Error> {
+    let response = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .range(format!(
+            "bytes={}-{}",
+            range.start,
+            range.end.saturating_sub(1)
+        ))
+        .send()
+        .await
+        .map_err(|e| classify(e, endpoint, bucket, key, "read"))?;
+    // "bytes START-END/SIZE"
+    let size = response
+        .content_range()
+        .and_then(|r| r.rsplit('/').next())
+        .and_then(|n| n.parse().ok())
+        .or(response
+            .content_length()
+            .and_then(|n| u64::try_from(n).ok()))
+        .unwrap_or(0);
+    let body = response
+        .body
+        .collect()
+        .await
+        .map_err(|e| S3Error::Unreachable {
+            endpoint: endpoint.clone(),
+            detail: format!("reading s3://{bucket}/{key} broke off: {e}"),
+        })?;
+    Ok((body.into_bytes(), size))
+}
+
 pub(crate) async fn delete(
     client: &aws_sdk_s3::Client,
     endpoint: &Endpoint,

@@ -397,6 +397,17 @@ impl S3Transport {
         client::get(&self.client, &self.endpoint, bucket, key).await
     }
 
+    /// Bytes `range` of an object outside the handoff (a chunk's converter reads only its
+    /// part of the input), and the object's whole size.
+    pub async fn read_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<(Bytes, u64), S3Error> {
+        client::get_range(&self.client, &self.endpoint, bucket, key, range).await
+    }
+
     /// Downloads an object to a file outside the handoff (the converter's input).
     pub async fn download_file(
         &self,
