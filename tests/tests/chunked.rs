@@ -1,12 +1,14 @@
 //! The distributed topology on inputs cut into chunks, one execution each: a long file gives
 //! the single process's report; chunks whose executions finish out of order, a crashed
 //! chunk run again, change nothing; a chunk that cannot be analysed is reported and the
-//! stream goes on.
+//! stream goes on. Incidents are notified as the executions end, as the single process
+//! notifies them.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use vqa_core::{DetectorName, PipelineConfig, StreamReport};
+use vqa_core::{DetectorName, IncidentEvent, PipelineConfig, StreamId, StreamReport};
 use vqa_deploy_lambda::state_machine::MachineType;
 use vqa_sfn_client::{analyze, Deployment, DistributedRun, RunOptions};
 use vqa_testkit::emulator::Emulator;
@@ -39,6 +41,42 @@ async fn single_process(path: &Path, config: &PipelineConfig) -> StreamReport {
         .await
         .expect("single-process analysis")
         .report
+}
+
+/// The single process's report and the incident events it notified, in order.
+async fn single_process_events(
+    path: &Path,
+    config: &PipelineConfig,
+) -> (StreamReport, Vec<IncidentEvent>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let stream = vqa_deploy_ecs::stream_id_for(path);
+    let converter = vqa_deploy_ecs::open_input(path, stream.clone(), config).expect("open");
+    let analysis = vqa_deploy_ecs::run(
+        converter,
+        config,
+        stream,
+        vqa_deploy_ecs::DEFAULT_IN_FLIGHT,
+        None,
+        Some(Box::new(move |_, e| sink.lock().unwrap().push(e.clone()))),
+    )
+    .await
+    .expect("single-process analysis");
+    let events = seen.lock().unwrap().clone();
+    (analysis.report, events)
+}
+
+/// Options that collect the run's incident events.
+fn collecting(options: RunOptions) -> (RunOptions, Arc<Mutex<Vec<IncidentEvent>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let options = RunOptions {
+        events: Some(Arc::new(move |_: &StreamId, e: &IncidentEvent| {
+            sink.lock().unwrap().push(e.clone())
+        })),
+        ..options
+    };
+    (options, seen)
 }
 
 async fn distributed(
@@ -85,13 +123,18 @@ async fn chunks_finishing_out_of_order_and_a_crashed_chunk_run_again_change_noth
     // does not retry): its execution fails and the client runs it again, while the later
     // chunks, all started at once, are converted and detected first and wait for it.
     emulator.inject_crash("converter", Some(0), 1);
-    let options = RunOptions {
+    let (options, events) = collecting(RunOptions {
         chunk_segments: 2,
         concurrency: 8,
         ..RunOptions::default()
-    };
+    });
     let run = distributed(&emulator, &deployment, &path, &config, options).await;
-    assert_eq!(run.report, single_process(&path, &config).await);
+    let (single, single_events) = single_process_events(&path, &config).await;
+    assert_eq!(run.report, single);
+    // The incidents were notified as the single process notifies them: the same events in
+    // the same order, chunk by chunk as the executions ended.
+    assert_eq!(*events.lock().unwrap(), single_events);
+    assert!(single_events.len() >= 6, "{single_events:?}");
     assert!(
         run.report.incidents.len() >= 3,
         "{:?}",

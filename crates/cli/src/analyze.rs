@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use vqa_core::{IncidentEvent, PipelineConfig, StreamReport};
+use vqa_core::{IncidentEvent, PipelineConfig, StreamId, StreamReport};
 use vqa_deploy_ecs::{open_input, run, shown, stream_id_for, RunError, DEFAULT_IN_FLIGHT};
 use vqa_notify::Notifiers;
 use vqa_sfn_client::RunOptions;
@@ -99,19 +99,14 @@ pub async fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
             args.distributed.deployment.endpoint_url.as_deref(),
         )
         .await?;
-    if !notifiers.is_empty() && args.topology == Topology::Distributed {
-        bail!(
-            "--notify/--webhook/--sns: in the distributed topology the aggregator function \
-             notifies, to the SNS topic it was deployed with (VQA_NOTIFY_TOPIC_ARN, the \
-             template's NotifyTopicArn)"
-        );
-    }
     let notifiers = Arc::new(notifiers);
     let mut report = match args.topology {
         Topology::Single => {
             analyze_single(&local, args.no_progress, &config, notifiers.clone()).await?
         }
-        Topology::Distributed => analyze_distributed(&local, &args.distributed, &config).await?,
+        Topology::Distributed => {
+            analyze_distributed(&local, &args.distributed, &config, notifiers.clone()).await?
+        }
     };
     // The run has ended and dropped its event sink: wait for the webhooks to deliver.
     if let Ok(notifiers) = Arc::try_unwrap(notifiers) {
@@ -157,26 +152,8 @@ async fn analyze_single(
     let progress = bar.clone().map(|b| -> vqa_deploy_ecs::ProgressSink {
         Box::new(move |s| b.set_position((s * 1000.0) as u64))
     });
-    let events: vqa_deploy_ecs::EventSink = Box::new(move |stream, event| {
-        match event {
-            IncidentEvent::Opened {
-                kind,
-                channel,
-                start,
-            } => {
-                tracing::info!(%stream, %kind, ?channel, start = vqa_core::time::to_secs(*start), "incident opened")
-            }
-            IncidentEvent::Closed(i) => tracing::info!(
-                %stream,
-                kind = %i.kind,
-                channel = ?i.channel,
-                start = vqa_core::time::to_secs(i.start),
-                end = vqa_core::time::to_secs(i.end),
-                "incident closed"
-            ),
-        }
-        notifiers.send(stream, event);
-    });
+    let events: vqa_deploy_ecs::EventSink =
+        Box::new(move |stream, event| notify(&notifiers, stream, event));
     let analysis = run(
         converter,
         config,
@@ -197,10 +174,33 @@ async fn analyze_single(
     }
 }
 
+/// An incident opened or closed: logged, and sent to the notifiers.
+fn notify(notifiers: &Notifiers, stream: &StreamId, event: &IncidentEvent) {
+    match event {
+        IncidentEvent::Opened {
+            kind,
+            channel,
+            start,
+        } => {
+            tracing::info!(%stream, %kind, ?channel, start = vqa_core::time::to_secs(*start), "incident opened")
+        }
+        IncidentEvent::Closed(i) => tracing::info!(
+            %stream,
+            kind = %i.kind,
+            channel = ?i.channel,
+            start = vqa_core::time::to_secs(i.start),
+            end = vqa_core::time::to_secs(i.end),
+            "incident closed"
+        ),
+    }
+    notifiers.send(stream, event);
+}
+
 async fn analyze_distributed(
     input: &Path,
     args: &DistributedArgs,
     config: &PipelineConfig,
+    notifiers: Arc<Notifiers>,
 ) -> anyhow::Result<StreamReport> {
     let deployment = args.deployment.deployment()?;
     let sdk = vqa_transport_s3::aws_config(args.deployment.endpoint_url.as_deref()).await;
@@ -228,6 +228,12 @@ async fn analyze_distributed(
         concurrency: args.concurrency,
         attempts: args.attempts,
         progress,
+        // As each chunk's execution ends, its incidents go to the notifiers, in order.
+        events: (!notifiers.is_empty()).then(|| {
+            Arc::new(move |stream: &StreamId, event: &IncidentEvent| {
+                notify(&notifiers, stream, event)
+            }) as vqa_sfn_client::EventSink
+        }),
     };
     let run = vqa_sfn_client::analyze(
         &sdk,

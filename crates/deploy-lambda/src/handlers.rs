@@ -326,6 +326,7 @@ pub async fn aggregate(
         segments: 0,
         handoff: HandoffMetrics::default(),
         written_at_ms: 0,
+        events: Vec::new(),
     };
     let first_index = match cursor.turn(&task.chunk) {
         Turn::Wait { next_chunk } => {
@@ -354,14 +355,16 @@ pub async fn aggregate(
         (None, Some(summary)) => {
             for (i, (parts, _)) in artifacts.iter().enumerate() {
                 // Artifacts stay until the cursor has moved past this chunk (below).
-                step.aggregate_as(
-                    &aggregator,
-                    parts,
-                    Release::Later,
-                    Some(first_index + i as u64),
-                )
-                .await
-                .map_err(fail)?;
+                let events = step
+                    .aggregate_as(
+                        &aggregator,
+                        parts,
+                        Release::Later,
+                        Some(first_index + i as u64),
+                    )
+                    .await
+                    .map_err(fail)?;
+                out.events.extend(events);
             }
             cursor.advance(task.segments.len() as u64, summary, task.decode_errors);
             out.segments = task.segments.len();
@@ -375,10 +378,11 @@ pub async fn aggregate(
     }
     if task.chunk.last {
         let summary = cursor.summary(vqa_converter::decode_errors_warning(cursor.decode_errors));
-        let (report, _) = step
+        let (report, closing) = step
             .conclude(&aggregator, &task.stream, summary)
             .await
             .map_err(fail)?;
+        out.events.extend(closing);
         let body = serde_json::to_vec_pretty(&report)
             .map_err(|e| StageError::new("aggregator: encoding the report", e))?;
         transport

@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 use vqa_core::chunk::Chunk;
-use vqa_core::{DetectorName, Handle, HandoffMetrics, PipelineConfig, StreamId, StreamSummary};
+use vqa_core::{
+    DetectorName, Handle, HandoffMetrics, IncidentEvent, PipelineConfig, StreamId, StreamSummary,
+};
 use vqa_transport_s3::S3Layout;
 
 /// Step Functions' limit on a state's input or output, and on an execution's input.
@@ -148,6 +150,11 @@ pub struct Aggregated {
     pub handoff: HandoffMetrics,
     /// When the chunk's findings were applied (Unix ms): where its segments' latency ends.
     pub written_at_ms: u64,
+    /// The incidents this chunk opened and closed, in order (the last chunk's include those
+    /// closed at the end of the stream): the execution's output carries them to its client,
+    /// which notifies as the single process does.
+    #[serde(default)]
+    pub events: Vec<IncidentEvent>,
 }
 
 /// A payload that would not fit in a state (retrying cannot help: `advice` says what can).

@@ -315,7 +315,8 @@ fn aggregated() -> Value {
         "report.$": "$.Payload.report",
         "finished.$": "$.Payload.finished",
         "incidents.$": "$.Payload.incidents",
-        "segments.$": "$.Payload.segments"
+        "segments.$": "$.Payload.segments",
+        "events.$": "$.Payload.events"
     })
 }
 

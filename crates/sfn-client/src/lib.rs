@@ -10,7 +10,7 @@ use aws_sdk_sfn::config::http::HttpResponse;
 use aws_sdk_sfn::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent, StateMachineType};
 use serde_json::Value;
-use vqa_core::{HandoffMetrics, PipelineConfig, StreamId, StreamReport};
+use vqa_core::{HandoffMetrics, IncidentEvent, PipelineConfig, StreamId, StreamReport};
 use vqa_transport_s3::{connect, Encoding, Granularity, S3Layout, S3Transport};
 
 use futures::{StreamExt, TryStreamExt};
@@ -197,7 +197,13 @@ pub struct RunOptions {
     pub attempts: u32,
     /// Called as chunks finish: (chunks finished, chunks in all).
     pub progress: Option<Arc<dyn Fn(u64, u64) + Send + Sync>>,
+    /// Called with each incident opened and closed, in the stream's order, as the chunks'
+    /// executions report them.
+    pub events: Option<EventSink>,
 }
+
+/// Where a run's incident events go.
+pub type EventSink = Arc<dyn Fn(&StreamId, &IncidentEvent) + Send + Sync>;
 
 /// Segments per chunk by default: a minute of the input per execution. Each execution
 /// decodes a few seconds before its chunk for the lead-ins (about 5 s with the default
@@ -219,6 +225,7 @@ impl Default for RunOptions {
             concurrency: DEFAULT_CONCURRENCY,
             attempts: DEFAULT_ATTEMPTS,
             progress: None,
+            events: None,
         }
     }
 }
@@ -428,16 +435,25 @@ pub async fn analyze(
     };
     let total = chunks.len() as u64;
     let finished = std::sync::atomic::AtomicU64::new(0);
+    let in_order = std::sync::Mutex::new(InOrder::default());
     let mut outcomes: Vec<ChunkOutcome> = futures::stream::iter(chunks.iter().copied())
         .map(|chunk| {
-            let (runner, finished, progress) = (&runner, &finished, &options.progress);
+            let (runner, finished, options, in_order, stream) =
+                (&runner, &finished, &options, &in_order, &stream);
             async move {
-                let outcome = runner.run(chunk).await;
+                let mut outcome = runner.run(chunk).await?;
                 let done = finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                if let Some(progress) = progress {
+                if let Some(progress) = &options.progress {
                     progress(done, total);
                 }
-                outcome
+                let events = std::mem::take(&mut outcome.events);
+                let mut in_order = in_order.lock().unwrap_or_else(|p| p.into_inner());
+                for event in in_order.arrived(chunk.index, events) {
+                    if let Some(sink) = &options.events {
+                        sink(stream, &event);
+                    }
+                }
+                Ok::<_, ClientError>(outcome)
             }
         })
         // Chunks start in order, so the earliest unfinished chunk is always running: the
@@ -511,9 +527,30 @@ pub async fn analyze(
     Ok(run)
 }
 
+/// Chunks' events, released in the chunks' order however their executions' ends are seen.
+#[derive(Default)]
+struct InOrder {
+    next: u64,
+    waiting: std::collections::BTreeMap<u64, Vec<IncidentEvent>>,
+}
+
+impl InOrder {
+    fn arrived(&mut self, chunk: u64, events: Vec<IncidentEvent>) -> Vec<IncidentEvent> {
+        self.waiting.insert(chunk, events);
+        let mut ready = Vec::new();
+        while let Some(events) = self.waiting.remove(&self.next) {
+            ready.extend(events);
+            self.next += 1;
+        }
+        ready
+    }
+}
+
 /// How one chunk's executions went.
 struct ChunkOutcome {
     chunk: u64,
+    /// The incidents its aggregator opened and closed.
+    events: Vec<IncidentEvent>,
     /// Every execution started for it, in order.
     executions: Vec<String>,
     /// Why it was recorded as not analysed, if it was.
@@ -537,6 +574,7 @@ impl ChunkRunner<'_> {
     async fn run(&self, chunk: Chunk) -> Result<ChunkOutcome, ClientError> {
         let mut outcome = ChunkOutcome {
             chunk: chunk.index,
+            events: Vec::new(),
             executions: Vec::new(),
             skipped: None,
         };
@@ -552,8 +590,12 @@ impl ChunkRunner<'_> {
                 run_execution(self.sfn, self.machine, &name, input).await?
             };
             let (arn, error) = match ended {
-                Ended::Succeeded(arn) => {
+                Ended::Succeeded { arn, output } => {
                     outcome.executions.push(arn);
+                    outcome.events = output
+                        .get("events")
+                        .and_then(|e| serde_json::from_value(e.clone()).ok())
+                        .unwrap_or_default();
                     return Ok(outcome);
                 }
                 Ended::Failed { arn, error } => (arn, error),
@@ -654,8 +696,15 @@ fn check_groups(
 
 /// How an execution ended.
 enum Ended {
-    Succeeded(String),
-    Failed { arn: String, error: TaskError },
+    /// The execution's output: the aggregator's selected result.
+    Succeeded {
+        arn: String,
+        output: Value,
+    },
+    Failed {
+        arn: String,
+        error: TaskError,
+    },
 }
 
 /// Starts an execution and waits for its end.
@@ -686,7 +735,13 @@ async fn run_execution(
             .map_err(|e| sfn.error(&format!("execution {name}"), e))?;
         match d.status() {
             ExecutionStatus::Running | ExecutionStatus::PendingRedrive => {}
-            ExecutionStatus::Succeeded => return Ok(Ended::Succeeded(arn)),
+            ExecutionStatus::Succeeded => {
+                let output = d
+                    .output()
+                    .and_then(|o| serde_json::from_str(o).ok())
+                    .unwrap_or(Value::Null);
+                return Ok(Ended::Succeeded { arn, output });
+            }
             other => {
                 let error = TaskError {
                     error: d.error().map_or_else(
@@ -720,7 +775,13 @@ async fn run_sync_execution(
         .map_err(|e| sfn.error(&format!("running an execution of {machine}"), e))?;
     let arn = out.execution_arn().to_string();
     match out.status() {
-        aws_sdk_sfn::types::SyncExecutionStatus::Succeeded => Ok(Ended::Succeeded(arn)),
+        aws_sdk_sfn::types::SyncExecutionStatus::Succeeded => Ok(Ended::Succeeded {
+            arn,
+            output: out
+                .output()
+                .and_then(|o| serde_json::from_str(o).ok())
+                .unwrap_or(Value::Null),
+        }),
         other => Ok(Ended::Failed {
             arn,
             error: TaskError {
