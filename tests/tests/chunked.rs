@@ -242,12 +242,13 @@ async fn a_twenty_minute_file_in_chunks_gives_the_single_process_report() {
     let run = distributed(emulator, &deployment, &path, &config, RunOptions::default()).await;
     eprintln!(
         "20-minute file: single process {single_seconds:.1} s; distributed {:.1} s in {} \
-         chunks, {} executions, {:?} state transitions, {:?} Lambda invocations, {} S3 \
+         chunks, {} executions, {:?} state transitions ({} retries), {:?} Lambda invocations, {} S3 \
          requests, {:.1} MB moved; input {:.1} MB read in {} ranged GETs ({:.1} MB)",
         run.wall_seconds,
         run.chunks,
         run.executions,
         run.transitions,
+        run.retries,
         run.invocations,
         run.handoff.requests(),
         run.handoff.copied_bytes as f64 / 1e6,

@@ -87,6 +87,7 @@ async fn standard_execution_per_segment_objects_gives_the_single_process_report(
     let c = run.chunks;
     assert!(c >= 3, "{c} chunks");
     assert_eq!(run.executions, c, "one execution per chunk, none rerun");
+    assert_eq!(run.retries, 0, "one chunk at a time: no aggregator waits");
     assert!(run.skipped.is_empty());
 
     // The executions' own histories, counted: states entered and Lambda invocations.

@@ -257,9 +257,13 @@ pub struct DistributedRun {
     pub executions: u64,
     /// Chunks recorded as not analysed, with why.
     pub skipped: Vec<String>,
-    /// States entered, from the executions' histories; `None` where the service keeps none
-    /// (Express on AWS), in which case `transitions_from_definition` is the figure to use.
+    /// State transitions, from the executions' histories: states entered and tasks retried
+    /// (Step Functions bills a retry as a transition); `None` where the service keeps no
+    /// history (Express on AWS), in which case `transitions_from_definition` is the figure to
+    /// use.
     pub transitions: Option<u64>,
+    /// Tasks retried (aggregators waiting for earlier chunks, mostly), from the histories.
+    pub retries: u64,
     pub transitions_from_definition: u64,
     pub history_events: Option<u64>,
     /// Lambda invocations that returned (successes and failures), from the histories.
@@ -485,6 +489,7 @@ pub async fn analyze(
         executions: 0,
         skipped: Vec::new(),
         transitions: Some(0),
+        retries: 0,
         transitions_from_definition: 0,
         history_events: Some(0),
         invocations: Some(0),
@@ -823,12 +828,20 @@ fn count_history(events: &[HistoryEvent], run: &mut DistributedRun) {
     let by_id: HashMap<i64, &HistoryEvent> = events.iter().map(|e| (e.id(), e)).collect();
     let secs = |e: &HistoryEvent| e.timestamp().as_secs_f64();
     let mut transitions = 0;
+    let (mut task_states, mut tasks_scheduled) = (0u64, 0u64);
     let mut invocations = 0;
     let mut entered: HashMap<String, f64> = HashMap::new();
     let mut stored_at: Vec<u64> = Vec::new();
     let mut written_at: Option<u64> = None;
     for e in events {
         let kind = e.r#type().as_str();
+        // A retried task runs its state's step again, which Step Functions bills as a
+        // transition too: count each task scheduled after the first of its state.
+        match kind {
+            "TaskStateEntered" => task_states += 1,
+            "TaskScheduled" => tasks_scheduled += 1,
+            _ => {}
+        }
         if kind.ends_with("StateEntered") {
             transitions += 1;
             if let Some(d) = e.state_entered_event_details() {
@@ -903,7 +916,11 @@ fn count_history(events: &[HistoryEvent], run: &mut DistributedRun) {
         run.execution_seconds = run.execution_seconds.map(|s| s + end - start);
     }
     let add = |total: Option<u64>, n: u64| total.map(|t| t + n);
-    run.transitions = add(run.transitions, transitions);
+    run.retries += tasks_scheduled.saturating_sub(task_states);
+    run.transitions = add(
+        run.transitions,
+        transitions + tasks_scheduled.saturating_sub(task_states),
+    );
     run.history_events = add(run.history_events, events.len() as u64);
     run.invocations = add(run.invocations, invocations);
 }
