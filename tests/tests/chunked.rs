@@ -4,23 +4,18 @@
 //! stream goes on. Incidents are notified as the executions end, as the single process
 //! notifies them.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use vqa_core::{DetectorName, IncidentEvent, PipelineConfig, StreamId, StreamReport};
+use common::{distributed, four_detectors, single_process};
+use vqa_core::{IncidentEvent, PipelineConfig, StreamId, StreamReport};
 use vqa_deploy_lambda::state_machine::MachineType;
-use vqa_sfn_client::{analyze, Deployment, DistributedRun, RunOptions};
+use vqa_sfn_client::RunOptions;
 use vqa_testkit::emulator::Emulator;
 use vqa_testkit::{make_clip, ClipSpec, Defect};
-
-fn config() -> PipelineConfig {
-    use DetectorName::*;
-    PipelineConfig {
-        detectors: vec![Freeze, Black, Silence, Loudness],
-        ..PipelineConfig::default()
-    }
-}
 
 /// An 8 s clip whose defects span the boundaries of 2-segment chunks.
 fn clip(dir: &Path) -> PathBuf {
@@ -34,13 +29,6 @@ fn clip(dir: &Path) -> PathBuf {
         ..ClipSpec::default()
     };
     make_clip(dir, "chunked", &spec).expect("make clip").path
-}
-
-async fn single_process(path: &Path, config: &PipelineConfig) -> StreamReport {
-    vqa_deploy_ecs::analyze_file(path, config)
-        .await
-        .expect("single-process analysis")
-        .report
 }
 
 /// The single process's report and the incident events it notified, in order.
@@ -79,25 +67,6 @@ fn collecting(options: RunOptions) -> (RunOptions, Arc<Mutex<Vec<IncidentEvent>>
     (options, seen)
 }
 
-async fn distributed(
-    emulator: &Emulator,
-    deployment: &Deployment,
-    path: &Path,
-    config: &PipelineConfig,
-    options: RunOptions,
-) -> DistributedRun {
-    analyze(
-        &emulator.sdk().await,
-        path,
-        vqa_deploy_ecs::stream_id_for(path),
-        config,
-        deployment,
-        options,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("distributed analysis failed: {e}"))
-}
-
 /// The emulator's invocations of a function that ended with `error`.
 fn failed(emulator: &Emulator, function: &str, error: &str) -> usize {
     emulator
@@ -113,7 +82,7 @@ fn failed(emulator: &Emulator, function: &str, error: &str) -> usize {
 async fn chunks_finishing_out_of_order_and_a_crashed_chunk_run_again_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = clip(dir.path());
-    let config = config();
+    let config = four_detectors();
     // An emulator of its own: the crash asked for must not meet another test's chunk 0.
     let emulator = Emulator::start_on(0);
     let deployment = emulator
@@ -155,7 +124,7 @@ async fn chunks_finishing_out_of_order_and_a_crashed_chunk_run_again_change_noth
 async fn a_chunk_that_cannot_be_analysed_is_reported_and_the_stream_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let path = clip(dir.path());
-    let config = config();
+    let config = four_detectors();
     let emulator = Emulator::start_on(0);
     let deployment = emulator
         .deploy("damaged", &config, "all", MachineType::Standard)

@@ -2,23 +2,17 @@
 //! invoking the real Lambda handler binaries, handing segments over through emulator S3,
 //! ending in a report in the results bucket — and that report equals the single process's.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
-use vqa_core::{DetectorName, PipelineConfig, StreamReport};
+use common::{distributed, four_detectors, single_process};
+use vqa_core::{DetectorName, PipelineConfig};
 use vqa_deploy_lambda::state_machine::{history_events, state_transitions, MachineType};
-use vqa_sfn_client::{analyze, ClientError, Deployment, DistributedRun, RunOptions};
+use vqa_sfn_client::{analyze, ClientError, RunOptions};
 use vqa_testkit::emulator::{list_keys, Emulator};
 use vqa_testkit::{make_clip, ClipSpec, Defect};
 use vqa_transport_s3::{Encoding, Granularity};
-
-fn config() -> PipelineConfig {
-    use DetectorName::*;
-    PipelineConfig {
-        // Video and audio detectors, one with measurements merged across groups (loudness).
-        detectors: vec![Freeze, Black, Silence, Loudness],
-        ..PipelineConfig::default()
-    }
-}
 
 /// A 6 s clip with a freeze, a black span and a silence.
 fn clip(dir: &Path) -> PathBuf {
@@ -34,38 +28,11 @@ fn clip(dir: &Path) -> PathBuf {
     make_clip(dir, "parity", &spec).expect("make clip").path
 }
 
-async fn single_process(path: &Path, config: &PipelineConfig) -> StreamReport {
-    vqa_deploy_ecs::analyze_file(path, config)
-        .await
-        .expect("single-process analysis")
-        .report
-}
-
-async fn distributed(
-    emulator: &Emulator,
-    deployment: &Deployment,
-    path: &Path,
-    config: &PipelineConfig,
-    options: RunOptions,
-) -> DistributedRun {
-    let sdk = emulator.sdk().await;
-    analyze(
-        &sdk,
-        path,
-        vqa_deploy_ecs::stream_id_for(path),
-        config,
-        deployment,
-        options,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("distributed analysis failed: {e}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standard_execution_per_segment_objects_gives_the_single_process_report() {
     let dir = tempfile::tempdir().unwrap();
     let path = clip(dir.path());
-    let config = config();
+    let config = four_detectors();
     let emulator = Emulator::shared();
     let deployment = emulator
         .deploy("parity-standard", &config, "each", MachineType::Standard)
@@ -139,7 +106,7 @@ async fn standard_execution_per_segment_objects_gives_the_single_process_report(
 async fn express_execution_per_frame_zstd_objects_gives_the_single_process_report() {
     let dir = tempfile::tempdir().unwrap();
     let path = clip(dir.path());
-    let config = config();
+    let config = four_detectors();
     let emulator = Emulator::shared();
     let deployment = emulator
         .deploy(
@@ -181,7 +148,7 @@ async fn bad_input_is_refused_in_one_line_before_any_execution() {
     let dir = tempfile::tempdir().unwrap();
     let text = dir.path().join("notes.mp4");
     std::fs::write(&text, "not a video\n").unwrap();
-    let config = config();
+    let config = four_detectors();
     let emulator = Emulator::shared();
     let deployment = emulator
         .deploy("bad-input", &config, "all", MachineType::Standard)
@@ -230,7 +197,7 @@ async fn bad_input_is_refused_in_one_line_before_any_execution() {
 async fn emulator_stopped_mid_run_fails_naming_it_and_a_rerun_completes() {
     let dir = tempfile::tempdir().unwrap();
     let path = clip(dir.path());
-    let config = config();
+    let config = four_detectors();
     let single = single_process(&path, &config).await;
 
     let emulator = Emulator::start_on(0);
@@ -283,7 +250,7 @@ async fn bench_measures_and_prices_each_topology_from_the_runs_counters() {
     use vqa_bench::cost::{Orchestration, PriceTable};
     let dir = tempfile::tempdir().unwrap();
     let path = clip(dir.path());
-    let config = config();
+    let config = four_detectors();
     // Its own emulator: the Lambda figures come from its invocation log, which must hold
     // this run's invocations only.
     let emulator = Emulator::start_on(0);

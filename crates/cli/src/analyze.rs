@@ -250,7 +250,10 @@ async fn analyze_distributed(
     let run = run?;
     let h = &run.handoff;
     let transitions = match run.transitions {
-        Some(n) => format!("{n} state transitions ({} of them task retries)", run.retries),
+        Some(n) => format!(
+            "{n} state transitions ({} of them task retries)",
+            run.retries
+        ),
         None => format!(
             "{} state transitions (counted from the definition: no history)",
             run.transitions_from_definition

@@ -244,15 +244,21 @@ pub(crate) async fn get(
         Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
         Err(e) => return Err(classify(e, endpoint, bucket, key, "read")),
     };
-    let body = response
-        .body
-        .collect()
-        .await
-        .map_err(|e| S3Error::Unreachable {
-            endpoint: endpoint.clone(),
-            detail: format!("reading s3://{bucket}/{key} broke off: {e}"),
-        })?;
-    Ok(Some(body.into_bytes()))
+    Ok(Some(read_body(response.body, endpoint, bucket, key).await?))
+}
+
+/// An object's body, read to its end.
+async fn read_body(
+    body: aws_sdk_s3::primitives::ByteStream,
+    endpoint: &Endpoint,
+    bucket: &str,
+    key: &str,
+) -> Result<Bytes, S3Error> {
+    let body = body.collect().await.map_err(|e| S3Error::Unreachable {
+        endpoint: endpoint.clone(),
+        detail: format!("reading s3://{bucket}/{key} broke off: {e}"),
+    })?;
+    Ok(body.into_bytes())
 }
 
 /// Bytes `range` of an object, and the object's whole size.
@@ -284,15 +290,7 @@ pub(crate) async fn get_range(
             .content_length()
             .and_then(|n| u64::try_from(n).ok()))
         .unwrap_or(0);
-    let body = response
-        .body
-        .collect()
-        .await
-        .map_err(|e| S3Error::Unreachable {
-            endpoint: endpoint.clone(),
-            detail: format!("reading s3://{bucket}/{key} broke off: {e}"),
-        })?;
-    Ok((body.into_bytes(), size))
+    Ok((read_body(response.body, endpoint, bucket, key).await?, size))
 }
 
 pub(crate) async fn delete(

@@ -1,0 +1,47 @@
+//! What the distributed topology's test files share: the configuration they compare the
+//! topologies on, and a run through each.
+
+#![allow(dead_code)] // each test file uses its own share
+
+use std::path::Path;
+
+use vqa_core::{DetectorName, PipelineConfig, StreamReport};
+use vqa_sfn_client::{analyze, Deployment, DistributedRun, RunOptions};
+use vqa_testkit::emulator::Emulator;
+
+/// Video and audio detectors, one with measurements merged across groups (loudness).
+pub fn four_detectors() -> PipelineConfig {
+    use DetectorName::*;
+    PipelineConfig {
+        detectors: vec![Freeze, Black, Silence, Loudness],
+        ..PipelineConfig::default()
+    }
+}
+
+/// The single process's report.
+pub async fn single_process(path: &Path, config: &PipelineConfig) -> StreamReport {
+    vqa_deploy_ecs::analyze_file(path, config)
+        .await
+        .expect("single-process analysis")
+        .report
+}
+
+/// A run through the deployed state machine on the emulator.
+pub async fn distributed(
+    emulator: &Emulator,
+    deployment: &Deployment,
+    path: &Path,
+    config: &PipelineConfig,
+    options: RunOptions,
+) -> DistributedRun {
+    analyze(
+        &emulator.sdk().await,
+        path,
+        vqa_deploy_ecs::stream_id_for(path),
+        config,
+        deployment,
+        options,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("distributed analysis failed: {e}"))
+}
