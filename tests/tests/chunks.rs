@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use vqa_converter::FfmpegConverter;
+use vqa_converter::{ChunkWriter, FfmpegConverter, Read};
 use vqa_core::chunk::Chunk;
 use vqa_core::{AudioBlock, Converter, PipelineConfig, Segment, StreamId};
 use vqa_testkit::{make_clip, ClipSpec, Container, Content};
@@ -33,13 +33,56 @@ fn chunked(path: &Path, config: &PipelineConfig, windows: u64) -> Vec<(Chunk, Ve
 
 fn assert_chunks_equal_one_pass(path: &Path, windows: u64) {
     let config = PipelineConfig::default();
+    let chunks = chunked(path, &config, windows);
+    assert_equal_one_pass(path, &config, chunks);
+}
+
+/// Chunk files cut from the stream's packets as read ([`ChunkWriter`]), each decoded on its
+/// own on the stream's timeline.
+fn from_chunk_files(
+    path: &Path,
+    config: &PipelineConfig,
+    windows: u64,
+) -> Vec<(Chunk, Vec<Segment>)> {
+    let stream = StreamId::new("chunks");
+    let (mut reader, _) = FfmpegConverter::open(path, stream.clone(), config)
+        .expect("open")
+        .split();
+    let origin = reader.origin();
+    let mut writer = ChunkWriter::new(&reader, config, windows);
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    loop {
+        match reader.read() {
+            Read::Packet(packet, time) => files.extend(
+                writer
+                    .push(packet, time, dir.path())
+                    .expect("write a chunk"),
+            ),
+            Read::Damaged => {}
+            Read::End | Read::Failed(_) => break,
+        }
+    }
+    files.extend(writer.finish(dir.path()).expect("write the last chunk"));
+    assert!(files.last().is_some_and(|(c, _)| c.last));
+    files
+        .into_iter()
+        .map(|(chunk, file)| {
+            let c = FfmpegConverter::open(&file, stream.clone(), config)
+                .expect("open a chunk file")
+                .stream_chunk(origin, config, chunk);
+            (chunk, segments(c))
+        })
+        .collect()
+}
+
+fn assert_equal_one_pass(path: &Path, config: &PipelineConfig, chunks: Vec<(Chunk, Vec<Segment>)>) {
     assert!(
         config.audio_lead_in() > 0,
         "the lead-in is part of what is compared"
     );
     let stream = StreamId::new("chunks");
-    let whole = segments(FfmpegConverter::open(path, stream, &config).expect("open"));
-    let chunks = chunked(path, &config, windows);
+    let whole = segments(FfmpegConverter::open(path, stream, config).expect("open"));
     assert!(chunks.len() >= 3, "{} chunks", chunks.len());
     let mut joined = Vec::new();
     let (mut substituted, mut blocks) = (0, 0);
@@ -50,7 +93,9 @@ fn assert_chunks_equal_one_pass(path: &Path, windows: u64) {
                 s.index as i64 * config.segment_length(),
                 "numbered by window"
             );
-            assert!(s.index >= chunk.first_window && s.index < chunk.first_window + chunk.windows);
+            // The last chunk runs to the end of the input, however long that is.
+            assert!(s.index >= chunk.first_window);
+            assert!(chunk.last || s.index < chunk.first_window + chunk.windows);
         }
         joined.extend(segs);
     }
@@ -150,4 +195,27 @@ fn chunks_of_an_input_with_scene_cut_keyframes_are_one_pass() {
     };
     let clip = make_clip(dir.path(), "chunks-cuts", &spec).unwrap();
     assert_chunks_equal_one_pass(&clip.path, 7);
+}
+
+#[test]
+fn chunk_files_cut_from_a_live_stream_decode_as_one_pass() {
+    // An MPEG-TS source, as a live stream comes (UDP, SRT, RTP): its packets, as read, cut
+    // into chunk files with their lead-ins; each file decoded on its own, on the stream's
+    // timeline, gives the one pass's segments.
+    let dir = tempfile::tempdir().unwrap();
+    let spec = ClipSpec {
+        duration: 21.0,
+        width: 160,
+        height: 96,
+        content: Content::Natural,
+        gop: Some(50),
+        container: Container::Ts,
+        ..ClipSpec::default()
+    };
+    let clip = make_clip(dir.path(), "stream", &spec).unwrap();
+    let config = PipelineConfig::default();
+    for windows in [6, 5] {
+        let chunks = from_chunk_files(&clip.path, &config, windows);
+        assert_equal_one_pass(&clip.path, &config, chunks);
+    }
 }

@@ -6,8 +6,11 @@
 //! is recorded as warnings in the [`StreamSummary`] and what could be decoded is analysed.
 
 mod audio;
+mod chunk_writer;
 mod cutter;
 mod video;
+
+pub use chunk_writer::{ChunkWriter, WriteError};
 
 use std::collections::VecDeque;
 use std::ops::DerefMut;
@@ -393,12 +396,26 @@ impl FfmpegConverter {
     /// This input, to decode one chunk of it (see [`open_chunk`](Self::open_chunk)); the
     /// whole input for [`Chunk::WHOLE`].
     pub fn chunked(mut self, config: &PipelineConfig, chunk: Chunk) -> Self {
-        let length = config.segment_length();
-        let start = chunk.start(length);
+        let start = chunk.start(config.segment_length());
         if start > 0 {
             self.reader
                 .seek_before(start - config.audio_lead_in() - CHUNK_PREROLL);
         }
+        self.bounded(config, chunk)
+    }
+
+    /// This input as a chunk file of a stream ([`ChunkWriter`]): its packets are placed on
+    /// the stream's timeline by the stream's `origin` ([`PacketReader::origin`]), not by
+    /// the file's own start; it holds its lead-ins already, so nothing is sought.
+    pub fn stream_chunk(mut self, origin: Micros, config: &PipelineConfig, chunk: Chunk) -> Self {
+        self.reader.origin = origin;
+        self.decoding.origin = origin;
+        self.bounded(config, chunk)
+    }
+
+    fn bounded(mut self, config: &PipelineConfig, chunk: Chunk) -> Self {
+        let length = config.segment_length();
+        let start = chunk.start(length);
         self.decoding.chunk = Some(ChunkBounds {
             start,
             end: chunk.end(length),
@@ -475,6 +492,12 @@ impl FfmpegConverter {
 }
 
 impl PacketReader {
+    /// What is subtracted from the packets' times (µs) to place them on the stream's
+    /// timeline: the input's start, moved by [`continue_at`](Self::continue_at).
+    pub fn origin(&self) -> Micros {
+        self.origin
+    }
+
     /// Seeks to the keyframe at or before stream time `time`. Where the demuxer cannot land
     /// at or before it (no index, no earlier keyframe), reading starts over from the
     /// beginning instead: slower, never wrong.
@@ -592,7 +615,9 @@ impl Decoding {
             if chunk.done {
                 return None;
             }
-            if segment.start < chunk.start {
+            // Before the first chunk there is nothing to lead in from: an input whose
+            // timeline starts below 0 keeps those segments, as one pass does.
+            if segment.start < chunk.start && chunk.start > 0 {
                 // Decoded only for the lead-ins: the previous chunk's segment.
                 chunk.outside_errors += u64::from(segment.decode_errors);
                 continue;
