@@ -161,19 +161,24 @@ fn noise_substituted(chunk: &[AudioBlock], whole: &[AudioBlock]) -> usize {
     differ
 }
 
+/// A small natural-content clip: quick to make and decode, every frame different.
+fn small_natural(duration: f64, gop: Option<u32>, container: Container) -> ClipSpec {
+    ClipSpec {
+        duration,
+        width: 160,
+        height: 96,
+        content: Content::Natural,
+        gop,
+        container,
+        ..ClipSpec::default()
+    }
+}
+
 #[test]
 fn chunks_put_end_to_end_are_one_pass_in_every_container() {
     let dir = tempfile::tempdir().unwrap();
     for container in [Container::Mp4, Container::Mkv, Container::Ts] {
-        let spec = ClipSpec {
-            duration: 21.0,
-            width: 160,
-            height: 96,
-            content: Content::Natural,
-            gop: Some(50),
-            container,
-            ..ClipSpec::default()
-        };
+        let spec = small_natural(21.0, Some(50), container);
         let clip = make_clip(dir.path(), &format!("chunks-{container:?}"), &spec).unwrap();
         // Chunk starts fall on keyframes (every 2 s) and between them.
         assert_chunks_equal_one_pass(&clip.path, 6);
@@ -185,14 +190,7 @@ fn chunks_put_end_to_end_are_one_pass_in_every_container() {
 fn chunks_of_an_input_with_scene_cut_keyframes_are_one_pass() {
     let dir = tempfile::tempdir().unwrap();
     // x264 places keyframes at scene cuts: seeks land anywhere.
-    let spec = ClipSpec {
-        duration: 24.0,
-        width: 160,
-        height: 96,
-        content: Content::Natural,
-        gop: None,
-        ..ClipSpec::default()
-    };
+    let spec = small_natural(24.0, None, Container::Mp4);
     let clip = make_clip(dir.path(), "chunks-cuts", &spec).unwrap();
     assert_chunks_equal_one_pass(&clip.path, 7);
 }
@@ -203,15 +201,7 @@ fn chunk_files_cut_from_a_live_stream_decode_as_one_pass() {
     // into chunk files with their lead-ins; each file decoded on its own, on the stream's
     // timeline, gives the one pass's segments.
     let dir = tempfile::tempdir().unwrap();
-    let spec = ClipSpec {
-        duration: 21.0,
-        width: 160,
-        height: 96,
-        content: Content::Natural,
-        gop: Some(50),
-        container: Container::Ts,
-        ..ClipSpec::default()
-    };
+    let spec = small_natural(21.0, Some(50), Container::Ts);
     let clip = make_clip(dir.path(), "stream", &spec).unwrap();
     let config = PipelineConfig::default();
     for windows in [6, 5] {
