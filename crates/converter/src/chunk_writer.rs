@@ -167,7 +167,7 @@ impl ChunkWriter {
             unsafe {
                 (*(*stream.as_mut_ptr()).codecpar).codec_tag = 0;
             }
-            map.push((*index, stream.index()));
+            map.push((*index, stream.index(), *time_base));
         }
         let mut options = ffmpeg::Dictionary::new();
         // Timestamps as read, no muxing delay added to them; each packet written as it
@@ -176,15 +176,17 @@ impl ChunkWriter {
         options.set("pes_payload_size", "0");
         out.write_header_with(options)
             .map_err(|e| fail(e.to_string()))?;
+        // Input track → output stream, input and output time bases (the muxer sets the
+        // output's when writing the header).
+        let map: Vec<(usize, usize, Rational, Rational)> = map
+            .into_iter()
+            .map(|(i, o, in_tb)| (i, o, in_tb, out.stream(o).map_or(in_tb, |s| s.time_base())))
+            .collect();
         for b in self.buffer.iter().skip(from) {
-            let Some(&(_, o)) = map.iter().find(|(i, _)| *i == b.packet.stream()) else {
-                continue;
-            };
-            let Some(&(_, in_tb, _)) = self.tracks.iter().find(|(i, _, _)| *i == b.packet.stream())
+            let Some(&(_, o, in_tb, out_tb)) = map.iter().find(|(i, ..)| *i == b.packet.stream())
             else {
                 continue;
             };
-            let out_tb = out.stream(o).map_or(in_tb, |s| s.time_base());
             let mut packet = b.packet.clone();
             packet.set_stream(o);
             packet.rescale_ts(in_tb, out_tb);

@@ -51,6 +51,15 @@ pub const PERMANENT_ERROR: &str = "vqa.Failed";
 pub const WAITING_ERROR: &str = "vqa.Waiting";
 
 impl FailureKind {
+    /// `Unavailable` when the store could not be reached, `Failed` otherwise.
+    fn unavailable_if(unreachable: bool) -> Self {
+        if unreachable {
+            FailureKind::Unavailable
+        } else {
+            FailureKind::Failed
+        }
+    }
+
     pub fn error_type(self) -> &'static str {
         match self {
             FailureKind::Failed => PERMANENT_ERROR,
@@ -74,22 +83,14 @@ impl StageError {
 
     fn s3(context: &str, e: S3Error) -> Self {
         StageError {
-            kind: if matches!(e, S3Error::Unreachable { .. }) {
-                FailureKind::Unavailable
-            } else {
-                FailureKind::Failed
-            },
+            kind: FailureKind::unavailable_if(matches!(e, S3Error::Unreachable { .. })),
             message: format!("{context}: {e}"),
         }
     }
 
     fn transport(context: &str, e: TransportError) -> Self {
         StageError {
-            kind: if matches!(e, TransportError::Unavailable(_)) {
-                FailureKind::Unavailable
-            } else {
-                FailureKind::Failed
-            },
+            kind: FailureKind::unavailable_if(matches!(e, TransportError::Unavailable(_))),
             message: format!("{context}: {e}"),
         }
     }

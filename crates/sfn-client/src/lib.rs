@@ -712,6 +712,30 @@ enum Ended {
     },
 }
 
+impl Ended {
+    /// From what DescribeExecution or StartSyncExecution says of an ended execution: its
+    /// status (`SUCCEEDED`, `FAILED`, `TIMED_OUT`, ...), error, cause and output.
+    fn from_status(
+        arn: String,
+        status: &str,
+        error: Option<&str>,
+        cause: Option<&str>,
+        output: Option<&str>,
+    ) -> Self {
+        if status == "SUCCEEDED" {
+            let output = output
+                .and_then(|o| serde_json::from_str(o).ok())
+                .unwrap_or(Value::Null);
+            return Ended::Succeeded { arn, output };
+        }
+        let error = TaskError {
+            error: error.map_or_else(|| status.to_lowercase().replace('_', " "), str::to_string),
+            cause: cause.unwrap_or_default().to_string(),
+        };
+        Ended::Failed { arn, error }
+    }
+}
+
 /// Starts an execution and waits for its end.
 async fn run_execution(
     sfn: &Sfn,
@@ -740,22 +764,14 @@ async fn run_execution(
             .map_err(|e| sfn.error(&format!("execution {name}"), e))?;
         match d.status() {
             ExecutionStatus::Running | ExecutionStatus::PendingRedrive => {}
-            ExecutionStatus::Succeeded => {
-                let output = d
-                    .output()
-                    .and_then(|o| serde_json::from_str(o).ok())
-                    .unwrap_or(Value::Null);
-                return Ok(Ended::Succeeded { arn, output });
-            }
-            other => {
-                let error = TaskError {
-                    error: d.error().map_or_else(
-                        || other.as_str().to_lowercase().replace('_', " "),
-                        str::to_string,
-                    ),
-                    cause: d.cause().unwrap_or_default().to_string(),
-                };
-                return Ok(Ended::Failed { arn, error });
+            ended => {
+                return Ok(Ended::from_status(
+                    arn,
+                    ended.as_str(),
+                    d.error(),
+                    d.cause(),
+                    d.output(),
+                ))
             }
         }
         tokio::time::sleep(wait).await;
@@ -778,26 +794,13 @@ async fn run_sync_execution(
         .send()
         .await
         .map_err(|e| sfn.error(&format!("running an execution of {machine}"), e))?;
-    let arn = out.execution_arn().to_string();
-    match out.status() {
-        aws_sdk_sfn::types::SyncExecutionStatus::Succeeded => Ok(Ended::Succeeded {
-            arn,
-            output: out
-                .output()
-                .and_then(|o| serde_json::from_str(o).ok())
-                .unwrap_or(Value::Null),
-        }),
-        other => Ok(Ended::Failed {
-            arn,
-            error: TaskError {
-                error: out.error().map_or_else(
-                    || other.as_str().to_lowercase().replace('_', " "),
-                    str::to_string,
-                ),
-                cause: out.cause().unwrap_or_default().to_string(),
-            },
-        }),
-    }
+    Ok(Ended::from_status(
+        out.execution_arn().to_string(),
+        out.status().as_str(),
+        out.error(),
+        out.cause(),
+        out.output(),
+    ))
 }
 
 async fn history(sfn: &Sfn, arn: &str) -> Result<Vec<HistoryEvent>, ClientError> {
