@@ -342,6 +342,9 @@ pub async fn aggregate(
         Turn::Apply { first_index } => first_index,
         Turn::Done => {
             // A retry after this chunk was applied: only the clean-up may be left to do.
+            if task.chunk.last {
+                step.clear(&task.stream).await.map_err(fail)?;
+            }
             delete_artifacts(transport.as_ref(), &artifacts).await?;
             out.finished = task.chunk.last;
             out.handoff = transport.metrics();
