@@ -48,7 +48,9 @@ pub struct ChunkWriter {
     length: Micros,
     windows: u64,
     lead: Micros,
+    /// The next chunk's number and first window.
     next: u64,
+    next_window: u64,
     buffer: VecDeque<Buffered>,
 }
 
@@ -71,17 +73,37 @@ impl ChunkWriter {
             windows: windows.max(1),
             lead: config.audio_lead_in() + CHUNK_PREROLL,
             next: 0,
+            next_window: 0,
             buffer: VecDeque::new(),
         }
     }
 
-    fn chunk(&self, index: u64, last: bool) -> Chunk {
+    /// Numbers this writer's chunks from `index`, the first starting at window
+    /// `first_window`: a reconnected live source goes on with its stream's chunks where its
+    /// timeline goes on.
+    pub fn starting(mut self, index: u64, first_window: u64) -> Self {
+        self.next = index;
+        self.next_window = first_window;
+        self
+    }
+
+    /// The number of the chunk this writer writes next.
+    pub fn next_chunk(&self) -> u64 {
+        self.next
+    }
+
+    fn chunk(&self, last: bool) -> Chunk {
         Chunk {
-            index,
-            first_window: index * self.windows,
+            index: self.next,
+            first_window: self.next_window,
             windows: self.windows,
             last,
         }
+    }
+
+    fn advance(&mut self) {
+        self.next += 1;
+        self.next_window += self.windows;
     }
 
     /// Takes the next packet read (with its stream time); returns the chunk it completes,
@@ -101,7 +123,7 @@ impl ChunkWriter {
             time,
             entry,
         });
-        let chunk = self.chunk(self.next, false);
+        let chunk = self.chunk(false);
         let Some(end) = chunk.end(self.length) else {
             return Ok(None);
         };
@@ -109,9 +131,9 @@ impl ChunkWriter {
             return Ok(None);
         }
         let path = self.write(&chunk, dir)?;
-        self.next += 1;
+        self.advance();
         // Keep what the next chunk's lead-ins need.
-        let next_start = self.chunk(self.next, false).start(self.length);
+        let next_start = self.chunk(false).start(self.length);
         let from = self.entry_before(next_start - self.lead);
         self.buffer.drain(..from);
         Ok(Some((chunk, path)))
@@ -120,12 +142,23 @@ impl ChunkWriter {
     /// The last chunk, at the end of the stream: everything since the last chunk written.
     /// `None` when nothing was read since.
     pub fn finish(&mut self, dir: &Path) -> Result<Option<(Chunk, PathBuf)>, WriteError> {
+        self.flush(dir, true)
+    }
+
+    /// The connection's last chunk, when its source was lost (the stream goes on): like
+    /// [`finish`](Self::finish), but the stream's later chunks follow it.
+    pub fn cut(&mut self, dir: &Path) -> Result<Option<(Chunk, PathBuf)>, WriteError> {
+        self.flush(dir, false)
+    }
+
+    fn flush(&mut self, dir: &Path, last: bool) -> Result<Option<(Chunk, PathBuf)>, WriteError> {
         if self.buffer.iter().all(|b| b.time.is_none()) {
+            self.buffer.clear();
             return Ok(None);
         }
-        let chunk = self.chunk(self.next, true);
+        let chunk = self.chunk(last);
         let path = self.write(&chunk, dir)?;
-        self.next += 1;
+        self.advance();
         self.buffer.clear();
         Ok(Some((chunk, path)))
     }

@@ -410,6 +410,9 @@ impl FfmpegConverter {
     pub fn stream_chunk(mut self, origin: Micros, config: &PipelineConfig, chunk: Chunk) -> Self {
         self.reader.origin = origin;
         self.decoding.origin = origin;
+        // A live stream declares no duration; what MPEG-TS guesses from a chunk's bitrate is
+        // the chunk's, not the stream's.
+        self.decoding.media.duration = None;
         self.bounded(config, chunk)
     }
 

@@ -57,6 +57,11 @@ pub struct AggregatorState {
 pub const INCIDENT_BATCH: usize = 64;
 
 impl AggregatorState {
+    /// The end of the last segment applied (µs of stream time).
+    pub fn analysed(&self) -> Micros {
+        self.coverage.analysed
+    }
+
     /// Incidents closed and not yet archived, in the order they closed.
     pub fn incidents(&self) -> &[Incident] {
         &self.incidents

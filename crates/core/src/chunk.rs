@@ -99,6 +99,11 @@ pub struct ChunkCursor {
     /// whose last chunk could not be analysed).
     pub input: String,
     pub media: Option<MediaInfo>,
+    /// A live stream's input losses so far, and the stream time they took.
+    #[serde(default)]
+    pub losses: u64,
+    #[serde(default)]
+    pub lost: Micros,
 }
 
 impl ChunkCursor {
@@ -130,8 +135,11 @@ impl ChunkCursor {
         self.warnings.extend(summary.warnings.iter().cloned());
         self.decode_errors += decode_errors;
         self.complete &= summary.complete;
-        self.input = summary.input.clone();
-        self.media = Some(summary.media.clone());
+        // A chunk with no media (a live stream's empty end) knows nothing of it.
+        if segments > 0 || self.media.is_none() {
+            self.input = summary.input.clone();
+            self.media = Some(summary.media.clone());
+        }
     }
 
     /// Records a chunk that could not be analysed (its part of the stream has no segments),
@@ -150,19 +158,52 @@ impl ChunkCursor {
         self.complete = false;
     }
 
+    /// Records a chunk of a live stream's lost input: `span` of stream time lost (in one
+    /// segment, when it was not nothing), a new loss when it `begins` one.
+    pub fn lose(&mut self, span: Micros, begins: bool) {
+        self.next_chunk += 1;
+        if span > 0 {
+            self.next_index += 1;
+            self.lost += span;
+        }
+        if begins {
+            self.losses += 1;
+        }
+    }
+
+    /// Records a chunk that only carries warnings (a live stream's end, say).
+    pub fn note(&mut self, warnings: &[String]) {
+        self.warnings.extend(warnings.iter().cloned());
+    }
+
     /// The stream's summary once its last chunk is applied: the chunks' warnings in order,
     /// then `decode_warning` (the one warning about undecodable packets, worded by the
-    /// converter from [`decode_errors`](Self::decode_errors)).
+    /// converter from [`decode_errors`](Self::decode_errors)), then the input losses, as the
+    /// single-process monitor words them.
     pub fn summary(&self, decode_warning: Option<String>) -> StreamSummary {
         let mut warnings = self.warnings.clone();
         warnings.extend(decode_warning);
+        let mut complete = self.complete;
+        if self.lost > 0 {
+            warnings.push(loss_warning(self.losses, self.lost));
+            complete = false;
+        }
         StreamSummary {
             input: self.input.clone(),
             media: self.media.clone().unwrap_or_default(),
-            complete: self.complete,
+            complete,
             warnings,
         }
     }
+}
+
+/// The report's warning about a live stream's input losses: `count` of them, `lost` µs in
+/// all.
+pub fn loss_warning(count: u64, lost: Micros) -> String {
+    format!(
+        "the input was lost {count} time(s), {:.1} s in all (see the input_loss incidents); nothing was analysed then",
+        time::to_secs(lost)
+    )
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod aggregate;
 pub mod chunk;
 pub mod config;
 pub mod kinds;
+pub mod live;
 pub mod loudness;
 pub mod model;
 pub mod notify;

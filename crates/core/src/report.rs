@@ -190,6 +190,39 @@ impl SegmentReport {
         self.findings.extend(other.findings.iter().cloned());
         self.measurements.merge(&other.measurements);
     }
+
+    /// A segment of lost input from `start` to `end`: nothing but an `input_loss` finding
+    /// reaching its end (so the incident opens at once and grows while the source is
+    /// away), with the reconnection attempts made so far as its evidence. Both monitors
+    /// hand the aggregator these while a live source is away.
+    pub fn input_loss(
+        stream: StreamId,
+        index: u64,
+        start: Micros,
+        end: Micros,
+        attempts: u64,
+    ) -> SegmentReport {
+        let mut evidence = Evidence::new();
+        evidence.insert("reconnect_attempts".into(), Summary::of(attempts as f64));
+        SegmentReport {
+            stream,
+            index,
+            start,
+            end,
+            video_frames: 0,
+            audio_frames: 0,
+            decode_errors: 0,
+            findings: vec![Finding {
+                kind: IncidentKind::InputLoss,
+                channel: None,
+                start,
+                end,
+                reaches_end: true,
+                evidence,
+            }],
+            measurements: Default::default(),
+        }
+    }
 }
 
 /// What the converter knows once the input is exhausted; completes the stream report.

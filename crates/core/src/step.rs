@@ -18,6 +18,7 @@ use crate::transport::{
     get_findings, get_segment, get_segment_without_pictures, Artifact, ArtifactKey, Handle,
     StateKey, Transport, TransportError,
 };
+use crate::time::Micros;
 use crate::wire;
 
 /// The aggregator's state-store owner name.
@@ -344,6 +345,13 @@ impl Step {
         self.after(stream, u64::MAX, Outcome::Finished(&report, &closing))
             .await;
         Ok((report, closing, batches))
+    }
+
+    /// Where analysis of the stream is: the end of the last segment its aggregator applied
+    /// (µs of stream time).
+    pub async fn analysed(&self, stream: &StreamId) -> Result<Micros, TransportError> {
+        let key = StateKey::new(stream, AGGREGATOR);
+        Ok(load_state(self.transport(), &key).await?.analysed())
     }
 
     /// Removes the stream's aggregator state (and its batches of closed incidents).

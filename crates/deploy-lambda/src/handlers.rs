@@ -118,6 +118,22 @@ pub fn now_ms() -> u64 {
 /// for them), decodes it, and stores every segment; returns their handles.
 pub async fn convert(base: &S3Transport, job: Job) -> Result<Converted, StageError> {
     let transport = Arc::new(base.with_layout(job.transport.clone()));
+    if job.live.as_ref().is_some_and(|l| l.loss.is_some()) || job.input.is_empty() {
+        // A live stream's chunk of lost input, or its empty end: nothing to decode.
+        return Ok(Converted {
+            segments: Vec::new(),
+            summary: vqa_core::StreamSummary {
+                input: job.input_name.clone(),
+                complete: true,
+                ..Default::default()
+            },
+            decode_errors: 0,
+            handoff: transport.metrics(),
+            stored_at_ms: Vec::new(),
+            input_reads: 0,
+            input_bytes: 0,
+        });
+    }
     let (bucket, key) = parse_s3_uri(&job.input).ok_or_else(|| {
         StageError::permanent(format!(
             "input {:?} is not an s3://bucket/key URI",
@@ -142,8 +158,11 @@ pub async fn convert(base: &S3Transport, job: Job) -> Result<Converted, StageErr
                 job.stream.clone(),
                 &job.config,
             )
-            .map_err(|e| StageError::permanent(format!("{}: {e}", job.input_name)))?
-            .chunked(&job.config, job.chunk);
+            .map_err(|e| StageError::permanent(format!("{}: {e}", job.input_name)))?;
+            converter = match &job.live {
+                Some(live) => converter.stream_chunk(live.origin, &job.config, job.chunk),
+                None => converter.chunked(&job.config, job.chunk),
+            };
             while let Some(segment) = converter.next_segment() {
                 if tx.blocking_send(segment).is_err() {
                     break; // storing failed: that error is reported
@@ -351,12 +370,41 @@ pub async fn aggregate(
             return Ok(out);
         }
     };
-    match (&task.skip, &task.summary) {
-        (Some(skip), _) => {
+    let loss = task.live.as_ref().and_then(|l| l.loss);
+    match (&task.skip, loss, &task.summary) {
+        (Some(skip), _, _) => {
             let length = task.config.segment_length();
             cursor.skip(&task.chunk, length, &skip.message());
         }
-        (None, Some(summary)) => {
+        (None, Some(loss), _) => {
+            // Lost input, from where analysis is: one segment of nothing but input_loss, as
+            // the single-process monitor applies while its source is away.
+            let start = step.analysed(&task.stream).await.map_err(fail)?;
+            let span = (loss.until - start).max(0);
+            if span > 0 {
+                let report = vqa_core::SegmentReport::input_loss(
+                    task.stream.clone(),
+                    first_index,
+                    start,
+                    loss.until,
+                    loss.attempts,
+                );
+                let key = ArtifactKey::findings(&task.stream, first_index);
+                let handle = transport
+                    .put(key, vqa_core::Artifact::Findings(Arc::new(report)))
+                    .await
+                    .map_err(fail)?;
+                let events = step
+                    .aggregate_as(&aggregator, &[handle], Release::Now, Some(first_index))
+                    .await
+                    .map_err(fail)?;
+                out.events.extend(events);
+                out.segments = 1;
+            }
+            cursor.lose(span, loss.begins);
+            out.written_at_ms = now_ms();
+        }
+        (None, None, Some(summary)) => {
             for (i, (parts, _)) in artifacts.iter().enumerate() {
                 // Artifacts stay until the cursor has moved past this chunk (below).
                 let events = step
@@ -374,11 +422,14 @@ pub async fn aggregate(
             out.segments = task.segments.len();
             out.written_at_ms = now_ms();
         }
-        (None, None) => {
+        (None, None, None) => {
             return Err(StageError::permanent(
                 "aggregator: the task has neither the converter's summary nor a skip".into(),
             ))
         }
+    }
+    if let Some(live) = &task.live {
+        cursor.note(&live.warnings);
     }
     if task.chunk.last {
         let summary = cursor.summary(vqa_converter::decode_errors_warning(cursor.decode_errors));

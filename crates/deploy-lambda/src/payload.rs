@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use vqa_core::chunk::Chunk;
+use vqa_core::live::LiveChunk;
 use vqa_core::{
     DetectorName, Handle, HandoffMetrics, IncidentEvent, PipelineConfig, StreamId, StreamSummary,
 };
@@ -44,6 +45,10 @@ pub struct Job {
     /// on it): the state machine goes straight to the aggregator's skip.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip: Option<TaskError>,
+    /// Set on a live stream's chunk (a chunk file the reader stored, or a chunk of lost
+    /// input); always present, `null` for a file, since the state machine passes it on.
+    #[serde(default)]
+    pub live: Option<LiveChunk>,
 }
 
 fn whole() -> Chunk {
@@ -134,6 +139,8 @@ pub struct AggregateTask {
     pub chunk: Chunk,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip: Option<TaskError>,
+    #[serde(default)]
+    pub live: Option<LiveChunk>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -189,7 +189,8 @@ pub fn definition(options: &MachineOptions) -> Value {
             "config.$": "$.config",
             "transport.$": "$.transport",
             "results.$": "$.results",
-            "chunk.$": "$.chunk"
+            "chunk.$": "$.chunk",
+            "live.$": "$.live"
         }),
         json!({
             "segments.$": "$.Payload.segments",
@@ -260,7 +261,8 @@ pub fn definition(options: &MachineOptions) -> Value {
             "config.$": "$.config",
             "transport.$": "$.transport",
             "results.$": "$.results",
-            "chunk.$": "$.chunk"
+            "chunk.$": "$.chunk",
+            "live.$": "$.live"
         }),
         aggregated(),
     );
@@ -277,6 +279,7 @@ pub fn definition(options: &MachineOptions) -> Value {
             "transport.$": "$.transport",
             "results.$": "$.results",
             "chunk.$": "$.chunk",
+            "live.$": "$.live",
             "skip.$": "$.skip"
         }),
         aggregated(),

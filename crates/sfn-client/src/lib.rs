@@ -1,6 +1,10 @@
 //! The client side of the distributed topology: deploys the state machine, and runs an
 //! input through it (upload, start an execution, wait, read the report and the counters).
 
+pub mod live;
+
+pub use live::{LiveCounters, LiveSink};
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -341,23 +345,7 @@ pub async fn analyze(
     }
 
     let sfn = Sfn::new(sdk);
-    let machine = sfn
-        .client
-        .describe_state_machine()
-        .state_machine_arn(&deployment.state_machine_arn)
-        .send()
-        .await
-        .map_err(|e| {
-            sfn.error(
-                &format!("state machine {}", deployment.state_machine_arn),
-                e,
-            )
-        })?;
-    let machine_type = match machine.r#type() {
-        StateMachineType::Express => MachineType::Express,
-        _ => MachineType::Standard,
-    };
-    let definition: Value = serde_json::from_str(machine.definition()).unwrap_or(Value::Null);
+    let (machine_type, definition) = describe(&sfn, &deployment.state_machine_arn).await?;
     let groups = check_groups(&definition, config, &deployment.state_machine_arn)?;
     let name = run_name(&stream);
     let layout = S3Layout {
@@ -418,6 +406,7 @@ pub async fn analyze(
         results: results.clone(),
         chunk: Chunk::WHOLE,
         skip: None,
+        live: None,
     };
     check_size(
         "the execution input",
@@ -439,7 +428,7 @@ pub async fn analyze(
     };
     let total = chunks.len() as u64;
     let finished = std::sync::atomic::AtomicU64::new(0);
-    let in_order = std::sync::Mutex::new(InOrder::default());
+    let in_order = std::sync::Mutex::new(InOrder::<Vec<IncidentEvent>>::default());
     let mut outcomes: Vec<ChunkOutcome> = futures::stream::iter(chunks.iter().copied())
         .map(|chunk| {
             let (runner, finished, options, in_order, stream) =
@@ -452,7 +441,7 @@ pub async fn analyze(
                 }
                 let events = std::mem::take(&mut outcome.events);
                 let mut in_order = in_order.lock().unwrap_or_else(|p| p.into_inner());
-                for event in in_order.arrived(chunk.index, events) {
+                for event in in_order.arrived(chunk.index, events).into_iter().flatten() {
                     if let Some(sink) = &options.events {
                         sink(stream, &event);
                     }
@@ -532,19 +521,45 @@ pub async fn analyze(
     Ok(run)
 }
 
-/// Chunks' events, released in the chunks' order however their executions' ends are seen.
-#[derive(Default)]
-struct InOrder {
-    next: u64,
-    waiting: std::collections::BTreeMap<u64, Vec<IncidentEvent>>,
+/// The state machine's type and definition.
+async fn describe(sfn: &Sfn, arn: &str) -> Result<(MachineType, Value), ClientError> {
+    let machine = sfn
+        .client
+        .describe_state_machine()
+        .state_machine_arn(arn)
+        .send()
+        .await
+        .map_err(|e| sfn.error(&format!("state machine {arn}"), e))?;
+    let machine_type = match machine.r#type() {
+        StateMachineType::Express => MachineType::Express,
+        _ => MachineType::Standard,
+    };
+    let definition: Value = serde_json::from_str(machine.definition()).unwrap_or(Value::Null);
+    Ok((machine_type, definition))
 }
 
-impl InOrder {
-    fn arrived(&mut self, chunk: u64, events: Vec<IncidentEvent>) -> Vec<IncidentEvent> {
-        self.waiting.insert(chunk, events);
+/// What chunks' executions report, released in the chunks' order however their ends are
+/// seen.
+struct InOrder<T> {
+    next: u64,
+    waiting: std::collections::BTreeMap<u64, T>,
+}
+
+impl<T> Default for InOrder<T> {
+    fn default() -> Self {
+        InOrder {
+            next: 0,
+            waiting: Default::default(),
+        }
+    }
+}
+
+impl<T> InOrder<T> {
+    fn arrived(&mut self, chunk: u64, item: T) -> Vec<T> {
+        self.waiting.insert(chunk, item);
         let mut ready = Vec::new();
-        while let Some(events) = self.waiting.remove(&self.next) {
-            ready.extend(events);
+        while let Some(item) = self.waiting.remove(&self.next) {
+            ready.push(item);
             self.next += 1;
         }
         ready
@@ -554,8 +569,9 @@ impl InOrder {
 /// How one chunk's executions went.
 struct ChunkOutcome {
     chunk: u64,
-    /// The incidents its aggregator opened and closed.
+    /// The incidents its aggregator opened and closed, and the segments it applied.
     events: Vec<IncidentEvent>,
+    segments: u64,
     /// Every execution started for it, in order.
     executions: Vec<String>,
     /// Why it was recorded as not analysed, if it was.
@@ -580,6 +596,7 @@ impl ChunkRunner<'_> {
         let mut outcome = ChunkOutcome {
             chunk: chunk.index,
             events: Vec::new(),
+            segments: 0,
             executions: Vec::new(),
             skipped: None,
         };
@@ -601,6 +618,10 @@ impl ChunkRunner<'_> {
                         .get("events")
                         .and_then(|e| serde_json::from_value(e.clone()).ok())
                         .unwrap_or_default();
+                    outcome.segments = output
+                        .get("segments")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(0);
                     return Ok(outcome);
                 }
                 Ended::Failed { arn, error } => (arn, error),

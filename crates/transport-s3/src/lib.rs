@@ -392,6 +392,11 @@ impl S3Transport {
         client::upload_file(&self.client, &self.endpoint, bucket, key, path).await
     }
 
+    /// Deletes an object outside the handoff (a live stream's chunk file, once analysed).
+    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<(), S3Error> {
+        client::delete(&self.client, &self.endpoint, bucket, key).await
+    }
+
     /// Reads an object outside the handoff (a report); `None` when there is none.
     pub async fn read_object(&self, bucket: &str, key: &str) -> Result<Option<Bytes>, S3Error> {
         client::get(&self.client, &self.endpoint, bucket, key).await

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures::executor::block_on;
 use vqa_converter::{Decoding, FfmpegConverter, OpenError, Read};
-use vqa_core::report::{Evidence, Finding, IncidentKind, Summary};
+use vqa_core::report::IncidentKind;
 use vqa_core::step::{Detection, Outcome, Release, Step, StepLayer};
 use vqa_core::transport::{Artifact, ArtifactKey};
 use vqa_core::{
@@ -649,29 +649,13 @@ impl Actor {
         if until <= start {
             return Ok(());
         }
-        let mut evidence = Evidence::new();
-        evidence.insert(
-            "reconnect_attempts".into(),
-            Summary::of(self.attempts as f64),
-        );
-        let report = SegmentReport {
-            stream: shared.spec.id.clone(),
-            index: self.next_index,
+        let report = SegmentReport::input_loss(
+            shared.spec.id.clone(),
+            self.next_index,
             start,
-            end: until,
-            video_frames: 0,
-            audio_frames: 0,
-            decode_errors: 0,
-            findings: vec![Finding {
-                kind: IncidentKind::InputLoss,
-                channel: None,
-                start,
-                end: until,
-                reaches_end: true,
-                evidence,
-            }],
-            measurements: Default::default(),
-        };
+            until,
+            self.attempts,
+        );
         let key = ArtifactKey::findings(&report.stream, report.index);
         let findings = Artifact::Findings(Arc::new(report));
         let handle = block_on(self.step.transport().put(key, findings))?;
@@ -727,10 +711,9 @@ impl Actor {
         let mut summary = self.current_summary(shared);
         if self.lost_total > 0 {
             let n = shared.stats.losses.load(Ordering::Relaxed);
-            summary.warnings.push(format!(
-                "the input was lost {n} time(s), {:.1} s in all (see the input_loss incidents); nothing was analysed then",
-                self.lost_total as f64 / 1e6
-            ));
+            summary
+                .warnings
+                .push(vqa_core::chunk::loss_warning(n, self.lost_total));
             summary.complete = false;
         }
         if self.worst_thinning > 1 {
