@@ -7,7 +7,7 @@ use anyhow::bail;
 use vqa_deploy_ecs::monitor::service::{self, ServiceOptions, StopWhen};
 
 use crate::args::seconds;
-use crate::args::{PipelineArgs, SinkArgs};
+use crate::args::{DeploymentArgs, PipelineArgs, SinkArgs, Topology};
 use crate::output;
 
 #[derive(clap::Args)]
@@ -49,9 +49,36 @@ pub struct MonitorArgs {
     #[arg(long)]
     pub until_done: bool,
 
+    /// Where the stages run. distributed: this process only reads the streams; it cuts
+    /// each into chunks of --chunk-segments, stores them in the deployment's bucket and
+    /// runs one execution of the state machine per chunk, and notifies the incidents the
+    /// executions report (the environment as for `vqa analyze --topology distributed`).
+    #[arg(long, value_enum, default_value_t = Topology::Single)]
+    pub topology: Topology,
+
+    /// Segments per chunk of a live stream (distributed): an incident is notified about a
+    /// chunk's length plus its execution's time after it qualifies, and each chunk costs an
+    /// execution, so this trades alert latency against cost.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_LIVE_CHUNK_SEGMENTS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub chunk_segments: u64,
+
+    /// Executions a chunk gets (the first and its reruns) before it is recorded in the
+    /// report as not analysed (distributed).
+    #[arg(long, value_name = "N", default_value_t = vqa_sfn_client::DEFAULT_ATTEMPTS,
+          value_parser = clap::value_parser!(u32).range(1..=10))]
+    pub attempts: u32,
+
+    #[command(flatten)]
+    pub deployment: DeploymentArgs,
+
     #[command(flatten)]
     pub pipeline: PipelineArgs,
 }
+
+/// Segments per chunk of a live stream by default: 10 s of it per execution keeps alerts
+/// within about 10 s plus an execution, at 360 executions per stream-hour.
+pub const DEFAULT_LIVE_CHUNK_SEGMENTS: u64 = 10;
 
 pub async fn monitor(mut args: MonitorArgs) -> anyhow::Result<ExitCode> {
     // Decoding stays on the monitor's worker pool, not on FFmpeg threads per stream.
@@ -62,11 +89,26 @@ pub async fn monitor(mut args: MonitorArgs) -> anyhow::Result<ExitCode> {
     let base = args.pipeline.load()?;
     let list = service::load_list(args.list.as_deref(), &base)?;
     let notifiers = args.sinks.notifiers(Some(&args.notify), None, None).await?;
+    let chunks = match args.topology {
+        Topology::Single => None,
+        Topology::Distributed => {
+            let deployment = args.deployment.deployment()?;
+            let sdk = vqa_transport_s3::aws_config(args.deployment.endpoint_url.as_deref()).await;
+            let options = vqa_sfn_client::RunOptions {
+                chunk_segments: args.chunk_segments,
+                attempts: args.attempts,
+                ..Default::default()
+            };
+            let sink = vqa_sfn_client::LiveSink::connect(&sdk, &deployment, options).await?;
+            Some(std::sync::Arc::new(sink) as std::sync::Arc<dyn vqa_core::live::ChunkSink>)
+        }
+    };
     let options = ServiceOptions {
         list_file: args.list,
         reports_dir: args.reports,
         listen: args.listen,
         control: args.control,
+        chunks,
     };
     let stop = StopWhen {
         after: args.duration.map(seconds),

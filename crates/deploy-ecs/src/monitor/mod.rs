@@ -12,6 +12,7 @@
 //! in 2, 3, ... 8; past `queue_seconds` the reader waits, so memory stays bounded whatever
 //! the load (a live source then loses data upstream, which shows as corruption).
 
+mod chunked;
 pub mod list;
 pub mod metrics;
 mod pool;
@@ -24,6 +25,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use vqa_core::live::ChunkSink;
 use vqa_core::{StreamReport, Transport};
 use vqa_transport_mem::MemTransport;
 
@@ -50,6 +52,11 @@ pub struct Env {
     stopping: Mutex<Vec<Stream>>,
     /// Reports of the streams that finished.
     reports: Mutex<Vec<StreamReport>>,
+    /// In the distributed topology: where the streams' chunks go, where their files wait
+    /// to be stored, and streams started so far (each run's files in a folder of its own).
+    chunks: Option<Arc<dyn ChunkSink>>,
+    chunk_dir: PathBuf,
+    runs: std::sync::atomic::AtomicU64,
 }
 
 impl Env {
@@ -153,6 +160,17 @@ impl Monitor {
         notifiers: Notifiers,
         reports_dir: Option<PathBuf>,
     ) -> Result<Monitor, crate::ServiceError> {
+        Self::with_stages(settings, notifiers, reports_dir, None)
+    }
+
+    /// A monitor whose stages run in this process (`chunks` none), or that only reads its
+    /// streams and hands their chunks to `chunks` (the distributed topology).
+    pub fn with_stages(
+        settings: MonitorSettings,
+        notifiers: Notifiers,
+        reports_dir: Option<PathBuf>,
+        chunks: Option<Arc<dyn ChunkSink>>,
+    ) -> Result<Monitor, crate::ServiceError> {
         if let Some(dir) = &reports_dir {
             crate::create_reports_dir(dir)?;
         }
@@ -172,6 +190,10 @@ impl Monitor {
                 streams: Mutex::default(),
                 stopping: Mutex::default(),
                 reports: Mutex::default(),
+                chunks,
+                chunk_dir: std::env::temp_dir()
+                    .join(format!("vqa-chunks-{}", std::process::id())),
+                runs: Default::default(),
             }),
         })
     }
@@ -261,6 +283,9 @@ impl Monitor {
             }
         }
         lock(&env.stopping).clear();
+        if env.chunks.is_some() {
+            let _ = std::fs::remove_dir_all(&env.chunk_dir);
+        }
         env.pool.shutdown();
         let reports = lock(&env.reports).clone();
         let notifiers = env

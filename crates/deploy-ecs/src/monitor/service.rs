@@ -34,6 +34,15 @@ pub struct ServiceOptions {
     /// Also accept stream lists on `listen` (`PUT /streams`), the way `vqa router` drives a
     /// shard; `VQA_CONTROL_TOKEN` then names the bearer token it requires.
     pub control: bool,
+    /// Run the stages in the distributed topology: the monitor only reads its streams and
+    /// hands their chunks here.
+    pub chunks: Option<Arc<dyn vqa_core::live::ChunkSink>>,
+}
+
+/// How long a stopping service waits for its streams' reports: the last chunk of a stream
+/// in the distributed topology is an execution (which may wait for earlier ones).
+fn grace(distributed: bool) -> Duration {
+    Duration::from_secs(if distributed { 300 } else { 30 })
 }
 
 /// What a stopped service leaves: every stream's state (errors and counters) and the
@@ -52,7 +61,8 @@ pub fn load_list(file: Option<&Path>, base: &PipelineConfig) -> Result<StreamLis
 }
 
 /// Starts the monitor on `list` (loaded from `options.list_file`), runs it until stopped,
-/// and shuts it down (open incidents closed, every report written, 30 s at most).
+/// and shuts it down (open incidents closed, every report written, 30 s at most; 5 minutes
+/// in the distributed topology).
 pub async fn run(
     list: StreamList,
     options: ServiceOptions,
@@ -62,7 +72,13 @@ pub async fn run(
 ) -> Result<Stopped, ServiceError> {
     let list_file = options.list_file.as_deref();
     let settings = list.monitor.clone();
-    let monitor = Monitor::new(settings.clone(), notifiers, options.reports_dir)?;
+    let distributed = options.chunks.is_some();
+    let monitor = Monitor::with_stages(
+        settings.clone(),
+        notifiers,
+        options.reports_dir,
+        options.chunks,
+    )?;
     if let Some(addr) = &options.listen {
         let control = options.control.then(|| metrics::Control {
             base: base.clone(),
@@ -122,7 +138,7 @@ pub async fn run(
         }
     }
     let streams = monitor.streams();
-    let finished = tokio::task::spawn_blocking(move || monitor.shutdown(Duration::from_secs(30)))
+    let finished = tokio::task::spawn_blocking(move || monitor.shutdown(grace(distributed)))
         .await
         .map_err(|e| ServiceError::system("shut the monitor down", e))?;
     Ok(Stopped { streams, finished })

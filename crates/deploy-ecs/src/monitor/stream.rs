@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use futures::executor::block_on;
-use vqa_converter::{Decoding, FfmpegConverter, OpenError, Read};
+use vqa_converter::{ChunkWriter, Decoding, FfmpegConverter, OpenError, Read};
 use vqa_core::report::IncidentKind;
 use vqa_core::step::{Detection, Outcome, Release, Step, StepLayer};
 use vqa_core::transport::{Artifact, ArtifactKey};
@@ -19,6 +19,7 @@ use vqa_core::{
     StreamSummary, TransportError,
 };
 
+use super::chunked::Chunked;
 use super::list::{MonitorSettings, StreamSpec};
 use super::{lock, Env};
 
@@ -34,11 +35,14 @@ const ARRIVAL_GRID: Micros = 100_000;
 const ARRIVAL_HISTORY: Micros = 600_000_000;
 
 /// What the reader hands the actor.
-enum Item {
-    /// A (re)connection: its decoders, and where on the stream's timeline it starts.
+pub(super) enum Item {
+    /// A (re)connection: its decoders, and where on the stream's timeline it starts; in
+    /// the distributed topology, the chunk writer for its packets and their origin.
     Connected {
         decoding: Box<Decoding>,
         start: Micros,
+        writer: Option<ChunkWriter>,
+        origin: Micros,
     },
     Packet(Read, Instant),
     /// Reading failed (the source went silent or the connection broke).
@@ -128,7 +132,7 @@ impl Shared {
     }
 
     /// Media time now, as the source's clock runs: the newest packet plus the time since.
-    fn media_now(&self) -> Micros {
+    pub(super) fn media_now(&self) -> Micros {
         let c = lock(&self.clock);
         c.newest + c.arrived.elapsed().as_micros() as Micros
     }
@@ -205,12 +209,27 @@ impl Stream {
                 snapshot_at: 0,
                 finished: false,
                 last_error: None,
+                chunked: None,
             }),
             open: Mutex::default(),
             report_path,
             error: Mutex::new(None),
             spec,
         });
+        if let Some(sink) = &env.chunks {
+            let dir = env.chunk_dir.join(format!(
+                "{}-{}",
+                shared.spec.id,
+                env.runs.fetch_add(1, Ordering::Relaxed)
+            ));
+            let chunked = Chunked::open(sink.as_ref(), &shared, env, dir).map_err(|reason| {
+                crate::ServiceError::Stream {
+                    stream: shared.spec.id.to_string(),
+                    reason,
+                }
+            })?;
+            lock(&shared.actor).chunked = Some(chunked);
+        }
         let reader = {
             let (shared, env) = (shared.clone(), env.clone());
             std::thread::Builder::new()
@@ -351,7 +370,18 @@ fn read_loop(shared: &Arc<Shared>, env: &Arc<Env>) {
         let (mut reader, decoding) = converter.split();
         reader.continue_at(start);
         let decoding = Box::new(decoding);
-        push(shared, env, Item::Connected { decoding, start }, false);
+        let writer = env
+            .chunks
+            .as_ref()
+            .map(|sink| ChunkWriter::new(&reader, &spec.config, sink.windows()));
+        let origin = reader.origin();
+        let connected = Item::Connected {
+            decoding,
+            start,
+            writer,
+            origin,
+        };
+        push(shared, env, connected, false);
         let paced_from = Instant::now();
         let mut first: Option<Micros> = None;
         loop {
@@ -442,6 +472,8 @@ struct Actor {
     snapshot_at: Micros,
     finished: bool,
     last_error: Option<String>,
+    /// In the distributed topology: the stream's chunking, which replaces all of the above.
+    chunked: Option<Chunked>,
 }
 
 /// One scheduling slice of a stream's actor on a pool worker.
@@ -499,6 +531,11 @@ impl Actor {
         shared: &Arc<Shared>,
         env: &Arc<Env>,
     ) -> Result<u32, TransportError> {
+        if let Some(chunked) = self.chunked.as_mut() {
+            chunked.handle(item, shared);
+            self.finished = chunked.ended;
+            return Ok(0);
+        }
         let id = &shared.spec.id;
         match item {
             Item::Packet(read, arrived) => {
@@ -512,6 +549,7 @@ impl Actor {
             Item::Connected {
                 mut decoding,
                 start,
+                ..
             } => {
                 // A looped file starting again: what the previous pass still holds first.
                 let n = self.flush(Read::End, shared, env)?;
@@ -761,7 +799,7 @@ impl StepLayer for StreamEvents {
     }
 }
 
-fn notify(events: &[IncidentEvent], shared: &Shared, env: &Env) {
+pub(super) fn notify(events: &[IncidentEvent], shared: &Shared, env: &Env) {
     let stats = &shared.stats;
     let mut open = lock(&shared.open);
     for e in events {
