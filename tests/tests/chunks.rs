@@ -4,7 +4,8 @@
 //! in every container, whichever keyframe each seek lands on. One thing differs, by FFmpeg's
 //! design: AAC bands coded by perceptual noise substitution are filled with noise from a
 //! generator the decoder seeds once, so after a seek that noise has other values scaled to
-//! the same energy; those blocks are checked for exactly that.
+//! the same energy; those blocks are checked for exactly that. (MP2's and AC-3's decoders
+//! likewise carry random dither from frame to frame, tests/tests/live.rs.)
 
 use std::path::Path;
 

@@ -14,11 +14,11 @@ use crate::aggregate::{AggregatorState, IncidentAggregator, IncidentEvent};
 use crate::model::{Segment, StreamId};
 use crate::report::{SegmentReport, StreamReport, StreamSummary};
 use crate::stage::{detect, thin_pictures, Detector};
+use crate::time::Micros;
 use crate::transport::{
     get_findings, get_segment, get_segment_without_pictures, Artifact, ArtifactKey, Handle,
     StateKey, Transport, TransportError,
 };
-use crate::time::Micros;
 use crate::wire;
 
 /// The aggregator's state-store owner name.

@@ -114,6 +114,7 @@ fn job(input: &str) -> Value {
         },
         chunk: vqa_core::chunk::Chunk::WHOLE,
         skip: None,
+        live: None,
     };
     serde_json::to_value(job).expect("job as JSON")
 }

@@ -618,10 +618,7 @@ impl ChunkRunner<'_> {
                         .get("events")
                         .and_then(|e| serde_json::from_value(e.clone()).ok())
                         .unwrap_or_default();
-                    outcome.segments = output
-                        .get("segments")
-                        .and_then(Value::as_u64)
-                        .unwrap_or(0);
+                    outcome.segments = output.get("segments").and_then(Value::as_u64).unwrap_or(0);
                     return Ok(outcome);
                 }
                 Ended::Failed { arn, error } => (arn, error),

@@ -118,7 +118,9 @@ impl Chunked {
                 match writer.push(packet, time, &self.dir) {
                     Ok(Some((chunk, file))) => self.hand_on(chunk, Some(file), None, Vec::new()),
                     Ok(None) => {}
-                    Err(e) => tracing::error!("stream {id}: {e}; trying again with the next packet"),
+                    Err(e) => {
+                        tracing::error!("stream {id}: {e}; trying again with the next packet")
+                    }
                 }
             }
             Item::Packet(..) => {}
@@ -272,7 +274,9 @@ impl ChunkEvents for LiveEvents {
             return;
         };
         let stats = &shared.stats;
-        stats.analysed.fetch_max(applied.analysed, Ordering::Relaxed);
+        stats
+            .analysed
+            .fetch_max(applied.analysed, Ordering::Relaxed);
         stats
             .segments
             .fetch_add(applied.segments, Ordering::Relaxed);

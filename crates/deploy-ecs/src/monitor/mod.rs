@@ -191,8 +191,7 @@ impl Monitor {
                 stopping: Mutex::default(),
                 reports: Mutex::default(),
                 chunks,
-                chunk_dir: std::env::temp_dir()
-                    .join(format!("vqa-chunks-{}", std::process::id())),
+                chunk_dir: std::env::temp_dir().join(format!("vqa-chunks-{}", std::process::id())),
                 runs: Default::default(),
             }),
         })

@@ -1,0 +1,333 @@
+//! Live streams through the distributed topology (`vqa monitor --topology distributed`): a
+//! live MPEG-TS source over UDP (`ffmpeg -re`) with a freeze, a black stretch and a silence,
+//! sent to two monitors at once — one running the stages itself, one only reading and
+//! handing chunks to the state machine on the emulator. The distributed one notifies each
+//! defect within a chunk's length + 10 s of the moment it qualified, the same notifications
+//! in the same order, and writes the same report.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::four_detectors;
+use serde_json::Value;
+use vqa_core::live::ChunkSink;
+use vqa_core::{IncidentKind, PipelineConfig};
+use vqa_deploy_ecs::monitor::{Monitor, MonitorSettings, StreamList};
+use vqa_deploy_lambda::state_machine::MachineType;
+use vqa_notify::Notifiers;
+use vqa_sfn_client::{LiveSink, RunOptions};
+use vqa_testkit::emulator::Emulator;
+use vqa_testkit::{make_clip, ClipSpec, Container, Defect};
+
+/// Segments per chunk: short, so the test is quick and chunks are many.
+const CHUNK: u64 = 5;
+
+/// A free UDP port on loopback.
+fn free_port() -> u16 {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket.local_addr().expect("addr").port()
+}
+
+/// `ffmpeg -re` sending one file as MPEG-TS over UDP to several ports at once (the same
+/// bytes to each, as a multicast group would).
+fn udp_source(clip: &Path, ports: &[u16]) -> Child {
+    let outputs: Vec<String> = ports
+        .iter()
+        .map(|p| format!("[f=mpegts]udp://127.0.0.1:{p}?pkt_size=1316"))
+        .collect();
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re", "-i"])
+        .arg(clip)
+        .args(["-map", "0", "-c", "copy", "-f", "tee"])
+        .arg(outputs.join("|"))
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start ffmpeg")
+}
+
+/// Notifications as they arrive in a JSON lines file, each with when it was first seen.
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<Vec<(Value, Instant)>>>);
+
+impl Seen {
+    /// Follows `path` until `stop` is set.
+    fn follow(path: PathBuf, stop: Arc<std::sync::atomic::AtomicBool>) -> Seen {
+        let seen = Seen::default();
+        let lines = seen.0.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Ok(f) = std::fs::File::open(&path) {
+                    let all: Vec<Value> = BufReader::new(f)
+                        .lines()
+                        .map_while(Result::ok)
+                        .filter_map(|l| serde_json::from_str(&l).ok())
+                        .collect();
+                    let mut lines = lines.lock().unwrap();
+                    let known = lines.len();
+                    let now = Instant::now();
+                    lines.extend(all.into_iter().skip(known).map(|v| (v, now)));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        seen
+    }
+
+    fn notes(&self) -> Vec<Value> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(v, _)| v.clone())
+            .collect()
+    }
+}
+
+/// A monitor of one stream, `live`, read from `port`, notifying to `dir/notes.jsonl`.
+fn monitor(
+    dir: &Path,
+    port: u16,
+    config: &PipelineConfig,
+    chunks: Option<Arc<dyn ChunkSink>>,
+) -> Monitor {
+    std::fs::create_dir_all(dir).unwrap();
+    let list = StreamList::parse(
+        &format!(
+            "[[stream]]\nid = \"live\"\nurl = \"udp://127.0.0.1:{port}\"\n\
+             [stream.config]\nconverter = {{ read_timeout = 15.0 }}\n"
+        ),
+        config,
+    )
+    .expect("stream list");
+    let mut notifiers = Notifiers::new(None);
+    notifiers
+        .add_lines(&dir.join("notes.jsonl"))
+        .expect("notes file");
+    let settings = MonitorSettings {
+        workers: 1,
+        ..MonitorSettings::default()
+    };
+    let monitor = Monitor::with_stages(settings, notifiers, Some(dir.join("reports")), chunks)
+        .expect("monitor");
+    let changes = monitor.apply(&list);
+    assert_eq!(changes.added, vec!["live".to_string()]);
+    monitor
+}
+
+/// `got` is `expected` but for numbers within 0.01 of each other (audio decoded after a
+/// seek differs in its last bits: see the test).
+fn assert_close(what: &str, got: &Value, expected: &Value) {
+    fn close(a: &Value, b: &Value) -> bool {
+        match (a, b) {
+            (Value::Number(x), Value::Number(y)) => {
+                let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+                (x - y).abs() <= 0.01
+            }
+            (Value::Array(x), Value::Array(y)) => {
+                x.len() == y.len() && x.iter().zip(y).all(|(a, b)| close(a, b))
+            }
+            (Value::Object(x), Value::Object(y)) => {
+                x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| close(v, w)))
+            }
+            _ => a == b,
+        }
+    }
+    assert!(
+        close(got, expected),
+        "{what} differs:\n got: {got}\nwant: {expected}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_live_udp_stream_through_the_distributed_topology_notifies_within_a_chunk_and_reports_as_one_process(
+) {
+    if !vqa_testkit::ffmpeg_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Defects across the 5 s chunks' boundaries (freeze, silence) and inside one (black).
+    let spec = ClipSpec {
+        duration: 30.0,
+        container: Container::Ts,
+        gop: Some(25),
+        defects: vec![
+            Defect::freeze(3.5, 7.0),
+            Defect::black(11.0, 13.5),
+            Defect::silence(18.0, 21.5),
+        ],
+        ..ClipSpec::default()
+    };
+    let clip = make_clip(dir.path(), "live", &spec).expect("make clip");
+    // Sound as DVB carries it, MPEG-1 Layer II. FFmpeg's audio decoders keep random state
+    // from frame to frame — MP2's rounding dither (±1 LSB of 16 bits), AC-3's dither of
+    // zero-bit mantissas, AAC's noise substitution — so a chunk decoded from its keyframe
+    // gets samples that differ that little from the same samples decoded in one pass
+    // (measured: MP2 at most 3.1e-5, AC-3 4.7e-3, AAC 1.6e-2 of full scale). A single
+    // monitor joining a live stream a moment later would differ as much. Audio figures are
+    // therefore compared to 0.01 (dB, LU, s); everything else exactly.
+    let source = dir.path().join("broadcast.ts");
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-i"])
+        .arg(&clip.path)
+        .args(["-map", "0", "-c:v", "copy", "-c:a", "mp2", "-b:a", "192k"])
+        .arg(&source)
+        .status()
+        .expect("ffmpeg");
+    assert!(status.success());
+    let config = four_detectors();
+    let emulator = Emulator::start_on(0);
+    let deployment = emulator
+        .deploy("live", &config, "each", MachineType::Standard)
+        .await;
+    let sink = LiveSink::connect(
+        &emulator.sdk().await,
+        &deployment,
+        RunOptions {
+            chunk_segments: CHUNK,
+            ..RunOptions::default()
+        },
+    )
+    .await
+    .expect("connect the live sink");
+    let counters = sink.counters();
+
+    let (single_port, distributed_port) = (free_port(), free_port());
+    let single = monitor(&dir.path().join("single"), single_port, &config, None);
+    let distributed = monitor(
+        &dir.path().join("distributed"),
+        distributed_port,
+        &config,
+        Some(Arc::new(sink)),
+    );
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let single_seen = Seen::follow(dir.path().join("single/notes.jsonl"), stop.clone());
+    let seen = Seen::follow(dir.path().join("distributed/notes.jsonl"), stop.clone());
+    // Both monitors listen before the source sends.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sent = Instant::now();
+    let mut source = udp_source(&source, &[single_port, distributed_port]);
+    let status = tokio::task::spawn_blocking(move || source.wait())
+        .await
+        .unwrap()
+        .expect("ffmpeg");
+    assert!(status.success(), "ffmpeg failed");
+    // Stop both while the source is only just quiet (no input loss on either side).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (single, distributed) = tokio::join!(
+        tokio::task::spawn_blocking(move || single.shutdown(Duration::from_secs(30))),
+        tokio::task::spawn_blocking(move || distributed.shutdown(Duration::from_secs(300))),
+    );
+    let (single, distributed) = (single.unwrap(), distributed.unwrap());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+
+    // The same report. Only the input's name differs: each monitor read its own port.
+    assert_eq!(single.reports.len(), 1);
+    assert_eq!(
+        distributed.reports.len(),
+        1,
+        "no report from the executions"
+    );
+    let (mut expected, mut got) = (single.reports[0].clone(), distributed.reports[0].clone());
+    assert_eq!(expected.input, format!("udp://127.0.0.1:{single_port}"));
+    assert_eq!(got.input, format!("udp://127.0.0.1:{distributed_port}"));
+    expected.input.clear();
+    got.input.clear();
+    assert_close(
+        "report",
+        &serde_json::to_value(&got).unwrap(),
+        &serde_json::to_value(&expected).unwrap(),
+    );
+    for kind in [IncidentKind::Freeze, IncidentKind::Black] {
+        let of = |r: &vqa_core::StreamReport| -> Vec<vqa_core::Incident> {
+            r.incidents
+                .iter()
+                .filter(|i| i.kind == kind)
+                .cloned()
+                .collect()
+        };
+        assert_eq!(of(&got), of(&expected), "pictures decode exactly alike");
+    }
+    let kinds: Vec<IncidentKind> = got.incidents.iter().map(|i| i.kind).collect();
+    for kind in [
+        IncidentKind::Freeze,
+        IncidentKind::Black,
+        IncidentKind::Silence,
+    ] {
+        assert!(kinds.contains(&kind), "{kind:?} missing: {kinds:?}");
+    }
+    assert!(got.complete, "{:?}", got.warnings);
+    let report_file = dir.path().join("distributed/reports/live.json");
+    let written: Value = serde_json::from_slice(&std::fs::read(&report_file).unwrap()).unwrap();
+    assert_eq!(
+        written["coverage"],
+        serde_json::to_value(&got.coverage).unwrap()
+    );
+
+    // The same notifications in the same order (each names its own monitor's report).
+    let strip = |notes: Vec<Value>| -> Vec<Value> {
+        notes
+            .into_iter()
+            .map(|mut n| {
+                n.as_object_mut().unwrap().remove("report");
+                n
+            })
+            .collect()
+    };
+    let notes = strip(seen.notes());
+    assert_close(
+        "notifications",
+        &Value::Array(notes.clone()),
+        &Value::Array(strip(single_seen.notes())),
+    );
+    assert_eq!(
+        notes.iter().filter(|n| n["event"] == "opened").count(),
+        got.incidents.len()
+    );
+    assert_eq!(
+        notes.iter().filter(|n| n["event"] == "closed").count(),
+        got.incidents.len()
+    );
+
+    // Each opened within a chunk's length + 10 s of when it qualified (its start plus its
+    // kind's minimum duration, sent by the source that long after it started).
+    let chunk_seconds = CHUNK as f64 * config.segment_length() as f64 / 1e6;
+    let mut latencies = Vec::new();
+    for (note, at) in seen.0.lock().unwrap().iter() {
+        if note["event"] != "opened" {
+            continue;
+        }
+        let kind: IncidentKind = serde_json::from_value(note["kind"].clone()).unwrap();
+        let qualified =
+            note["start"].as_f64().unwrap() + config.rule(kind).min_duration as f64 / 1e6;
+        let latency = at.duration_since(sent).as_secs_f64() - qualified;
+        eprintln!("{kind:?}: opened {latency:.2} s after it qualified");
+        latencies.push(latency);
+        assert!(
+            latency <= chunk_seconds + 10.0,
+            "{kind:?} notified {latency:.2} s after it qualified: more than a chunk ({chunk_seconds} s) + 10 s"
+        );
+    }
+    assert!(latencies.len() >= 3);
+
+    // One execution per chunk: 30 s of stream in chunks of 5 s, and its end.
+    use std::sync::atomic::Ordering::Relaxed;
+    let chunks = counters.chunks.load(Relaxed);
+    assert!((6..=8).contains(&chunks), "{chunks} chunks");
+    assert_eq!(counters.executions.load(Relaxed), chunks);
+    assert_eq!(counters.skipped.load(Relaxed), 0);
+    assert!(counters.uploads.load(Relaxed) >= 6);
+    // Every chunk file was removed once analysed, here and in the bucket.
+    let transport = emulator.transport(&deployment.bucket, "").await;
+    let left: Vec<String> = vqa_testkit::emulator::list_keys(&transport, &deployment.bucket, "")
+        .await
+        .into_iter()
+        .filter(|k| k.ends_with(".ts"))
+        .collect();
+    assert!(left.is_empty(), "chunk files left: {left:?}");
+}
