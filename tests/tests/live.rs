@@ -17,7 +17,7 @@ use common::four_detectors;
 use serde_json::Value;
 use vqa_core::live::ChunkSink;
 use vqa_core::{IncidentKind, PipelineConfig};
-use vqa_deploy_ecs::monitor::{Monitor, MonitorSettings, StreamList};
+use vqa_deploy_ecs::monitor::{Monitor, StreamList};
 use vqa_deploy_lambda::state_machine::MachineType;
 use vqa_notify::Notifiers;
 use vqa_sfn_client::{LiveSink, RunOptions};
@@ -95,28 +95,61 @@ fn monitor(
     config: &PipelineConfig,
     chunks: Option<Arc<dyn ChunkSink>>,
 ) -> Monitor {
+    let list = format!(
+        "[[stream]]\nid = \"live\"\nurl = \"udp://127.0.0.1:{port}\"\n\
+         [stream.config]\nconverter = {{ read_timeout = 15.0 }}\n"
+    );
+    monitor_of(dir, &list, config, chunks)
+}
+
+/// A monitor of the streams `list` names, notifying to `dir/notes.jsonl`.
+fn monitor_of(
+    dir: &Path,
+    list: &str,
+    config: &PipelineConfig,
+    chunks: Option<Arc<dyn ChunkSink>>,
+) -> Monitor {
     std::fs::create_dir_all(dir).unwrap();
-    let list = StreamList::parse(
-        &format!(
-            "[[stream]]\nid = \"live\"\nurl = \"udp://127.0.0.1:{port}\"\n\
-             [stream.config]\nconverter = {{ read_timeout = 15.0 }}\n"
-        ),
-        config,
-    )
-    .expect("stream list");
+    let list = StreamList::parse(list, config).expect("stream list");
     let mut notifiers = Notifiers::new(None);
     notifiers
         .add_lines(&dir.join("notes.jsonl"))
         .expect("notes file");
-    let settings = MonitorSettings {
-        workers: 1,
-        ..MonitorSettings::default()
-    };
-    let monitor = Monitor::with_stages(settings, notifiers, Some(dir.join("reports")), chunks)
-        .expect("monitor");
+    let monitor = Monitor::with_stages(
+        list.monitor.clone(),
+        notifiers,
+        Some(dir.join("reports")),
+        chunks,
+    )
+    .expect("monitor");
     let changes = monitor.apply(&list);
-    assert_eq!(changes.added, vec!["live".to_string()]);
+    assert_eq!(changes.added.len(), list.streams.len());
     monitor
+}
+
+/// One test at a time: each runs an emulator, a source and monitors in real time, which
+/// two cores cannot do twice at once within the latencies asserted.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Waits for `what` (polling `probe`), or fails with `context()`.
+async fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    probe: impl Fn() -> Option<T>,
+    context: impl Fn() -> String,
+) -> T {
+    let until = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(
+            Instant::now() < until,
+            "timed out waiting for {what}: {}",
+            context()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// `got` is `expected` but for numbers within 0.01 of each other (audio decoded after a
@@ -149,6 +182,7 @@ async fn a_live_udp_stream_through_the_distributed_topology_notifies_within_a_ch
     if !vqa_testkit::ffmpeg_or_skip() {
         return;
     }
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     // Defects across the 5 s chunks' boundaries (freeze, silence) and inside one (black).
     let spec = ClipSpec {
@@ -330,4 +364,199 @@ async fn a_live_udp_stream_through_the_distributed_topology_notifies_within_a_ch
         .filter(|k| k.ends_with(".ts"))
         .collect();
     assert!(left.is_empty(), "chunk files left: {left:?}");
+}
+
+/// The note in `seen` matching `pred`, when it was seen.
+fn find(seen: &Seen, pred: impl Fn(&Value) -> bool) -> Option<(Value, Instant)> {
+    seen.0
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(n, _)| pred(n))
+        .cloned()
+}
+
+fn is(n: &Value, event: &str, kind: &str) -> bool {
+    n["event"] == event && n["kind"] == kind
+}
+
+fn secs(v: &Value) -> f64 {
+    v.as_f64().expect("seconds")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lost_source_reconnection_and_list_edits_behave_as_in_one_process() {
+    if !vqa_testkit::ffmpeg_or_skip() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = ClipSpec {
+        duration: 8.0,
+        container: Container::Ts,
+        gop: Some(25),
+        defects: vec![Defect::freeze(2.0, 4.0), Defect::black(5.0, 6.0)],
+        ..ClipSpec::default()
+    };
+    let clip = make_clip(dir.path(), "loop", &spec).expect("make clip");
+    let config = four_detectors();
+    let emulator = Emulator::start_on(0);
+    let deployment = emulator
+        .deploy("live-edits", &config, "all", MachineType::Standard)
+        .await;
+    let sink = LiveSink::connect(
+        &emulator.sdk().await,
+        &deployment,
+        RunOptions {
+            chunk_segments: CHUNK,
+            ..RunOptions::default()
+        },
+    )
+    .await
+    .expect("connect the live sink");
+    let port = free_port();
+    let settings =
+        "[monitor]\nreconnect_min = 0.2\nreconnect_max = 1.0\nallow_local_files = true\n";
+    let ch1 = format!(
+        "[[stream]]\nid = \"ch1\"\nurl = \"udp://127.0.0.1:{port}\"\n\
+         [stream.config]\nconverter = {{ read_timeout = 1.0 }}\n"
+    );
+    let monitor = monitor_of(
+        dir.path(),
+        &format!("{settings}{ch1}"),
+        &config,
+        Some(Arc::new(sink)),
+    );
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = Seen::follow(dir.path().join("notes.jsonl"), stop.clone());
+    let context = || format!("notifications: {:?}", seen.notes());
+    let looped = |port: u16| {
+        Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-re",
+                "-stream_loop",
+                "-1",
+                "-i",
+            ])
+            .arg(&clip.path)
+            .args(["-c", "copy", "-f", "mpegts"])
+            .arg(format!("udp://127.0.0.1:{port}?pkt_size=1316"))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start ffmpeg")
+    };
+    let mut source = looped(port);
+    let minute = Duration::from_secs(60);
+    wait_for(
+        "a freeze",
+        minute,
+        || find(&seen, |n| is(n, "opened", "freeze")),
+        context,
+    )
+    .await;
+
+    // The source dies: input loss is notified while it is away.
+    source.kill().unwrap();
+    let _ = source.wait();
+    let (opened, _) = wait_for(
+        "input_loss opened",
+        minute,
+        || find(&seen, |n| is(n, "opened", "input_loss")),
+        context,
+    )
+    .await;
+    let streams = monitor.streams();
+    assert!(!streams[0]
+        .stats
+        .up
+        .load(std::sync::atomic::Ordering::SeqCst));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        find(&seen, |n| is(n, "closed", "input_loss")).is_none(),
+        "closed while the source was still away: {:?}",
+        seen.notes()
+    );
+
+    // It comes back: the loss closes, and monitoring goes on after it.
+    let mut source = looped(port);
+    let (closed, _) = wait_for(
+        "input_loss closed",
+        minute,
+        || find(&seen, |n| is(n, "closed", "input_loss")),
+        context,
+    )
+    .await;
+    let (start, end) = (secs(&closed["start"]), secs(&closed["end"]));
+    assert_eq!(secs(&opened["start"]), start);
+    assert!(
+        end - start >= 3.0,
+        "the loss lasted the 3 s the source was down: {start}..{end}"
+    );
+    wait_for(
+        "a freeze after the loss",
+        minute,
+        || {
+            find(&seen, |n| {
+                is(n, "opened", "freeze") && secs(&n["start"]) >= end
+            })
+        },
+        context,
+    )
+    .await;
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(streams[0].stats.losses.load(Relaxed), 1);
+    assert_eq!(streams[0].stats.reconnects.load(Relaxed), 1);
+
+    // The list is edited: ch1 removed (its report comes from its last chunk), ch2 added (a
+    // file replayed in real time, which ends by itself).
+    let ch2 = format!(
+        "[[stream]]\nid = \"ch2\"\nurl = \"{}\"\nrealtime = true\nspeed = 2.0\n",
+        clip.path.display()
+    );
+    let list = StreamList::parse(&format!("{settings}{ch2}"), &config).unwrap();
+    let changes = monitor.apply(&list);
+    assert_eq!(changes.removed, vec!["ch1".to_string()]);
+    assert_eq!(changes.added, vec!["ch2".to_string()]);
+    let env = monitor.env().clone();
+    let ch1 = wait_for("ch1's report", minute, || env.report("ch1"), context).await;
+    let _ = source.kill();
+    let _ = source.wait();
+    let losses: Vec<_> = ch1
+        .incidents
+        .iter()
+        .filter(|i| i.kind == IncidentKind::InputLoss)
+        .collect();
+    assert_eq!(losses.len(), 1, "{:?}", ch1.incidents);
+    assert_eq!(losses[0].start as f64 / 1e6, start);
+    assert_eq!(losses[0].end as f64 / 1e6, end);
+    assert!(!ch1.complete);
+    assert!(
+        ch1.warnings
+            .iter()
+            .any(|w| w.starts_with("the input was lost 1 time(s)")),
+        "{:?}",
+        ch1.warnings
+    );
+    assert!(dir.path().join("reports/ch1.json").exists());
+
+    // ch2's report is the one process's report of the file.
+    let ch2 = wait_for("ch2's report", minute, || env.report("ch2"), context).await;
+    let mut expected = vqa_deploy_ecs::analyze_file(&clip.path, &config)
+        .await
+        .expect("single-process analysis")
+        .report;
+    expected.stream = ch2.stream.clone();
+    assert_close(
+        "ch2's report",
+        &serde_json::to_value(&ch2).unwrap(),
+        &serde_json::to_value(&expected).unwrap(),
+    );
+    let finished = tokio::task::spawn_blocking(move || monitor.shutdown(Duration::from_secs(300)))
+        .await
+        .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(finished.reports.len(), 2);
 }

@@ -23,7 +23,7 @@ use crate::report::StreamReport;
 use crate::time::Micros;
 
 /// What a live stream's chunk holds, beyond its place on the timeline.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LiveChunk {
     /// Where the chunk file's packet times put the stream's 0 (µs of the source's clock,
     /// as the reader's connection placed it).
@@ -34,6 +34,10 @@ pub struct LiveChunk {
     /// The reader's warnings for the stream's report (a source never reached, say).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// The duration the source declares, seconds (a file replayed as a live source; a
+    /// live source declares none): the report's, not the chunk file's.
+    #[serde(default)]
+    pub duration: Option<f64>,
 }
 
 /// Input lost from the end of what was analysed until `until` (stream time).

@@ -203,6 +203,9 @@ pub async fn convert(base: &S3Transport, job: Job) -> Result<Converted, StageErr
     let ((mut summary, decode_errors), (input_reads, input_bytes)) = decoded?;
     let (segments, stored_at_ms) = stored.map_err(|e| StageError::transport("converter", e))?;
     summary.input = job.input_name.clone();
+    if let Some(live) = &job.live {
+        summary.media.duration = live.duration;
+    }
     let out = Converted {
         segments,
         summary,

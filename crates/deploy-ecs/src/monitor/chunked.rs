@@ -24,6 +24,8 @@ pub(super) struct Chunked {
     /// The current connection's writer, and where its packets put the stream's 0.
     writer: Option<Box<ChunkWriter>>,
     origin: Micros,
+    /// The duration the source declares (a replayed file's).
+    duration: Option<f64>,
     dir: PathBuf,
     /// The number of the next chunk to hand on.
     next_chunk: u64,
@@ -72,6 +74,7 @@ impl Chunked {
             stream,
             writer: None,
             origin: 0,
+            duration: None,
             dir,
             next_chunk: 0,
             timeline: 0,
@@ -90,10 +93,10 @@ impl Chunked {
         let id = &shared.spec.id;
         match item {
             Item::Connected {
+                decoding,
                 writer,
                 origin,
                 start,
-                ..
             } => {
                 self.cut(shared); // a looped file starting again
                 if self.lost.is_some() {
@@ -105,6 +108,7 @@ impl Chunked {
                 self.writer =
                     writer.map(|w| Box::new(w.starting(self.next_chunk, self.window(start))));
                 self.origin = origin;
+                self.duration = decoding.media().duration;
                 self.connected = true;
                 shared.stats.up.store(true, Ordering::SeqCst);
             }
@@ -172,6 +176,7 @@ impl Chunked {
                 origin: self.origin,
                 loss,
                 warnings,
+                duration: self.duration,
             },
         });
     }
