@@ -284,6 +284,7 @@ async fn bench_measures_and_prices_each_topology_from_the_runs_counters() {
         deployment: Some(standard.clone()),
         sdk: Some(emulator.sdk().await),
         emulator_dir: Some(emulator.dir.join("run")),
+        live: None,
     };
     let c = compare(&path, setup, None).await.expect("bench");
     assert_eq!(c.topologies.len(), 4);

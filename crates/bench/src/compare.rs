@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use vqa_core::{HandoffMetrics, PipelineConfig, StreamReport};
-use vqa_sfn_client::{analyze, Deployment, DistributedRun, RunOptions};
+use vqa_sfn_client::{analyze, Deployment, DistributedRun, LiveSink, RunOptions};
 use vqa_transport_s3::{Encoding, Granularity};
 
 use crate::cost::{ceiling, cost, Cost, Orchestration, PriceTable, Usage};
@@ -228,6 +228,17 @@ pub struct BenchSetup<'a> {
     pub sdk: Option<aws_config::SdkConfig>,
     /// The emulator's run directory (`VQA_EMULATOR_DIR`), for its Lambda invocation log.
     pub emulator_dir: Option<std::path::PathBuf>,
+    /// Live instead of a file: the input replayed as one live stream, paced at real time
+    /// and looped, for this many seconds through each topology (`vqa monitor`; the
+    /// distributed ones with `--topology distributed` and chunks of `chunk_segments`).
+    pub live: Option<LiveSetup>,
+}
+
+/// How long, and in what chunks, each topology monitors the live stream.
+#[derive(Clone, Copy, Debug)]
+pub struct LiveSetup {
+    pub seconds: f64,
+    pub chunk_segments: u64,
 }
 
 /// Called with (variant index, variant count, name) as each starts.
@@ -246,13 +257,75 @@ pub async fn compare(
         if let Some(p) = progress {
             p(i, total, &variant.name);
         }
-        let (mut result, report) = match &variant.kind {
-            VariantKind::Single => measure_single(path, &setup, variant).await?,
-            VariantKind::Distributed {
-                state_machine_arn,
-                granularity,
-                encoding,
-            } => {
+        let (mut result, report) = match (&variant.kind, setup.live) {
+            (VariantKind::Single, Some(live)) => {
+                let (usage, report, samples) =
+                    crate::live::monitor_live(path, setup.config, live.seconds, None).await?;
+                let mut r = blank(variant, usage.usage);
+                r.wall_seconds = usage.wall_seconds;
+                r.segments = report.coverage.segments;
+                r.latency = Latency::of(&samples);
+                r.cpu_seconds = Some(r.usage.cpu_seconds);
+                r.peak_rss_mb = Some(r.usage.peak_memory_gb * 1024.0);
+                (priced(r, &setup), report)
+            }
+            (
+                VariantKind::Distributed {
+                    state_machine_arn,
+                    granularity,
+                    encoding,
+                },
+                Some(live),
+            ) => {
+                let (Some(deployment), Some(sdk)) = (&setup.deployment, &setup.sdk) else {
+                    return Err(BenchError::NoDeployment(variant.name.clone()));
+                };
+                let deployment = Deployment {
+                    state_machine_arn: state_machine_arn.clone(),
+                    ..deployment.clone()
+                };
+                let options = RunOptions {
+                    granularity: *granularity,
+                    encoding: *encoding,
+                    chunk_segments: live.chunk_segments,
+                    ..RunOptions::default()
+                };
+                let failed = |source| BenchError::Variant {
+                    variant: variant.name.clone(),
+                    source,
+                };
+                let sink = LiveSink::connect(sdk, &deployment, options)
+                    .await
+                    .map_err(failed)?;
+                let (reader, report, samples) = crate::live::monitor_live(
+                    path,
+                    setup.config,
+                    live.seconds,
+                    Some(sink.clone()),
+                )
+                .await?;
+                let run = sink.account(report, reader.wall_seconds).await;
+                let (mut r, report) = measure_distributed(run, &setup, variant);
+                // The reader is a Fargate task, and each chunk a PUT of its bytes.
+                let counters = sink.counters();
+                let u = &mut r.usage;
+                u.cpu_seconds = reader.usage.cpu_seconds;
+                u.peak_memory_gb = reader.usage.peak_memory_gb;
+                u.s3_puts += counters.uploads.load(std::sync::atomic::Ordering::Relaxed);
+                r.latency = Latency::of(&samples);
+                r.cpu_seconds = Some(u.cpu_seconds);
+                r.peak_rss_mb = Some(u.peak_memory_gb * 1024.0);
+                (priced(r, &setup), report)
+            }
+            (VariantKind::Single, None) => measure_single(path, &setup, variant).await?,
+            (
+                VariantKind::Distributed {
+                    state_machine_arn,
+                    granularity,
+                    encoding,
+                },
+                None,
+            ) => {
                 let (Some(deployment), Some(sdk)) = (&setup.deployment, &setup.sdk) else {
                     return Err(BenchError::NoDeployment(variant.name.clone()));
                 };
@@ -284,8 +357,11 @@ pub async fn compare(
         media_seconds = result.usage.stream_seconds;
         match (&single_report, &variant.kind) {
             (None, VariantKind::Single) => single_report = Some(report),
-            (Some(single), _) => result.same_report_as_single = Some(*single == report),
-            (None, _) => {}
+            // Live runs cover what real time let them: not the same stretch of the stream.
+            (Some(single), _) if setup.live.is_none() => {
+                result.same_report_as_single = Some(*single == report)
+            }
+            _ => {}
         }
         topologies.push(result);
     }

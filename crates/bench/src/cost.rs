@@ -158,22 +158,25 @@ pub fn cost(usage: &Usage, prices: &PriceTable) -> Cost {
         });
     };
     let sfn = &prices.step_functions;
+    // The single process is a Fargate task; so is a live stream's reader in the
+    // distributed topology (its CPU and memory measured when there is one).
+    if usage.orchestration == Orchestration::SingleProcess || usage.cpu_seconds > 0.0 {
+        let f = &prices.fargate;
+        item(
+            "Fargate vCPU",
+            usage.cpu_seconds / 3600.0,
+            "vCPU-hours",
+            f.per_vcpu_hour,
+        );
+        item(
+            "Fargate memory",
+            usage.peak_memory_gb * usage.stream_seconds / 3600.0,
+            "GB-hours",
+            f.per_gb_hour,
+        );
+    }
     match usage.orchestration {
-        Orchestration::SingleProcess => {
-            let f = &prices.fargate;
-            item(
-                "Fargate vCPU",
-                usage.cpu_seconds / 3600.0,
-                "vCPU-hours",
-                f.per_vcpu_hour,
-            );
-            item(
-                "Fargate memory",
-                usage.peak_memory_gb * usage.stream_seconds / 3600.0,
-                "GB-hours",
-                f.per_gb_hour,
-            );
-        }
+        Orchestration::SingleProcess => {}
         Orchestration::StepFunctionsStandard => item(
             "Step Functions transitions",
             usage.state_transitions as f64,

@@ -8,8 +8,13 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use serde::Serialize;
-use vqa_core::{PipelineConfig, StreamId};
+use vqa_core::live::ChunkSink;
+use vqa_core::{PipelineConfig, StreamId, StreamReport};
+
+use crate::cost::{Orchestration, Usage};
 
 use vqa_deploy_ecs::monitor::{Monitor, MonitorSettings, StreamList, StreamSpec};
 use vqa_deploy_ecs::resources::{peak_rss_mb, proc_status_kb, process_cpu_seconds, reset_peak_rss};
@@ -166,6 +171,94 @@ pub fn run_live(
         alert_latency_p99_ms: percentile(&mut latencies.alert, 99.0),
         alerts: latencies.alert.len(),
     })
+}
+
+/// What a live topology run measured of this process: its CPU and peak memory as a usage,
+/// and how long it ran.
+pub struct Measured {
+    pub usage: Usage,
+    pub wall_seconds: f64,
+}
+
+/// Monitors `input` replayed as one live stream (paced at real time, looped) for `seconds`
+/// — in this process, or with `sink`, only reading it and handing its chunks to the
+/// distributed topology — then stops and waits for the report. Returns this process's CPU
+/// and memory, the report, and the alert latencies (seconds).
+pub async fn monitor_live(
+    input: &Path,
+    config: &PipelineConfig,
+    seconds: f64,
+    sink: Option<vqa_sfn_client::LiveSink>,
+) -> Result<(Measured, StreamReport, Vec<f64>), BenchError> {
+    let settings = MonitorSettings {
+        allow_local_files: true,
+        ..MonitorSettings::default()
+    };
+    let spec = StreamSpec {
+        id: StreamId::new("live"),
+        url: input.display().to_string(),
+        config: config.clone(),
+        realtime: true,
+        speed: 1.0,
+        looped: true,
+    };
+    let failed = |reason: String| BenchError::Input {
+        input: vqa_deploy_ecs::shown(input),
+        reason,
+    };
+    let distributed = sink.is_some();
+    let chunks = sink.map(|s| Arc::new(s) as Arc<dyn ChunkSink>);
+    reset_peak_rss();
+    let cpu0 = process_cpu_seconds();
+    let started = Instant::now();
+    let monitor = Monitor::with_stages(settings.clone(), Notifiers::new(None), None, chunks)?;
+    monitor.apply(&StreamList {
+        monitor: settings,
+        streams: vec![spec],
+    });
+    let env = monitor.env().clone();
+    let mut ticked = Instant::now();
+    while started.elapsed().as_secs_f64() < seconds {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if ticked.elapsed() >= Duration::from_secs(1) {
+            monitor.tick();
+            ticked = Instant::now();
+        }
+        if let Some(e) = monitor
+            .streams()
+            .iter()
+            .find_map(|s| s.error.lock().ok().and_then(|e| e.clone()))
+        {
+            return Err(failed(e));
+        }
+    }
+    let grace = Duration::from_secs(if distributed { 1800 } else { 30 });
+    let finished = tokio::task::spawn_blocking(move || monitor.shutdown(grace))
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = process_cpu_seconds() - cpu0;
+    let report = finished
+        .reports
+        .into_iter()
+        .next()
+        .ok_or_else(|| failed("the stream ended without a report".into()))?;
+    let usage = Usage {
+        orchestration: Orchestration::SingleProcess,
+        stream_seconds: report.coverage.analysed as f64 / 1e6,
+        cpu_seconds: cpu,
+        peak_memory_gb: peak_rss_mb() / 1024.0,
+        ..Usage::default()
+    };
+    let alerts = env.take_latencies().alert;
+    Ok((
+        Measured {
+            usage,
+            wall_seconds: wall,
+        },
+        report,
+        alerts.into_iter().map(|s| s * 1000.0).collect(),
+    ))
 }
 
 /// The runs as a table.

@@ -54,6 +54,19 @@ pub struct BenchArgs {
     #[arg(long, value_name = "COUNTS", value_delimiter = ',')]
     pub live: Option<Vec<usize>>,
 
+    /// Measure each topology on a live stream instead of a file: the input replayed as one
+    /// stream, paced at real time and looped, for this many minutes through `vqa monitor`
+    /// (the distributed variants with --topology distributed), priced per stream-hour from
+    /// that run's counters, the reader's CPU and memory included.
+    #[arg(long, value_name = "MINUTES", conflicts_with_all = ["live", "speed"],
+          value_parser = live_minutes)]
+    pub live_minutes: Option<f64>,
+
+    /// With --live-minutes: segments per chunk of the live stream (distributed variants).
+    #[arg(long, value_name = "N", default_value_t = crate::monitor::DEFAULT_LIVE_CHUNK_SEGMENTS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub chunk_segments: u64,
+
     /// With --live: cores to run on (the process is pinned to them).
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub cpus: usize,
@@ -142,6 +155,10 @@ async fn bench_topologies(args: BenchArgs, config: &PipelineConfig) -> anyhow::R
         deployment,
         sdk,
         emulator_dir: std::env::var_os("VQA_EMULATOR_DIR").map(PathBuf::from),
+        live: args.live_minutes.map(|minutes| compare::LiveSetup {
+            seconds: minutes * 60.0,
+            chunk_segments: args.chunk_segments,
+        }),
     };
     let result = compare::compare(input, setup, Some(&progress)).await;
     if let Some(b) = bar {
@@ -154,6 +171,13 @@ async fn bench_topologies(args: BenchArgs, config: &PipelineConfig) -> anyhow::R
     }
     output::print(args.format, &comparison, render::render_text)?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn live_minutes(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(m) if m.is_finite() && m >= 0.25 => Ok(m),
+        _ => Err(format!("{text:?}: give at least 0.25 minutes")),
+    }
 }
 
 fn bench_live(

@@ -296,6 +296,58 @@ pub struct DistributedRun {
     pub input_bytes: u64,
 }
 
+impl DistributedRun {
+    /// A run of `report` with nothing counted yet.
+    fn new(report: StreamReport, run_name: String, machine_type: MachineType, groups: u64) -> Self {
+        DistributedRun {
+            segments: report.coverage.segments,
+            report,
+            run_name,
+            execution_arn: String::new(),
+            machine_type,
+            chunks: 0,
+            executions: 0,
+            skipped: Vec::new(),
+            transitions: Some(0),
+            retries: 0,
+            transitions_from_definition: 0,
+            history_events: Some(0),
+            invocations: Some(0),
+            handoff: HandoffMetrics::default(),
+            groups,
+            wall_seconds: 0.0,
+            execution_seconds: Some(0.0),
+            execution_durations: Vec::new(),
+            stage_seconds: Vec::new(),
+            window: None,
+            tasks: Vec::new(),
+            latencies_ms: Vec::new(),
+            input_reads: 0,
+            input_bytes: 0,
+        }
+    }
+}
+
+/// Counts what `executions` used, from their histories (where the service keeps none, the
+/// counts that need them become `None`).
+async fn account(sfn: &Sfn, executions: &[String], run: &mut DistributedRun) {
+    for arn in executions {
+        run.executions += 1;
+        if run.execution_arn.is_empty() {
+            run.execution_arn = arn.clone();
+        }
+        match history(sfn, arn).await {
+            Ok(events) => count_history(&events, run),
+            Err(_) => {
+                run.transitions = None;
+                run.history_events = None;
+                run.invocations = None;
+                run.execution_seconds = None;
+            }
+        }
+    }
+}
+
 /// A name Step Functions accepts (1–80 of letters, digits, `-`, `_`), unique per run.
 fn run_name(stream: &StreamId) -> String {
     let clean: String = stream
@@ -467,53 +519,18 @@ pub async fn analyze(
     let report: StreamReport = serde_json::from_slice(&body)
         .map_err(|e| ClientError::Report(format!("report {}: {e}", results.uri())))?;
 
-    let segments = report.coverage.segments;
-    let groups = groups as u64;
-    let mut run = DistributedRun {
-        report,
-        run_name: name.clone(),
-        execution_arn: String::new(),
-        machine_type,
-        chunks: total,
-        executions: 0,
-        skipped: Vec::new(),
-        transitions: Some(0),
-        retries: 0,
-        transitions_from_definition: 0,
-        history_events: Some(0),
-        invocations: Some(0),
-        handoff: HandoffMetrics::default(),
-        segments,
-        groups,
-        wall_seconds: 0.0,
-        execution_seconds: Some(0.0),
-        execution_durations: Vec::new(),
-        stage_seconds: Vec::new(),
-        window: None,
-        tasks: Vec::new(),
-        latencies_ms: Vec::new(),
-        input_reads: 0,
-        input_bytes: 0,
-    };
+    let mut run = DistributedRun::new(report, name.clone(), machine_type, groups as u64);
+    run.chunks = total;
     outcomes.sort_by_key(|o| o.chunk);
     for outcome in &outcomes {
-        run.executions += outcome.executions.len() as u64;
         run.skipped.extend(outcome.skipped.clone());
-        for arn in &outcome.executions {
-            if run.execution_arn.is_empty() {
-                run.execution_arn = arn.clone();
-            }
-            match history(&sfn, arn).await {
-                Ok(events) => count_history(&events, &mut run),
-                Err(_) => {
-                    run.transitions = None;
-                    run.history_events = None;
-                    run.invocations = None;
-                    run.execution_seconds = None;
-                }
-            }
-        }
     }
+    let executions: Vec<String> = outcomes
+        .iter()
+        .flat_map(|o| o.executions.iter().cloned())
+        .collect();
+    account(&sfn, &executions, &mut run).await;
+    let (segments, groups) = (run.segments, run.groups);
     // Without histories: each chunk's share of the segments, as the definition implies.
     let per_chunk = segments.div_ceil(total.max(1));
     run.transitions_from_definition = total * state_transitions(per_chunk, groups);

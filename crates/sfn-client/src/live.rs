@@ -19,9 +19,10 @@ use vqa_deploy_lambda::payload::{check_size, Job, ResultsLocation, TaskError};
 use vqa_transport_s3::{connect, S3Layout, S3Transport};
 
 use crate::{
-    check_groups, check_limits, describe, run_name, ChunkOutcome, ChunkRunner, ClientError,
-    Deployment, InOrder, MachineType, RunOptions, Sfn,
+    account, check_groups, check_limits, describe, run_name, ChunkOutcome, ChunkRunner,
+    ClientError, Deployment, DistributedRun, InOrder, MachineType, RunOptions, Sfn,
 };
+use vqa_deploy_lambda::state_machine::{deployed_groups, state_transitions};
 
 /// Attempts at a request that failed for a reason that can pass (the service unreachable or
 /// throttling), 2 s apart, before the chunk is given up.
@@ -57,6 +58,9 @@ struct Inner {
     express_sync: bool,
     options: RunOptions,
     counters: Arc<LiveCounters>,
+    /// Every execution started, and why chunks were recorded as not analysed.
+    executions: std::sync::Mutex<Vec<String>>,
+    skipped: std::sync::Mutex<Vec<String>>,
 }
 
 impl LiveSink {
@@ -99,6 +103,8 @@ impl LiveSink {
                 express_sync: machine_type == MachineType::Express && sdk.endpoint_url().is_none(),
                 options,
                 counters: Arc::default(),
+                executions: Default::default(),
+                skipped: Default::default(),
             }),
         })
     }
@@ -110,6 +116,27 @@ impl LiveSink {
     pub fn machine_type(&self) -> MachineType {
         self.inner.machine_type
     }
+
+    /// What the chunks run so far used, counted from their executions' histories as a
+    /// file's run is, for `report` (a stream's; the sink's streams' together when it ran
+    /// several) and `wall_seconds` of running.
+    pub async fn account(&self, report: StreamReport, wall_seconds: f64) -> DistributedRun {
+        let inner = &self.inner;
+        let groups = deployed_groups(&inner.definition).map_or(0, |g| g.len() as u64);
+        let mut run = DistributedRun::new(report, "live".into(), inner.machine_type, groups);
+        run.chunks = inner.counters.chunks.load(Ordering::Relaxed);
+        run.skipped = lock(&inner.skipped).clone();
+        let executions = lock(&inner.executions).clone();
+        account(&inner.sfn, &executions, &mut run).await;
+        let per_chunk = run.segments.div_ceil(run.chunks.max(1));
+        run.transitions_from_definition = run.chunks * state_transitions(per_chunk, groups);
+        run.wall_seconds = wall_seconds;
+        run
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl ChunkSink for LiveSink {
@@ -348,6 +375,8 @@ async fn run_chunk(inner: &Inner, name: &str, base: &Job, cut: ChunkJob) -> Ran 
         }
     }
     if let Ok(o) = &outcome {
+        lock(&inner.executions).extend(o.executions.iter().cloned());
+        lock(&inner.skipped).extend(o.skipped.iter().cloned());
         let c = &inner.counters;
         c.chunks.fetch_add(1, Ordering::Relaxed);
         c.executions

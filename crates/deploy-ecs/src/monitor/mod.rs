@@ -121,6 +121,11 @@ impl Env {
             .cloned()
     }
 
+    /// Raw latencies observed so far (taken: the next call starts afresh).
+    pub fn take_latencies(&self) -> metrics::Samples {
+        self.metrics.take_samples()
+    }
+
     pub fn settings(&self) -> &MonitorSettings {
         &self.settings
     }
