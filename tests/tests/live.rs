@@ -560,3 +560,83 @@ async fn a_lost_source_reconnection_and_list_edits_behave_as_in_one_process() {
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(finished.reports.len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_live_bench_prices_each_topology_from_its_run() {
+    use vqa_bench::compare::{compare, BenchSetup, LiveSetup, Variant};
+    use vqa_bench::cost::{Orchestration, PriceTable};
+    if !vqa_testkit::ffmpeg_or_skip() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = ClipSpec {
+        duration: 8.0,
+        defects: vec![Defect::freeze(2.0, 4.0)],
+        ..ClipSpec::default()
+    };
+    let clip = make_clip(dir.path(), "bench", &spec).expect("make clip");
+    let config = four_detectors();
+    // Its own emulator: the Lambda figures come from its invocation log.
+    let emulator = Emulator::start_on(0);
+    let standard = emulator
+        .deploy("live-bench", &config, "each", MachineType::Standard)
+        .await;
+    let variants = ["single", "standard-segment"]
+        .into_iter()
+        .map(|n| Variant::named(n, Some(&standard.state_machine_arn), None).unwrap())
+        .collect();
+    let seconds = 20.0;
+    let setup = BenchSetup {
+        config: &config,
+        variants,
+        prices: PriceTable::shipped(),
+        streams: 1000,
+        deployment: Some(standard.clone()),
+        sdk: Some(emulator.sdk().await),
+        emulator_dir: Some(emulator.dir.join("run")),
+        live: Some(LiveSetup {
+            seconds,
+            chunk_segments: CHUNK,
+        }),
+    };
+    let c = compare(&clip.path, setup, None).await.expect("bench");
+    let (single, standard) = (&c.topologies[0], &c.topologies[1]);
+    for r in [single, standard] {
+        // About the seconds monitored (the stream is paced at real time).
+        assert!(
+            (seconds - 2.0..seconds + 2.0).contains(&r.usage.stream_seconds),
+            "{}: {} s of stream",
+            r.name,
+            r.usage.stream_seconds
+        );
+        assert!(r.segments >= 18, "{}: {} segments", r.name, r.segments);
+        assert!(r.cpu_seconds.unwrap() > 0.0 && r.peak_rss_mb.unwrap() > 0.0);
+        assert!(r.cost_per_stream_hour_usd > 0.0);
+        assert_eq!(r.same_report_as_single, None, "live runs cover different stretches");
+    }
+    assert_eq!(single.usage.orchestration, Orchestration::SingleProcess);
+    let u = &standard.usage;
+    assert_eq!(u.orchestration, Orchestration::StepFunctionsStandard);
+    // One execution per chunk of 5 segments, each converter + detectors + aggregator.
+    let chunks = (u.stream_seconds / 5.0).ceil() as u64;
+    assert!(
+        (chunks..=chunks + 1).contains(&u.executions),
+        "{} executions for {} s",
+        u.executions,
+        u.stream_seconds
+    );
+    assert!(u.state_transitions >= u.executions * 5);
+    assert!(u.lambda_invocations >= u.executions * (2 + 4 * 4));
+    assert!(u.lambda_gb_seconds > 0.0);
+    // The chunks stored, the segments handed off; the reader's CPU priced as Fargate.
+    assert!(u.s3_puts >= u.executions + standard.segments);
+    assert!(u.cpu_seconds > 0.0);
+    let dimensions: Vec<&str> = standard.cost.items.iter().map(|i| i.dimension).collect();
+    for d in ["Fargate vCPU", "Step Functions transitions", "Lambda duration", "S3 PUT requests"] {
+        assert!(dimensions.contains(&d), "{d} missing: {dimensions:?}");
+    }
+    // The story's finding holds on this run too: one process costs less.
+    assert!(single.cost_per_stream_hour_usd < standard.cost_per_stream_hour_usd);
+    assert!(standard.max_concurrent_streams.is_some());
+}

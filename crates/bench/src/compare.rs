@@ -203,6 +203,8 @@ pub struct TopologyResult {
 #[derive(Clone, Debug, Serialize)]
 pub struct Comparison {
     pub input: String,
+    /// Set when each topology monitored the input as a live stream for this long.
+    pub live_seconds: Option<f64>,
     pub media_seconds: f64,
     pub detectors: Vec<String>,
     pub streams: u64,
@@ -367,6 +369,7 @@ pub async fn compare(
     }
     Ok(Comparison {
         input: path.display().to_string(),
+        live_seconds: setup.live.map(|l| l.seconds),
         media_seconds,
         detectors: setup
             .config

@@ -22,6 +22,10 @@ fn usd(v: f64) -> String {
     }
 }
 
+/// The load the story's service was built for, as a stream count: the ceilings are put
+/// against it.
+const TARGET_STREAMS: u64 = 1000;
+
 /// The terminal table, with each topology's bill by dimension below it.
 pub fn render_text(c: &Comparison) -> String {
     let mut out = String::new();
@@ -50,10 +54,28 @@ pub fn render_text(c: &Comparison) -> String {
         format!("$/month ×{}", c.streams),
         "max strm"
     );
+    if let Some(live) = c.live_seconds {
+        let _ = writeln!(
+            out,
+            "live: the input replayed as one stream, paced and looped, for {live:.0} s through each \
+             topology's monitor; latency is an alert's, from the moment it qualified"
+        );
+    }
     let _ = writeln!(
         out,
         "{:<20} {:>7} {:>9} {:>8} {:>9} {:>7} {:>7} {:>8}",
-        "", "", "p50", "/segment", "/segment", "/seg", "/seg", "/seg"
+        "",
+        "",
+        if c.live_seconds.is_some() {
+            "alert p50"
+        } else {
+            "p50"
+        },
+        "/segment",
+        "/segment",
+        "/seg",
+        "/seg",
+        "/seg"
     );
     for r in &c.topologies {
         let h = &r.handoff;
@@ -95,6 +117,15 @@ pub fn render_text(c: &Comparison) -> String {
     if let Some(single) = c.topologies.iter().find(|r| r.name == "single") {
         for r in c.topologies.iter().filter(|r| r.name != "single") {
             if single.cost_per_stream_hour_usd > 0.0 {
+                if let Some(max) = r.max_concurrent_streams {
+                    let _ = writeln!(
+                        out,
+                        "{}: the single process costs {:.1}% of it; its ceiling of {max} streams is {:.1}% of a {TARGET_STREAMS}-stream target",
+                        r.name,
+                        100.0 * single.cost_per_stream_hour_usd / r.cost_per_stream_hour_usd.max(f64::MIN_POSITIVE),
+                        100.0 * max as f64 / TARGET_STREAMS as f64
+                    );
+                }
                 let _ = writeln!(
                     out,
                     "{} costs {:.0}x the single process per stream-hour{}",

@@ -94,6 +94,10 @@ pub async fn bench(mut args: BenchArgs) -> anyhow::Result<ExitCode> {
         output::print(args.format, &result, speed::render)?;
         return Ok(ExitCode::SUCCESS);
     }
+    if args.live_minutes.is_some() {
+        // As `vqa monitor` decodes: on its worker pool, not on FFmpeg threads per stream.
+        args.pipeline.decoder_threads = args.pipeline.decoder_threads.or(Some(1));
+    }
     let config = args.pipeline.load()?;
     bench_topologies(args, &config).await
 }

@@ -520,6 +520,13 @@ fn slice(shared: &Arc<Shared>, env: &Arc<Env>) -> Result<(), TransportError> {
         }
         segments += actor.handle(item, shared, env)?;
     }
+    if actor.finished {
+        // Nothing more is handled (in the distributed topology the stream is finished only
+        // when its last chunk's report is back): what is still queued would only make the
+        // actor run again and again until then.
+        lock(&shared.queue).items.clear();
+        shared.room.notify_all();
+    }
     Ok(())
 }
 
