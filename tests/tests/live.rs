@@ -127,6 +127,30 @@ fn monitor_of(
     monitor
 }
 
+/// The state machine deployed on `emulator` (Standard, detector groups `groups`), and a
+/// live sink that runs chunks of [`CHUNK`] segments through it.
+async fn live_sink(
+    emulator: &Emulator,
+    name: &str,
+    config: &PipelineConfig,
+    groups: &str,
+) -> (vqa_sfn_client::Deployment, LiveSink) {
+    let deployment = emulator
+        .deploy(name, config, groups, MachineType::Standard)
+        .await;
+    let sink = LiveSink::connect(
+        &emulator.sdk().await,
+        &deployment,
+        RunOptions {
+            chunk_segments: CHUNK,
+            ..RunOptions::default()
+        },
+    )
+    .await
+    .expect("connect the live sink");
+    (deployment, sink)
+}
+
 /// One test at a time: each runs an emulator, a source and monitors in real time, which
 /// two cores cannot do twice at once within the latencies asserted.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -215,19 +239,7 @@ async fn a_live_udp_stream_through_the_distributed_topology_notifies_within_a_ch
     assert!(status.success());
     let config = four_detectors();
     let emulator = Emulator::start_on(0);
-    let deployment = emulator
-        .deploy("live", &config, "each", MachineType::Standard)
-        .await;
-    let sink = LiveSink::connect(
-        &emulator.sdk().await,
-        &deployment,
-        RunOptions {
-            chunk_segments: CHUNK,
-            ..RunOptions::default()
-        },
-    )
-    .await
-    .expect("connect the live sink");
+    let (deployment, sink) = live_sink(&emulator, "live", &config, "each").await;
     let counters = sink.counters();
 
     let (single_port, distributed_port) = (free_port(), free_port());
@@ -401,19 +413,7 @@ async fn a_lost_source_reconnection_and_list_edits_behave_as_in_one_process() {
     let clip = make_clip(dir.path(), "loop", &spec).expect("make clip");
     let config = four_detectors();
     let emulator = Emulator::start_on(0);
-    let deployment = emulator
-        .deploy("live-edits", &config, "all", MachineType::Standard)
-        .await;
-    let sink = LiveSink::connect(
-        &emulator.sdk().await,
-        &deployment,
-        RunOptions {
-            chunk_segments: CHUNK,
-            ..RunOptions::default()
-        },
-    )
-    .await
-    .expect("connect the live sink");
+    let (deployment, sink) = live_sink(&emulator, "live-edits", &config, "all").await;
     let port = free_port();
     let settings =
         "[monitor]\nreconnect_min = 0.2\nreconnect_max = 1.0\nallow_local_files = true\n";
@@ -613,7 +613,10 @@ async fn the_live_bench_prices_each_topology_from_its_run() {
         assert!(r.segments >= 18, "{}: {} segments", r.name, r.segments);
         assert!(r.cpu_seconds.unwrap() > 0.0 && r.peak_rss_mb.unwrap() > 0.0);
         assert!(r.cost_per_stream_hour_usd > 0.0);
-        assert_eq!(r.same_report_as_single, None, "live runs cover different stretches");
+        assert_eq!(
+            r.same_report_as_single, None,
+            "live runs cover different stretches"
+        );
     }
     assert_eq!(single.usage.orchestration, Orchestration::SingleProcess);
     let u = &standard.usage;
@@ -633,7 +636,12 @@ async fn the_live_bench_prices_each_topology_from_its_run() {
     assert!(u.s3_puts >= u.executions + standard.segments);
     assert!(u.cpu_seconds > 0.0);
     let dimensions: Vec<&str> = standard.cost.items.iter().map(|i| i.dimension).collect();
-    for d in ["Fargate vCPU", "Step Functions transitions", "Lambda duration", "S3 PUT requests"] {
+    for d in [
+        "Fargate vCPU",
+        "Step Functions transitions",
+        "Lambda duration",
+        "S3 PUT requests",
+    ] {
         assert!(dimensions.contains(&d), "{d} missing: {dimensions:?}");
     }
     // The story's finding holds on this run too: one process costs less.

@@ -279,19 +279,9 @@ pub async fn compare(
                 },
                 Some(live),
             ) => {
-                let (Some(deployment), Some(sdk)) = (&setup.deployment, &setup.sdk) else {
-                    return Err(BenchError::NoDeployment(variant.name.clone()));
-                };
-                let deployment = Deployment {
-                    state_machine_arn: state_machine_arn.clone(),
-                    ..deployment.clone()
-                };
-                let options = RunOptions {
-                    granularity: *granularity,
-                    encoding: *encoding,
-                    chunk_segments: live.chunk_segments,
-                    ..RunOptions::default()
-                };
+                let (deployment, sdk, mut options) =
+                    target(&setup, variant, state_machine_arn, *granularity, *encoding)?;
+                options.chunk_segments = live.chunk_segments;
                 let failed = |source| BenchError::Variant {
                     variant: variant.name.clone(),
                     source,
@@ -299,13 +289,9 @@ pub async fn compare(
                 let sink = LiveSink::connect(sdk, &deployment, options)
                     .await
                     .map_err(failed)?;
-                let (reader, report, samples) = crate::live::monitor_live(
-                    path,
-                    setup.config,
-                    live.seconds,
-                    Some(sink.clone()),
-                )
-                .await?;
+                let (reader, report, samples) =
+                    crate::live::monitor_live(path, setup.config, live.seconds, Some(sink.clone()))
+                        .await?;
                 let run = sink.account(report, reader.wall_seconds).await;
                 let (mut r, report) = measure_distributed(run, &setup, variant);
                 // The reader is a Fargate task, and each chunk a PUT of its bytes.
@@ -328,18 +314,8 @@ pub async fn compare(
                 },
                 None,
             ) => {
-                let (Some(deployment), Some(sdk)) = (&setup.deployment, &setup.sdk) else {
-                    return Err(BenchError::NoDeployment(variant.name.clone()));
-                };
-                let deployment = Deployment {
-                    state_machine_arn: state_machine_arn.clone(),
-                    ..deployment.clone()
-                };
-                let options = RunOptions {
-                    granularity: *granularity,
-                    encoding: *encoding,
-                    ..RunOptions::default()
-                };
+                let (deployment, sdk, options) =
+                    target(&setup, variant, state_machine_arn, *granularity, *encoding)?;
                 let run = analyze(
                     sdk,
                     path,
@@ -385,6 +361,29 @@ pub async fn compare(
         },
         topologies,
     })
+}
+
+/// Where a distributed variant runs, and with what handoff layout.
+fn target<'a>(
+    setup: &'a BenchSetup<'_>,
+    variant: &Variant,
+    state_machine_arn: &str,
+    granularity: Granularity,
+    encoding: Encoding,
+) -> Result<(Deployment, &'a aws_config::SdkConfig, RunOptions), BenchError> {
+    let (Some(deployment), Some(sdk)) = (&setup.deployment, &setup.sdk) else {
+        return Err(BenchError::NoDeployment(variant.name.clone()));
+    };
+    let deployment = Deployment {
+        state_machine_arn: state_machine_arn.to_string(),
+        ..deployment.clone()
+    };
+    let options = RunOptions {
+        granularity,
+        encoding,
+        ..RunOptions::default()
+    };
+    Ok((deployment, sdk, options))
 }
 
 fn priced(mut result: TopologyResult, setup: &BenchSetup<'_>) -> TopologyResult {

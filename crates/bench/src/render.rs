@@ -161,7 +161,15 @@ pub fn render_text(c: &Comparison) -> String {
                 r.transitions_source.as_deref().unwrap_or("-")
             );
         }
-        if let (Some(cpu), Some(rss)) = (r.cpu_seconds, r.peak_rss_mb) {
+        let single = r.usage.orchestration == crate::cost::Orchestration::SingleProcess;
+        if let (Some(cpu), Some(rss), false) = (r.cpu_seconds, r.peak_rss_mb, single) {
+            let _ = writeln!(
+                out,
+                "  the live reader: CPU {cpu:.1} s for {:.1} s of stream, peak RSS {rss:.0} MB",
+                r.usage.stream_seconds
+            );
+        }
+        if let (Some(cpu), Some(rss), true) = (r.cpu_seconds, r.peak_rss_mb, single) {
             let h = &r.handoff;
             // Against the process's whole CPU time: FFmpeg's decoder threads do much of the
             // work and are in no stage's own timing.

@@ -449,21 +449,13 @@ pub async fn analyze(
         bucket: deployment.results_bucket.clone(),
         key: format!("reports/{stream}/{name}.json"),
     };
-    let job = Job {
-        stream: stream.clone(),
-        input: format!("s3://{}/{input_key}", deployment.bucket),
-        input_name: path.display().to_string(),
-        config: config.clone(),
-        transport: layout,
-        results: results.clone(),
-        chunk: Chunk::WHOLE,
-        skip: None,
-        live: None,
-    };
-    check_size(
-        "the execution input",
-        &job,
-        "shorten the configuration (the model path, the detector list)",
+    let job = stream_job(
+        stream.clone(),
+        format!("s3://{}/{input_key}", deployment.bucket),
+        path.display().to_string(),
+        config,
+        layout,
+        results.clone(),
     )
     .map_err(|e| ClientError::Input(e.to_string()))?;
 
@@ -536,6 +528,35 @@ pub async fn analyze(
     run.transitions_from_definition = total * state_transitions(per_chunk, groups);
     run.wall_seconds = started.elapsed().as_secs_f64();
     Ok(run)
+}
+
+/// A stream's execution input, for its chunks to fill in; refused when it cannot fit in a
+/// state's payload.
+fn stream_job(
+    stream: StreamId,
+    input: String,
+    input_name: String,
+    config: &PipelineConfig,
+    transport: S3Layout,
+    results: ResultsLocation,
+) -> Result<Job, vqa_deploy_lambda::payload::PayloadTooLarge> {
+    let job = Job {
+        stream,
+        input,
+        input_name,
+        config: config.clone(),
+        transport,
+        results,
+        chunk: Chunk::WHOLE,
+        skip: None,
+        live: None,
+    };
+    check_size(
+        "the execution input",
+        &job,
+        "shorten the configuration (the model path, the detector list)",
+    )?;
+    Ok(job)
 }
 
 /// The state machine's type and definition.

@@ -15,11 +15,11 @@ use serde_json::Value;
 use vqa_core::chunk::Chunk;
 use vqa_core::live::{Applied, ChunkEvents, ChunkJob, ChunkSink, ChunkStream};
 use vqa_core::{Micros, PipelineConfig, StreamId, StreamReport};
-use vqa_deploy_lambda::payload::{check_size, Job, ResultsLocation, TaskError};
+use vqa_deploy_lambda::payload::{Job, ResultsLocation, TaskError};
 use vqa_transport_s3::{connect, S3Layout, S3Transport};
 
 use crate::{
-    account, check_groups, check_limits, describe, run_name, ChunkOutcome, ChunkRunner,
+    account, check_groups, check_limits, describe, run_name, stream_job, ChunkOutcome, ChunkRunner,
     ClientError, Deployment, DistributedRun, InOrder, MachineType, RunOptions, Sfn,
 };
 use vqa_deploy_lambda::state_machine::{deployed_groups, state_transitions};
@@ -177,24 +177,18 @@ impl ChunkSink for LiveSink {
             )
             .map_err(|e| format!("stream {stream}: {e}"))?;
         }
-        let job = Job {
-            stream: stream.clone(),
-            input: String::new(),
-            input_name: input.to_string(),
-            config: config.clone(),
-            transport: layout,
-            results: ResultsLocation {
-                bucket: inner.deployment.results_bucket.clone(),
-                key: format!("reports/{stream}/{name}.json"),
-            },
-            chunk: Chunk::WHOLE,
-            skip: None,
-            live: None,
+        let results = ResultsLocation {
+            bucket: inner.deployment.results_bucket.clone(),
+            key: format!("reports/{stream}/{name}.json"),
         };
-        check_size(
-            "the execution input",
-            &job,
-            "shorten the configuration (the model path, the detector list)",
+        // The input is each chunk's: none yet.
+        let job = stream_job(
+            stream.clone(),
+            String::new(),
+            input.to_string(),
+            config,
+            layout,
+            results,
         )
         .map_err(|e| format!("stream {stream}: {e}"))?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
