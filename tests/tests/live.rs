@@ -413,7 +413,7 @@ async fn a_lost_source_reconnection_and_list_edits_behave_as_in_one_process() {
     let clip = make_clip(dir.path(), "loop", &spec).expect("make clip");
     let config = four_detectors();
     let emulator = Emulator::start_on(0);
-    let (deployment, sink) = live_sink(&emulator, "live-edits", &config, "all").await;
+    let (_, sink) = live_sink(&emulator, "live-edits", &config, "all").await;
     let port = free_port();
     let settings =
         "[monitor]\nreconnect_min = 0.2\nreconnect_max = 1.0\nallow_local_files = true\n";
