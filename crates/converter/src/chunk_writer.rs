@@ -106,6 +106,12 @@ impl ChunkWriter {
         self.next_window += self.windows;
     }
 
+    /// Segment windows a chunk file may hold beyond its chunk's `windows`: a connection's
+    /// last chunk stretches over what was read past its end.
+    pub fn extra_windows(config: &PipelineConfig) -> u64 {
+        (PAST_END / config.segment_length().max(1)) as u64 + 1
+    }
+
     /// Takes the next packet read (with its stream time); returns the chunk it completes,
     /// written into `dir`, if it completes one.
     pub fn push(
@@ -152,11 +158,16 @@ impl ChunkWriter {
     }
 
     fn flush(&mut self, dir: &Path, last: bool) -> Result<Option<(Chunk, PathBuf)>, WriteError> {
-        if self.buffer.iter().all(|b| b.time.is_none()) {
+        let Some(newest) = self.buffer.iter().filter_map(|b| b.time).max() else {
             self.buffer.clear();
             return Ok(None);
-        }
-        let chunk = self.chunk(last);
+        };
+        let mut chunk = self.chunk(last);
+        // What was read past the chunk's end (up to PAST_END of it) is the connection's last
+        // media too: the chunk stretches over it.
+        let start = chunk.start(self.length);
+        let needed = (newest - start).max(0) / self.length.max(1) + 1;
+        chunk.windows = chunk.windows.max(needed as u64);
         let path = self.write(&chunk, dir)?;
         self.advance();
         self.buffer.clear();

@@ -168,9 +168,9 @@ impl ChunkSink for LiveSink {
                 key,
             };
             let handle_bytes = serde_json::to_vec(&handle).map_or(0, |h| h.len() + 1);
-            // A chunk file holds a little past its end: a segment more at most.
+            // A connection's last chunk stretches over what was read past its end.
             check_limits(
-                inner.options.chunk_segments + 1,
+                inner.options.chunk_segments + vqa_converter::ChunkWriter::extra_windows(config),
                 handle_bytes,
                 groups as u64,
                 inner.machine_type,
