@@ -17,7 +17,7 @@ use common::four_detectors;
 use serde_json::Value;
 use vqa_core::live::ChunkSink;
 use vqa_core::{IncidentKind, PipelineConfig};
-use vqa_deploy_ecs::monitor::{Monitor, StreamList};
+use vqa_deploy_ecs::monitor::{Monitor, Stages, StreamList};
 use vqa_deploy_lambda::state_machine::MachineType;
 use vqa_notify::Notifiers;
 use vqa_sfn_client::{LiveSink, RunOptions};
@@ -99,16 +99,15 @@ fn monitor(
         "[[stream]]\nid = \"live\"\nurl = \"udp://127.0.0.1:{port}\"\n\
          [stream.config]\nconverter = {{ read_timeout = 15.0 }}\n"
     );
-    monitor_of(dir, &list, config, chunks)
+    let stages = match chunks {
+        Some(sink) => Stages::Distributed(sink),
+        None => Stages::InProcess,
+    };
+    monitor_of(dir, &list, config, stages)
 }
 
 /// A monitor of the streams `list` names, notifying to `dir/notes.jsonl`.
-fn monitor_of(
-    dir: &Path,
-    list: &str,
-    config: &PipelineConfig,
-    chunks: Option<Arc<dyn ChunkSink>>,
-) -> Monitor {
+fn monitor_of(dir: &Path, list: &str, config: &PipelineConfig, stages: Stages) -> Monitor {
     std::fs::create_dir_all(dir).unwrap();
     let list = StreamList::parse(list, config).expect("stream list");
     let mut notifiers = Notifiers::new(None);
@@ -119,7 +118,7 @@ fn monitor_of(
         list.monitor.clone(),
         notifiers,
         Some(dir.join("reports")),
-        chunks,
+        stages,
     )
     .expect("monitor");
     let changes = monitor.apply(&list);
@@ -425,7 +424,7 @@ async fn a_lost_source_reconnection_and_list_edits_behave_as_in_one_process() {
         dir.path(),
         &format!("{settings}{ch1}"),
         &config,
-        Some(Arc::new(sink)),
+        Stages::Distributed(Arc::new(sink)),
     );
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let seen = Seen::follow(dir.path().join("notes.jsonl"), stop.clone());
@@ -650,4 +649,132 @@ async fn the_live_bench_prices_each_topology_from_its_run() {
     // The story's finding holds on this run too: one process costs less.
     assert!(single.cost_per_stream_hour_usd < standard.cost_per_stream_hour_usd);
     assert!(standard.max_concurrent_streams.is_some());
+}
+
+/// The distributed side of stream `forced` with a freeze minimum too long for the clip's
+/// freeze: a threshold that differs between the two sides.
+struct Forcing(LiveSink);
+
+impl ChunkSink for Forcing {
+    fn windows(&self) -> u64 {
+        self.0.windows()
+    }
+
+    fn open(
+        &self,
+        stream: &vqa_core::StreamId,
+        config: &PipelineConfig,
+        input: &str,
+        events: Arc<dyn vqa_core::live::ChunkEvents>,
+    ) -> Result<Box<dyn vqa_core::live::ChunkStream>, String> {
+        let mut config = config.clone();
+        if stream.as_str() == "forced" {
+            config.freeze.min_duration = 10.0;
+        }
+        self.0.open(stream, &config, input, events)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn both_topologies_side_by_side_agree_and_a_differing_threshold_is_a_reported_divergence() {
+    if !vqa_testkit::ffmpeg_or_skip() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = ClipSpec {
+        duration: 16.0,
+        container: Container::Ts,
+        gop: Some(25),
+        defects: vec![Defect::freeze(2.0, 4.0), Defect::black(9.0, 11.5)],
+        ..ClipSpec::default()
+    };
+    let clip = make_clip(dir.path(), "ab", &spec).expect("make clip");
+    let config = four_detectors();
+    let emulator = Emulator::start_on(0);
+    let (_, sink) = live_sink(&emulator, "ab", &config, "all").await;
+    let (same_port, forced_port) = (free_port(), free_port());
+    let list = format!(
+        "[[stream]]\nid = \"same\"\nurl = \"udp://127.0.0.1:{same_port}\"\n\
+         [stream.config]\nconverter = {{ read_timeout = 15.0 }}\n\
+         [[stream]]\nid = \"forced\"\nurl = \"udp://127.0.0.1:{forced_port}\"\n\
+         [stream.config]\nconverter = {{ read_timeout = 15.0 }}\n"
+    );
+    let monitor = monitor_of(
+        dir.path(),
+        &list,
+        &config,
+        Stages::Both(Arc::new(Forcing(sink))),
+    );
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = Seen::follow(dir.path().join("notes.jsonl"), stop.clone());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut source = udp_source(&clip.path, &[same_port, forced_port]);
+    let status = tokio::task::spawn_blocking(move || source.wait())
+        .await
+        .unwrap()
+        .expect("ffmpeg");
+    assert!(status.success());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let streams = monitor.streams();
+    let finished = tokio::task::spawn_blocking(move || monitor.shutdown(Duration::from_secs(300)))
+        .await
+        .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let report = |id: &str| {
+        finished
+            .reports
+            .iter()
+            .find(|r| r.stream.as_str() == id)
+            .unwrap_or_else(|| panic!("no report for {id}"))
+            .clone()
+    };
+    let divergences = |id: &str| {
+        streams.iter().find(|s| s.spec.id.as_str() == id).map(|s| {
+            s.stats
+                .divergences
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
+    };
+
+    // Same configuration on both sides: no divergence, and each incident notified once
+    // (by this process's side).
+    let same = report("same");
+    assert!(same.divergences.is_empty(), "{:?}", same.divergences);
+    assert_eq!(divergences("same"), Some(0));
+    assert!(same
+        .incidents
+        .iter()
+        .any(|i| i.kind == IncidentKind::Freeze));
+    let notes = seen.notes();
+    let of = |id: &str, event: &str| {
+        notes
+            .iter()
+            .filter(|n| n["stream"] == id && n["event"] == event)
+            .count()
+    };
+    assert_eq!(of("same", "opened"), same.incidents.len());
+    assert_eq!(of("same", "closed"), same.incidents.len());
+
+    // The distributed side of `forced` ignores freezes under 10 s: its freeze is the one
+    // divergence, with this process's incident and its evidence.
+    let forced = report("forced");
+    assert_eq!(divergences("forced"), Some(1));
+    assert_eq!(forced.divergences.len(), 1, "{:?}", forced.divergences);
+    let d = &forced.divergences[0];
+    assert_eq!(d.kind, IncidentKind::Freeze);
+    assert_eq!(d.distributed, None);
+    let freeze = d.single.as_ref().expect("this process's freeze");
+    assert!(forced.incidents.contains(freeze), "{:?}", forced.incidents);
+    assert!(
+        freeze.evidence.contains_key("mafd"),
+        "{:?}",
+        freeze.evidence
+    );
+    let written: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("reports/forced.json")).expect("forced's report"),
+    )
+    .unwrap();
+    assert_eq!(written["divergences"][0]["kind"], "freeze");
+    assert_eq!(written["divergences"][0]["distributed"], Value::Null);
 }

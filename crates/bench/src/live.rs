@@ -16,7 +16,7 @@ use vqa_core::{PipelineConfig, StreamId, StreamReport};
 
 use crate::cost::{Orchestration, Usage};
 
-use vqa_deploy_ecs::monitor::{Monitor, MonitorSettings, StreamList, StreamSpec};
+use vqa_deploy_ecs::monitor::{Monitor, MonitorSettings, Stages, StreamList, StreamSpec};
 use vqa_deploy_ecs::resources::{peak_rss_mb, proc_status_kb, process_cpu_seconds, reset_peak_rss};
 use vqa_notify::Notifiers;
 
@@ -207,11 +207,14 @@ pub async fn monitor_live(
         reason,
     };
     let distributed = sink.is_some();
-    let chunks = sink.map(|s| Arc::new(s) as Arc<dyn ChunkSink>);
+    let stages = match sink {
+        Some(s) => Stages::Distributed(Arc::new(s) as Arc<dyn ChunkSink>),
+        None => Stages::InProcess,
+    };
     reset_peak_rss();
     let cpu0 = process_cpu_seconds();
     let started = Instant::now();
-    let monitor = Monitor::with_stages(settings.clone(), Notifiers::new(None), None, chunks)?;
+    let monitor = Monitor::with_stages(settings.clone(), Notifiers::new(None), None, stages)?;
     monitor.apply(&StreamList {
         monitor: settings,
         streams: vec![spec],

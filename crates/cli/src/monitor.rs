@@ -5,9 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use vqa_deploy_ecs::monitor::service::{self, ServiceOptions, StopWhen};
+use vqa_deploy_ecs::monitor::Stages;
 
 use crate::args::seconds;
-use crate::args::{DeploymentArgs, PipelineArgs, SinkArgs, Topology};
+use crate::args::{DeploymentArgs, PipelineArgs, SinkArgs};
 use crate::output;
 
 #[derive(clap::Args)]
@@ -49,12 +50,10 @@ pub struct MonitorArgs {
     #[arg(long)]
     pub until_done: bool,
 
-    /// Where the stages run. distributed: this process only reads the streams; it cuts
-    /// each into chunks of --chunk-segments, stores them in the deployment's bucket and
-    /// runs one execution of the state machine per chunk, and notifies the incidents the
-    /// executions report (the environment as for `vqa analyze --topology distributed`).
-    #[arg(long, value_enum, default_value_t = Topology::Single)]
-    pub topology: Topology,
+    /// Where the stages run (the deployment for distributed and ab as for `vqa analyze
+    /// --topology distributed`).
+    #[arg(long, value_enum, default_value_t = MonitorTopology::Single)]
+    pub topology: MonitorTopology,
 
     /// Segments per chunk of a live stream (distributed): an incident is notified about a
     /// chunk's length plus its execution's time after it qualifies, and each chunk costs an
@@ -76,6 +75,22 @@ pub struct MonitorArgs {
     pub pipeline: PipelineArgs,
 }
 
+/// Where `vqa monitor` runs the stages.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MonitorTopology {
+    /// In this process.
+    Single,
+    /// This process only reads the streams: it cuts each into chunks of --chunk-segments,
+    /// stores them in the deployment's bucket, runs one execution of the state machine per
+    /// chunk, and notifies the incidents the executions report.
+    Distributed,
+    /// Both at once, each source read once: notifications come from this process; the
+    /// executions' incidents are compared with them, and each disagreement (an incident one
+    /// side has and the other not, or with another start or end) is logged, counted in
+    /// /metrics (vqa_ab_divergences) and listed in the stream's report (divergences).
+    Ab,
+}
+
 /// Segments per chunk of a live stream by default: 10 s of it per execution keeps alerts
 /// within about 10 s plus an execution, at 360 executions per stream-hour.
 pub const DEFAULT_LIVE_CHUNK_SEGMENTS: u64 = 10;
@@ -89,9 +104,9 @@ pub async fn monitor(mut args: MonitorArgs) -> anyhow::Result<ExitCode> {
     let base = args.pipeline.load()?;
     let list = service::load_list(args.list.as_deref(), &base)?;
     let notifiers = args.sinks.notifiers(Some(&args.notify), None, None).await?;
-    let chunks = match args.topology {
-        Topology::Single => None,
-        Topology::Distributed => {
+    let stages = match args.topology {
+        MonitorTopology::Single => Stages::InProcess,
+        MonitorTopology::Distributed | MonitorTopology::Ab => {
             let deployment = args.deployment.deployment()?;
             let sdk = vqa_transport_s3::aws_config(args.deployment.endpoint_url.as_deref()).await;
             let options = vqa_sfn_client::RunOptions {
@@ -100,7 +115,11 @@ pub async fn monitor(mut args: MonitorArgs) -> anyhow::Result<ExitCode> {
                 ..Default::default()
             };
             let sink = vqa_sfn_client::LiveSink::connect(&sdk, &deployment, options).await?;
-            Some(std::sync::Arc::new(sink) as std::sync::Arc<dyn vqa_core::live::ChunkSink>)
+            let sink = std::sync::Arc::new(sink) as std::sync::Arc<dyn vqa_core::live::ChunkSink>;
+            match args.topology {
+                MonitorTopology::Ab => Stages::Both(sink),
+                _ => Stages::Distributed(sink),
+            }
         }
     };
     let options = ServiceOptions {
@@ -108,7 +127,7 @@ pub async fn monitor(mut args: MonitorArgs) -> anyhow::Result<ExitCode> {
         reports_dir: args.reports,
         listen: args.listen,
         control: args.control,
-        chunks,
+        stages,
     };
     let stop = StopWhen {
         after: args.duration.map(seconds),

@@ -274,6 +274,7 @@ impl IncidentAggregator {
             incidents,
             loudness: LoudnessSummary::from_measurements(&state.measurements),
             measurements: state.measurements.values,
+            divergences: Vec::new(),
         };
         (report, events)
     }

@@ -29,8 +29,8 @@ pub use config::{ConfigError, DetectorName, PipelineConfig};
 pub use model::{AudioBlock, LumaRange, MediaInfo, Segment, StreamId, Track, VideoFrame};
 pub use redact::{redact_url, url_scheme};
 pub use report::{
-    Coverage, Evidence, Finding, Incident, IncidentKind, Measurements, SegmentReport, Severity,
-    StreamReport, StreamSummary, Summary,
+    Coverage, Divergence, Evidence, Finding, Incident, IncidentKind, Measurements, SegmentReport,
+    Severity, StreamReport, StreamSummary, Summary,
 };
 pub use stage::{Converter, Detector};
 pub use time::Micros;

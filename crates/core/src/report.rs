@@ -264,6 +264,20 @@ pub struct StreamReport {
     pub loudness: Option<crate::loudness::LoudnessSummary>,
     /// What the detectors measured, summarised over the stream (e.g. `av_sync.offset_ms`).
     pub measurements: Evidence,
+    /// With both topologies run side by side (`vqa monitor --topology ab`): the incidents
+    /// one of them reported and the other did not, or with another start or end.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub divergences: Vec<Divergence>,
+}
+
+/// An incident the two topologies disagree on: reported by one only (the other side is
+/// `None`), or by both with a start or end further apart than the comparison's tolerance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Divergence {
+    pub kind: IncidentKind,
+    pub channel: Option<u16>,
+    pub single: Option<Incident>,
+    pub distributed: Option<Incident>,
 }
 
 impl StreamReport {

@@ -15,7 +15,8 @@ use vqa_core::chunk::Chunk;
 use vqa_core::live::{Applied, ChunkEvents, ChunkJob, ChunkSink, ChunkStream, LiveChunk, Loss};
 use vqa_core::{Micros, StreamReport};
 
-use super::stream::{notify, Item, Shared};
+use super::ab::Side;
+use super::stream::{compare, notify, Item, Shared};
 use super::{lock, Env};
 
 /// A stream's chunking: where its chunk files go and how far it got.
@@ -41,6 +42,8 @@ pub(super) struct Chunked {
     /// Stream time one chunk spans: while lost, a chunk of lost input goes this often.
     span: Micros,
     pub ended: bool,
+    /// Run beside the stages in this process (`--topology ab`).
+    shadow: bool,
 }
 
 impl Chunked {
@@ -85,12 +88,16 @@ impl Chunked {
             length,
             span: length.saturating_mul(sink.windows().max(1) as Micros),
             ended: false,
+            shadow: env.ab,
         })
     }
 
-    /// Handles one item from the reader.
-    pub fn handle(&mut self, item: Item, shared: &Arc<Shared>) {
+    /// Handles one item from the reader (taking its chunk writer; packets are shared, not
+    /// copied). In a shadow (`--topology ab`), the stream's state and log are the other
+    /// side's: only the chunks are handed on.
+    pub fn observe(&mut self, item: &mut Item, shared: &Shared) {
         let id = &shared.spec.id;
+        let shadow = self.shadow;
         match item {
             Item::Connected {
                 decoding,
@@ -98,28 +105,35 @@ impl Chunked {
                 origin,
                 start,
             } => {
+                let start = *start;
                 self.cut(shared); // a looped file starting again
                 if self.lost.is_some() {
                     self.hand_on_loss(start);
                     self.lost = None;
-                    shared.stats.reconnects.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!("stream {id}: input back at {:.1} s", start as f64 / 1e6);
+                    if !shadow {
+                        shared.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!("stream {id}: input back at {:.1} s", start as f64 / 1e6);
+                    }
                 }
-                self.writer =
-                    writer.map(|w| Box::new(w.starting(self.next_chunk, self.window(start))));
-                self.origin = origin;
+                self.writer = writer
+                    .take()
+                    .map(|w| Box::new(w.starting(self.next_chunk, self.window(start))));
+                self.origin = *origin;
                 self.duration = decoding.media().duration;
                 self.connected = true;
-                shared.stats.up.store(true, Ordering::SeqCst);
+                if !shadow {
+                    shared.stats.up.store(true, Ordering::SeqCst);
+                }
             }
             Item::Packet(Read::Packet(packet, time), _) => {
+                let time = *time;
                 if let Some(t) = time {
                     self.timeline = self.timeline.max(t);
                 }
                 let Some(writer) = self.writer.as_mut() else {
                     return;
                 };
-                match writer.push(packet, time, &self.dir) {
+                match writer.push(packet.clone(), time, &self.dir) {
                     Ok(Some((chunk, file))) => self.hand_on(chunk, Some(file), None, Vec::new()),
                     Ok(None) => {}
                     Err(e) => {
@@ -130,27 +144,33 @@ impl Chunked {
             Item::Packet(..) => {}
             Item::Lost(why) => {
                 self.cut(shared);
-                tracing::warn!("stream {id}: input lost ({why}); reconnecting");
-                self.begin_loss(why, shared);
+                if !shadow {
+                    tracing::warn!("stream {id}: input lost ({why}); reconnecting");
+                }
+                self.begin_loss(why.clone(), shared);
                 self.report_loss(shared, true);
             }
             Item::Unreachable(why) => {
                 self.attempts += 1;
                 if self.lost.is_none() {
-                    tracing::warn!("stream {id}: cannot open the input ({why}); retrying");
-                    self.begin_loss(why, shared);
+                    if !shadow {
+                        tracing::warn!("stream {id}: cannot open the input ({why}); retrying");
+                    }
+                    self.begin_loss(why.clone(), shared);
                 }
                 self.report_loss(shared, false);
             }
             Item::Tick => self.report_loss(shared, false),
             Item::End | Item::Stop => self.end(shared),
             Item::Fatal(why) => {
-                tracing::error!(
-                    "stream {id} ({}): {why}",
-                    vqa_core::redact_url(&shared.spec.url)
-                );
-                *lock(&shared.error) = Some(why.clone());
-                self.last_error = Some(why);
+                if !shadow {
+                    tracing::error!(
+                        "stream {id} ({}): {why}",
+                        vqa_core::redact_url(&shared.spec.url)
+                    );
+                    *lock(&shared.error) = Some(why.clone());
+                }
+                self.last_error = Some(why.clone());
                 self.end(shared);
             }
         }
@@ -199,8 +219,10 @@ impl Chunked {
     fn begin_loss(&mut self, why: String, shared: &Shared) {
         self.lost = Some((self.timeline, false));
         self.last_error = Some(why);
-        shared.stats.up.store(false, Ordering::SeqCst);
-        shared.stats.losses.fetch_add(1, Ordering::Relaxed);
+        if !self.shadow {
+            shared.stats.up.store(false, Ordering::SeqCst);
+            shared.stats.losses.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// While the source is away: a chunk of lost input up to the media clock, at once when
@@ -278,6 +300,10 @@ impl ChunkEvents for LiveEvents {
         let (Some(shared), Some(env)) = (self.shared.upgrade(), self.env.upgrade()) else {
             return;
         };
+        if env.ab {
+            let analysed = applied.analysed;
+            return compare(&shared, &env, Side::Distributed, &applied.events, analysed);
+        }
         let stats = &shared.stats;
         stats
             .analysed
@@ -294,6 +320,9 @@ impl ChunkEvents for LiveEvents {
         let (Some(shared), Some(env)) = (self.shared.upgrade(), self.env.upgrade()) else {
             return;
         };
+        if env.ab {
+            return super::stream::side_finished(&shared, &env, Side::Distributed, report);
+        }
         match report {
             Ok(report) => {
                 if let Some(path) = &shared.report_path {

@@ -108,7 +108,7 @@ impl Collector for Streams {
             ConstGauge::new(env.pool.alive() as i64),
         )?;
         type Read = fn(&super::stream::Shared) -> f64;
-        let per_stream: [(&str, &str, MetricType, Read); 12] = [
+        let per_stream: [(&str, &str, MetricType, Read); 13] = [
             (
                 "vqa_stream_up",
                 "1 while the stream's input is connected.",
@@ -180,6 +180,12 @@ impl Collector for Streams {
                 "Incident notifications sent (opened and closed).",
                 MetricType::Counter,
                 |s| s.stats.notifications.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "vqa_ab_divergences",
+                "With --topology ab: incidents the two topologies disagree on (one only, or another start or end).",
+                MetricType::Counter,
+                |s| s.stats.divergences.load(Ordering::Relaxed) as f64,
             ),
         ];
         for (name, help, kind, read) in per_stream {

@@ -12,6 +12,7 @@
 //! in 2, 3, ... 8; past `queue_seconds` the reader waits, so memory stays bounded whatever
 //! the load (a live source then loses data upstream, which shows as corruption).
 
+pub mod ab;
 mod chunked;
 pub mod list;
 pub mod metrics;
@@ -57,6 +58,19 @@ pub struct Env {
     chunks: Option<Arc<dyn ChunkSink>>,
     chunk_dir: PathBuf,
     runs: std::sync::atomic::AtomicU64,
+    /// Both topologies side by side, compared (`--topology ab`).
+    ab: bool,
+}
+
+/// Where a monitor's stages run.
+#[derive(Clone)]
+pub enum Stages {
+    /// In this process (the single-process topology).
+    InProcess,
+    /// In the distributed topology: the monitor only reads, and hands chunks to the sink.
+    Distributed(Arc<dyn ChunkSink>),
+    /// Both at once, each source read once, their incidents compared (`--topology ab`).
+    Both(Arc<dyn ChunkSink>),
 }
 
 impl Env {
@@ -165,17 +179,21 @@ impl Monitor {
         notifiers: Notifiers,
         reports_dir: Option<PathBuf>,
     ) -> Result<Monitor, crate::ServiceError> {
-        Self::with_stages(settings, notifiers, reports_dir, None)
+        Self::with_stages(settings, notifiers, reports_dir, Stages::InProcess)
     }
 
-    /// A monitor whose stages run in this process (`chunks` none), or that only reads its
-    /// streams and hands their chunks to `chunks` (the distributed topology).
+    /// A monitor whose stages run where `stages` says.
     pub fn with_stages(
         settings: MonitorSettings,
         notifiers: Notifiers,
         reports_dir: Option<PathBuf>,
-        chunks: Option<Arc<dyn ChunkSink>>,
+        stages: Stages,
     ) -> Result<Monitor, crate::ServiceError> {
+        let (chunks, ab) = match stages {
+            Stages::InProcess => (None, false),
+            Stages::Distributed(sink) => (Some(sink), false),
+            Stages::Both(sink) => (Some(sink), true),
+        };
         if let Some(dir) = &reports_dir {
             crate::create_reports_dir(dir)?;
         }
@@ -198,6 +216,7 @@ impl Monitor {
                 chunks,
                 chunk_dir: std::env::temp_dir().join(format!("vqa-chunks-{}", std::process::id())),
                 runs: Default::default(),
+                ab,
             }),
         })
     }

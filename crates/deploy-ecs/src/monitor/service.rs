@@ -34,9 +34,8 @@ pub struct ServiceOptions {
     /// Also accept stream lists on `listen` (`PUT /streams`), the way `vqa router` drives a
     /// shard; `VQA_CONTROL_TOKEN` then names the bearer token it requires.
     pub control: bool,
-    /// Run the stages in the distributed topology: the monitor only reads its streams and
-    /// hands their chunks here.
-    pub chunks: Option<Arc<dyn vqa_core::live::ChunkSink>>,
+    /// Where the stages run.
+    pub stages: super::Stages,
 }
 
 /// How long a stopping service waits for its streams' reports: the last chunk of a stream
@@ -72,12 +71,12 @@ pub async fn run(
 ) -> Result<Stopped, ServiceError> {
     let list_file = options.list_file.as_deref();
     let settings = list.monitor.clone();
-    let distributed = options.chunks.is_some();
+    let distributed = !matches!(options.stages, super::Stages::InProcess);
     let monitor = Monitor::with_stages(
         settings.clone(),
         notifiers,
         options.reports_dir,
-        options.chunks,
+        options.stages,
     )?;
     if let Some(addr) = &options.listen {
         let control = options.control.then(|| metrics::Control {

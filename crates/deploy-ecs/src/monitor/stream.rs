@@ -16,9 +16,10 @@ use vqa_core::step::{Detection, Outcome, Release, Step, StepLayer};
 use vqa_core::transport::{Artifact, ArtifactKey};
 use vqa_core::{
     Detector, IncidentAggregator, IncidentEvent, Micros, Segment, SegmentReport, StreamId,
-    StreamSummary, TransportError,
+    StreamReport, StreamSummary, TransportError,
 };
 
+use super::ab::{Comparison, Side};
 use super::chunked::Chunked;
 use super::list::{MonitorSettings, StreamSpec};
 use super::{lock, Env};
@@ -71,6 +72,8 @@ pub struct StreamStats {
     pub incidents_open: AtomicU64,
     pub incidents_closed: AtomicU64,
     pub notifications: AtomicU64,
+    /// With both topologies side by side: incidents they disagree on.
+    pub divergences: AtomicU64,
     /// End of the last segment applied by the aggregator, µs of stream time.
     pub analysed: AtomicI64,
     /// Largest lag seen, µs.
@@ -117,6 +120,16 @@ pub struct Shared {
     open: Mutex<BTreeSet<(IncidentKind, Option<u16>)>>,
     pub report_path: Option<PathBuf>,
     pub error: Mutex<Option<String>>,
+    /// With both topologies side by side (`--topology ab`): their comparison, and each
+    /// side's report once it has one.
+    ab: Option<Mutex<AbState>>,
+}
+
+#[derive(Default)]
+struct AbState {
+    comparison: Comparison,
+    single: Option<StreamReport>,
+    distributed: Option<Result<StreamReport, String>>,
 }
 
 impl Shared {
@@ -214,6 +227,7 @@ impl Stream {
             open: Mutex::default(),
             report_path,
             error: Mutex::new(None),
+            ab: env.ab.then(Mutex::default),
             spec,
         });
         if let Some(sink) = &env.chunks {
@@ -534,14 +548,16 @@ impl Actor {
     /// Handles one item; returns the segments it analysed.
     fn handle(
         &mut self,
-        item: Item,
+        mut item: Item,
         shared: &Arc<Shared>,
         env: &Arc<Env>,
     ) -> Result<u32, TransportError> {
         if let Some(chunked) = self.chunked.as_mut() {
-            chunked.handle(item, shared);
-            self.finished = chunked.ended;
-            return Ok(0);
+            chunked.observe(&mut item, shared);
+            if !env.ab {
+                self.finished = chunked.ended;
+                return Ok(0);
+            }
         }
         let id = &shared.spec.id;
         match item {
@@ -775,6 +791,10 @@ impl Actor {
             summary.complete = false;
         }
         let (report, _) = block_on(self.step.finish(&self.aggregator, &spec.id, summary))?;
+        if env.ab {
+            side_finished(shared, env, Side::Single, Ok(report));
+            return Ok(());
+        }
         if let Some(path) = &shared.report_path {
             crate::write_report_or_log(&spec.id, path, &report);
         }
@@ -802,6 +822,10 @@ impl StepLayer for StreamEvents {
         }
         if let (Some(shared), Some(env)) = (self.shared.upgrade(), self.env.upgrade()) {
             notify(events, &shared, &env);
+            if env.ab {
+                let analysed = shared.stats.analysed.load(Ordering::Relaxed);
+                compare(&shared, &env, Side::Single, events, analysed);
+            }
         }
     }
 }
@@ -845,4 +869,77 @@ pub(super) fn notify(events: &[IncidentEvent], shared: &Shared, env: &Env) {
     stats
         .incidents_open
         .store(open.len() as u64, Ordering::Relaxed);
+}
+
+/// One side's incidents (`--topology ab`): compared with the other side's; a divergence is
+/// counted and logged as soon as both have analysed past it.
+pub(super) fn compare(
+    shared: &Shared,
+    _env: &Env,
+    side: Side,
+    events: &[IncidentEvent],
+    analysed: Micros,
+) {
+    let Some(ab) = &shared.ab else { return };
+    let mut ab = lock(ab);
+    let n = ab.comparison.events(side, events, analysed);
+    found(shared, &ab.comparison, n);
+}
+
+fn found(shared: &Shared, comparison: &Comparison, n: usize) {
+    if n == 0 {
+        return;
+    }
+    shared
+        .stats
+        .divergences
+        .fetch_add(n as u64, Ordering::Relaxed);
+    for d in &comparison.divergences[comparison.divergences.len() - n..] {
+        let show = |i: &Option<vqa_core::Incident>| {
+            i.as_ref().map_or("none".to_string(), |i| {
+                format!("{:.2}-{:.2} s", i.start as f64 / 1e6, i.end as f64 / 1e6)
+            })
+        };
+        tracing::warn!(
+            "stream {}: the topologies disagree on {}: single process {}, distributed {}",
+            shared.spec.id,
+            d.kind,
+            show(&d.single),
+            show(&d.distributed)
+        );
+    }
+}
+
+/// One side's report (`--topology ab`); once both are in, the stream's report — the single
+/// process's, with the divergences — is written and the stream is finished.
+pub(super) fn side_finished(
+    shared: &Shared,
+    env: &Env,
+    side: Side,
+    report: Result<StreamReport, String>,
+) {
+    let Some(ab) = &shared.ab else { return };
+    let mut ab = lock(ab);
+    let n = ab.comparison.finished(side);
+    found(shared, &ab.comparison, n);
+    match (side, report) {
+        (Side::Single, Ok(r)) => ab.single = Some(r),
+        (Side::Single, Err(e)) => tracing::error!("stream {}: {e}", shared.spec.id),
+        (Side::Distributed, r) => ab.distributed = Some(r),
+    }
+    let (Some(single), Some(distributed)) = (&ab.single, &ab.distributed) else {
+        return;
+    };
+    let mut report = ab.comparison.report(single.clone());
+    if let Err(e) = distributed {
+        report.warnings.push(format!(
+            "the distributed topology gave no report to compare with: {e}"
+        ));
+    }
+    if let Some(path) = &shared.report_path {
+        crate::write_report_or_log(&shared.spec.id, path, &report);
+    }
+    lock(&env.reports).push(report);
+    shared.stats.up.store(false, Ordering::SeqCst);
+    shared.stats.finished.store(true, Ordering::SeqCst);
 }
