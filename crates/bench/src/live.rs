@@ -85,6 +85,26 @@ fn current_rss_mb() -> f64 {
     proc_status_kb("VmRSS").map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// `input` replayed as the live stream `id`: paced at real time, looped.
+fn replayed(id: String, input: &Path, config: &PipelineConfig) -> StreamSpec {
+    StreamSpec {
+        id: StreamId::new(id),
+        url: input.display().to_string(),
+        config: config.clone(),
+        realtime: true,
+        speed: 1.0,
+        looped: true,
+    }
+}
+
+/// Why a stream of `monitor` stopped, if one did.
+fn stream_error(monitor: &Monitor) -> Option<String> {
+    monitor
+        .streams()
+        .iter()
+        .find_map(|s| s.error.lock().ok().and_then(|e| e.clone()))
+}
+
 /// Runs N streams of `input` for `seconds` on `cpus` cores. Blocking: call it from a
 /// thread of its own (it pins that thread).
 pub fn run_live(
@@ -100,14 +120,7 @@ pub fn run_live(
         allow_local_files: true,
         ..MonitorSettings::default()
     };
-    let spec = |i: usize| StreamSpec {
-        id: StreamId::new(format!("live{i:03}")),
-        url: input.display().to_string(),
-        config: config.clone(),
-        realtime: true,
-        speed: 1.0,
-        looped: true,
-    };
+    let spec = |i: usize| replayed(format!("live{i:03}"), input, config);
     reset_peak_rss();
     let baseline = current_rss_mb();
     let cpu0 = process_cpu_seconds();
@@ -130,11 +143,7 @@ pub fn run_live(
                 max_lag = max_lag.max(s.lag_seconds());
             }
         }
-        if let Some(e) = monitor
-            .streams()
-            .iter()
-            .find_map(|s| s.error.lock().ok().and_then(|e| e.clone()))
-        {
+        if let Some(e) = stream_error(&monitor) {
             return Err(BenchError::Input {
                 input: vqa_deploy_ecs::shown(input),
                 reason: e,
@@ -194,14 +203,7 @@ pub async fn monitor_live(
         allow_local_files: true,
         ..MonitorSettings::default()
     };
-    let spec = StreamSpec {
-        id: StreamId::new("live"),
-        url: input.display().to_string(),
-        config: config.clone(),
-        realtime: true,
-        speed: 1.0,
-        looped: true,
-    };
+    let spec = replayed("live".into(), input, config);
     let failed = |reason: String| BenchError::Input {
         input: vqa_deploy_ecs::shown(input),
         reason,
@@ -227,11 +229,7 @@ pub async fn monitor_live(
             monitor.tick();
             ticked = Instant::now();
         }
-        if let Some(e) = monitor
-            .streams()
-            .iter()
-            .find_map(|s| s.error.lock().ok().and_then(|e| e.clone()))
-        {
+        if let Some(e) = stream_error(&monitor) {
             return Err(failed(e));
         }
     }

@@ -11,6 +11,8 @@ mod cutter;
 mod video;
 
 pub use chunk_writer::{ChunkWriter, WriteError};
+/// What [`Read::Packet`] carries.
+pub use ffmpeg_next::Packet;
 
 use std::collections::VecDeque;
 use std::ops::DerefMut;
@@ -19,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Once};
 
 use ffmpeg::media::Type;
-use ffmpeg::{Error as FfError, Packet, Rational};
+use ffmpeg::{Error as FfError, Rational};
 use ffmpeg_next as ffmpeg;
 use vqa_core::chunk::Chunk;
 use vqa_core::model::{AudioInfo, MediaInfo, Segment, StreamId, VideoInfo};

@@ -416,21 +416,14 @@ pub async fn analyze(
     );
     // The most segments one execution carries: a chunk's (one more for an input a little
     // longer than it declares).
-    {
-        let key = vqa_core::ArtifactKey::segment(&stream, u64::MAX / 2);
-        let handle = vqa_core::Handle {
-            location: layout.location(&key),
-            key,
-        };
-        let handle_bytes = serde_json::to_vec(&handle).map_or(0, |h| h.len() + 1);
-        check_limits(
-            options.chunk_segments + 1,
-            handle_bytes,
-            groups as u64,
-            machine_type,
-        )
-        .map_err(|e| ClientError::Input(format!("{}: {e}", path.display())))?;
-    }
+    check_chunk_limits(
+        &stream,
+        &layout,
+        options.chunk_segments + 1,
+        groups as u64,
+        machine_type,
+    )
+    .map_err(|e| ClientError::Input(format!("{}: {e}", path.display())))?;
 
     let (s3, endpoint) = connect(sdk);
     let transport = S3Transport::new(s3, endpoint, layout.clone());
@@ -499,17 +492,7 @@ pub async fn analyze(
         .try_collect()
         .await?;
 
-    let body = transport
-        .read_object(&results.bucket, &results.key)
-        .await?
-        .ok_or_else(|| {
-            ClientError::Report(format!(
-                "run {name} ended but wrote no report at {}",
-                results.uri()
-            ))
-        })?;
-    let report: StreamReport = serde_json::from_slice(&body)
-        .map_err(|e| ClientError::Report(format!("report {}: {e}", results.uri())))?;
+    let report = read_report(&transport, &results, &format!("run {name}")).await?;
 
     let mut run = DistributedRun::new(report, name.clone(), machine_type, groups as u64);
     run.chunks = total;
@@ -697,6 +680,42 @@ impl ChunkRunner<'_> {
             chunk.index, self.name
         )))
     }
+}
+
+/// The stream report the last chunk of `what` wrote at `results`.
+async fn read_report(
+    transport: &S3Transport,
+    results: &ResultsLocation,
+    what: &str,
+) -> Result<StreamReport, ClientError> {
+    let body = transport
+        .read_object(&results.bucket, &results.key)
+        .await?
+        .ok_or_else(|| {
+            ClientError::Report(format!(
+                "{what} ended but wrote no report at {}",
+                results.uri()
+            ))
+        })?;
+    serde_json::from_slice(&body)
+        .map_err(|e| ClientError::Report(format!("report {}: {e}", results.uri())))
+}
+
+/// [`check_limits`] for chunks of up to `segments` segments of `stream` stored in `layout`.
+fn check_chunk_limits(
+    stream: &StreamId,
+    layout: &S3Layout,
+    segments: u64,
+    groups: u64,
+    machine_type: MachineType,
+) -> Result<(), String> {
+    let key = vqa_core::ArtifactKey::segment(stream, u64::MAX / 2);
+    let handle = vqa_core::Handle {
+        location: layout.location(&key),
+        key,
+    };
+    let handle_bytes = serde_json::to_vec(&handle).map_or(0, |h| h.len() + 1);
+    check_limits(segments, handle_bytes, groups, machine_type)
 }
 
 /// Refuses, before anything runs, an input one execution cannot carry: the converter's list

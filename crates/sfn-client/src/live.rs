@@ -19,8 +19,9 @@ use vqa_deploy_lambda::payload::{Job, ResultsLocation, TaskError};
 use vqa_transport_s3::{connect, S3Layout, S3Transport};
 
 use crate::{
-    account, check_groups, check_limits, describe, run_name, stream_job, ChunkOutcome, ChunkRunner,
-    ClientError, Deployment, DistributedRun, InOrder, MachineType, RunOptions, Sfn,
+    account, check_chunk_limits, check_groups, describe, read_report, run_name, stream_job,
+    ChunkOutcome, ChunkRunner, ClientError, Deployment, DistributedRun, InOrder, MachineType,
+    RunOptions, Sfn,
 };
 use vqa_deploy_lambda::state_machine::{deployed_groups, state_transitions};
 
@@ -161,22 +162,11 @@ impl ChunkSink for LiveSink {
             granularity: inner.options.granularity,
             encoding: inner.options.encoding,
         };
-        {
-            let key = vqa_core::ArtifactKey::segment(stream, u64::MAX / 2);
-            let handle = vqa_core::Handle {
-                location: layout.location(&key),
-                key,
-            };
-            let handle_bytes = serde_json::to_vec(&handle).map_or(0, |h| h.len() + 1);
-            // A connection's last chunk stretches over what was read past its end.
-            check_limits(
-                inner.options.chunk_segments + vqa_converter::ChunkWriter::extra_windows(config),
-                handle_bytes,
-                groups as u64,
-                inner.machine_type,
-            )
+        // A connection's last chunk stretches over what was read past its end.
+        let segments =
+            inner.options.chunk_segments + vqa_converter::ChunkWriter::extra_windows(config);
+        check_chunk_limits(stream, &layout, segments, groups as u64, inner.machine_type)
             .map_err(|e| format!("stream {stream}: {e}"))?;
-        }
         let results = ResultsLocation {
             bucket: inner.deployment.results_bucket.clone(),
             key: format!("reports/{stream}/{name}.json"),
@@ -258,7 +248,9 @@ async fn run_stream(
                         events: outcome.events,
                     });
                     if ran.chunk.last {
-                        events.finished(read_report(&inner, &job).await);
+                        let what = format!("stream {}", job.stream);
+                        let report = read_report(&inner.transport, &job.results, &what).await;
+                        events.finished(report.map_err(|e| e.to_string()));
                         return;
                     }
                 }
@@ -270,23 +262,6 @@ async fn run_stream(
         "stream {}: its reader stopped without a last chunk; no report",
         job.stream
     )));
-}
-
-async fn read_report(inner: &Inner, job: &Job) -> Result<StreamReport, String> {
-    let results = &job.results;
-    let body = inner
-        .transport
-        .read_object(&results.bucket, &results.key)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| {
-            format!(
-                "stream {}: its last chunk ended but no report is at {}",
-                job.stream,
-                results.uri()
-            )
-        })?;
-    serde_json::from_slice(&body).map_err(|e| format!("report {}: {e}", results.uri()))
 }
 
 /// Retries `attempt` while it fails for a reason that can pass.

@@ -88,13 +88,14 @@ impl Chunked {
             length,
             span: length.saturating_mul(sink.windows().max(1) as Micros),
             ended: false,
-            shadow: env.ab,
+            shadow: env.ab(),
         })
     }
 
-    /// Handles one item from the reader (taking its chunk writer; packets are shared, not
-    /// copied). In a shadow (`--topology ab`), the stream's state and log are the other
-    /// side's: only the chunks are handed on.
+    /// Handles one item from the reader, taking its chunk writer and its packet (a shadow
+    /// copies the packet: the stages in this process decode the item after it). In a shadow
+    /// (`--topology ab`), the stream's state and log are the other side's: only the chunks
+    /// are handed on.
     pub fn observe(&mut self, item: &mut Item, shared: &Shared) {
         let id = &shared.spec.id;
         let shadow = self.shadow;
@@ -133,7 +134,12 @@ impl Chunked {
                 let Some(writer) = self.writer.as_mut() else {
                     return;
                 };
-                match writer.push(packet.clone(), time, &self.dir) {
+                let packet = if shadow {
+                    packet.clone()
+                } else {
+                    std::mem::replace(packet, vqa_converter::Packet::empty())
+                };
+                match writer.push(packet, time, &self.dir) {
                     Ok(Some((chunk, file))) => self.hand_on(chunk, Some(file), None, Vec::new()),
                     Ok(None) => {}
                     Err(e) => {
@@ -300,9 +306,9 @@ impl ChunkEvents for LiveEvents {
         let (Some(shared), Some(env)) = (self.shared.upgrade(), self.env.upgrade()) else {
             return;
         };
-        if env.ab {
+        if env.ab() {
             let analysed = applied.analysed;
-            return compare(&shared, &env, Side::Distributed, &applied.events, analysed);
+            return compare(&shared, Side::Distributed, &applied.events, analysed);
         }
         let stats = &shared.stats;
         stats
@@ -320,7 +326,7 @@ impl ChunkEvents for LiveEvents {
         let (Some(shared), Some(env)) = (self.shared.upgrade(), self.env.upgrade()) else {
             return;
         };
-        if env.ab {
+        if env.ab() {
             return super::stream::side_finished(&shared, &env, Side::Distributed, report);
         }
         match report {

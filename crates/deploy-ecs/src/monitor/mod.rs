@@ -53,13 +53,11 @@ pub struct Env {
     stopping: Mutex<Vec<Stream>>,
     /// Reports of the streams that finished.
     reports: Mutex<Vec<StreamReport>>,
-    /// In the distributed topology: where the streams' chunks go, where their files wait
-    /// to be stored, and streams started so far (each run's files in a folder of its own).
-    chunks: Option<Arc<dyn ChunkSink>>,
+    /// Where the stages run; with a sink, where the streams' chunk files wait to be stored,
+    /// and streams started so far (each run's files in a folder of its own).
+    stages: Stages,
     chunk_dir: PathBuf,
     runs: std::sync::atomic::AtomicU64,
-    /// Both topologies side by side, compared (`--topology ab`).
-    ab: bool,
 }
 
 /// Where a monitor's stages run.
@@ -140,6 +138,19 @@ impl Env {
         self.metrics.take_samples()
     }
 
+    /// Where the streams' chunks go, when the stages run in the distributed topology.
+    fn sink(&self) -> Option<&Arc<dyn ChunkSink>> {
+        match &self.stages {
+            Stages::InProcess => None,
+            Stages::Distributed(sink) | Stages::Both(sink) => Some(sink),
+        }
+    }
+
+    /// Both topologies side by side, compared (`--topology ab`).
+    fn ab(&self) -> bool {
+        matches!(self.stages, Stages::Both(_))
+    }
+
     pub fn settings(&self) -> &MonitorSettings {
         &self.settings
     }
@@ -189,11 +200,6 @@ impl Monitor {
         reports_dir: Option<PathBuf>,
         stages: Stages,
     ) -> Result<Monitor, crate::ServiceError> {
-        let (chunks, ab) = match stages {
-            Stages::InProcess => (None, false),
-            Stages::Distributed(sink) => (Some(sink), false),
-            Stages::Both(sink) => (Some(sink), true),
-        };
         if let Some(dir) = &reports_dir {
             crate::create_reports_dir(dir)?;
         }
@@ -213,10 +219,9 @@ impl Monitor {
                 streams: Mutex::default(),
                 stopping: Mutex::default(),
                 reports: Mutex::default(),
-                chunks,
+                stages,
                 chunk_dir: std::env::temp_dir().join(format!("vqa-chunks-{}", std::process::id())),
                 runs: Default::default(),
-                ab,
             }),
         })
     }
@@ -227,7 +232,7 @@ impl Monitor {
 
     /// Raw latencies observed so far (taken: the next call starts afresh).
     pub fn take_latencies(&self) -> metrics::Samples {
-        self.env.metrics.take_samples()
+        self.env.take_latencies()
     }
 
     pub fn workers(&self) -> usize {
@@ -306,7 +311,7 @@ impl Monitor {
             }
         }
         lock(&env.stopping).clear();
-        if env.chunks.is_some() {
+        if env.sink().is_some() {
             let _ = std::fs::remove_dir_all(&env.chunk_dir);
         }
         env.pool.shutdown();

@@ -227,10 +227,10 @@ impl Stream {
             open: Mutex::default(),
             report_path,
             error: Mutex::new(None),
-            ab: env.ab.then(Mutex::default),
+            ab: env.ab().then(Mutex::default),
             spec,
         });
-        if let Some(sink) = &env.chunks {
+        if let Some(sink) = env.sink() {
             let dir = env.chunk_dir.join(format!(
                 "{}-{}",
                 shared.spec.id,
@@ -385,8 +385,7 @@ fn read_loop(shared: &Arc<Shared>, env: &Arc<Env>) {
         reader.continue_at(start);
         let decoding = Box::new(decoding);
         let writer = env
-            .chunks
-            .as_ref()
+            .sink()
             .map(|sink| ChunkWriter::new(&reader, &spec.config, sink.windows()));
         let origin = reader.origin();
         let connected = Item::Connected {
@@ -554,7 +553,7 @@ impl Actor {
     ) -> Result<u32, TransportError> {
         if let Some(chunked) = self.chunked.as_mut() {
             chunked.observe(&mut item, shared);
-            if !env.ab {
+            if !env.ab() {
                 self.finished = chunked.ended;
                 return Ok(0);
             }
@@ -791,7 +790,7 @@ impl Actor {
             summary.complete = false;
         }
         let (report, _) = block_on(self.step.finish(&self.aggregator, &spec.id, summary))?;
-        if env.ab {
+        if env.ab() {
             side_finished(shared, env, Side::Single, Ok(report));
             return Ok(());
         }
@@ -822,9 +821,9 @@ impl StepLayer for StreamEvents {
         }
         if let (Some(shared), Some(env)) = (self.shared.upgrade(), self.env.upgrade()) {
             notify(events, &shared, &env);
-            if env.ab {
+            if env.ab() {
                 let analysed = shared.stats.analysed.load(Ordering::Relaxed);
-                compare(&shared, &env, Side::Single, events, analysed);
+                compare(&shared, Side::Single, events, analysed);
             }
         }
     }
@@ -873,13 +872,7 @@ pub(super) fn notify(events: &[IncidentEvent], shared: &Shared, env: &Env) {
 
 /// One side's incidents (`--topology ab`): compared with the other side's; a divergence is
 /// counted and logged as soon as both have analysed past it.
-pub(super) fn compare(
-    shared: &Shared,
-    _env: &Env,
-    side: Side,
-    events: &[IncidentEvent],
-    analysed: Micros,
-) {
+pub(super) fn compare(shared: &Shared, side: Side, events: &[IncidentEvent], analysed: Micros) {
     let Some(ab) = &shared.ab else { return };
     let mut ab = lock(ab);
     let n = ab.comparison.events(side, events, analysed);
