@@ -17,7 +17,7 @@ use ffmpeg_next as ffmpeg;
 use vqa_core::chunk::Chunk;
 use vqa_core::{Micros, PipelineConfig};
 
-use crate::{PacketReader, CHUNK_PREROLL};
+use crate::PacketReader;
 
 /// How far past a chunk's end its file goes: the cutter cuts a window once every track is
 /// past its end, or one track is this far ahead of a silent other (its `MAX_SKEW`).
@@ -71,7 +71,7 @@ impl ChunkWriter {
             video,
             length: config.segment_length(),
             windows: windows.max(1),
-            lead: config.audio_lead_in() + CHUNK_PREROLL,
+            lead: crate::chunk_lead(config),
             next: 0,
             next_window: 0,
             buffer: VecDeque::new(),

@@ -210,6 +210,13 @@ struct ChunkBounds {
 /// on is earlier still.
 const CHUNK_PREROLL: Micros = 2_000_000;
 
+/// How much of a stream a chunk's file holds before the chunk's start, for its lead-ins
+/// and its decoders to settle ([`ChunkWriter`]'s lead, and what a packager's segments before
+/// a chunk must cover).
+pub fn chunk_lead(config: &PipelineConfig) -> Micros {
+    config.audio_lead_in() + CHUNK_PREROLL
+}
+
 impl FfmpegConverter {
     /// Opens `path` and its decoders. Fails on inputs that cannot be analysed at all.
     pub fn open(path: &Path, stream: StreamId, config: &PipelineConfig) -> Result<Self, OpenError> {
@@ -463,6 +470,37 @@ impl FfmpegConverter {
             }
         }
         end.map(time::to_secs)
+    }
+
+    /// Where the input's media begins and ends on the source's own clock (µs): the start
+    /// its container declares, and the earliest of its tracks' ends (a track's last packet
+    /// time plus that packet's duration), up to which every decoded track has media. A
+    /// function of the input's bytes alone, read without decoding (a packager's segment,
+    /// say, whose windows its neighbours' converters must place alike); consumes the
+    /// input's packets. `None` when it has no timed packets.
+    pub fn span(&mut self) -> Option<(Micros, Micros)> {
+        let mut ends: Vec<(usize, Micros)> = Vec::new();
+        loop {
+            match self.reader.read() {
+                Read::Packet(packet, Some(t)) => {
+                    let index = packet.stream();
+                    let Some(&(_, tb)) = self.reader.tracks.iter().find(|(i, _)| *i == index)
+                    else {
+                        continue;
+                    };
+                    let end = t + ticks_to_micros(packet.duration().max(0), tb);
+                    match ends.iter_mut().find(|(i, _)| *i == index) {
+                        Some((_, e)) => *e = (*e).max(end),
+                        None => ends.push((index, end)),
+                    }
+                }
+                Read::Packet(_, None) | Read::Damaged => {}
+                Read::End | Read::Failed(_) => break,
+            }
+        }
+        let origin = self.reader.origin;
+        let end = ends.iter().map(|(_, e)| *e).min()?;
+        Some((origin, end + origin))
     }
 
     /// What was learnt about the input (or the chunk decoded) without the warning about

@@ -17,8 +17,15 @@ use vqa_core::{
 };
 use vqa_transport_s3::{S3Error, S3Transport};
 
+use vqa_core::chunk::Chunk;
+use vqa_core::live::LiveChunk;
+use vqa_core::time::Micros;
+
 use crate::input::S3Input;
-use crate::payload::{check_size, AggregateTask, Aggregated, Converted, DetectTask, Detected, Job};
+use crate::packager::{self, PackagerKey, PackagerObject, PackagerRun};
+use crate::payload::{
+    check_size, AggregateTask, Aggregated, Converted, DetectTask, Detected, Job, ResultsLocation,
+};
 use vqa_notify::sns::SnsNotifier;
 use vqa_transport_s3::parse_s3_uri;
 
@@ -150,7 +157,9 @@ pub async fn convert(base: &S3Transport, job: Job) -> Result<Converted, StageErr
         let (job, transport) = (job.clone(), transport.clone());
         let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
-            let (source, reads) = S3Input::open(transport, &bucket, &key, runtime)
+            let mut keys = job.preroll.clone();
+            keys.push(key);
+            let (source, reads) = S3Input::open_all(transport, &bucket, &keys, runtime)
                 .map_err(|e| StageError::s3("converter: reading the input", *e))?;
             let mut converter = FfmpegConverter::open_source(
                 source,
@@ -484,4 +493,223 @@ async fn delete_artifacts(
         }
     }
     Ok(())
+}
+
+/// Segments read back at most for a packager's chunk's lead-ins.
+const MAX_PREROLL_SEGMENTS: usize = 8;
+
+/// Prepare: turns an object a packager created ([`PackagerObject`]) into its chunk of the
+/// stream, as the execution's job (see [`crate::packager`]); the end marker into the
+/// stream's last chunk, which writes its report. Fails with `vqa.Waiting` while the run's
+/// first segment is not prepared yet (retried).
+pub async fn prepare(
+    base: &S3Transport,
+    results_bucket: &str,
+    object: PackagerObject,
+) -> Result<Job, StageError> {
+    let config = object.config.clone().unwrap_or_default();
+    let length = config.segment_length();
+    let transport = base.with_layout(base.layout().clone());
+    let key = PackagerKey::parse(&object.key, &object.prefix).map_err(StageError::permanent)?;
+    let folder = match &key {
+        PackagerKey::Segment { folder, .. } | PackagerKey::End { folder } => folder.clone(),
+    };
+    let name = packager::stream_name(&folder, &object.prefix);
+    let run_key = StateKey::new(&StreamId::new(&name), "packager");
+    let segments = Segments {
+        transport: &transport,
+        bucket: &object.bucket,
+        folder: &folder,
+        config: &config,
+        spans: Mutex::new(Vec::new()),
+    };
+    let stored_run = || async {
+        let fail = |e| StageError::transport("prepare", e);
+        match transport.load_state(&run_key).await.map_err(fail)? {
+            Some(bytes) => wire::decode_state::<PackagerRun>(&run_key.to_string(), &bytes)
+                .map(Some)
+                .map_err(fail),
+            None => Ok(None),
+        }
+    };
+    let (run, seq, segment_name, first_window, last) = match key {
+        PackagerKey::Segment { seq, name: n, .. } => {
+            let this = segments.span(&n.key(&folder, seq)).await?.ok_or_else(|| {
+                StageError::permanent(format!("{}: the segment is gone", object.key))
+            })?;
+            let before = match seq.checked_sub(1) {
+                Some(p) => segments.span(&n.key(&folder, p)).await?,
+                None => None,
+            };
+            let run = match before {
+                // No predecessor: this segment starts a run of the stream.
+                None => {
+                    let run = PackagerRun {
+                        origin: this.0,
+                        first: seq,
+                    };
+                    let state = wire::encode_state(&run);
+                    transport
+                        .store_state(&run_key, state)
+                        .await
+                        .map_err(|e| StageError::transport("prepare", e))?;
+                    run
+                }
+                Some(_) => match stored_run().await? {
+                    Some(run) if run.first < seq => run,
+                    _ => {
+                        return Err(StageError {
+                            message: format!(
+                                "{}: the run of stream {name} this segment continues is not prepared yet",
+                                object.key
+                            ),
+                            kind: FailureKind::Waiting,
+                        })
+                    }
+                },
+            };
+            let first_window = match before {
+                Some((_, end)) if seq > run.first => run.windows_until(end, length),
+                _ => 0,
+            };
+            (run, seq, n, first_window, false)
+        }
+        PackagerKey::End { .. } => {
+            let run = stored_run().await?.ok_or_else(|| {
+                StageError::permanent(format!(
+                    "{}: no segment of stream {name} was analysed, so there is nothing to end",
+                    object.key
+                ))
+            })?;
+            let keys = transport
+                .list_keys(&object.bucket, &folder)
+                .await
+                .map_err(|e| StageError::s3("prepare: listing the stream's segments", e))?;
+            let newest = keys
+                .iter()
+                .filter_map(|k| match PackagerKey::parse(k, &object.prefix) {
+                    Ok(PackagerKey::Segment { seq, name, .. }) if seq >= run.first => {
+                        Some((seq, name))
+                    }
+                    _ => None,
+                })
+                .max_by_key(|(seq, _)| *seq);
+            let Some((seq, n)) = newest else {
+                return Err(StageError::permanent(format!(
+                    "{}: stream {name} has no segments left to end",
+                    object.key
+                )));
+            };
+            let (_, end) = segments.span(&n.key(&folder, seq)).await?.ok_or_else(|| {
+                StageError::permanent(format!("{}: the stream's last segment is gone", object.key))
+            })?;
+            // The rest of the last segment: what no segment's chunk completed.
+            (run, seq, n, run.windows_until(end, length), true)
+        }
+    };
+    let input_key = segment_name.key(&folder, seq);
+    let (index, end_window) = if last {
+        (seq - run.first + 1, first_window)
+    } else {
+        let (_, end) = segments.span(&input_key).await?.unwrap_or((0, 0));
+        (
+            seq - run.first,
+            run.windows_until(end, length).max(first_window),
+        )
+    };
+    // Earlier segments, back until one starts a lead before the chunk's start.
+    let wanted = run.origin + first_window as Micros * length - vqa_converter::chunk_lead(&config);
+    let mut preroll = Vec::new();
+    let mut earliest = segments.span(&input_key).await?.map_or(0, |s| s.0);
+    let mut back = seq;
+    while earliest > wanted && back > run.first && preroll.len() < MAX_PREROLL_SEGMENTS {
+        back -= 1;
+        let key = segment_name.key(&folder, back);
+        let Some((start, _)) = segments.span(&key).await? else {
+            break;
+        };
+        earliest = start;
+        preroll.insert(0, key);
+    }
+    let stream = StreamId::new(run.stream(&name));
+    Ok(Job {
+        input: format!("s3://{}/{input_key}", object.bucket),
+        input_name: format!("s3://{}/{folder}", object.bucket),
+        config,
+        transport: transport.layout().clone(),
+        results: ResultsLocation {
+            bucket: results_bucket.to_string(),
+            key: format!("reports/{stream}/report.json"),
+        },
+        chunk: Chunk {
+            index,
+            first_window,
+            windows: end_window - first_window,
+            last,
+        },
+        skip: None,
+        live: Some(LiveChunk {
+            origin: run.origin,
+            ..LiveChunk::default()
+        }),
+        preroll,
+        stream,
+    })
+}
+
+/// A packager's stream's segments, read for where their media begins and ends.
+struct Segments<'a> {
+    transport: &'a S3Transport,
+    bucket: &'a str,
+    folder: &'a str,
+    config: &'a PipelineConfig,
+    /// Spans already read, by key.
+    spans: Mutex<Vec<(String, Option<(Micros, Micros)>)>>,
+}
+
+impl Segments<'_> {
+    /// The segment's span on the source's clock ([`FfmpegConverter::span`]); `None` when
+    /// there is no such object. Each segment is read once.
+    async fn span(&self, key: &str) -> Result<Option<(Micros, Micros)>, StageError> {
+        let known = |spans: &Mutex<Vec<(String, Option<(Micros, Micros)>)>>| {
+            spans
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, s)| *s)
+        };
+        if let Some(span) = known(&self.spans) {
+            return Ok(span);
+        }
+        let span = self.read_span(key).await?;
+        self.spans
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((key.to_string(), span));
+        Ok(span)
+    }
+
+    async fn read_span(&self, key: &str) -> Result<Option<(Micros, Micros)>, StageError> {
+        let Some(bytes) = self
+            .transport
+            .read_object(self.bucket, key)
+            .await
+            .map_err(|e| StageError::s3("prepare: reading a segment", e))?
+        else {
+            return Ok(None);
+        };
+        let name = format!("s3://{}/{key}", self.bucket);
+        let mut converter = FfmpegConverter::open_source(
+            std::io::Cursor::new(bytes),
+            &name,
+            StreamId::new(self.folder),
+            self.config,
+        )
+        .map_err(|e| StageError::permanent(format!("{name}: {e}")))?;
+        converter
+            .span()
+            .map(Some)
+            .ok_or_else(|| StageError::permanent(format!("{name}: the segment has no media")))
+    }
 }

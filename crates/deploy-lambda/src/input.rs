@@ -34,14 +34,18 @@ impl InputReads {
     }
 }
 
-/// An S3 object as a `Read + Seek`, for FFmpeg's custom I/O. Blocking: use it on a blocking
-/// thread (it waits on `runtime` for each request).
+/// An S3 object — or several, one after the other, as one stream of bytes (a packager's
+/// segments: the one to analyse after those before it) — as a `Read + Seek`, for FFmpeg's
+/// custom I/O. Blocking: use it on a blocking thread (it waits on `runtime` for each
+/// request).
 pub struct S3Input {
     transport: Arc<S3Transport>,
     bucket: String,
-    key: String,
+    /// Each object's key, where its bytes begin in the whole, and its size.
+    parts: Vec<(String, u64, u64)>,
     size: u64,
     pos: u64,
+    /// Blocks kept, by where they begin in the whole; a block never crosses two objects.
     blocks: VecDeque<(u64, Bytes)>,
     runtime: tokio::runtime::Handle,
     reads: Arc<InputReads>,
@@ -55,34 +59,53 @@ impl S3Input {
         key: &str,
         runtime: tokio::runtime::Handle,
     ) -> Result<(Self, Arc<InputReads>), Box<S3Error>> {
+        Self::open_all(transport, bucket, &[key.to_string()], runtime)
+    }
+
+    /// Opens the objects `keys` as one input, in that order (each one's first block, which
+    /// also tells its size).
+    pub fn open_all(
+        transport: Arc<S3Transport>,
+        bucket: &str,
+        keys: &[String],
+        runtime: tokio::runtime::Handle,
+    ) -> Result<(Self, Arc<InputReads>), Box<S3Error>> {
         let reads = Arc::new(InputReads::default());
         let mut input = S3Input {
             transport,
             bucket: bucket.to_string(),
-            key: key.to_string(),
-            size: BLOCK,
+            parts: Vec::new(),
+            size: 0,
             pos: 0,
             blocks: VecDeque::new(),
             runtime,
             reads: reads.clone(),
         };
-        let (first, size) = input.fetch(0)?;
-        input.size = size;
-        input.blocks.push_front((0, first));
+        for key in keys {
+            let start = input.size;
+            let (first, size) = input.fetch(key, 0, BLOCK)?;
+            input.parts.push((key.clone(), start, size));
+            input.size += size;
+            if !first.is_empty() {
+                input.blocks.push_front((start, first));
+            }
+        }
+        input.blocks.truncate(KEPT);
         Ok((input, reads))
     }
 
-    /// The object's size in bytes.
+    /// The input's size in bytes.
     pub fn size(&self) -> u64 {
         self.size
     }
 
-    fn fetch(&self, start: u64) -> Result<(Bytes, u64), Box<S3Error>> {
-        let end = (start + BLOCK).min(self.size.max(start + 1));
+    /// Bytes `start..end` of the object `key` (at least one byte is asked for: S3 refuses
+    /// an empty range), and its size.
+    fn fetch(&self, key: &str, start: u64, end: u64) -> Result<(Bytes, u64), Box<S3Error>> {
         let got = self.runtime.block_on(self.transport.read_range(
             &self.bucket,
-            &self.key,
-            start..end,
+            key,
+            start..end.max(start + 1),
         ))?;
         self.reads.requests.fetch_add(1, Ordering::Relaxed);
         self.reads
@@ -91,19 +114,28 @@ impl S3Input {
         Ok(got)
     }
 
-    /// The block holding `pos`, fetched if not kept.
-    fn block(&mut self, pos: u64) -> io::Result<Bytes> {
-        let start = pos / BLOCK * BLOCK;
+    /// The block holding `pos`, and where it begins, fetched if not kept.
+    fn block(&mut self, pos: u64) -> io::Result<(u64, Bytes)> {
+        let Some((key, part_start, part_size)) = self
+            .parts
+            .iter()
+            .find(|(_, start, size)| pos >= *start && pos < start + size)
+            .cloned()
+        else {
+            return Ok((pos, Bytes::new()));
+        };
+        let local = (pos - part_start) / BLOCK * BLOCK;
+        let start = part_start + local;
         if let Some(i) = self.blocks.iter().position(|(s, _)| *s == start) {
             let kept = self.blocks.remove(i).map(|(_, b)| b).unwrap_or_default();
             self.blocks.push_front((start, kept.clone()));
-            return Ok(kept);
+            return Ok((start, kept));
         }
-        match self.fetch(start) {
+        match self.fetch(&key, local, (local + BLOCK).min(part_size)) {
             Ok((bytes, _)) => {
                 self.blocks.push_front((start, bytes.clone()));
                 self.blocks.truncate(KEPT);
-                Ok(bytes)
+                Ok((start, bytes))
             }
             Err(e) => {
                 let message = e.to_string();
@@ -120,8 +152,8 @@ impl Read for S3Input {
         if self.pos >= self.size || buf.is_empty() {
             return Ok(0);
         }
-        let block = self.block(self.pos)?;
-        let offset = (self.pos % BLOCK) as usize;
+        let (start, block) = self.block(self.pos)?;
+        let offset = (self.pos - start) as usize;
         let available = block.get(offset..).unwrap_or_default();
         let n = available.len().min(buf.len());
         buf[..n].copy_from_slice(&available[..n]);

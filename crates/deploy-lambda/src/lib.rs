@@ -9,6 +9,8 @@
 //!   configuration.
 //! - [`payload`]: what travels in Step Functions payloads.
 //! - [`input`]: the converter's input read from S3 in ranges.
+//! - [`packager`]: segments an existing packager writes into a bucket, each one chunk of
+//!   its stream.
 //!
 //! The client that deploys the state machine and starts executions is `vqa-sfn-client`;
 //! notifications go through `vqa-notify`. With the default `runtime` feature off (as the
@@ -16,6 +18,7 @@
 
 pub mod handlers;
 pub mod input;
+pub mod packager;
 pub mod payload;
 pub mod state_machine;
 

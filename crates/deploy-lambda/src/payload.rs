@@ -49,6 +49,11 @@ pub struct Job {
     /// input); always present, `null` for a file, since the state machine passes it on.
     #[serde(default)]
     pub live: Option<LiveChunk>,
+    /// Objects (keys in the input's bucket) read before the input, as one stream of bytes
+    /// with it: a packager's segments before the one to analyse, for its lead-ins. Always
+    /// present, since the state machine passes it on.
+    #[serde(default)]
+    pub preroll: Vec<String>,
 }
 
 fn whole() -> Chunk {

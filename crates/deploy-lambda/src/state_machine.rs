@@ -130,8 +130,9 @@ fn retry() -> Value {
     ])
 }
 
-/// The aggregator's Retry: as every task's, and while earlier chunks of its stream are not
-/// applied yet (`vqa.Waiting`), after 2, 4, then every 8 seconds, for up to an hour (each
+/// The Retry of a task that may wait (`vqa.Waiting`) — the aggregator while earlier chunks
+/// of its stream are not applied yet, a packager's segment while its run's first is not
+/// prepared yet: as every task's, and while it waits, after 2, 4, then every 8 seconds, for up to an hour (each
 /// wait is an invocation and, in a Standard execution, a state transition).
 fn aggregator_retry() -> Value {
     let mut retry = retry();
@@ -190,7 +191,8 @@ pub fn definition(options: &MachineOptions) -> Value {
             "transport.$": "$.transport",
             "results.$": "$.results",
             "chunk.$": "$.chunk",
-            "live.$": "$.live"
+            "live.$": "$.live",
+            "preroll.$": "$.preroll"
         }),
         json!({
             "segments.$": "$.Payload.segments",
@@ -201,6 +203,34 @@ pub fn definition(options: &MachineOptions) -> Value {
     convert["ResultPath"] = json!("$.converted");
     convert["Catch"] = catch_damaged();
     convert["Next"] = json!("Detect");
+
+    // An object a packager created (`crate::packager`): the converter makes it a chunk of
+    // its stream, whose job replaces the execution's input.
+    let job_fields = [
+        "stream",
+        "input",
+        "input_name",
+        "config",
+        "transport",
+        "results",
+        "chunk",
+        "live",
+        "preroll",
+    ];
+    let mut prepare = invoke(
+        CONVERTER_ARN,
+        json!({ "packager.$": "$.packager" }),
+        Value::Object(
+            job_fields
+                .iter()
+                .map(|f| (format!("{f}.$"), json!(format!("$.Payload.{f}"))))
+                .collect(),
+        ),
+    );
+    prepare["ResultPath"] = json!("$");
+    prepare["Retry"] = aggregator_retry();
+    prepare["Catch"] = catch("Failed");
+    prepare["Next"] = json!("Convert");
 
     let branches: Vec<Value> = options
         .groups
@@ -295,9 +325,13 @@ pub fn definition(options: &MachineOptions) -> Value {
         "States": {
             "Route": {
                 "Type": "Choice",
-                "Choices": [{ "Variable": "$.skip", "IsPresent": true, "Next": "Skip" }],
+                "Choices": [
+                    { "Variable": "$.skip", "IsPresent": true, "Next": "Skip" },
+                    { "Variable": "$.packager", "IsPresent": true, "Next": "Prepare" }
+                ],
                 "Default": "Convert"
             },
+            "Prepare": prepare,
             "Convert": convert,
             "Detect": detect,
             "Aggregate": aggregate,
@@ -453,10 +487,12 @@ mod tests {
                     assert_eq!(catches[0]["ErrorEquals"][0], PERMANENT_ERROR);
                     assert_eq!(catches[0]["Next"], "Skip");
                 }
-                // The aggregator waits for earlier chunks; the others never wait.
+                // The aggregator waits for earlier chunks, a packager's segment for its
+                // run's first; the others never wait.
                 let waits = v["Retry"].to_string().contains(WAITING_ERROR);
                 let aggregator = v["Parameters"]["FunctionName"] == AGGREGATOR_ARN;
-                assert_eq!(waits, aggregator, "{v}");
+                let prepare = v["Parameters"]["Payload"].get("packager.$").is_some();
+                assert_eq!(waits, aggregator || prepare, "{v}");
             }
             match v {
                 Value::Object(m) => stack.extend(m.values()),
@@ -464,7 +500,30 @@ mod tests {
                 _ => {}
             }
         }
-        assert_eq!(tasks, 5, "convert, two detector branches, aggregate, skip");
+        assert_eq!(
+            tasks, 6,
+            "prepare, convert, two detector branches, aggregate, skip"
+        );
+        // A packager's object becomes the whole job the converter takes.
+        let keys = |v: &Value| -> Vec<String> {
+            let mut k: Vec<String> = v
+                .as_object()
+                .map(|m| {
+                    m.keys()
+                        .map(|k| k.trim_end_matches(".$").to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            k.sort();
+            k
+        };
+        let states = &def["States"];
+        assert_eq!(
+            keys(&states["Prepare"]["ResultSelector"]),
+            keys(&states["Convert"]["Parameters"]["Payload"])
+        );
+        assert_eq!(states["Prepare"]["ResultPath"], "$");
+        assert_eq!(states["Route"]["Choices"][1]["Next"], "Prepare");
         assert_eq!(
             deployed_groups(&def).unwrap(),
             vec![vec!["freeze", "black"], vec!["silence"]]

@@ -115,6 +115,7 @@ fn job(input: &str) -> Value {
         chunk: vqa_core::chunk::Chunk::WHOLE,
         skip: None,
         live: None,
+        preroll: Vec::new(),
     };
     serde_json::to_value(job).expect("job as JSON")
 }

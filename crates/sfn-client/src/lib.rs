@@ -533,6 +533,7 @@ fn stream_job(
         chunk: Chunk::WHOLE,
         skip: None,
         live: None,
+        preroll: Vec::new(),
     };
     check_size(
         "the execution input",

@@ -309,6 +309,31 @@ pub(crate) async fn delete(
     Ok(())
 }
 
+/// The keys under `prefix`, in S3's order (UTF-8 binary), every page of them.
+pub(crate) async fn list(
+    client: &aws_sdk_s3::Client,
+    endpoint: &Endpoint,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<String>, S3Error> {
+    let mut keys = Vec::new();
+    let mut pages = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| classify(e, endpoint, bucket, prefix, "list"))?;
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string)),
+        );
+    }
+    Ok(keys)
+}
+
 pub(crate) async fn delete_many(
     client: &aws_sdk_s3::Client,
     endpoint: &Endpoint,

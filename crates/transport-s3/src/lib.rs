@@ -423,6 +423,11 @@ impl S3Transport {
         client::download_file(&self.client, &self.endpoint, bucket, key, path).await
     }
 
+    /// The keys under `prefix` of a bucket outside the handoff (a packager's segments).
+    pub async fn list_keys(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, S3Error> {
+        client::list(&self.client, &self.endpoint, bucket, prefix).await
+    }
+
     /// Checks that the bucket exists and is reachable with these credentials.
     pub async fn check_bucket(&self, bucket: &str) -> Result<(), S3Error> {
         client::head_bucket(&self.client, &self.endpoint, bucket).await
