@@ -593,6 +593,48 @@ def patch_lambda_invoke(host: LambdaHost) -> None:
     LambdaFunction.invoke = invoke
 
 
+def patch_event_targets() -> None:
+    """EventBridge rules whose target is a state machine start an execution with the
+    target's InputTransformer applied, as on AWS (moto delivers rule targets to logs, SQS
+    and event buses only, and skips the transformer for S3's events). This is the path a
+    packager's S3 "Object Created" event takes (infra/packager-trigger.yaml)."""
+    from moto.events.models import Rule
+    from moto.events.utils import EventTemplateParser
+    from moto.stepfunctions.responses import get_backend
+
+    deliver = Rule.send_to_targets
+
+    def send_to_targets(self: Rule, event, transform_input: bool = True) -> None:
+        if not self.event_pattern.matches_event(event):
+            return
+        machines = [t for t in self.targets if ":states:" in t["Arn"]]
+        for target in machines:
+            transformer = target.get("InputTransformer", {})
+            execution_input = EventTemplateParser.parse(
+                input_template=transformer.get("InputTemplate"),
+                input_paths_map=transformer.get("InputPathsMap", {}),
+                event=event,
+            )
+            _, _, _, region, account, *_ = target["Arn"].split(":")
+            try:
+                get_backend(account, region).start_execution(
+                    target["Arn"], name=str(uuid.uuid4()),
+                    execution_input=json.dumps(execution_input))
+            except Exception as e:  # noqa: BLE001 - delivery is asynchronous on AWS too
+                print(f"moto_host: rule {self.name} could not start {target['Arn']}: {e}",
+                      file=sys.stderr, flush=True)
+        others = [t for t in self.targets if ":states:" not in t["Arn"]]
+        if others:
+            everything = self.targets
+            self.targets = others
+            try:
+                deliver(self, event, transform_input)
+            finally:
+                self.targets = everything
+
+    Rule.send_to_targets = send_to_targets
+
+
 def wait_until_answering(port: int, limit_s: float = 30) -> None:
     deadline = time.monotonic() + limit_s
     while True:
@@ -629,6 +671,7 @@ def main() -> None:
     moto_api_backend.set_config({"stepfunctions": {"execute_state_machine": True}})
     host = LambdaHost(run_dir, port)
     patch_lambda_invoke(host)
+    patch_event_targets()
     wait_until_answering(port)
 
     stop = threading.Event()

@@ -265,6 +265,36 @@ impl Emulator {
         out
     }
 
+    /// Deploys `template` (a path under the repository) as stack `stack` through the
+    /// emulator's CloudFormation (`scripts/emulator/deploy_stack.py`); returns its outputs.
+    pub fn deploy_stack(
+        &self,
+        template: &str,
+        stack: &str,
+        parameters: &[(&str, &str)],
+    ) -> Vec<(String, String)> {
+        let root = repo_root();
+        let mut cmd = Command::new(root.join("target/emulators/venv/bin/python"));
+        cmd.arg(root.join("scripts/emulator/deploy_stack.py"))
+            .arg(root.join(template))
+            .arg(stack)
+            .args(parameters.iter().map(|(k, v)| format!("{k}={v}")));
+        for (k, v) in self.env() {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run deploy_stack.py");
+        assert!(
+            out.status.success(),
+            "deploy_stack.py {template}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
     /// Makes the next `times` invocations of the function whose name contains `function`
     /// (for the chunk `chunk`, if given) crash, as a bootstrap killed mid-invocation does:
     /// AWS's `Runtime.ExitError`.

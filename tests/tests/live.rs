@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::four_detectors;
+use common::{assert_close, four_detectors};
 use serde_json::Value;
 use vqa_core::live::ChunkSink;
 use vqa_core::{IncidentKind, PipelineConfig};
@@ -177,28 +177,6 @@ async fn wait_for<T>(
 
 /// `got` is `expected` but for numbers within 0.01 of each other (audio decoded after a
 /// seek differs in its last bits: see the test).
-fn assert_close(what: &str, got: &Value, expected: &Value) {
-    fn close(a: &Value, b: &Value) -> bool {
-        match (a, b) {
-            (Value::Number(x), Value::Number(y)) => {
-                let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
-                (x - y).abs() <= 0.01
-            }
-            (Value::Array(x), Value::Array(y)) => {
-                x.len() == y.len() && x.iter().zip(y).all(|(a, b)| close(a, b))
-            }
-            (Value::Object(x), Value::Object(y)) => {
-                x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| close(v, w)))
-            }
-            _ => a == b,
-        }
-    }
-    assert!(
-        close(got, expected),
-        "{what} differs:\n got: {got}\nwant: {expected}"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_live_udp_stream_through_the_distributed_topology_notifies_within_a_chunk_and_reports_as_one_process(
 ) {

@@ -45,3 +45,29 @@ pub async fn distributed(
     .await
     .unwrap_or_else(|e| panic!("distributed analysis failed: {e}"))
 }
+
+/// Asserts two reports (as JSON) equal, numbers to 0.01: FFmpeg's audio decoders dither, so
+/// audio decoded from a chunk's keyframe differs that little from one pass (see the live
+/// tests).
+pub fn assert_close(what: &str, got: &serde_json::Value, expected: &serde_json::Value) {
+    use serde_json::Value;
+    fn close(a: &Value, b: &Value) -> bool {
+        match (a, b) {
+            (Value::Number(x), Value::Number(y)) => {
+                let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+                (x - y).abs() <= 0.01
+            }
+            (Value::Array(x), Value::Array(y)) => {
+                x.len() == y.len() && x.iter().zip(y).all(|(a, b)| close(a, b))
+            }
+            (Value::Object(x), Value::Object(y)) => {
+                x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| close(v, w)))
+            }
+            _ => a == b,
+        }
+    }
+    assert!(
+        close(got, expected),
+        "{what} differs:\n got: {got}\nwant: {expected}"
+    );
+}
