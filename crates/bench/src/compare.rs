@@ -509,17 +509,16 @@ fn measure_distributed(
         .zip(run.window)
         .and_then(|(dir, window)| emulator_lambda(dir, window))
         .unwrap_or_else(|| {
-            let mut u = LambdaUsage {
-                invocations: run.invocations.unwrap_or(run.tasks.len() as u64),
-                source: "execution history".into(),
-                ..LambdaUsage::default()
-            };
+            let mut u = Usage::default();
             for (function, seconds) in &run.tasks {
-                let billed = (seconds * 1000.0).ceil() / 1000.0;
-                u.billed_seconds += billed;
-                u.gb_seconds += billed * configured_memory_mb(function) / 1024.0;
+                u.add_lambda(*seconds, configured_memory_mb(function));
             }
-            u
+            LambdaUsage {
+                invocations: run.invocations.unwrap_or(run.tasks.len() as u64),
+                billed_seconds: u.lambda_seconds,
+                gb_seconds: u.lambda_gb_seconds,
+                source: "execution history".into(),
+            }
         });
     let (transitions, source) = match run.transitions {
         Some(n) => (n, "execution history"),
