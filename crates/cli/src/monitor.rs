@@ -68,6 +68,11 @@ pub struct MonitorArgs {
           value_parser = clap::value_parser!(u32).range(1..=10))]
     pub attempts: u32,
 
+    /// Price table (TOML, as prices/aws-us-east-1.toml) for the cost gauges in /metrics
+    /// (vqa_cost_usd_per_stream_hour, vqa_cost_usd_total per stream and topology).
+    #[arg(long, value_name = "FILE")]
+    pub prices: Option<PathBuf>,
+
     #[command(flatten)]
     pub deployment: DeploymentArgs,
 
@@ -128,6 +133,11 @@ pub async fn monitor(mut args: MonitorArgs) -> anyhow::Result<ExitCode> {
         listen: args.listen,
         control: args.control,
         stages,
+        prices: args
+            .prices
+            .as_deref()
+            .map(vqa_bench::cost::load_prices)
+            .transpose()?,
     };
     let stop = StopWhen {
         after: args.duration.map(seconds),

@@ -529,7 +529,11 @@ mod tests {
             + 12.0 * 0.401 * 0.0000166667
             + 30.0 * 0.000005
             + 50.0 * 0.0000004;
-        assert!(close(dollars(&usage, &p), expected), "{}", dollars(&usage, &p));
+        assert!(
+            close(dollars(&usage, &p), expected),
+            "{}",
+            dollars(&usage, &p)
+        );
         // Stream time does not change what was used, only the hourly rate.
         let hour = Usage {
             stream_seconds: 3600.0,

@@ -249,7 +249,7 @@ pub struct Coverage {
 }
 
 /// The result for one stream: the one write the aggregator makes.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StreamReport {
     pub stream: StreamId,
     pub input: String,
