@@ -805,4 +805,12 @@ async fn both_topologies_side_by_side_agree_and_a_differing_threshold_is_a_repor
         assert!(distributed > 1e-4, "{}: {distributed}", s.spec.id);
         assert!(s.stats.cost.usd(Side::Single) > 0.0, "{}", s.spec.id);
     }
+    // And the report says what each side cost.
+    let sides: Vec<&str> = forced.cost.iter().map(|c| c.topology.as_str()).collect();
+    assert_eq!(sides, ["single", "distributed"], "{:?}", forced.cost);
+    assert!(forced
+        .cost
+        .iter()
+        .all(|c| c.usd > 0.0 && c.usd_per_stream_hour > 0.0));
+    assert_eq!(written["cost"][1]["topology"], "distributed");
 }

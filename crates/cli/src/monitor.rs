@@ -107,6 +107,9 @@ pub async fn monitor(mut args: MonitorArgs) -> anyhow::Result<ExitCode> {
         bail!("vqa monitor: give a stream list file, or --control --listen ADDR to receive lists over HTTP");
     }
     let base = args.pipeline.load()?;
+    let prices = (args.prices.as_deref())
+        .map(vqa_bench::cost::load_prices)
+        .transpose()?;
     let list = service::load_list(args.list.as_deref(), &base)?;
     let notifiers = args.sinks.notifiers(Some(&args.notify), None, None).await?;
     let stages = match args.topology {
@@ -133,11 +136,7 @@ pub async fn monitor(mut args: MonitorArgs) -> anyhow::Result<ExitCode> {
         listen: args.listen,
         control: args.control,
         stages,
-        prices: args
-            .prices
-            .as_deref()
-            .map(vqa_bench::cost::load_prices)
-            .transpose()?,
+        prices,
     };
     let stop = StopWhen {
         after: args.duration.map(seconds),

@@ -578,6 +578,19 @@ mod tests {
         );
         // Dollars over well under an hour monitored: far more per hour.
         assert!(rate.is_some_and(|r| r > distributed * 100.0), "{rate:?}");
+
+        // Once both sides finished (this one never connected), the report says what each
+        // cost.
+        events.finished(Err("no report in this test".into()));
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while monitor.reports().is_empty() && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let reports = monitor.reports();
+        let cost = &reports.first().expect("the stream's report").cost;
+        let sides: Vec<&str> = cost.iter().map(|c| c.topology.as_str()).collect();
+        assert_eq!(sides, ["single", "distributed"]);
+        assert!(cost[1].usd >= expected, "{cost:?}");
         monitor.shutdown(Duration::from_millis(100));
     }
 }

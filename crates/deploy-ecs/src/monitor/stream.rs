@@ -939,6 +939,16 @@ pub(super) fn side_finished(
         return;
     };
     let mut report = ab.comparison.report(single.clone());
+    report.cost = env
+        .sides()
+        .each()
+        .iter()
+        .map(|side| vqa_core::report::SideCost {
+            topology: side.label().into(),
+            usd: shared.stats.cost.usd(*side),
+            usd_per_stream_hour: shared.stats.cost.usd_per_stream_hour(*side),
+        })
+        .collect();
     if let Err(e) = distributed {
         report.warnings.push(format!(
             "the distributed topology gave no report to compare with: {e}"
