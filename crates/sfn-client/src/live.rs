@@ -209,8 +209,8 @@ struct Ran {
     outcome: Result<ChunkOutcome, ClientError>,
     /// The chunk file's bytes, if it was stored, and how long it stayed (upload to delete).
     stored: Option<(u64, f64)>,
-    /// From the chunk's first execution's start to its last one's end (an Express
-    /// execution's duration where there is no history).
+    /// How long the client waited for the chunk's executions (an Express execution's
+    /// duration where there is no history).
     seconds: f64,
 }
 

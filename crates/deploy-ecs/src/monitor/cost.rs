@@ -8,8 +8,8 @@
 //!   side's; in the distributed topology, the reader's (the distributed side's). With both
 //!   (`--topology ab`), a stream's distributed side is charged its own reader thread's CPU
 //!   and the CPU its chunking took (both measured on their threads); the single side the
-//!   rest of the process, shared, and the memory (the two cannot be told apart in one
-//!   process).
+//!   process less the chunking, shared, and the memory (the two cannot be told apart in one
+//!   process). The reader is in both: either topology alone needs it.
 //! - Each chunk's executions, once they ended: what the sink counted from their histories
 //!   ([`vqa_core::live::ChunkEvents::accounted`]).
 
