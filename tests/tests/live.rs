@@ -694,6 +694,25 @@ async fn both_topologies_side_by_side_agree_and_a_differing_threshold_is_a_repor
         .expect("ffmpeg");
     assert!(status.success());
     tokio::time::sleep(Duration::from_secs(1)).await;
+    // Each side's cost so far is in /metrics, per stream.
+    monitor.tick();
+    let metrics = vqa_deploy_ecs::monitor::metrics::text(
+        &vqa_deploy_ecs::monitor::metrics::registry(monitor.env()),
+    )
+    .expect("metrics");
+    for id in ["same", "forced"] {
+        for topology in ["single", "distributed"] {
+            for name in ["vqa_cost_usd_total", "vqa_cost_usd_per_stream_hour"] {
+                let prefix = format!("{name}{{stream=\"{id}\",topology=\"{topology}\"}} ");
+                let value: f64 = metrics
+                    .lines()
+                    .find_map(|l| l.strip_prefix(&prefix))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or_else(|| panic!("no {prefix}in\n{metrics}"));
+                assert!(value > 0.0, "{prefix}{value}");
+            }
+        }
+    }
     let streams = monitor.streams();
     let finished = tokio::task::spawn_blocking(move || monitor.shutdown(Duration::from_secs(300)))
         .await
@@ -755,4 +774,21 @@ async fn both_topologies_side_by_side_agree_and_a_differing_threshold_is_a_repor
     .unwrap();
     assert_eq!(written["divergences"][0]["kind"], "freeze");
     assert_eq!(written["divergences"][0]["distributed"], Value::Null);
+
+    // Every chunk's executions were accounted before the report: far more than the
+    // reader's CPU alone (a Standard execution's transitions are ~$0.0005).
+    use vqa_deploy_ecs::monitor::ab::Side;
+    for s in &streams {
+        let distributed = s.stats.cost.usd(Side::Distributed);
+        assert!(distributed > 1e-4, "{}: {distributed}", s.spec.id);
+        assert!(s.stats.cost.usd(Side::Single) > 0.0, "{}", s.spec.id);
+    }
+    // And the report says what each side cost.
+    let sides: Vec<&str> = forced.cost.iter().map(|c| c.topology.as_str()).collect();
+    assert_eq!(sides, ["single", "distributed"], "{:?}", forced.cost);
+    assert!(forced
+        .cost
+        .iter()
+        .all(|c| c.usd > 0.0 && c.usd_per_stream_hour > 0.0));
+    assert_eq!(written["cost"][1]["topology"], "distributed");
 }

@@ -126,17 +126,6 @@ impl Variant {
     }
 }
 
-/// Lambda memory per function when no emulator log gives it (the infra templates' defaults).
-fn configured_memory_mb(function: &str) -> f64 {
-    if function.contains("converter") {
-        2048.0
-    } else if function.contains("aggregator") {
-        512.0
-    } else {
-        1769.0
-    }
-}
-
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Latency {
     pub mean_ms: f64,
@@ -503,23 +492,18 @@ fn measure_distributed(
     setup: &BenchSetup<'_>,
     variant: &Variant,
 ) -> (TopologyResult, StreamReport) {
+    // From the histories, unless the emulator logged what Lambda billed.
+    let mut usage = run.usage();
     let lambda = setup
         .emulator_dir
         .as_deref()
         .zip(run.window)
         .and_then(|(dir, window)| emulator_lambda(dir, window))
-        .unwrap_or_else(|| {
-            let mut u = LambdaUsage {
-                invocations: run.invocations.unwrap_or(run.tasks.len() as u64),
-                source: "execution history".into(),
-                ..LambdaUsage::default()
-            };
-            for (function, seconds) in &run.tasks {
-                let billed = (seconds * 1000.0).ceil() / 1000.0;
-                u.billed_seconds += billed;
-                u.gb_seconds += billed * configured_memory_mb(function) / 1024.0;
-            }
-            u
+        .unwrap_or_else(|| LambdaUsage {
+            invocations: run.invocations.unwrap_or(run.tasks.len() as u64),
+            billed_seconds: usage.lambda_seconds,
+            gb_seconds: usage.lambda_gb_seconds,
+            source: "execution history".into(),
         });
     let (transitions, source) = match run.transitions {
         Some(n) => (n, "execution history"),
@@ -528,27 +512,16 @@ fn measure_distributed(
     let h = run.handoff;
     let latency_seconds = run.latencies_ms.iter().fold(0.0, |a, b| a + b) / 1000.0;
     let segments = run.segments.max(1) as f64;
-    let usage = Usage {
-        orchestration: Orchestration::step_functions(run.machine_type),
-        stream_seconds: run.report.coverage.analysed as f64 / 1e6,
-        state_transitions: transitions,
-        executions: run.executions.max(1),
-        execution_seconds: if run.execution_durations.is_empty() {
-            vec![run.wall_seconds]
-        } else {
-            run.execution_durations.clone()
-        },
-        lambda_invocations: lambda.invocations,
-        lambda_gb_seconds: lambda.gb_seconds,
-        lambda_seconds: lambda.billed_seconds,
-        s3_puts: h.puts + h.state_stores,
-        s3_gets: h.gets + h.state_loads,
-        s3_deletes: h.deletes,
-        // Each segment's objects stay until the report is written: bytes stored per segment
-        // (logical size; compressed objects are smaller) × each segment's measured latency.
-        s3_byte_seconds: h.payload_bytes_put as f64 / segments * latency_seconds,
-        ..Usage::default()
-    };
+    usage.executions = run.executions.max(1);
+    if usage.execution_seconds.is_empty() {
+        usage.execution_seconds = vec![run.wall_seconds];
+    }
+    usage.lambda_invocations = lambda.invocations;
+    usage.lambda_gb_seconds = lambda.gb_seconds;
+    usage.lambda_seconds = lambda.billed_seconds;
+    // Each segment's objects stay until the report is written: bytes stored per segment
+    // (logical size; compressed objects are smaller) × each segment's measured latency.
+    usage.s3_byte_seconds = h.payload_bytes_put as f64 / segments * latency_seconds;
     let mut r = blank(variant, usage);
     r.segments = run.segments;
     r.wall_seconds = run.wall_seconds;

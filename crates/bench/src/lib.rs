@@ -3,7 +3,7 @@
 //! - [`compare`]: runs one input through every variant (the single process, Standard and
 //!   Express state machines with per-segment or per-picture handoff) and collects what each
 //!   used from its own counters; `vqa bench`.
-//! - [`cost`]: the cost model and the price table (`prices/aws-us-east-1.toml`), monthly
+//! - [`cost`]: the cost model (`vqa_core::cost`) and the price table (`prices/aws-us-east-1.toml`), monthly
 //!   cost and the Step Functions ceiling per variant.
 //! - [`render`]: the comparison as text and as a self-contained HTML page.
 //! - [`speed`]: decode speed alone and with the detectors; `vqa bench --speed`.

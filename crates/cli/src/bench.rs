@@ -106,7 +106,7 @@ pub async fn bench(mut args: BenchArgs) -> anyhow::Result<ExitCode> {
 async fn bench_topologies(args: BenchArgs, config: &PipelineConfig) -> anyhow::Result<ExitCode> {
     let input = args.input.as_path();
     let prices = match &args.prices {
-        Some(path) => cost::PriceTable::load(path)?,
+        Some(path) => cost::load_prices(path)?,
         None => cost::PriceTable::shipped(),
     };
     if let Some(html) = &args.html {

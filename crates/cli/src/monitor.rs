@@ -68,6 +68,11 @@ pub struct MonitorArgs {
           value_parser = clap::value_parser!(u32).range(1..=10))]
     pub attempts: u32,
 
+    /// Price table (TOML, as prices/aws-us-east-1.toml) for the cost gauges in /metrics
+    /// (vqa_cost_usd_per_stream_hour, vqa_cost_usd_total per stream and topology).
+    #[arg(long, value_name = "FILE")]
+    pub prices: Option<PathBuf>,
+
     #[command(flatten)]
     pub deployment: DeploymentArgs,
 
@@ -102,6 +107,9 @@ pub async fn monitor(mut args: MonitorArgs) -> anyhow::Result<ExitCode> {
         bail!("vqa monitor: give a stream list file, or --control --listen ADDR to receive lists over HTTP");
     }
     let base = args.pipeline.load()?;
+    let prices = (args.prices.as_deref())
+        .map(vqa_bench::cost::load_prices)
+        .transpose()?;
     let list = service::load_list(args.list.as_deref(), &base)?;
     let notifiers = args.sinks.notifiers(Some(&args.notify), None, None).await?;
     let stages = match args.topology {
@@ -128,6 +136,7 @@ pub async fn monitor(mut args: MonitorArgs) -> anyhow::Result<ExitCode> {
         listen: args.listen,
         control: args.control,
         stages,
+        prices,
     };
     let stop = StopWhen {
         after: args.duration.map(seconds),

@@ -275,6 +275,7 @@ impl IncidentAggregator {
             loudness: LoudnessSummary::from_measurements(&state.measurements),
             measurements: state.measurements.values,
             divergences: Vec::new(),
+            cost: Vec::new(),
         };
         (report, events)
     }

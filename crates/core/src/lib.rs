@@ -8,6 +8,7 @@
 pub mod aggregate;
 pub mod chunk;
 pub mod config;
+pub mod cost;
 pub mod kinds;
 pub mod live;
 pub mod loudness;

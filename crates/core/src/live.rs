@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::aggregate::IncidentEvent;
 use crate::chunk::Chunk;
 use crate::config::PipelineConfig;
+use crate::cost::Usage;
 use crate::model::StreamId;
 use crate::report::StreamReport;
 use crate::time::Micros;
@@ -75,6 +76,11 @@ pub struct Applied {
 pub trait ChunkEvents: Send + Sync {
     /// A chunk was applied to the stream's aggregator.
     fn applied(&self, applied: &Applied);
+    /// What a chunk's executions used (transitions or requests and duration, Lambda
+    /// invocations and GB-seconds, S3 requests), counted once they ended; it comes after
+    /// the chunk's `applied`, in no particular order among chunks, and every chunk's
+    /// before `finished`.
+    fn accounted(&self, chunk: &Chunk, usage: &Usage);
     /// The stream's last chunk was applied: its report, or why there is none.
     fn finished(&self, report: Result<StreamReport, String>);
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::time::Micros;
 
 /// Names one monitored stream; part of every artifact key and of the report.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct StreamId(pub String);
 

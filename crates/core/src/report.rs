@@ -249,7 +249,7 @@ pub struct Coverage {
 }
 
 /// The result for one stream: the one write the aggregator makes.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StreamReport {
     pub stream: StreamId,
     pub input: String,
@@ -268,6 +268,20 @@ pub struct StreamReport {
     /// one of them reported and the other did not, or with another start or end.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub divergences: Vec<Divergence>,
+    /// With both topologies side by side: what each cost on this stream, as accrued while
+    /// it was monitored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cost: Vec<SideCost>,
+}
+
+/// What one topology cost on a monitored stream (`vqa monitor --topology ab`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SideCost {
+    /// `single` or `distributed`.
+    pub topology: String,
+    pub usd: f64,
+    /// `usd` over the hours the stream was monitored.
+    pub usd_per_stream_hour: f64,
 }
 
 /// An incident the two topologies disagree on: reported by one only (the other side is

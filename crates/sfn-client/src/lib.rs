@@ -328,6 +328,43 @@ impl DistributedRun {
     }
 }
 
+/// Lambda memory of a deployed function, MB: the infra templates' defaults
+/// (`infra/distributed.yaml`), which the execution histories do not tell.
+pub fn function_memory_mb(function: &str) -> f64 {
+    if function.contains("converter") {
+        2048.0
+    } else if function.contains("aggregator") {
+        512.0
+    } else {
+        1769.0
+    }
+}
+
+impl DistributedRun {
+    /// What the run used, as the cost model counts it, from its executions' histories:
+    /// transitions (from the definition where there is no history), each execution's
+    /// duration, each Lambda task's started → ended time as its billed duration at its
+    /// function's memory ([`function_memory_mb`]), and the tasks' handoff requests.
+    pub fn usage(&self) -> vqa_core::cost::Usage {
+        let h = &self.handoff;
+        let mut usage = vqa_core::cost::Usage {
+            orchestration: vqa_core::topology::Orchestration::step_functions(self.machine_type),
+            stream_seconds: self.report.coverage.analysed as f64 / 1e6,
+            state_transitions: self.transitions.unwrap_or(self.transitions_from_definition),
+            executions: self.executions,
+            execution_seconds: self.execution_durations.clone(),
+            s3_puts: h.puts + h.state_stores,
+            s3_gets: h.gets + h.state_loads,
+            s3_deletes: h.deletes,
+            ..Default::default()
+        };
+        for (function, seconds) in &self.tasks {
+            usage.add_lambda(*seconds, function_memory_mb(function));
+        }
+        usage
+    }
+}
+
 /// Counts what `executions` used, from their histories (where the service keeps none, the
 /// counts that need them become `None`).
 async fn account(sfn: &Sfn, executions: &[String], run: &mut DistributedRun) {

@@ -13,6 +13,7 @@ use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use serde_json::Value;
 use vqa_core::chunk::Chunk;
+use vqa_core::cost::Usage;
 use vqa_core::live::{Applied, ChunkEvents, ChunkJob, ChunkSink, ChunkStream};
 use vqa_core::{Micros, PipelineConfig, StreamId, StreamReport};
 use vqa_deploy_lambda::payload::{Job, ResultsLocation, TaskError};
@@ -206,6 +207,11 @@ struct Ran {
     chunk: Chunk,
     analysed: Micros,
     outcome: Result<ChunkOutcome, ClientError>,
+    /// The chunk file's bytes, if it was stored, and how long it stayed (upload to delete).
+    stored: Option<(u64, f64)>,
+    /// How long the client waited for the chunk's executions (an Express execution's
+    /// duration where there is no history).
+    seconds: f64,
 }
 
 /// One stream's run: starts each chunk as it is cut, hands their incidents back in the
@@ -219,6 +225,8 @@ async fn run_stream(
 ) {
     let mut running = FuturesUnordered::new();
     let mut in_order = InOrder::<Ran>::default();
+    // Each applied chunk's accounting, off the chunk path; all of it before `finished`.
+    let mut accounting = tokio::task::JoinSet::new();
     let mut open = true;
     loop {
         tokio::select! {
@@ -237,6 +245,7 @@ async fn run_stream(
                                 job.stream, ran.chunk.index
                             );
                             tracing::error!("{why}");
+                            while accounting.join_next().await.is_some() {}
                             events.finished(Err(why));
                             return;
                         }
@@ -247,9 +256,18 @@ async fn run_stream(
                         segments: outcome.segments,
                         events: outcome.events,
                     });
+                    let chunk = ChunkRun {
+                        chunk: ran.chunk,
+                        segments: outcome.segments,
+                        executions: outcome.executions,
+                        stored: ran.stored,
+                        seconds: ran.seconds,
+                    };
+                    accounting.spawn(account_chunk(inner.clone(), chunk, events.clone()));
                     if ran.chunk.last {
                         let what = format!("stream {}", job.stream);
                         let report = read_report(&inner.transport, &job.results, &what).await;
+                        while accounting.join_next().await.is_some() {}
                         events.finished(report.map_err(|e| e.to_string()));
                         return;
                     }
@@ -258,6 +276,7 @@ async fn run_stream(
             else => break,
         }
     }
+    while accounting.join_next().await.is_some() {}
     events.finished(Err(format!(
         "stream {}: its reader stopped without a last chunk; no report",
         job.stream
@@ -297,6 +316,7 @@ async fn run_chunk(inner: &Inner, name: &str, base: &Job, cut: ChunkJob) -> Ran 
     job.live = Some(cut.live);
     let bucket = &inner.deployment.bucket;
     let mut stored = None;
+    let stored_at = std::time::Instant::now();
     if let Some(file) = &cut.file {
         let key = job
             .transport
@@ -319,7 +339,7 @@ async fn run_chunk(inner: &Inner, name: &str, base: &Job, cut: ChunkJob) -> Ran 
                     .upload_bytes
                     .fetch_add(size, Ordering::Relaxed);
                 job.input = format!("s3://{bucket}/{key}");
-                stored = Some(key);
+                stored = Some((key, size));
             }
             Err(e) => {
                 job.skip = Some(TaskError {
@@ -337,9 +357,12 @@ async fn run_chunk(inner: &Inner, name: &str, base: &Job, cut: ChunkJob) -> Ran 
         express_sync: inner.express_sync,
         attempts: inner.options.attempts,
     };
+    let ran_at = std::time::Instant::now();
     let outcome = patiently(|| runner.run(cut.chunk)).await;
-    if let Some(key) = stored {
-        if let Err(e) = inner.transport.delete_object(bucket, &key).await {
+    let seconds = ran_at.elapsed().as_secs_f64();
+    let stored = stored.map(|(key, size)| (key, size, stored_at.elapsed().as_secs_f64()));
+    if let Some((key, _, _)) = &stored {
+        if let Err(e) = inner.transport.delete_object(bucket, key).await {
             tracing::warn!("{e}; the bucket's lifecycle rule will remove it");
         }
     }
@@ -358,5 +381,89 @@ async fn run_chunk(inner: &Inner, name: &str, base: &Job, cut: ChunkJob) -> Ran 
         chunk: cut.chunk,
         analysed,
         outcome,
+        stored: stored.map(|(_, size, seconds)| (size, seconds)),
+        seconds,
+    }
+}
+
+/// An applied chunk, for its accounting.
+struct ChunkRun {
+    chunk: Chunk,
+    segments: u64,
+    executions: Vec<String>,
+    stored: Option<(u64, f64)>,
+    seconds: f64,
+}
+
+/// What a chunk's executions used, counted from their histories (fetched here, after the
+/// chunk's incidents were handed on), with its file's PUT, GETs and DELETE, handed to the
+/// stream's events.
+async fn account_chunk(inner: Arc<Inner>, ran: ChunkRun, events: Arc<dyn ChunkEvents>) {
+    let groups = deployed_groups(&inner.definition).map_or(0, |g| g.len() as u64);
+    let mut run = DistributedRun::new(
+        StreamReport::default(),
+        String::new(),
+        inner.machine_type,
+        groups,
+    );
+    account(&inner.sfn, &ran.executions, &mut run).await;
+    run.transitions_from_definition =
+        ran.executions.len() as u64 * state_transitions(ran.segments, groups);
+    events.accounted(&ran.chunk, &chunk_usage(&run, ran.stored, ran.seconds));
+}
+
+/// A chunk's usage from its executions' counts: where the service keeps no history (Express
+/// on AWS), its duration is the client's wait for it, and its Lambda tasks are not known.
+fn chunk_usage(run: &DistributedRun, stored: Option<(u64, f64)>, seconds: f64) -> Usage {
+    let mut usage = run.usage();
+    if usage.execution_seconds.is_empty() && run.executions > 0 {
+        usage.execution_seconds = vec![seconds];
+    }
+    // The converter's ranged reads of the chunk file.
+    usage.s3_gets += run.input_reads;
+    if let Some((bytes, stored_seconds)) = stored {
+        usage.s3_puts += 1;
+        usage.s3_deletes += 1;
+        usage.s3_byte_seconds += bytes as f64 * stored_seconds;
+    }
+    usage
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunks_usage_counts_its_tasks_its_handoff_and_its_file() {
+        let mut run = DistributedRun::new(
+            StreamReport::default(),
+            String::new(),
+            MachineType::Standard,
+            2,
+        );
+        run.executions = 1;
+        run.transitions = Some(40);
+        run.tasks = vec![
+            ("vqa-converter".into(), 1.0),
+            ("vqa-detector".into(), 0.5),
+            ("vqa-aggregator".into(), 0.2),
+        ];
+        run.handoff.puts = 10;
+        run.handoff.state_stores = 2;
+        run.handoff.gets = 20;
+        run.handoff.state_loads = 2;
+        run.handoff.deletes = 10;
+        run.input_reads = 3;
+        // 1,000 bytes stored for 2 s; no history of the execution's duration: the wait, 5 s.
+        let u = chunk_usage(&run, Some((1000, 2.0)), 5.0);
+        assert_eq!(u.state_transitions, 40);
+        assert_eq!(u.lambda_invocations, 3);
+        let gb_seconds = 1.0 * 2048.0 / 1024.0 + 0.5 * 1769.0 / 1024.0 + 0.2 * 512.0 / 1024.0;
+        assert!((u.lambda_gb_seconds - gb_seconds).abs() < 1e-12);
+        assert_eq!((u.s3_puts, u.s3_gets, u.s3_deletes), (13, 25, 11));
+        assert_eq!(u.s3_byte_seconds, 2000.0);
+        assert_eq!(u.execution_seconds, vec![5.0]);
+        // A chunk of lost input stores no file.
+        assert_eq!(chunk_usage(&run, None, 5.0).s3_puts, 12);
     }
 }

@@ -19,6 +19,16 @@ pub enum Side {
     Distributed,
 }
 
+impl Side {
+    /// Its `topology` label in `/metrics`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Side::Single => "single",
+            Side::Distributed => "distributed",
+        }
+    }
+}
+
 /// One side's incidents not yet compared.
 #[derive(Debug, Default)]
 struct Seen {

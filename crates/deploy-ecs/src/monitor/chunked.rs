@@ -12,6 +12,7 @@ use std::sync::{Arc, Weak};
 
 use vqa_converter::{ChunkWriter, Read};
 use vqa_core::chunk::Chunk;
+use vqa_core::cost::Usage;
 use vqa_core::live::{Applied, ChunkEvents, ChunkJob, ChunkSink, ChunkStream, LiveChunk, Loss};
 use vqa_core::{Micros, StreamReport};
 
@@ -319,6 +320,13 @@ impl ChunkEvents for LiveEvents {
             .fetch_add(applied.segments, Ordering::Relaxed);
         if !applied.events.is_empty() {
             notify(&applied.events, &shared, &env);
+        }
+    }
+
+    fn accounted(&self, _chunk: &Chunk, usage: &Usage) {
+        if let (Some(shared), Some(env)) = (self.shared.upgrade(), self.env.upgrade()) {
+            let usd = vqa_core::cost::dollars(usage, env.prices());
+            shared.stats.cost.add(Side::Distributed, usd);
         }
     }
 

@@ -15,6 +15,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use super::ab::Side;
 use super::Env;
 
 /// Latency histograms the actors feed.
@@ -199,6 +200,36 @@ impl Collector for Streams {
                 }
             }
         }
+        let sides = env.sides().each();
+        type Cost = fn(&super::cost::StreamCost, Side) -> f64;
+        let cost: [(&str, &str, MetricType, Cost); 2] = [
+            (
+                "vqa_cost_usd_per_stream_hour",
+                "What a topology side costs per hour of the stream, priced so far: its Fargate share of this process (CPU time, memory) and, distributed, its chunks' executions (transitions or requests and duration, Lambda requests and GB-seconds from task times in the history, S3 requests), over the time the stream has been monitored.",
+                MetricType::Gauge,
+                |c, side| c.usd_per_stream_hour(side),
+            ),
+            (
+                "vqa_cost_usd",
+                "What a topology side has cost on this stream so far, dollars (see vqa_cost_usd_per_stream_hour).",
+                MetricType::Counter,
+                |c, side| c.usd(side),
+            ),
+        ];
+        for (name, help, kind, read) in cost {
+            let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+            for s in &streams {
+                for side in sides {
+                    let labels = [("stream", s.spec.id.as_str()), ("topology", side.label())];
+                    let m = family.encode_family(&labels)?;
+                    let value = read(&s.stats.cost, *side);
+                    match kind {
+                        MetricType::Counter => ConstCounter::new(value).encode(m)?,
+                        _ => ConstGauge::new(value).encode(m)?,
+                    }
+                }
+            }
+        }
         let h = env.transport.metrics();
         for (name, help, value) in [
             (
@@ -244,6 +275,13 @@ pub fn registry(env: &Arc<Env>) -> Registry {
     );
     registry.register_collector(Box::new(Streams(env.clone())));
     registry
+}
+
+/// The text `/metrics` serves (OpenMetrics), or `None` if it cannot be encoded.
+pub fn text(registry: &Registry) -> Option<String> {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, registry).ok()?;
+    Some(text)
 }
 
 /// Accepting stream lists over HTTP (`vqa monitor --control`): a detector shard is given
@@ -363,17 +401,14 @@ pub fn serve(
                         "stream lists over HTTP need vqa monitor --control\n".to_string(),
                     ),
                     (_, path, _) => match path {
-                        "/metrics" => {
-                            let mut text = String::new();
-                            match prometheus_client::encoding::text::encode(&mut text, &registry) {
-                                Ok(()) => (
-                                    200,
-                                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                                    text,
-                                ),
-                                Err(_) => (500, "text/plain", "cannot encode the metrics\n".into()),
-                            }
-                        }
+                        "/metrics" => match text(&registry) {
+                            Some(text) => (
+                                200,
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                                text,
+                            ),
+                            None => (500, "text/plain", "cannot encode the metrics\n".into()),
+                        },
                         "/healthz" => {
                             let streams = env.running();
                             let up = streams
@@ -409,4 +444,153 @@ pub fn serve(
         })
         .map_err(|e| crate::ServiceError::system("start the metrics HTTP thread", e))?;
     Ok(local)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use vqa_core::chunk::Chunk;
+    use vqa_core::cost::{dollars, PriceTable, Usage};
+    use vqa_core::live::{ChunkEvents, ChunkJob, ChunkSink, ChunkStream};
+    use vqa_core::topology::Orchestration;
+    use vqa_core::{PipelineConfig, StreamId};
+
+    use super::super::{Monitor, MonitorSettings, Stages, StreamList};
+    use super::*;
+
+    /// A sink that runs nothing and keeps the stream's events, so the test can report a
+    /// chunk's usage as the distributed topology's client does.
+    #[derive(Default)]
+    struct Held(std::sync::Mutex<Option<Arc<dyn ChunkEvents>>>);
+
+    struct Discard;
+
+    impl ChunkStream for Discard {
+        fn submit(&mut self, job: ChunkJob) {
+            if let Some(file) = job.file {
+                let _ = std::fs::remove_file(file);
+            }
+        }
+    }
+
+    impl ChunkSink for Held {
+        fn windows(&self) -> u64 {
+            10
+        }
+
+        fn open(
+            &self,
+            _stream: &StreamId,
+            _config: &PipelineConfig,
+            _input: &str,
+            events: Arc<dyn ChunkEvents>,
+        ) -> Result<Box<dyn ChunkStream>, String> {
+            *super::super::lock(&self.0) = Some(events);
+            Ok(Box::new(Discard))
+        }
+    }
+
+    /// The value of the sample `name{labels}` in `text`.
+    fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
+        let prefix = format!("{name}{{{labels}}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    #[test]
+    fn each_sides_cost_is_in_metrics_once_a_chunk_is_accounted() {
+        let settings = MonitorSettings {
+            allow_local_files: true,
+            ..MonitorSettings::default()
+        };
+        let sink = Arc::new(Held::default());
+        let monitor = Monitor::with_stages(
+            settings,
+            vqa_notify::Notifiers::new(None),
+            None,
+            Stages::Both(sink.clone()),
+        )
+        .expect("monitor");
+        // A stream that never connects: it stays monitored while its distributed side
+        // gives no report.
+        let list = StreamList::parse(
+            "[monitor]\nallow_local_files = true\n[[stream]]\nid = \"s\"\nurl = \"/nonexistent/clip.ts\"\n",
+            &PipelineConfig::default(),
+        )
+        .expect("list");
+        monitor.apply(&list);
+        let events = super::super::lock(&sink.0)
+            .clone()
+            .expect("the stream opened its run");
+        // A chunk's executions: 100 transitions, 10 invocations of 0.5 s at 1,024 MB.
+        let mut usage = Usage {
+            orchestration: Orchestration::StepFunctionsStandard,
+            state_transitions: 100,
+            executions: 1,
+            ..Usage::default()
+        };
+        for _ in 0..10 {
+            usage.add_lambda(0.5, 1024.0);
+        }
+        let chunk = Chunk {
+            index: 0,
+            first_window: 0,
+            windows: 10,
+            last: false,
+        };
+        events.accounted(&chunk, &usage);
+        std::thread::sleep(Duration::from_millis(20));
+        monitor.tick();
+
+        let text = text(&registry(monitor.env())).expect("metrics");
+        let expected = dollars(&usage, &PriceTable::shipped());
+        assert!((expected - (100.0 * 0.000025 + 10.0 * 2e-7 + 5.0 * 0.0000166667)).abs() < 1e-12);
+        let distributed = sample(
+            &text,
+            "vqa_cost_usd_total",
+            "stream=\"s\",topology=\"distributed\"",
+        )
+        .unwrap_or_else(|| panic!("no distributed total in\n{text}"));
+        // The chunk, and a sliver of reader CPU.
+        assert!(
+            distributed >= expected && distributed < expected + 1e-6,
+            "{distributed} vs {expected}"
+        );
+        let single = sample(
+            &text,
+            "vqa_cost_usd_total",
+            "stream=\"s\",topology=\"single\"",
+        )
+        .unwrap_or_else(|| panic!("no single total in\n{text}"));
+        assert!(single >= 0.0);
+        for topology in ["single", "distributed"] {
+            let labels = format!("stream=\"s\",topology=\"{topology}\"");
+            let rate = sample(&text, "vqa_cost_usd_per_stream_hour", &labels)
+                .unwrap_or_else(|| panic!("no {topology} rate in\n{text}"));
+            assert!(rate >= 0.0);
+        }
+        let rate = sample(
+            &text,
+            "vqa_cost_usd_per_stream_hour",
+            "stream=\"s\",topology=\"distributed\"",
+        );
+        // Dollars over well under an hour monitored: far more per hour.
+        assert!(rate.is_some_and(|r| r > distributed * 100.0), "{rate:?}");
+
+        // Once both sides finished (this one never connected), the report says what each
+        // cost.
+        events.finished(Err("no report in this test".into()));
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while monitor.reports().is_empty() && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let reports = monitor.reports();
+        let cost = &reports.first().expect("the stream's report").cost;
+        let sides: Vec<&str> = cost.iter().map(|c| c.topology.as_str()).collect();
+        assert_eq!(sides, ["single", "distributed"]);
+        assert!(cost[1].usd >= expected, "{cost:?}");
+        monitor.shutdown(Duration::from_millis(100));
+    }
 }

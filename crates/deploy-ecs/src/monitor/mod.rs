@@ -14,6 +14,7 @@
 
 pub mod ab;
 mod chunked;
+pub mod cost;
 pub mod list;
 pub mod metrics;
 mod pool;
@@ -26,6 +27,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use vqa_core::cost::PriceTable;
 use vqa_core::live::ChunkSink;
 use vqa_core::{StreamReport, Transport};
 use vqa_transport_mem::MemTransport;
@@ -58,6 +60,10 @@ pub struct Env {
     stages: Stages,
     chunk_dir: PathBuf,
     runs: std::sync::atomic::AtomicU64,
+    /// What the streams' costs are priced with (the shipped table unless set), and this
+    /// process's CPU and memory between ticks.
+    prices: std::sync::OnceLock<PriceTable>,
+    process: cost::ProcessMeter,
 }
 
 /// Where a monitor's stages run.
@@ -151,6 +157,28 @@ impl Env {
         matches!(self.stages, Stages::Both(_))
     }
 
+    /// The topology sides whose cost the streams accrue.
+    fn sides(&self) -> cost::Sides {
+        match self.stages {
+            Stages::InProcess => cost::Sides::Single,
+            Stages::Distributed(_) => cost::Sides::Distributed,
+            Stages::Both(_) => cost::Sides::Both,
+        }
+    }
+
+    fn prices(&self) -> &PriceTable {
+        self.prices.get_or_init(PriceTable::shipped)
+    }
+
+    /// Charges the running streams their shares of what this process used since the last
+    /// call.
+    fn accrue_process(&self) {
+        let used = self.process.sample();
+        let streams = self.running();
+        let costs: Vec<&cost::StreamCost> = streams.iter().map(|s| &s.stats.cost).collect();
+        cost::accrue_process(self.sides(), used, &costs, self.prices());
+    }
+
     pub fn settings(&self) -> &MonitorSettings {
         &self.settings
     }
@@ -222,12 +250,20 @@ impl Monitor {
                 stages,
                 chunk_dir: std::env::temp_dir().join(format!("vqa-chunks-{}", std::process::id())),
                 runs: Default::default(),
+                prices: Default::default(),
+                process: Default::default(),
             }),
         })
     }
 
     pub fn env(&self) -> &Arc<Env> {
         &self.env
+    }
+
+    /// Prices the streams' costs with `prices` instead of the shipped table; to be called
+    /// before any stream starts (false, and no change, after).
+    pub fn price_with(&self, prices: PriceTable) -> bool {
+        self.env.prices.set(prices).is_ok()
     }
 
     /// Raw latencies observed so far (taken: the next call starts afresh).
@@ -249,6 +285,7 @@ impl Monitor {
     /// Once a second or so: lets lost streams' input_loss grow, and lets go of streams that
     /// finished.
     pub fn tick(&self) {
+        self.env.accrue_process();
         for s in lock(&self.env.streams).values() {
             s.tick(&self.env);
         }

@@ -36,6 +36,8 @@ pub struct ServiceOptions {
     pub control: bool,
     /// Where the stages run.
     pub stages: super::Stages,
+    /// What the streams' costs are priced with (`/metrics`); the shipped table if none.
+    pub prices: Option<vqa_core::cost::PriceTable>,
 }
 
 /// How long a stopping service waits for its streams' reports: the last chunk of a stream
@@ -78,6 +80,9 @@ pub async fn run(
         options.reports_dir,
         options.stages,
     )?;
+    if let Some(prices) = options.prices {
+        monitor.price_with(prices);
+    }
     if let Some(addr) = &options.listen {
         let control = options.control.then(|| metrics::Control {
             base: base.clone(),

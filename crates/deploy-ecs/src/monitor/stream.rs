@@ -81,6 +81,8 @@ pub struct StreamStats {
     /// Media read but not yet decoded, µs.
     pub queued: AtomicI64,
     pub finished: AtomicBool,
+    /// What each topology side has cost so far.
+    pub cost: super::cost::StreamCost,
 }
 
 /// The live edge: the newest packet read and when it arrived.
@@ -421,6 +423,13 @@ fn read_loop(shared: &Arc<Shared>, env: &Arc<Env>) {
                         let mut a = lock(&shared.arrivals);
                         if a.back().is_none_or(|(last, _)| t >= last + ARRIVAL_GRID) {
                             a.push_back((t, now));
+                            // The reader's own CPU, for the distributed side's cost.
+                            let cpu = crate::resources::thread_cpu_time().as_nanos() as u64;
+                            shared
+                                .stats
+                                .cost
+                                .reader_cpu_nanos
+                                .store(cpu, Ordering::Relaxed);
                             while a.front().is_some_and(|(f, _)| *f < t - ARRIVAL_HISTORY) {
                                 a.pop_front();
                             }
@@ -552,11 +561,17 @@ impl Actor {
         env: &Arc<Env>,
     ) -> Result<u32, TransportError> {
         if let Some(chunked) = self.chunked.as_mut() {
+            // Beside the stages (`--topology ab`), the chunking's CPU is the distributed
+            // side's cost.
+            let cpu = env.ab().then(crate::resources::thread_cpu_time);
             chunked.observe(&mut item, shared);
-            if !env.ab() {
+            let Some(cpu) = cpu else {
                 self.finished = chunked.ended;
                 return Ok(0);
-            }
+            };
+            let took = crate::resources::thread_cpu_time().saturating_sub(cpu);
+            let chunking = &shared.stats.cost.chunking_cpu_nanos;
+            chunking.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
         }
         let id = &shared.spec.id;
         match item {
@@ -924,6 +939,16 @@ pub(super) fn side_finished(
         return;
     };
     let mut report = ab.comparison.report(single.clone());
+    report.cost = env
+        .sides()
+        .each()
+        .iter()
+        .map(|side| vqa_core::report::SideCost {
+            topology: side.label().into(),
+            usd: shared.stats.cost.usd(*side),
+            usd_per_stream_hour: shared.stats.cost.usd_per_stream_hour(*side),
+        })
+        .collect();
     if let Err(e) = distributed {
         report.warnings.push(format!(
             "the distributed topology gave no report to compare with: {e}"
