@@ -6,7 +6,9 @@ switches on its real Step Functions interpreter, and replaces Lambda's invoke wi
 that unzips the function's code and runs its `bootstrap` (a custom-runtime executable, e.g.
 a Rust `lambda_runtime` binary built for the host) as a host process, serving it the Lambda
 Runtime API from this process. Warm processes are pooled per function, so Step Functions'
-concurrent Map/Parallel invocations each get their own process, as on AWS.
+concurrent Map/Parallel invocations each get their own process, as on AWS. EventBridge rules
+that target a state machine start its executions (moto's rules do not), so a bucket's
+"Object Created" events reach Step Functions as on AWS.
 
     python moto_host.py --port P --dir RUN_DIR [--ready-file F] [--exit-with-stdin]
 
@@ -608,6 +610,9 @@ def patch_event_targets() -> None:
         if not self.event_pattern.matches_event(event):
             return
         machines = [t for t in self.targets if ":states:" in t["Arn"]]
+        # S3's events reach rules without the ingestion time the transformer may name.
+        event = dict(event)
+        event.setdefault("ingestion-time", event.get("time"))
         for target in machines:
             transformer = target.get("InputTransformer", {})
             execution_input = EventTemplateParser.parse(

@@ -561,7 +561,7 @@ async fn the_live_bench_prices_each_topology_from_its_run() {
     let standard = emulator
         .deploy("live-bench", &config, "each", MachineType::Standard)
         .await;
-    let variants = ["single", "standard-segment"]
+    let variants = ["single", "shards", "standard-segment"]
         .into_iter()
         .map(|n| Variant::named(n, Some(&standard.state_machine_arn), None).unwrap())
         .collect();
@@ -580,8 +580,8 @@ async fn the_live_bench_prices_each_topology_from_its_run() {
         }),
     };
     let c = compare(&clip.path, setup, None).await.expect("bench");
-    let (single, standard) = (&c.topologies[0], &c.topologies[1]);
-    for r in [single, standard] {
+    let (single, shards, standard) = (&c.topologies[0], &c.topologies[1], &c.topologies[2]);
+    for r in [single, shards, standard] {
         // About the seconds monitored (the stream is paced at real time).
         assert!(
             (seconds - 2.0..seconds + 2.0).contains(&r.usage.stream_seconds),
@@ -598,6 +598,15 @@ async fn the_live_bench_prices_each_topology_from_its_run() {
         );
     }
     assert_eq!(single.usage.orchestration, Orchestration::SingleProcess);
+    // Each shard decodes the stream for itself: two decodes cost more CPU than one.
+    assert_eq!(shards.usage.orchestration, Orchestration::SingleProcess);
+    assert!(
+        shards.usage.cpu_seconds > single.usage.cpu_seconds * 1.2,
+        "shards {} s of CPU, single {} s",
+        shards.usage.cpu_seconds,
+        single.usage.cpu_seconds
+    );
+    assert!(shards.cost_per_stream_hour_usd > single.cost_per_stream_hour_usd);
     let u = &standard.usage;
     assert_eq!(u.orchestration, Orchestration::StepFunctionsStandard);
     // One execution per chunk of 5 segments (the last one open to the end of the stream),

@@ -180,7 +180,7 @@ async fn segments_a_packager_writes_are_analysed_through_the_trigger_as_one_proc
 
     // The report of the run that began with segment 0.
     let report_key = "reports/channel-1-0/report.json";
-    let deadline = Instant::now() + Duration::from_secs(600);
+    let deadline = Instant::now() + Duration::from_secs(240);
     let report = loop {
         if let Some(bytes) = transport
             .read_object(&deployment.results_bucket, report_key)
@@ -189,11 +189,22 @@ async fn segments_a_packager_writes_are_analysed_through_the_trigger_as_one_proc
         {
             break serde_json::from_slice::<StreamReport>(&bytes).expect("a report");
         }
-        assert!(
-            Instant::now() < deadline,
-            "no report after 10 minutes; see {}",
-            emulator.dir.display()
-        );
+        if Instant::now() > deadline {
+            let logs = std::fs::read_dir(emulator.dir.join("run/logs"))
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok())
+                .map(|e| {
+                    let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                    let tail: Vec<&str> = text.lines().rev().take(30).collect();
+                    format!("{}:\n{}", e.path().display(), tail.join("\n"))
+                })
+                .collect::<Vec<_>>()
+                .join("\n\n");
+            let host =
+                std::fs::read_to_string(emulator.dir.join("moto_host.log")).unwrap_or_default();
+            panic!("no report after 4 minutes\n{logs}\nmoto_host.log: {host}");
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     let executions = emulator

@@ -28,6 +28,9 @@ pub struct Variant {
 pub enum VariantKind {
     /// One process, in-memory handoff.
     Single,
+    /// Detector shards: processes that each decode the stream and run a share of its
+    /// detectors (Prime Video's clones of the one process); live runs only.
+    Shards(usize),
     /// The deployed state machine, with this handoff layout.
     Distributed {
         state_machine_arn: String,
@@ -36,9 +39,13 @@ pub enum VariantKind {
     },
 }
 
+/// Shards of the `shards` variant.
+pub const SHARDS: usize = 2;
+
 /// The variants `vqa bench` knows by name.
-pub const VARIANTS: [&str; 5] = [
+pub const VARIANTS: [&str; 6] = [
     "single",
+    "shards",
     "standard-segment",
     "standard-frame",
     "express-segment",
@@ -70,6 +77,7 @@ impl Variant {
         );
         let kind = match name {
             "single" => VariantKind::Single,
+            "shards" => VariantKind::Shards(SHARDS),
             "standard-segment" => {
                 distributed(standard, std_flag, Granularity::Segment, Encoding::Raw)?
             }
@@ -93,16 +101,18 @@ impl Variant {
         })
     }
 
-    /// The default set: the single process, and each distributed variant whose state
-    /// machine is configured.
-    pub fn defaults(standard: Option<&str>, express: Option<&str>) -> Vec<Variant> {
+    /// The default set: the single process (and, `live`, detector shards), and each
+    /// distributed variant whose state machine is configured.
+    pub fn defaults(standard: Option<&str>, express: Option<&str>, live: bool) -> Vec<Variant> {
         [
             "single",
+            "shards",
             "standard-segment",
             "standard-frame",
             "express-segment",
         ]
         .into_iter()
+        .filter(|n| live || *n != "shards")
         .filter_map(|n| Variant::named(n, standard, express).ok())
         .collect()
     }
@@ -110,6 +120,9 @@ impl Variant {
     fn describe(&self) -> String {
         match &self.kind {
             VariantKind::Single => "one process, in-memory handoff (ECS on Fargate)".into(),
+            VariantKind::Shards(n) => format!(
+                "{n} detector shards, each decoding the stream and running a share of the detectors (ECS on Fargate)"
+            ),
             VariantKind::Distributed {
                 granularity,
                 encoding,
@@ -249,9 +262,13 @@ pub async fn compare(
             p(i, total, &variant.name);
         }
         let (mut result, report) = match (&variant.kind, setup.live) {
-            (VariantKind::Single, Some(live)) => {
+            (VariantKind::Single | VariantKind::Shards(_), Some(live)) => {
+                let shards = match variant.kind {
+                    VariantKind::Shards(n) => crate::live::shard_configs(setup.config, n),
+                    _ => vec![setup.config.clone()],
+                };
                 let (usage, report, samples) =
-                    crate::live::monitor_live(path, setup.config, live.seconds, None).await?;
+                    crate::live::monitor_live(path, &shards, live.seconds, None).await?;
                 let mut r = blank(variant, usage.usage);
                 r.wall_seconds = usage.wall_seconds;
                 r.segments = report.coverage.segments;
@@ -278,9 +295,13 @@ pub async fn compare(
                 let sink = LiveSink::connect(sdk, &deployment, options)
                     .await
                     .map_err(failed)?;
-                let (reader, report, samples) =
-                    crate::live::monitor_live(path, setup.config, live.seconds, Some(sink.clone()))
-                        .await?;
+                let (reader, report, samples) = crate::live::monitor_live(
+                    path,
+                    std::slice::from_ref(setup.config),
+                    live.seconds,
+                    Some(sink.clone()),
+                )
+                .await?;
                 let run = sink.account(report, reader.wall_seconds).await;
                 let (mut r, report) = measure_distributed(run, &setup, variant);
                 // The reader is a Fargate task, and each chunk a PUT of its bytes.
@@ -295,6 +316,9 @@ pub async fn compare(
                 (priced(r, &setup), report)
             }
             (VariantKind::Single, None) => measure_single(path, &setup, variant).await?,
+            (VariantKind::Shards(_), None) => {
+                return Err(BenchError::LiveOnly(variant.name.clone()))
+            }
             (
                 VariantKind::Distributed {
                     state_machine_arn,

@@ -30,6 +30,8 @@ pub enum BenchError {
     },
     #[error("variant {0} needs the distributed deployment (--bucket, --results-bucket)")]
     NoDeployment(String),
+    #[error("variant {0} is measured on a live stream only: add --live-minutes M")]
+    LiveOnly(String),
     #[error("{path}: cannot read the price table: {source}")]
     PricesRead {
         path: String,

@@ -191,11 +191,14 @@ pub struct Measured {
 
 /// Monitors `input` replayed as one live stream (paced at real time, looped) for `seconds`
 /// — in this process, or with `sink`, only reading it and handing its chunks to the
-/// distributed topology — then stops and waits for the report. Returns this process's CPU
-/// and memory, the report, and the alert latencies (seconds).
+/// distributed topology — then stops and waits for the report. With several `shards`
+/// (configurations), each is a monitor of its own that reads and decodes the stream and
+/// runs its share of the detectors, as detector shards' processes do; their reports are
+/// merged. Returns this process's CPU and memory (all shards'), the report, and the alert
+/// latencies (seconds).
 pub async fn monitor_live(
     input: &Path,
-    config: &PipelineConfig,
+    shards: &[PipelineConfig],
     seconds: f64,
     sink: Option<vqa_sfn_client::LiveSink>,
 ) -> Result<(Measured, StreamReport, Vec<f64>), BenchError> {
@@ -203,7 +206,6 @@ pub async fn monitor_live(
         allow_local_files: true,
         ..MonitorSettings::default()
     };
-    let spec = replayed("live".into(), input, config);
     let failed = |reason: String| BenchError::Input {
         input: vqa_deploy_ecs::shown(input),
         reason,
@@ -216,33 +218,54 @@ pub async fn monitor_live(
     reset_peak_rss();
     let cpu0 = process_cpu_seconds();
     let started = Instant::now();
-    let monitor = Monitor::with_stages(settings.clone(), Notifiers::new(None), None, stages)?;
-    monitor.apply(&StreamList {
-        monitor: settings,
-        streams: vec![spec],
-    });
-    let env = monitor.env().clone();
+    let mut monitors = Vec::new();
+    for config in shards {
+        let monitor =
+            Monitor::with_stages(settings.clone(), Notifiers::new(None), None, stages.clone())?;
+        monitor.apply(&StreamList {
+            monitor: settings.clone(),
+            streams: vec![replayed("live".into(), input, config)],
+        });
+        monitors.push(monitor);
+    }
+    let envs: Vec<_> = monitors.iter().map(|m| m.env().clone()).collect();
     let mut ticked = Instant::now();
     while started.elapsed().as_secs_f64() < seconds {
         tokio::time::sleep(Duration::from_millis(250)).await;
         if ticked.elapsed() >= Duration::from_secs(1) {
-            monitor.tick();
+            monitors.iter().for_each(Monitor::tick);
             ticked = Instant::now();
         }
-        if let Some(e) = stream_error(&monitor) {
+        if let Some(e) = monitors.iter().find_map(stream_error) {
             return Err(failed(e));
         }
     }
     let grace = Duration::from_secs(if distributed { 1800 } else { 30 });
-    let finished = tokio::task::spawn_blocking(move || monitor.shutdown(grace))
-        .await
-        .map_err(|e| failed(e.to_string()))?;
+    let finished = tokio::task::spawn_blocking(move || {
+        // Stopped together, as the shards' processes would be.
+        std::thread::scope(|scope| {
+            let running: Vec<_> = monitors
+                .into_iter()
+                .map(|m| scope.spawn(move || m.shutdown(grace)))
+                .collect();
+            running
+                .into_iter()
+                .filter_map(|h| h.join().ok())
+                .collect::<Vec<_>>()
+        })
+    })
+    .await
+    .map_err(|e| failed(e.to_string()))?;
     let wall = started.elapsed().as_secs_f64();
     let cpu = process_cpu_seconds() - cpu0;
-    let report = finished
-        .reports
+    let parts: Vec<StreamReport> = finished
         .into_iter()
-        .next()
+        .filter_map(|f| f.reports.into_iter().next())
+        .collect();
+    if parts.len() != shards.len() {
+        return Err(failed("the stream ended without a report".into()));
+    }
+    let report = StreamReport::merge_shards(parts)
         .ok_or_else(|| failed("the stream ended without a report".into()))?;
     let usage = Usage {
         orchestration: Orchestration::SingleProcess,
@@ -251,15 +274,37 @@ pub async fn monitor_live(
         peak_memory_gb: peak_rss_mb() / 1024.0,
         ..Usage::default()
     };
-    let alerts = env.take_latencies().alert;
+    let alerts: Vec<f64> = envs
+        .iter()
+        .flat_map(|env| env.take_latencies().alert)
+        .map(|s| s * 1000.0)
+        .collect();
     Ok((
         Measured {
             usage,
             wall_seconds: wall,
         },
         report,
-        alerts.into_iter().map(|s| s * 1000.0).collect(),
+        alerts,
     ))
+}
+
+/// The configuration of each of `n` detector shards: the detectors dealt out in turn, so
+/// each shard gets a like share of the work.
+pub fn shard_configs(config: &PipelineConfig, n: usize) -> Vec<PipelineConfig> {
+    let n = n.clamp(1, config.detectors.len().max(1));
+    (0..n)
+        .map(|i| PipelineConfig {
+            detectors: config
+                .detectors
+                .iter()
+                .skip(i)
+                .step_by(n)
+                .copied()
+                .collect(),
+            ..config.clone()
+        })
+        .collect()
 }
 
 /// The runs as a table.
@@ -301,6 +346,26 @@ pub fn render(runs: &[LiveRun]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shards_deal_out_every_detector_once() {
+        let config = PipelineConfig::default();
+        let shards = shard_configs(&config, 2);
+        assert_eq!(shards.len(), 2);
+        let mut all: Vec<_> = shards.iter().flat_map(|c| c.detectors.clone()).collect();
+        all.sort();
+        let mut want = config.detectors.clone();
+        want.sort();
+        assert_eq!(all, want);
+        assert!(
+            shards[0]
+                .detectors
+                .len()
+                .abs_diff(shards[1].detectors.len())
+                <= 1
+        );
+        assert_eq!(shard_configs(&config, 99).len(), config.detectors.len());
+    }
 
     #[test]
     fn percentiles_are_nearest_rank_in_ms() {

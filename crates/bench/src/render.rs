@@ -126,11 +126,13 @@ pub fn render_text(c: &Comparison) -> String {
                         100.0 * max as f64 / TARGET_STREAMS as f64
                     );
                 }
+                let times = r.cost_per_stream_hour_usd / single.cost_per_stream_hour_usd;
                 let _ = writeln!(
                     out,
-                    "{} costs {:.0}x the single process per stream-hour{}",
+                    "{} costs {:.*}x the single process per stream-hour{}",
                     r.name,
-                    r.cost_per_stream_hour_usd / single.cost_per_stream_hour_usd,
+                    if times < 10.0 { 1 } else { 0 },
+                    times,
                     match r.same_report_as_single {
                         Some(true) => ", same report",
                         Some(false) => ", REPORT DIFFERS from the single process's",

@@ -123,7 +123,7 @@ async fn bench_topologies(args: BenchArgs, config: &PipelineConfig) -> anyhow::R
             .collect::<Result<Vec<_>, _>>()
             .map_err(anyhow::Error::msg)
             .context("--variants")?,
-        None => compare::Variant::defaults(standard, express),
+        None => compare::Variant::defaults(standard, express, args.live_minutes.is_some()),
     };
     let distributed = variants
         .iter()

@@ -575,25 +575,41 @@ pub async fn prepare(
             (run, seq, n, first_window, false)
         }
         PackagerKey::End { .. } => {
-            let run = stored_run().await?.ok_or_else(|| {
-                StageError::permanent(format!(
-                    "{}: no segment of stream {name} was analysed, so there is nothing to end",
-                    object.key
-                ))
-            })?;
             let keys = transport
                 .list_keys(&object.bucket, &folder)
                 .await
                 .map_err(|e| StageError::s3("prepare: listing the stream's segments", e))?;
-            let newest = keys
-                .iter()
-                .filter_map(|k| match PackagerKey::parse(k, &object.prefix) {
-                    Ok(PackagerKey::Segment { seq, name, .. }) if seq >= run.first => {
-                        Some((seq, name))
-                    }
-                    _ => None,
-                })
-                .max_by_key(|(seq, _)| *seq);
+            let segments_of = |first: u64| {
+                keys.iter()
+                    .filter_map(|k| match PackagerKey::parse(k, &object.prefix) {
+                        Ok(PackagerKey::Segment { seq, name, .. }) if seq >= first => {
+                            Some((seq, name))
+                        }
+                        _ => None,
+                    })
+                    .max_by_key(|(seq, _)| *seq)
+            };
+            let run = match stored_run().await? {
+                Some(run) => run,
+                // Its segments are there, their run not yet: the first one's execution has
+                // not prepared it (the end was written right after them).
+                None if segments_of(0).is_some() => {
+                    return Err(StageError {
+                        message: format!(
+                            "{}: the run of stream {name} is not prepared yet",
+                            object.key
+                        ),
+                        kind: FailureKind::Waiting,
+                    })
+                }
+                None => {
+                    return Err(StageError::permanent(format!(
+                        "{}: stream {name} has no segments, so there is nothing to end",
+                        object.key
+                    )))
+                }
+            };
+            let newest = segments_of(run.first);
             let Some((seq, n)) = newest else {
                 return Err(StageError::permanent(format!(
                     "{}: stream {name} has no segments left to end",
