@@ -319,6 +319,45 @@ impl Emulator {
             .expect("write the faults file");
     }
 
+    /// Subscribes an HTTP endpoint of this process to the topic deploy.py gave the
+    /// aggregator (`vqa-incidents`, VQA_NOTIFY_TOPIC_ARN); the notifications it publishes,
+    /// as they arrive (each SNS envelope's `Message`, parsed).
+    pub async fn incidents_subscription(&self) -> std::sync::mpsc::Receiver<serde_json::Value> {
+        let sns = aws_sdk_sns::Client::new(&self.sdk().await);
+        // Creating a topic that exists returns it.
+        let topic = sns
+            .create_topic()
+            .name("vqa-incidents")
+            .send()
+            .await
+            .expect("the aggregator's topic")
+            .topic_arn()
+            .expect("topic arn")
+            .to_string();
+        let (endpoint, envelopes) = subscriber();
+        sns.subscribe()
+            .topic_arn(&topic)
+            .protocol("http")
+            .endpoint(&endpoint)
+            .send()
+            .await
+            .expect("subscribe");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for envelope in envelopes {
+                let message = envelope["Message"]
+                    .as_str()
+                    .and_then(|m| serde_json::from_str(m).ok());
+                if let Some(n) = message {
+                    if tx.send(n).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        rx
+    }
+
     /// The invocations the emulator ran, one JSON object each (`invocations.jsonl`).
     pub fn invocations(&self) -> Vec<serde_json::Value> {
         std::fs::read_to_string(self.dir.join("run/invocations.jsonl"))

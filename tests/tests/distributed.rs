@@ -352,37 +352,15 @@ async fn the_aggregator_publishes_each_incident_opened_and_closed_to_sns() {
     let deployment = emulator
         .deploy("notify-standard", &config, "all", MachineType::Standard)
         .await;
-    // The topic deploy.py gave the aggregator (VQA_NOTIFY_TOPIC_ARN).
-    let sdk = emulator.sdk().await;
-    let sns = aws_sdk_sns::Client::new(&sdk);
-    let topics = sns.list_topics().send().await.expect("list topics");
-    let topic = topics
-        .topics()
-        .iter()
-        .filter_map(|t| t.topic_arn())
-        .find(|a| a.ends_with(":vqa-incidents"))
-        .expect("the aggregator's topic")
-        .to_string();
-    let (endpoint, received) = vqa_testkit::emulator::subscriber();
-    sns.subscribe()
-        .topic_arn(&topic)
-        .protocol("http")
-        .endpoint(&endpoint)
-        .send()
-        .await
-        .expect("subscribe");
+    let received = emulator.incidents_subscription().await;
     let run = distributed(emulator, &deployment, &path, &config, RunOptions::default()).await;
     let incidents = &run.report.incidents;
     assert!(incidents.len() >= 2, "{incidents:?}");
     let mut ours = Vec::new();
     while ours.len() < 2 * incidents.len() {
-        let Ok(envelope) = received.recv_timeout(std::time::Duration::from_secs(10)) else {
+        let Ok(n) = received.recv_timeout(std::time::Duration::from_secs(10)) else {
             break;
         };
-        let Some(body) = envelope["Message"].as_str() else {
-            continue;
-        };
-        let n: serde_json::Value = serde_json::from_str(body).expect("notification json");
         if n["stream"] == "notified" {
             ours.push(n);
         }

@@ -198,22 +198,7 @@ async fn a_live_udp_stream_through_the_distributed_topology_notifies_within_a_ch
         ..ClipSpec::default()
     };
     let clip = make_clip(dir.path(), "live", &spec).expect("make clip");
-    // Sound as DVB carries it, MPEG-1 Layer II. FFmpeg's audio decoders keep random state
-    // from frame to frame — MP2's rounding dither (±1 LSB of 16 bits), AC-3's dither of
-    // zero-bit mantissas, AAC's noise substitution — so a chunk decoded from its keyframe
-    // gets samples that differ that little from the same samples decoded in one pass
-    // (measured: MP2 at most 3.1e-5, AC-3 4.7e-3, AAC 1.6e-2 of full scale). A single
-    // monitor joining a live stream a moment later would differ as much. Audio figures are
-    // therefore compared to 0.01 (dB, LU, s); everything else exactly.
-    let source = dir.path().join("broadcast.ts");
-    let status = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-i"])
-        .arg(&clip.path)
-        .args(["-map", "0", "-c:v", "copy", "-c:a", "mp2", "-b:a", "192k"])
-        .arg(&source)
-        .status()
-        .expect("ffmpeg");
-    assert!(status.success());
+    let source = common::broadcast_ts(&clip.path, dir.path());
     let config = four_detectors();
     let emulator = Emulator::start_on(0);
     let (deployment, sink) = live_sink(&emulator, "live", &config, "each").await;

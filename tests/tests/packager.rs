@@ -15,7 +15,7 @@ use aws_sdk_s3::types::{EventBridgeConfiguration, NotificationConfiguration};
 use common::{assert_close, four_detectors};
 use vqa_core::{IncidentKind, StreamReport};
 use vqa_deploy_lambda::state_machine::MachineType;
-use vqa_testkit::emulator::{subscriber, Emulator};
+use vqa_testkit::emulator::Emulator;
 use vqa_testkit::{make_clip, ClipSpec, Container, Defect};
 
 const BUCKET: &str = "vqa-packager";
@@ -71,16 +71,7 @@ async fn segments_a_packager_writes_are_analysed_through_the_trigger_as_one_proc
         ..ClipSpec::default()
     };
     let clip = make_clip(dir.path(), "packaged", &spec).expect("make clip");
-    // MPEG-1 Layer II sound, as DVB carries it (see the live tests on decoders' dither).
-    let source = dir.path().join("broadcast.ts");
-    let status = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-i"])
-        .arg(&clip.path)
-        .args(["-map", "0", "-c:v", "copy", "-c:a", "mp2", "-b:a", "192k"])
-        .arg(&source)
-        .status()
-        .expect("ffmpeg");
-    assert!(status.success());
+    let source = common::broadcast_ts(&clip.path, dir.path());
     let segments_dir = dir.path().join("segments");
     std::fs::create_dir_all(&segments_dir).unwrap();
     let segments = segment(&source, &segments_dir, 2.5);
@@ -118,7 +109,6 @@ async fn segments_a_packager_writes_are_analysed_through_the_trigger_as_one_proc
             .any(|(k, v)| k == "RuleArn" && v.contains(":rule/")),
         "{outputs:?}"
     );
-    let sdk = emulator.sdk().await;
     let transport = emulator.transport(BUCKET, "").await;
     let s3 = transport.client();
     s3.put_bucket_notification_configuration()
@@ -131,24 +121,7 @@ async fn segments_a_packager_writes_are_analysed_through_the_trigger_as_one_proc
         .send()
         .await
         .expect("EventBridge notifications on");
-    let sns = aws_sdk_sns::Client::new(&sdk);
-    let topic = sns
-        .create_topic()
-        .name("vqa-incidents")
-        .send()
-        .await
-        .expect("topic")
-        .topic_arn()
-        .unwrap()
-        .to_string();
-    let (endpoint, notifications) = subscriber();
-    sns.subscribe()
-        .topic_arn(&topic)
-        .protocol("http")
-        .endpoint(&endpoint)
-        .send()
-        .await
-        .expect("subscribe");
+    let notifications = emulator.incidents_subscription().await;
 
     // The packager writes the segments one after the other, as fast as it can (their
     // executions overlap and finish in any order), and a playlist the rule ignores.
@@ -252,10 +225,8 @@ async fn segments_a_packager_writes_are_analysed_through_the_trigger_as_one_proc
     let mut seen = Vec::new();
     let until = Instant::now() + Duration::from_secs(30);
     while seen.len() < 2 * report.incidents.len() && Instant::now() < until {
-        if let Ok(v) = notifications.recv_timeout(Duration::from_millis(500)) {
-            if let Some(message) = v["Message"].as_str() {
-                seen.push(serde_json::from_str::<serde_json::Value>(message).unwrap());
-            }
+        if let Ok(n) = notifications.recv_timeout(Duration::from_millis(500)) {
+            seen.push(n);
         }
     }
     for incident in &report.incidents {

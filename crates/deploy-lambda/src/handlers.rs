@@ -680,14 +680,17 @@ struct Segments<'a> {
     folder: &'a str,
     config: &'a PipelineConfig,
     /// Spans already read, by key.
-    spans: Mutex<Vec<(String, Option<(Micros, Micros)>)>>,
+    spans: Mutex<Vec<(String, Option<Span>)>>,
 }
+
+/// Where a segment's media begins and ends on the source's clock (µs).
+type Span = (Micros, Micros);
 
 impl Segments<'_> {
     /// The segment's span on the source's clock ([`FfmpegConverter::span`]); `None` when
     /// there is no such object. Each segment is read once.
-    async fn span(&self, key: &str) -> Result<Option<(Micros, Micros)>, StageError> {
-        let known = |spans: &Mutex<Vec<(String, Option<(Micros, Micros)>)>>| {
+    async fn span(&self, key: &str) -> Result<Option<Span>, StageError> {
+        let known = |spans: &Mutex<Vec<(String, Option<Span>)>>| {
             spans
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -706,7 +709,7 @@ impl Segments<'_> {
         Ok(span)
     }
 
-    async fn read_span(&self, key: &str) -> Result<Option<(Micros, Micros)>, StageError> {
+    async fn read_span(&self, key: &str) -> Result<Option<Span>, StageError> {
         let Some(bytes) = self
             .transport
             .read_object(self.bucket, key)

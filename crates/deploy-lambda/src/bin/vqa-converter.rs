@@ -11,7 +11,7 @@ use vqa_deploy_lambda::payload::{Converted, Job};
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum Event {
-    Packager { packager: PackagerObject },
+    Packager { packager: Box<PackagerObject> },
     Job(Box<Job>),
 }
 
@@ -32,7 +32,7 @@ async fn main() -> Result<(), Error> {
         async move {
             Ok::<_, StageError>(match event.payload {
                 Event::Packager { packager } => {
-                    Output::Prepared(Box::new(prepare(transport, results, packager).await?))
+                    Output::Prepared(Box::new(prepare(transport, results, *packager).await?))
                 }
                 Event::Job(job) => Output::Converted(Box::new(convert(transport, *job).await?)),
             })
