@@ -25,6 +25,19 @@
 #
 # The Python environment is a venv at target/emulators/venv, from PyPI only, resolved with uv
 # as of a fixed date so that every machine gets the same, tested package versions.
+#
+# VQA_EMULATOR=localstack (default: moto) runs LocalStack's community runtime on the host
+# instead (no Docker), with Lambda functions run as host processes by the `vqa-host` runtime
+# executor plugin (scripts/emulator/localstack_executor/). Same commands and contract:
+#   install  a separate venv, target/emulators/localstack-venv
+#   start    prints the same exports (port ${VQA_EMULATOR_PORT:-4566}) plus
+#            VQA_EMULATOR=localstack; VQA_EMULATOR_DIR is target/emulators/localstack/run
+#            (invocations.jsonl, logs/, faults.json as with moto); LocalStack's own state,
+#            cache and temp files (TMPDIR, so not /tmp/lambda) stay under
+#            target/emulators/localstack; its log is target/emulators/localstack.log
+#   env, stop   as with moto (stop also ends every function process)
+#   selftest    scripts/emulator/localstack_selftest.py against the running LocalStack
+#   deploy      not implemented yet
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -193,10 +206,209 @@ deploy() {
   "$root/target/$dir/vqa" deploy --name vqa-express --type express "$@"
 }
 
+# --- LocalStack (VQA_EMULATOR=localstack) ---------------------------------------------------
+
+ls_dir="$state/localstack"
+ls_venv="$state/localstack-venv"
+ls_run="$ls_dir/run"
+ls_pid_file="$ls_dir/localstack.pid"
+ls_ready_file="$ls_dir/ready"
+ls_log="$state/localstack.log"
+ls_executor="$root/scripts/emulator/localstack_executor"
+# localstack-core 4.9.2 is the last release that runs on Python 3.11 (newer ones need 3.12+);
+# plain pip resolves dependencies too new for it (cbor2 6, pyOpenSSL 26), hence the date.
+ls_requirements=('localstack-core[runtime]==4.9.2' 'boto3==1.40.40')
+ls_exclude_newer="2025-10-07"
+# What vqa's templates and tests use; VQA_LOCALSTACK_SERVICES overrides.
+ls_services="${VQA_LOCALSTACK_SERVICES:-s3,stepfunctions,lambda,iam,sts,logs,cloudformation,sns,events,secretsmanager}"
+
+ls_install() {
+  local stamp="$ls_venv/.vqa-requirements"
+  local want="${ls_requirements[*]} exclude-newer=$ls_exclude_newer"
+  if [ -x "$ls_venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    return
+  fi
+  say "installing LocalStack's Python environment in $ls_venv"
+  rm -rf "$ls_venv"
+  mkdir -p "$state"
+  python3 -m venv "$ls_venv" >&2 ||
+    die "python3 -m venv failed (on Debian: apt-get install python3-venv)"
+  "$ls_venv/bin/pip" install -q --disable-pip-version-check uv >&2 ||
+    die "could not install uv from PyPI into $ls_venv"
+  "$ls_venv/bin/uv" pip install -q --python "$ls_venv/bin/python" \
+    --exclude-newer "$ls_exclude_newer" "${ls_requirements[@]}" >&2 ||
+    die "could not install ${ls_requirements[*]} from PyPI into $ls_venv"
+  echo "$want" >"$stamp"
+}
+
+ls_running_pid() {
+  local pid cmdline
+  pid="$(cat "$ls_pid_file" 2>/dev/null)" || return 0
+  # 2>/dev/null first: it must also cover the redirection of a pid that no longer exists.
+  cmdline="$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline")" || true
+  if [ -n "$pid" ] && [[ "$cmdline" == *localstack.runtime.main* ]]; then
+    echo "$pid"
+  fi
+}
+
+ls_print_env() {
+  local actual
+  actual="$(cat "$ls_ready_file")"
+  printf 'export %s=%q\n' \
+    AWS_ENDPOINT_URL "http://127.0.0.1:$actual" \
+    AWS_ACCESS_KEY_ID test \
+    AWS_SECRET_ACCESS_KEY test \
+    AWS_REGION "$region" \
+    AWS_DEFAULT_REGION "$region" \
+    VQA_EMULATOR_DIR "$ls_run" \
+    VQA_EMULATOR localstack
+}
+
+# Function processes the executor started that outlived LocalStack (it was killed): each
+# leads its own process group and is recorded in run/pids/ (see the executor's doc).
+ls_kill_functions() {
+  local f pid cwd
+  for f in "$ls_run"/pids/*; do
+    [ -e "$f" ] || continue
+    pid="${f##*/}"
+    cwd="$(readlink "/proc/$pid/cwd" 2>/dev/null)" || true
+    # Only a process running from LocalStack's code cache under this checkout's state dir.
+    if [[ "$cwd" == "$ls_dir"/* ]]; then
+      kill -KILL -- "-$pid" 2>/dev/null || true
+    fi
+    rm -f "$f"
+  done
+}
+
+ls_start() {
+  ls_install
+  local pid ls_port="${VQA_EMULATOR_PORT:-4566}"
+  pid="$(ls_running_pid)"
+  if [ -n "$pid" ] && [ -f "$ls_ready_file" ]; then
+    if [ "$ls_port" = 0 ] || [ "$ls_port" = "$(cat "$ls_ready_file")" ]; then
+      say "LocalStack already running (pid $pid, port $(cat "$ls_ready_file"))"
+      ls_print_env
+      return
+    fi
+    die "this checkout's LocalStack already runs on port $(cat "$ls_ready_file"); run 'VQA_EMULATOR=localstack $0 stop' first"
+  fi
+  if [ "$ls_port" = 0 ]; then
+    ls_port="$("$ls_venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  elif port_busy "$ls_port"; then
+    local deadline=$((SECONDS + 5))
+    while port_busy "$ls_port" && ((SECONDS < deadline)); do sleep 0.1; done
+    port_busy "$ls_port" &&
+      die "port $ls_port is taken by another program; set VQA_EMULATOR_PORT to another port"
+  fi
+  # The executor plugin must be discoverable, or LocalStack silently falls back to Docker.
+  PYTHONPATH="$ls_executor" "$ls_venv/bin/python" -c '
+import sys
+from importlib.metadata import entry_points
+names = [e.name for e in entry_points(group="localstack.lambda.runtime_executor")]
+sys.exit(0 if "vqa-host" in names else 1)' ||
+    die "LocalStack cannot find the vqa-host executor plugin in $ls_executor"
+  ls_kill_functions
+  # A fresh start: no state survives (LocalStack keeps none without PERSISTENCE either).
+  rm -rf "$ls_run" "$ls_ready_file" "$ls_dir/tmp" "$ls_dir/filesystem"
+  mkdir -p "$ls_run" "$ls_dir/tmp" "$ls_dir/filesystem" "$ls_dir/cache" "$ls_dir/config"
+  # OVERRIDE_IN_DOCKER=0: LocalStack takes any container (such as a CI job's) for its own
+  # image and would use /var/lib/localstack; in host mode everything is under
+  # FILESYSTEM_ROOT. TMPDIR: Lambda code lands in $TMPDIR/lambda. XDG_CACHE_HOME: plux's
+  # plugin index. LOCALSTACK_HOST: URLs it hands out name 127.0.0.1, not a DNS name.
+  # SKIP_SSL_CERT_DOWNLOAD, DISABLE_EVENTS: no network beyond this machine.
+  (
+    cd "$ls_dir"
+    export GATEWAY_LISTEN="127.0.0.1:$ls_port" LOCALSTACK_HOST="127.0.0.1:$ls_port" \
+      SERVICES="$ls_services" DISABLE_EVENTS=1 DNS_ADDRESS=0 SKIP_SSL_CERT_DOWNLOAD=1 \
+      OVERRIDE_IN_DOCKER=0 FILESYSTEM_ROOT="$ls_dir/filesystem" TMPDIR="$ls_dir/tmp" \
+      XDG_CACHE_HOME="$ls_dir/cache" CONFIG_DIR="$ls_dir/config" \
+      LAMBDA_RUNTIME_EXECUTOR=vqa-host PYTHONPATH="$ls_executor" VQA_EMULATOR_DIR="$ls_run"
+    exec setsid "$ls_venv/bin/python" -m localstack.runtime.main \
+      </dev/null >"$ls_log" 2>&1 9>&-
+  ) &
+  pid=$!
+  echo "$pid" >"$ls_pid_file"
+  local deadline=$((SECONDS + 90))
+  until grep -q '^Ready\.' "$ls_log" 2>/dev/null && port_busy "$ls_port"; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      die "LocalStack exited during start; see $ls_log:
+$(tail -n 20 "$ls_log")"
+    fi
+    if ((SECONDS >= deadline)); then
+      kill "$pid" 2>/dev/null || true
+      die "LocalStack did not come up within 90 s; see $ls_log"
+    fi
+    sleep 0.2
+  done
+  echo "$ls_port" >"$ls_ready_file"
+  say "LocalStack running (pid $pid, port $ls_port, run dir $ls_run, log $ls_log)"
+  ls_print_env
+}
+
+ls_stop() {
+  local pid
+  pid="$(ls_running_pid)"
+  if [ -z "$pid" ]; then
+    say "LocalStack not running"
+    ls_kill_functions
+    rm -f "$ls_pid_file" "$ls_ready_file"
+    return
+  fi
+  local old_port
+  old_port="$(cat "$ls_ready_file" 2>/dev/null)" || true
+  # SIGTERM: LocalStack stops its Lambda environments, and so the executor its processes.
+  kill -TERM "$pid"
+  local deadline=$((SECONDS + 20))
+  while [ -n "$(ls_running_pid)" ] && ((SECONDS < deadline)); do sleep 0.1; done
+  if [ -n "$(ls_running_pid)" ]; then
+    say "LocalStack (pid $pid) ignored SIGTERM; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  ls_kill_functions
+  if [ -n "$old_port" ]; then
+    deadline=$((SECONDS + 10))
+    while port_busy "$old_port" && ((SECONDS < deadline)); do sleep 0.1; done
+  fi
+  rm -f "$ls_pid_file" "$ls_ready_file"
+  say "LocalStack stopped"
+}
+
+ls_show_env() {
+  if [ -z "$(ls_running_pid)" ] || [ ! -f "$ls_ready_file" ]; then
+    die "LocalStack is not running; start it with: eval \"\$(VQA_EMULATOR=localstack $0 start)\""
+  fi
+  ls_print_env
+}
+
+ls_selftest() {
+  ls_show_env >/dev/null
+  eval "$(ls_print_env)"
+  # The lock is for start/stop only; the self-test may take a while.
+  flock -u 9
+  "$ls_venv/bin/python" "$root/scripts/emulator/localstack_selftest.py" "$@"
+}
+
 mkdir -p "$state"
 # One start/stop at a time per checkout (parallel test jobs may all call start).
 exec 9>"$state/lock"
 flock 9
+
+case "${VQA_EMULATOR:-moto}" in
+  moto) ;;
+  localstack)
+    case "${1:-}" in
+      start) ls_start ;;
+      stop) ls_stop ;;
+      env) ls_show_env ;;
+      install) ls_install ;;
+      selftest) shift; ls_selftest "$@" ;;
+      deploy) die "deploy is not implemented yet for VQA_EMULATOR=localstack" ;;
+      *) die "usage: VQA_EMULATOR=localstack $0 start|stop|env|install|selftest|deploy" ;;
+    esac
+    exit 0
+    ;;
+  *) die "VQA_EMULATOR must be moto (the default) or localstack, not '$VQA_EMULATOR'" ;;
+esac
 
 case "${1:-}" in
   start) start ;;
