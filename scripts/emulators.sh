@@ -195,9 +195,9 @@ deploy() {
   cargo build -q --profile "$profile" -p vqa-cli --bin vqa >&2
   local exports
   exports="$("$venv/bin/python" "$root/scripts/emulator/deploy.py" \
-    --converter "$root/target/lambda/vqa-converter/bootstrap" \
-    --detector "$root/target/lambda/vqa-detector/bootstrap" \
-    --aggregator "$root/target/lambda/vqa-aggregator/bootstrap")"
+    --converter "$root/target/lambda/vqa-converter/bootstrap.zip" \
+    --detector "$root/target/lambda/vqa-detector/bootstrap.zip" \
+    --aggregator "$root/target/lambda/vqa-aggregator/bootstrap.zip")"
   eval "$exports"
   print_env
   echo "$exports"

@@ -13,4 +13,10 @@ rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup compon
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 bash scripts/lint-infra.sh
+# The Lambda handlers as they deploy: self-contained bundles (glibc linked in, FFmpeg built
+# from Debian's source, trimmed and static; both cached under target/ after the first run),
+# each run by the emulator in a root holding nothing but its unzipped bundle (as root).
+bash scripts/build-lambdas.sh dev
+export VQA_LAMBDA_BUNDLES=1
+if [ "$(id -u)" -eq 0 ]; then export VQA_LAMBDA_CHROOT=1; fi
 cargo test --workspace

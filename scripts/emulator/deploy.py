@@ -34,7 +34,11 @@ FUNCTIONS = {
 
 
 def bootstrap_zip(binary: str) -> bytes:
-    """The binary as `bootstrap` in a zip, stripped when `strip` is available."""
+    """The binary as `bootstrap` in a zip, stripped when `strip` is available; a `.zip`
+    (scripts/build-lambdas.sh's self-contained bundle) as it is."""
+    if binary.endswith(".zip"):
+        with open(binary, "rb") as f:
+            return f.read()
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "bootstrap")
         if shutil.which("strip"):
@@ -54,7 +58,8 @@ def bootstrap_zip(binary: str) -> bytes:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     for name in FUNCTIONS:
-        p.add_argument(f"--{name}", required=True, help=f"the vqa-{name} binary")
+        p.add_argument(f"--{name}", required=True,
+                       help=f"the vqa-{name} binary, or its bundle (bootstrap.zip)")
     p.add_argument("--bucket", default="vqa-artifacts")
     p.add_argument("--results-bucket", default="vqa-results")
     p.add_argument("--prefix", default="vqa/")

@@ -200,8 +200,14 @@ class Worker:
         env = pool.process_env(f"127.0.0.1:{self.server.server_address[1]}")
         self.started_at = time.monotonic()
         try:
+            # VQA_LAMBDA_CHROOT=1 (root only): the bootstrap runs in a root holding nothing
+            # but its unzipped code, no /lib, no shell: a self-contained bootstrap's test.
+            if os.environ.get("VQA_LAMBDA_CHROOT") == "1":
+                command, cwd = ["chroot", str(pool.task_root), "/bootstrap"], "/"
+            else:
+                command, cwd = [str(pool.task_root / "bootstrap")], pool.task_root
             self.proc = subprocess.Popen(
-                [str(pool.task_root / "bootstrap")], cwd=pool.task_root, env=env,
+                command, cwd=cwd, env=env,
                 stdin=subprocess.DEVNULL, stdout=pool.log, stderr=pool.log,
                 # Own process group: a timeout kills whatever the handler started too.
                 start_new_session=True)

@@ -2,6 +2,10 @@
 //! moto's server with Step Functions executing for real and Lambda functions run as host
 //! processes from their `bootstrap` binaries (`scripts/emulator/moto_host.py`).
 //!
+//! With `VQA_LAMBDA_BUNDLES=1` the functions are the self-contained bundles
+//! `scripts/build-lambdas.sh` made, and with `VQA_LAMBDA_CHROOT=1` (root only) the emulator
+//! runs each in a root holding nothing but its unzipped bundle (`scripts/test.sh` sets both).
+//!
 //! With `VQA_TEST_ENDPOINT` set (e.g. `http://localhost:4566` for the LocalStack container),
 //! the tests use that endpoint instead of starting their own.
 
@@ -43,6 +47,25 @@ pub fn lambda_binary(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// What the emulator deploys as a function's code: the bundle `scripts/build-lambdas.sh`
+/// made (`target/lambda/<name>/bootstrap.zip`, self-contained) when `VQA_LAMBDA_BUNDLES=1`,
+/// else the development build's binary ([`lambda_binary`]).
+pub fn lambda_code(name: &str) -> PathBuf {
+    if std::env::var("VQA_LAMBDA_BUNDLES").is_ok_and(|v| v == "1") {
+        let zip = repo_root()
+            .join("target/lambda")
+            .join(name)
+            .join("bootstrap.zip");
+        assert!(
+            zip.is_file(),
+            "{}: the Lambda bundle is missing; build it with `scripts/build-lambdas.sh dev`",
+            zip.display()
+        );
+        return zip;
+    }
+    lambda_binary(name)
 }
 
 /// A running emulator.
@@ -237,11 +260,11 @@ impl Emulator {
         let mut cmd = Command::new(root.join("target/emulators/venv/bin/python"));
         cmd.arg(root.join("scripts/emulator/deploy.py"))
             .arg("--converter")
-            .arg(lambda_binary("vqa-converter"))
+            .arg(lambda_code("vqa-converter"))
             .arg("--detector")
-            .arg(lambda_binary("vqa-detector"))
+            .arg(lambda_code("vqa-detector"))
             .arg("--aggregator")
-            .arg(lambda_binary("vqa-aggregator"))
+            .arg(lambda_code("vqa-aggregator"))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in self.env() {

@@ -39,6 +39,7 @@ pub fn init_logging() {
 /// (credentials, region, `AWS_ENDPOINT_URL` for an emulator); each invocation takes its
 /// bucket and layout from its payload.
 pub async fn handler_transport() -> vqa_transport_s3::S3Transport {
+    use_bundled_certificates();
     let config = vqa_transport_s3::aws_config(None).await;
     let (client, endpoint) = vqa_transport_s3::connect(&config);
     let bucket = std::env::var("VQA_BUCKET").unwrap_or_default();
@@ -49,3 +50,26 @@ pub async fn handler_transport() -> vqa_transport_s3::S3Transport {
         vqa_transport_s3::S3Layout::new(bucket, prefix),
     )
 }
+
+/// The CA certificates a self-contained bundle carries (`ca-certificates.crt` beside
+/// `bootstrap`, scripts/build-lambdas.sh), used for HTTPS where the root has none of its own
+/// and `SSL_CERT_FILE` names none that exists: a handler then starts in a root holding nothing but its
+/// bundle. Called first in a handler's `main`, before anything reads the environment.
+fn use_bundled_certificates() {
+    let named = std::env::var_os("SSL_CERT_FILE").map(std::path::PathBuf::from);
+    if named.is_some_and(|f| f.is_file()) || std::path::Path::new("/etc/ssl/certs").exists() {
+        return;
+    }
+    // The task root (Lambda's /var/task), else the working directory (Lambda starts the
+    // bootstrap in its task root; a root of the bundle alone is its own).
+    let candidates = [
+        std::env::var_os("LAMBDA_TASK_ROOT")
+            .map(|r| std::path::PathBuf::from(r).join(BUNDLED_CERTIFICATES)),
+        Some(std::path::PathBuf::from(BUNDLED_CERTIFICATES)),
+    ];
+    if let Some(path) = candidates.into_iter().flatten().find(|p| p.is_file()) {
+        std::env::set_var("SSL_CERT_FILE", path);
+    }
+}
+
+const BUNDLED_CERTIFICATES: &str = "ca-certificates.crt";
