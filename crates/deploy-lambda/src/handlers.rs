@@ -88,6 +88,13 @@ impl StageError {
         }
     }
 
+    fn waiting(message: String) -> Self {
+        StageError {
+            message,
+            kind: FailureKind::Waiting,
+        }
+    }
+
     fn s3(context: &str, e: S3Error) -> Self {
         StageError {
             kind: FailureKind::unavailable_if(matches!(e, S3Error::Unreachable { .. })),
@@ -362,13 +369,10 @@ pub async fn aggregate(
     };
     let first_index = match cursor.turn(&task.chunk) {
         Turn::Wait { next_chunk } => {
-            return Err(StageError {
-                message: format!(
-                    "chunk {} of stream {} waits for chunk {next_chunk} to be applied first",
-                    task.chunk.index, task.stream
-                ),
-                kind: FailureKind::Waiting,
-            })
+            return Err(StageError::waiting(format!(
+                "chunk {} of stream {} waits for chunk {next_chunk} to be applied first",
+                task.chunk.index, task.stream
+            )))
         }
         Turn::Apply { first_index } => first_index,
         Turn::Done => {
@@ -509,7 +513,7 @@ pub async fn prepare(
 ) -> Result<Job, StageError> {
     let config = object.config.clone().unwrap_or_default();
     let length = config.segment_length();
-    let transport = base.with_layout(base.layout().clone());
+    let transport = base;
     let key = PackagerKey::parse(&object.key, &object.prefix).map_err(StageError::permanent)?;
     let folder = match &key {
         PackagerKey::Segment { folder, .. } | PackagerKey::End { folder } => folder.clone(),
@@ -517,7 +521,7 @@ pub async fn prepare(
     let name = packager::stream_name(&folder, &object.prefix);
     let run_key = StateKey::new(&StreamId::new(&name), "packager");
     let segments = Segments {
-        transport: &transport,
+        transport,
         bucket: &object.bucket,
         folder: &folder,
         config: &config,
@@ -558,13 +562,10 @@ pub async fn prepare(
                 Some(_) => match stored_run().await? {
                     Some(run) if run.first < seq => run,
                     _ => {
-                        return Err(StageError {
-                            message: format!(
-                                "{}: the run of stream {name} this segment continues is not prepared yet",
-                                object.key
-                            ),
-                            kind: FailureKind::Waiting,
-                        })
+                        return Err(StageError::waiting(format!(
+                        "{}: the run of stream {name} this segment continues is not prepared yet",
+                        object.key
+                    )))
                     }
                 },
             };
@@ -594,13 +595,10 @@ pub async fn prepare(
                 // Its segments are there, their run not yet: the first one's execution has
                 // not prepared it (the end was written right after them).
                 None if segments_of(0).is_some() => {
-                    return Err(StageError {
-                        message: format!(
-                            "{}: the run of stream {name} is not prepared yet",
-                            object.key
-                        ),
-                        kind: FailureKind::Waiting,
-                    })
+                    return Err(StageError::waiting(format!(
+                        "{}: the run of stream {name} is not prepared yet",
+                        object.key
+                    )))
                 }
                 None => {
                     return Err(StageError::permanent(format!(
