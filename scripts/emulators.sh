@@ -37,7 +37,16 @@
 #            target/emulators/localstack; its log is target/emulators/localstack.log
 #   env, stop   as with moto (stop also ends every function process)
 #   selftest    scripts/emulator/localstack_selftest.py against the running LocalStack
-#   deploy      not implemented yet
+#   deploy [Key=Value ...]
+#            builds the Lambda bundles (scripts/build-lambdas.sh, VQA_PROFILE dev by default)
+#            and deploys infra/distributed.yaml as it is, with those parameter overrides,
+#            through LocalStack's CloudFormation, as a user deploys it to AWS
+#            (VQA_SKIP_BUILD=1: use the bundles already in target/lambda):
+#            `aws cloudformation package` (bundles and state machine to a bucket) then
+#            `aws cloudformation deploy`; stack ${VQA_STACK:-vqa}. Prints the stack's
+#            environment for the CLI (VQA_STATE_MACHINE_ARN, VQA_BUCKET, VQA_PREFIX,
+#            VQA_RESULTS_BUCKET) and the function ARNs. VQA_LOCALSTACK_ENDPOINT deploys to
+#            another LocalStack instead, e.g. the official container on http://localhost:4566.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -380,6 +389,66 @@ ls_show_env() {
   ls_print_env
 }
 
+ls_deploy() {
+  local endpoint="${VQA_LOCALSTACK_ENDPOINT:-}"
+  ls_install
+  if [ -z "$endpoint" ]; then
+    ls_show_env >/dev/null
+    eval "$(ls_print_env)"
+  else
+    export AWS_ENDPOINT_URL="$endpoint" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
+      AWS_REGION="$region" AWS_DEFAULT_REGION="$region"
+  fi
+  # The lock is for start/stop only; a deploy builds and waits for the stack.
+  flock -u 9
+  local aws="$ls_venv/bin/aws" stack="${VQA_STACK:-vqa}" artifacts=vqa-deploy-artifacts
+  local packaged="$ls_dir/distributed.packaged.yaml" out pair
+  for pair in "$@"; do
+    [[ "$pair" == ?*=* ]] || die "deploy takes the template's parameters as Key=Value, not '$pair'"
+  done
+  # VQA_SKIP_BUILD=1: the bundles are built already (the test suite builds them first).
+  if [ "${VQA_SKIP_BUILD:-0}" != 1 ]; then
+    bash "$root/scripts/build-lambdas.sh" "${VQA_PROFILE:-dev}"
+  fi
+  local name
+  for name in converter detector aggregator; do
+    [ -f "$root/target/lambda/vqa-$name/bootstrap.zip" ] ||
+      die "target/lambda/vqa-$name/bootstrap.zip is missing; build it with scripts/build-lambdas.sh dev"
+  done
+  mkdir -p "$ls_dir"
+  "$aws" s3api head-bucket --bucket "$artifacts" >/dev/null 2>&1 ||
+    out="$("$aws" s3api create-bucket --bucket "$artifacts" 2>&1)" ||
+    die "cannot create the artifact bucket $artifacts at $AWS_ENDPOINT_URL: $(echo "$out" | tail -1)"
+  out="$("$aws" cloudformation package --template-file "$root/infra/distributed.yaml" \
+    --s3-bucket "$artifacts" --output-template-file "$packaged" 2>&1 >/dev/null)" ||
+    die "aws cloudformation package failed: $(echo "$out" | grep -v '^Uploading' | tail -1)"
+  say "deploying stack $stack (infra/distributed.yaml) to $AWS_ENDPOINT_URL"
+  local started=$SECONDS
+  if ! out="$("$aws" cloudformation deploy --template-file "$packaged" --stack-name "$stack" \
+    --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND --no-fail-on-empty-changeset \
+    ${1:+--parameter-overrides "$@"} 2>&1)"; then
+    local reasons
+    reasons="$("$aws" cloudformation describe-stack-events --stack-name "$stack" \
+      --query "StackEvents[?contains(ResourceStatus, 'FAILED')].[LogicalResourceId, ResourceStatusReason]" \
+      --output text 2>/dev/null | head -3 | tr '\t\n' ': ')" || true
+    die "stack $stack failed to deploy: ${reasons:-$(echo "$out" | grep -v '^$' | tail -1)}; see 'aws cloudformation describe-stack-events --stack-name $stack'"
+  fi
+  say "stack $stack deployed in $((SECONDS - started)) s"
+  local outputs
+  outputs="$("$aws" cloudformation describe-stacks --stack-name "$stack" \
+    --query 'Stacks[0].Outputs[].[OutputKey, OutputValue]' --output text)"
+  local cli
+  cli="$(awk -F'\t' '$1 == "CliEnvironment" { print $2 }' <<<"$outputs")"
+  [ -n "$cli" ] || die "stack $stack has no CliEnvironment output"
+  # "export A=1 B=2" -> one export per line, as the moto deploy prints them.
+  local word
+  for word in ${cli#export }; do echo "export $word"; done
+  awk -F'\t' '$1 ~ /FunctionArn$/ {
+    name = toupper(substr($1, 1, length($1) - length("FunctionArn")))
+    print "export VQA_" name "_ARN=" $2 }' <<<"$outputs"
+  echo "export VQA_STACK=$stack"
+}
+
 ls_selftest() {
   ls_show_env >/dev/null
   eval "$(ls_print_env)"
@@ -402,7 +471,7 @@ case "${VQA_EMULATOR:-moto}" in
       env) ls_show_env ;;
       install) ls_install ;;
       selftest) shift; ls_selftest "$@" ;;
-      deploy) die "deploy is not implemented yet for VQA_EMULATOR=localstack" ;;
+      deploy) shift; ls_deploy "$@" ;;
       *) die "usage: VQA_EMULATOR=localstack $0 start|stop|env|install|selftest|deploy" ;;
     esac
     exit 0

@@ -72,9 +72,38 @@ pub fn lambda_code(name: &str) -> PathBuf {
 pub struct Emulator {
     pub endpoint: String,
     pub port: u16,
+    /// Its run directory's parent (`run/faults.json`, `run/invocations.jsonl`); empty for an
+    /// emulator this process cannot see into.
     pub dir: PathBuf,
     child: Mutex<Option<Child>>,
     _tmp: Option<tempfile::TempDir>,
+    /// LocalStack run on this host by `VQA_EMULATOR=localstack scripts/emulators.sh`.
+    host_localstack: bool,
+}
+
+/// `scripts/emulators.sh` with `VQA_EMULATOR=localstack`: its stdout, or its error.
+fn localstack_script(args: &[&str], env: &[(&str, String)]) -> Result<String, String> {
+    let out = Command::new("bash")
+        .arg(repo_root().join("scripts/emulators.sh"))
+        .args(args)
+        .env("VQA_EMULATOR", "localstack")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run scripts/emulators.sh: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+/// The value of `export NAME=VALUE` in a script's output.
+fn exported(exports: &str, name: &str) -> Option<String> {
+    exports
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+        .map(|v| v.trim_matches('\'').to_string())
 }
 
 impl Emulator {
@@ -125,6 +154,84 @@ impl Emulator {
             dir,
             child: Mutex::new(Some(child)),
             _tmp: Some(tmp),
+            host_localstack: false,
+        }
+    }
+
+    /// LocalStack at `VQA_LOCALSTACK_ENDPOINT` (`scripts/test.sh` starts it on this host with
+    /// `VQA_EMULATOR=localstack scripts/emulators.sh start` and sets it; a user with Docker
+    /// points it at the official container). None when it is not set.
+    pub fn localstack() -> Option<Emulator> {
+        let endpoint = std::env::var("VQA_LOCALSTACK_ENDPOINT")
+            .ok()
+            .filter(|e| !e.is_empty())?;
+        // The host's own LocalStack, whose executor the tests can see into and which they
+        // can stop and start, or another one (a container).
+        let host = localstack_script(&["env"], &[])
+            .ok()
+            .and_then(|env| exported(&env, "AWS_ENDPOINT_URL"))
+            .is_some_and(|e| e == endpoint);
+        let port = endpoint
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim_end_matches('/').parse().ok())
+            .unwrap_or(4566);
+        Some(Emulator {
+            endpoint,
+            port,
+            dir: if host {
+                repo_root().join("target/emulators/localstack")
+            } else {
+                PathBuf::new()
+            },
+            child: Mutex::new(None),
+            _tmp: None,
+            host_localstack: host,
+        })
+    }
+
+    /// Whether this is LocalStack run on this host by `scripts/emulators.sh`: its executor's
+    /// records and fault file are readable, and it can be stopped and started again.
+    pub fn is_host_localstack(&self) -> bool {
+        self.host_localstack
+    }
+
+    /// Starts this host's LocalStack again on the same port, after [`kill`](Self::kill): a
+    /// fresh instance that has kept nothing.
+    pub fn restart_localstack(&self) {
+        assert!(
+            self.host_localstack,
+            "only the host's LocalStack can be restarted"
+        );
+        localstack_script(&["start"], &[("VQA_EMULATOR_PORT", self.port.to_string())])
+            .unwrap_or_else(|e| panic!("LocalStack did not start again: {e}"));
+    }
+
+    /// Deploys `infra/distributed.yaml` as it is, with `parameters`, through the emulator's
+    /// CloudFormation, as `VQA_EMULATOR=localstack scripts/emulators.sh deploy` does for a
+    /// user (`aws cloudformation package` with the bundles `scripts/build-lambdas.sh` made,
+    /// then `aws cloudformation deploy`); the stack's deployment.
+    pub fn deploy_template(&self, stack: &str, parameters: &[&str]) -> Deployment {
+        let mut args = vec!["deploy"];
+        args.extend_from_slice(parameters);
+        let exports = localstack_script(
+            &args,
+            &[
+                ("VQA_LOCALSTACK_ENDPOINT", self.endpoint.clone()),
+                ("VQA_STACK", stack.to_string()),
+                ("VQA_SKIP_BUILD", "1".to_string()),
+            ],
+        )
+        .unwrap_or_else(|e| panic!("the stack did not deploy: {e}"));
+        let var = |k: &str| {
+            exported(&exports, k)
+                .unwrap_or_else(|| panic!("emulators.sh deploy did not export {k}:\n{exports}"))
+        };
+        Deployment {
+            state_machine_arn: var("VQA_STATE_MACHINE_ARN"),
+            bucket: var("VQA_BUCKET"),
+            prefix: var("VQA_PREFIX"),
+            results_bucket: var("VQA_RESULTS_BUCKET"),
         }
     }
 
@@ -138,6 +245,7 @@ impl Emulator {
                 dir: PathBuf::new(),
                 child: Mutex::new(None),
                 _tmp: None,
+                host_localstack: false,
             },
             _ => Emulator::start_on(0),
         })
@@ -145,6 +253,14 @@ impl Emulator {
 
     /// Stops it, as a crash would (no clean shutdown); its function processes go with it.
     pub fn kill(&self) {
+        if self.host_localstack {
+            let pid = std::fs::read_to_string(self.dir.join("localstack.pid"))
+                .expect("LocalStack's pid file");
+            let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
+            // Ends the function processes it left and frees the port.
+            localstack_script(&["stop"], &[]).expect("scripts/emulators.sh stop");
+            return;
+        }
         if let Some(mut child) = self.child.lock().unwrap().take() {
             drop(child.stdin.take()); // moto_host kills its function processes on EOF
             let deadline = Instant::now() + Duration::from_secs(10);

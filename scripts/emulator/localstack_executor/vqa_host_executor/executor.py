@@ -35,6 +35,7 @@ LocalStack), `pids/<pid>` (live bootstrap processes, for `emulators.sh stop`), a
 from __future__ import annotations
 
 import datetime
+import errno
 import json
 import logging
 import math
@@ -224,9 +225,20 @@ class BootstrapProcess:
         env = dict(env, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{self.server.server_address[1]}")
         task_root = executor.task_root
         self.started_at = time.monotonic()
+        # VQA_LAMBDA_CHROOT=1 (root only; as moto_host.py): the bootstrap runs in a root
+        # holding nothing but its unzipped code, no /lib, no shell: a self-contained
+        # bootstrap's test.
+        if os.environ.get("VQA_LAMBDA_CHROOT") == "1":
+            command, cwd = ["chroot", str(task_root), "/bootstrap"], "/"
+        else:
+            command, cwd = [str(task_root / "bootstrap")], task_root
         try:
+            if not os.access(task_root / "bootstrap", os.X_OK):
+                # chroot would start and fail later: report it as the missing entrypoint.
+                raise FileNotFoundError(errno.ENOENT, "No such file or directory",
+                                        str(task_root / "bootstrap"))
             self.proc = subprocess.Popen(
-                [str(task_root / "bootstrap")], cwd=task_root, env=env,
+                command, cwd=cwd, env=env,
                 stdin=subprocess.DEVNULL, stdout=executor.log, stderr=executor.log,
                 # Own process group: a timeout kills whatever the handler started too.
                 start_new_session=True)
