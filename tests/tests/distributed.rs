@@ -14,18 +14,9 @@ use vqa_testkit::emulator::{list_keys, Emulator};
 use vqa_testkit::{make_clip, ClipSpec, Defect};
 use vqa_transport_s3::{Encoding, Granularity};
 
-/// A 6 s clip with a freeze, a black span and a silence.
+/// The clip the tests run (see `three_defects`).
 fn clip(dir: &Path) -> PathBuf {
-    let spec = ClipSpec {
-        duration: 6.0,
-        defects: vec![
-            Defect::freeze(0.8, 2.4),
-            Defect::black(3.0, 4.2),
-            Defect::silence(2.0, 3.5),
-        ],
-        ..ClipSpec::default()
-    };
-    make_clip(dir, "parity", &spec).expect("make clip").path
+    common::three_defects(dir, "parity")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

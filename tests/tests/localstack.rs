@@ -19,7 +19,6 @@ use common::{distributed, single_process};
 use vqa_core::PipelineConfig;
 use vqa_sfn_client::{analyze, RunOptions};
 use vqa_testkit::emulator::Emulator;
-use vqa_testkit::{make_clip, ClipSpec, Defect};
 
 /// One test at a time: they share the instance and its stack, and one restarts it.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -48,18 +47,9 @@ fn localstack(test: &str, host: bool) -> Option<Emulator> {
     Some(emulator)
 }
 
-/// A 6 s clip with a freeze, a black span and a silence.
+/// The clip the tests run (see `three_defects`).
 fn clip(dir: &Path) -> PathBuf {
-    let spec = ClipSpec {
-        duration: 6.0,
-        defects: vec![
-            Defect::freeze(0.8, 2.4),
-            Defect::black(3.0, 4.2),
-            Defect::silence(2.0, 3.5),
-        ],
-        ..ClipSpec::default()
-    };
-    make_clip(dir, "localstack", &spec).expect("make clip").path
+    common::three_defects(dir, "localstack")
 }
 
 /// Chunks of 2 segments, one at a time: the defects span chunk boundaries.
