@@ -156,36 +156,53 @@ $(tail -n 20 "$log_file")"
   print_env
 }
 
-stop() {
-  local pid
-  pid="$(running_pid)"
+# Stops a server this script started and waits until its port is free.
+#   stop_server LABEL RUNNING PID_FILE READY_FILE GRACE BEFORE_KILL AFTER
+# RUNNING prints its pid while it runs; after SIGTERM it has GRACE seconds, then
+# BEFORE_KILL PID runs and the server gets SIGKILL; AFTER runs in any case (even when it was
+# not running: function processes a killed server left).
+stop_server() {
+  local label="$1" running="$2" pidf="$3" readyf="$4" grace="$5" before_kill="$6" after="$7"
+  local pid old_port deadline
+  pid="$("$running")"
   if [ -z "$pid" ]; then
-    say "not running"
-    rm -f "$pid_file" "$ready_file"
+    say "$label is not running"
+    "$after"
+    rm -f "$pidf" "$readyf"
     return
   fi
-  local old_port
-  old_port="$(cat "$ready_file" 2>/dev/null)" || true
-  # SIGTERM: moto_host kills its function processes itself.
+  old_port="$(cat "$readyf" 2>/dev/null)" || true
   kill -TERM "$pid"
-  local deadline=$((SECONDS + 10))
-  # running_pid, not kill -0: an exited process stays a zombie until init reaps it.
-  while [ -n "$(running_pid)" ] && ((SECONDS < deadline)); do sleep 0.1; done
-  if [ -n "$(running_pid)" ]; then
-    say "pid $pid ignored SIGTERM; killing it and its function processes"
-    local child
-    # Each function process leads its own process group (see moto_host.py).
-    for child in $(pgrep -P "$pid" || true); do kill -KILL -- "-$child" 2>/dev/null || true; done
+  deadline=$((SECONDS + grace))
+  # "$running", not kill -0: an exited process stays a zombie until init reaps it.
+  while [ -n "$("$running")" ] && ((SECONDS < deadline)); do sleep 0.1; done
+  if [ -n "$("$running")" ]; then
+    say "$label (pid $pid) ignored SIGTERM; killing it and its function processes"
+    "$before_kill" "$pid"
     kill -KILL "$pid" 2>/dev/null || true
   fi
+  "$after"
   # A process leaves /proc/PID/cmdline empty before it has closed its sockets: wait until
   # the port is free, so that a start right after a stop finds it free.
   if [ -n "$old_port" ]; then
     deadline=$((SECONDS + 10))
     while port_busy "$old_port" && ((SECONDS < deadline)); do sleep 0.1; done
   fi
-  rm -f "$pid_file" "$ready_file"
-  say "stopped"
+  rm -f "$pidf" "$readyf"
+  say "$label stopped"
+}
+
+# Each moto_host function process leads its own process group (see moto_host.py).
+kill_moto_children() {
+  local child
+  for child in $(pgrep -P "$1" || true); do kill -KILL -- "-$child" 2>/dev/null || true; done
+}
+
+nothing() { :; }
+
+# SIGTERM: moto_host kills its function processes itself.
+stop() {
+  stop_server "the emulator" running_pid "$pid_file" "$ready_file" 10 kill_moto_children nothing
 }
 
 show_env() {
@@ -354,32 +371,9 @@ $(tail -n 20 "$ls_log")"
   ls_print_env
 }
 
+# SIGTERM: LocalStack stops its Lambda environments, and so the executor its processes.
 ls_stop() {
-  local pid
-  pid="$(ls_running_pid)"
-  if [ -z "$pid" ]; then
-    say "LocalStack not running"
-    ls_kill_functions
-    rm -f "$ls_pid_file" "$ls_ready_file"
-    return
-  fi
-  local old_port
-  old_port="$(cat "$ls_ready_file" 2>/dev/null)" || true
-  # SIGTERM: LocalStack stops its Lambda environments, and so the executor its processes.
-  kill -TERM "$pid"
-  local deadline=$((SECONDS + 20))
-  while [ -n "$(ls_running_pid)" ] && ((SECONDS < deadline)); do sleep 0.1; done
-  if [ -n "$(ls_running_pid)" ]; then
-    say "LocalStack (pid $pid) ignored SIGTERM; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  ls_kill_functions
-  if [ -n "$old_port" ]; then
-    deadline=$((SECONDS + 10))
-    while port_busy "$old_port" && ((SECONDS < deadline)); do sleep 0.1; done
-  fi
-  rm -f "$ls_pid_file" "$ls_ready_file"
-  say "LocalStack stopped"
+  stop_server LocalStack ls_running_pid "$ls_pid_file" "$ls_ready_file" 20 nothing ls_kill_functions
 }
 
 ls_show_env() {
