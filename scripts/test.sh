@@ -21,6 +21,10 @@ bash scripts/lint-infra.sh
 # each run by the emulator in a root holding nothing but its unzipped bundle (as root).
 bash scripts/build-lambdas.sh dev
 export VQA_LAMBDA_BUNDLES=1
+# The ECS image (vqa linked the same way, on a scratch-style root, as an OCI layout), which
+# tests/tests/ecs_image.rs checks and, as root, runs with runc.
+bash scripts/build-ecs-image.sh dev
+export VQA_ECS_IMAGE=1
 if [ "$(id -u)" -eq 0 ]; then export VQA_LAMBDA_CHROOT=1; fi
 # LocalStack for tests/tests/localstack.rs (the stack deployed as a user deploys it) and a
 # second run of the S3 transport's tests; on a free port, stopped however this script ends.
