@@ -701,3 +701,117 @@ fn bench_live_replays_streams_and_reports_their_figures() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("--live"), "{}", stderr(&o));
 }
+
+/// An HTTPS source on this machine with a self-signed certificate for 127.0.0.1 (made with
+/// the openssl CLI, served by Python's http.server): its URL and the certificate's file, or
+/// `None` without the ffmpeg CLI. The server ends with the returned child.
+fn https_source(dir: &Path) -> Option<(String, std::path::PathBuf, ChildGuard)> {
+    let clip = defect_clip(dir)?;
+    let ts = dir.join("clip.ts");
+    let ok = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-i"])
+        .arg(&clip)
+        .args(["-c", "copy"])
+        .arg(&ts)
+        .status()
+        .expect("ffmpeg");
+    assert!(ok.success());
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let ok = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (apt-get install openssl)");
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let server = r#"
+import functools, http.server, ssl, sys
+d, cert, key = sys.argv[1:4]
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=d)
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+server.socket = context.wrap_socket(server.socket, server_side=True)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", server])
+        .arg(dir)
+        .arg(&cert)
+        .arg(&key)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("the server's port");
+    let port: u16 = line.trim().parse().expect("a port");
+    Some((
+        format!("https://127.0.0.1:{port}/clip.ts"),
+        cert,
+        ChildGuard(child),
+    ))
+}
+
+/// Kills the child when dropped (a failed assertion included).
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_tls_source_must_present_a_trusted_certificate_unless_told_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((url, cert, _server)) = https_source(dir.path()) else {
+        return;
+    };
+    let run = |env: Option<&Path>, args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vqa"));
+        cmd.arg("analyze").arg(&url).args(args);
+        match env {
+            Some(file) => cmd.env("SSL_CERT_FILE", file),
+            None => cmd.env_remove("SSL_CERT_FILE"),
+        };
+        cmd.output().expect("run vqa")
+    };
+    // A self-signed certificate: refused, in one line that says why it may be and what to do.
+    let refused = run(None, &[]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    let err = stderr(&refused);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains(&url), "{err}");
+    assert!(err.contains("converter.tls_verify = false"), "{err}");
+    // Trusted (SSL_CERT_FILE names it): analysed, the clip's freeze and silence found.
+    let trusted = run(Some(&cert), &[]);
+    assert!(trusted.status.success(), "{}", stderr(&trusted));
+    let text = stdout(&trusted);
+    assert!(
+        text.contains("freeze") && text.contains("silence"),
+        "{text}"
+    );
+    // Told to accept any certificate: analysed too.
+    let config = dir.path().join("insecure.toml");
+    std::fs::write(&config, "[converter]\ntls_verify = false\n").unwrap();
+    let any = run(None, &["--config", config.to_str().unwrap()]);
+    assert!(any.status.success(), "{}", stderr(&any));
+    assert_eq!(stdout(&any), text);
+}

@@ -266,6 +266,11 @@ impl FfmpegConverter {
         // Microseconds without data before a read gives up: a dead source is an error.
         let timeout = (config.converter.read_timeout * 1e6).round() as u64;
         options.set("rw_timeout", &timeout.max(1).to_string());
+        if config.converter.tls_verify {
+            // FFmpeg's TLS protocol checks nothing unless asked; http hands these on to it.
+            options.set("tls_verify", "1");
+            options.set("ca_file", &ca_file());
+        }
         if ["udp", "rtp"].contains(&scheme.to_ascii_lowercase().as_str()) {
             // FFmpeg's UDP reader keeps waiting past rw_timeout; its own `timeout` ends it.
             options.set("timeout", &timeout.max(1).to_string());
@@ -278,7 +283,18 @@ impl FfmpegConverter {
             ),
             None => ffmpeg::format::input_with_dictionary(&url, options),
         }
-        .map_err(|e| OpenError::Unreachable(describe(&e)))?;
+        .map_err(|e| {
+            let mut why = describe(&e);
+            if config.converter.tls_verify
+                && ["https", "tls", "rtmps"].contains(&scheme.to_ascii_lowercase().as_str())
+            {
+                why.push_str(
+                    "; or its TLS certificate is not one the CA certificates vouch for \
+                     (SSL_CERT_FILE names them; converter.tls_verify = false accepts any)",
+                );
+            }
+            OpenError::Unreachable(why)
+        })?;
         Self::from_input(input, vqa_core::redact_url(url), stream, config)
     }
 
@@ -787,6 +803,15 @@ impl Converter for FfmpegConverter {
 }
 
 /// FFmpeg's description of an error, without its numeric code.
+/// The CA certificates a TLS source's certificate is checked against: `SSL_CERT_FILE` when it
+/// names a file (as OpenSSL and the AWS SDK read it), else Debian's bundle.
+fn ca_file() -> String {
+    std::env::var("SSL_CERT_FILE")
+        .ok()
+        .filter(|f| Path::new(f).is_file())
+        .unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt".to_string())
+}
+
 fn describe(e: &FfError) -> String {
     e.to_string()
 }

@@ -759,6 +759,12 @@ pub struct ConverterConfig {
     /// Seconds a URL input may send nothing before reading it fails (default 10): a source
     /// that went silent ends the input (`vqa analyze`) or is an `input_loss` (`vqa monitor`).
     pub read_timeout: f64,
+    /// Whether a TLS source (`https`, `tls`, `rtmps`) must present a certificate that the
+    /// system's CA certificates vouch for (default true; the file named by `SSL_CERT_FILE`,
+    /// else `/etc/ssl/certs/ca-certificates.crt`). False accepts any certificate, as FFmpeg
+    /// does by default: encrypted, but anyone on the path can pose as the source. FFmpeg's
+    /// HLS demuxer does not pass the check on to the segments a playlist names.
+    pub tls_verify: bool,
 }
 
 impl Default for ConverterConfig {
@@ -771,6 +777,7 @@ impl Default for ConverterConfig {
             .map(String::from)
             .to_vec(),
             read_timeout: 10.0,
+            tls_verify: true,
         }
     }
 }
