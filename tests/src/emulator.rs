@@ -497,6 +497,18 @@ impl Emulator {
         rx
     }
 
+    /// How many invocations of the functions whose name contains `function` the emulator
+    /// ran, only those that failed with `error` if given.
+    pub fn invocations_of(&self, function: &str, error: Option<&str>) -> usize {
+        self.invocations()
+            .iter()
+            .filter(|i| {
+                i["function"].as_str().is_some_and(|f| f.contains(function))
+                    && error.is_none_or(|e| i["error"] == e)
+            })
+            .count()
+    }
+
     /// The invocations the emulator ran, one JSON object each (`invocations.jsonl`).
     pub fn invocations(&self) -> Vec<serde_json::Value> {
         std::fs::read_to_string(self.dir.join("run/invocations.jsonl"))

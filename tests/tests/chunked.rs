@@ -67,17 +67,6 @@ fn collecting(options: RunOptions) -> (RunOptions, Arc<Mutex<Vec<IncidentEvent>>
     (options, seen)
 }
 
-/// The emulator's invocations of a function that ended with `error`.
-fn failed(emulator: &Emulator, function: &str, error: &str) -> usize {
-    emulator
-        .invocations()
-        .iter()
-        .filter(|i| {
-            i["function"].as_str().is_some_and(|f| f.contains(function)) && i["error"] == error
-        })
-        .count()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunks_finishing_out_of_order_and_a_crashed_chunk_run_again_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -112,10 +101,13 @@ async fn chunks_finishing_out_of_order_and_a_crashed_chunk_run_again_change_noth
     assert!(run.chunks >= 4, "{} chunks", run.chunks);
     assert_eq!(run.executions, run.chunks + 1, "chunk 0 ran twice");
     assert!(run.skipped.is_empty(), "{:?}", run.skipped);
-    assert_eq!(failed(&emulator, "converter", "Runtime.ExitError"), 1);
+    assert_eq!(
+        emulator.invocations_of("converter", Some("Runtime.ExitError")),
+        1
+    );
     // Later chunks' aggregators ran before chunk 0 was applied, and waited for it.
     assert!(
-        failed(&emulator, "aggregator", "vqa.Waiting") > 0,
+        emulator.invocations_of("aggregator", Some("vqa.Waiting")) > 0,
         "no chunk finished out of order"
     );
 }

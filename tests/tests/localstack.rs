@@ -61,19 +61,6 @@ fn options() -> RunOptions {
     }
 }
 
-/// The functions the stack's state machine invoked (their names, as LocalStack's executor
-/// recorded them) and how many times each failed with `error`.
-fn invoked(emulator: &Emulator, function: &str, error: Option<&str>) -> usize {
-    emulator
-        .invocations()
-        .iter()
-        .filter(|i| {
-            i["function"].as_str().is_some_and(|f| f.contains(function))
-                && error.is_none_or(|e| i["error"] == e)
-        })
-        .count()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_template_deployed_through_cloudformation_gives_the_single_process_report() {
     let Some(emulator) = localstack("parity", false) else {
@@ -91,7 +78,7 @@ async fn the_template_deployed_through_cloudformation_gives_the_single_process_r
         "parity: stack ready in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    let before = invoked(&emulator, "ConverterFunction", None);
+    let before = emulator.invocations_of("ConverterFunction", None);
 
     let run = distributed(&emulator, &deployment, &path, &config, options()).await;
     eprintln!(
@@ -116,7 +103,7 @@ async fn the_template_deployed_through_cloudformation_gives_the_single_process_r
         // The functions CloudFormation made from the template ran the bundles: one converter
         // invocation per chunk.
         assert_eq!(
-            invoked(&emulator, "ConverterFunction", None) - before,
+            emulator.invocations_of("ConverterFunction", None) - before,
             run.chunks as usize
         );
     }
@@ -135,12 +122,12 @@ async fn a_detector_function_error_is_caught_by_the_state_machine_and_the_stream
     // The first detector invocation (chunk 0's, chunks running one at a time) fails as on a
     // segment it cannot read (vqa.Failed: retrying cannot help).
     emulator.inject_fault("DetectorFunction", None, 1, "vqa.Failed");
-    let before = invoked(&emulator, "DetectorFunction", Some("vqa.Failed"));
+    let before = emulator.invocations_of("DetectorFunction", Some("vqa.Failed"));
     let run = distributed(&emulator, &deployment, &path, &config, options()).await;
     let single = single_process(&path, &config).await;
 
     assert_eq!(
-        invoked(&emulator, "DetectorFunction", Some("vqa.Failed")) - before,
+        emulator.invocations_of("DetectorFunction", Some("vqa.Failed")) - before,
         1
     );
     // The state machine caught it and recorded the chunk as skipped itself: no rerun.

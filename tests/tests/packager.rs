@@ -180,15 +180,7 @@ async fn segments_a_packager_writes_are_analysed_through_the_trigger_as_one_proc
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    let executions = emulator
-        .invocations()
-        .iter()
-        .filter(|i| {
-            i["function"]
-                .as_str()
-                .is_some_and(|f| f.contains("converter"))
-        })
-        .count();
+    let executions = emulator.invocations_of("converter", None);
     assert!(
         executions >= 2 * (segments.len() + 1),
         "a Prepare and a Convert per segment and for END: {executions} converter invocations"
