@@ -12,7 +12,7 @@ use crate::config::{IncidentRule, PipelineConfig};
 use crate::loudness::LoudnessSummary;
 use crate::model::StreamId;
 use crate::report::{
-    merge_evidence, Coverage, Evidence, Finding, Incident, IncidentKind, Measurements,
+    merge_evidence, Coverage, Evidence, Finding, Incident, IncidentKind, Level, Measurements,
     SegmentReport, Severity, StreamReport, StreamSummary,
 };
 use crate::time::{self, Micros};
@@ -27,6 +27,14 @@ struct Run {
     evidence: Evidence,
     /// An `Opened` event was emitted for it.
     announced: bool,
+    /// The end of the last finding at the raise level (the rest of the run may be at the
+    /// clear level of a hysteresis): the kind's raise-after time is judged up to here.
+    #[serde(default)]
+    raised_until: Micros,
+    /// A measurement said the condition was gone (kinds with continuity: until then the run
+    /// stays open between measurements).
+    #[serde(default)]
+    cleared: bool,
 }
 
 /// What a run is of: a kind of defect, on one channel or on the whole stream.
@@ -156,57 +164,103 @@ impl IncidentAggregator {
         findings.sort_by_key(|f| (key_of(f), f.start));
         for f in findings {
             let key = key_of(f);
+            let rule = self.rule(f.kind);
             let joins = state
                 .open
                 .get(&key)
-                .is_some_and(|run| f.start <= run.end + self.rule(f.kind).join_gap);
-            if !joins {
-                if let Some(run) = state.open.remove(&key) {
-                    self.close(state, key, run, events);
+                .is_some_and(|run| f.start <= run.end + rule.clear_after);
+            match (f.level, joins) {
+                (Level::Clear, _) => {
+                    // Only a kind measured now and then needs to be told: for the others,
+                    // a segment without the finding says it.
+                    if let Some(run) = state.open.get_mut(&key) {
+                        if rule.continuity && !run.cleared {
+                            run.end = run.end.max(f.start);
+                            run.cleared = true;
+                        }
+                    }
+                    continue;
                 }
-                state.open.insert(
-                    key,
-                    Run {
-                        start: f.start,
-                        end: f.end,
-                        first_segment: report.index,
-                        last_segment: report.index,
-                        evidence: f.evidence.clone(),
-                        announced: false,
-                    },
-                );
-            } else if let Some(run) = state.open.get_mut(&key) {
-                run.end = run.end.max(f.end);
-                run.last_segment = report.index;
-                merge_evidence(&mut run.evidence, &f.evidence);
-            }
-            if let Some(run) = state.open.get_mut(&key) {
-                if !run.announced && run.end - run.start >= self.rule(f.kind).min_duration {
-                    run.announced = true;
-                    events.push(IncidentEvent::Opened {
-                        kind: f.kind,
-                        channel: f.channel,
-                        start: run.start,
-                    });
+                (_, true) => {
+                    if let Some(run) = state.open.get_mut(&key) {
+                        run.end = run.end.max(f.end);
+                        run.last_segment = report.index;
+                        if f.level == Level::Raise {
+                            run.raised_until = run.raised_until.max(f.end);
+                            run.cleared = false;
+                        }
+                        merge_evidence(&mut run.evidence, &f.evidence);
+                    }
+                }
+                (level, false) => {
+                    if let Some(run) = state.open.remove(&key) {
+                        self.close(state, key, run, events);
+                    }
+                    // Between the raise and clear thresholds, a condition continues an
+                    // incident but does not open one.
+                    if level == Level::Hold {
+                        continue;
+                    }
+                    state.open.insert(
+                        key,
+                        Run {
+                            start: f.start,
+                            end: f.end,
+                            first_segment: report.index,
+                            last_segment: report.index,
+                            evidence: f.evidence.clone(),
+                            announced: false,
+                            raised_until: f.end,
+                            cleared: false,
+                        },
+                    );
                 }
             }
+            self.announce(state, key, events);
         }
-        // A run this segment did not carry to its end cannot continue into the next one.
+        // A run this segment did not carry to its end closes once the condition has been
+        // absent for the kind's clear-after time, unless the kind's incidents stay open
+        // until a measurement clears them.
         let continuing: Vec<RunKey> = report
             .findings
             .iter()
-            .filter(|f| f.reaches_end)
+            .filter(|f| f.reaches_end && f.level != Level::Clear)
             .map(key_of)
             .collect();
-        let ended: Vec<RunKey> = state
+        let waiting: Vec<RunKey> = state
             .open
             .keys()
             .filter(|key| !continuing.contains(key))
             .copied()
             .collect();
-        for key in ended {
-            if let Some(run) = state.open.remove(&key) {
-                self.close(state, key, run, events);
+        for key in waiting {
+            let rule = self.rule(key.0);
+            let Some(run) = state.open.get_mut(&key) else {
+                continue;
+            };
+            if rule.continuity && !run.cleared {
+                run.end = run.end.max(report.end);
+                run.raised_until = run.end;
+                run.last_segment = report.index;
+                self.announce(state, key, events);
+            } else if run.end + rule.clear_after <= report.end {
+                if let Some(run) = state.open.remove(&key) {
+                    self.close(state, key, run, events);
+                }
+            }
+        }
+    }
+
+    /// Emits `Opened` once a run has lasted its kind's raise-after time.
+    fn announce(&self, state: &mut AggregatorState, key: RunKey, events: &mut Vec<IncidentEvent>) {
+        if let Some(run) = state.open.get_mut(&key) {
+            if !run.announced && run.raised_until - run.start >= self.rule(key.0).min_duration {
+                run.announced = true;
+                events.push(IncidentEvent::Opened {
+                    kind: key.0,
+                    channel: key.1,
+                    start: run.start,
+                });
             }
         }
     }
@@ -223,10 +277,10 @@ impl IncidentAggregator {
         events: &mut Vec<IncidentEvent>,
     ) {
         let rule = self.rule(kind);
-        let duration = run.end - run.start;
-        if duration < rule.min_duration {
+        if run.raised_until - run.start < rule.min_duration {
             return;
         }
+        let duration = run.end - run.start;
         let severity = if duration >= rule.critical_after {
             Severity::Critical
         } else {
@@ -305,6 +359,7 @@ mod tests {
                     end,
                     channel: None,
                     reaches_end: end == (index as i64 + 1) * S,
+                    level: Level::Raise,
                     evidence: Evidence::new(),
                 })
                 .collect(),
@@ -416,6 +471,147 @@ mod tests {
             (in_order[1].kind, in_order[1].start, in_order[1].end),
             (Black, 1_500_000, 2_200_000)
         );
+    }
+
+    fn run_with(
+        config: &PipelineConfig,
+        reports: Vec<SegmentReport>,
+    ) -> (Vec<Incident>, Vec<IncidentEvent>) {
+        let agg = IncidentAggregator::new(config);
+        let mut state = AggregatorState::default();
+        let mut events = Vec::new();
+        for r in reports {
+            events.extend(agg.apply(&mut state, r));
+        }
+        let (report, tail) = agg.finish(state, StreamId::new("t"), StreamSummary::default());
+        events.extend(tail);
+        (report.incidents, events)
+    }
+
+    fn at_level(mut r: SegmentReport, level: Level) -> SegmentReport {
+        for f in &mut r.findings {
+            f.level = level;
+        }
+        r
+    }
+
+    fn closed_at(events: &[IncidentEvent]) -> Vec<usize> {
+        events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| matches!(e, IncidentEvent::Closed(_)))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    #[test]
+    fn a_condition_back_within_clear_after_continues_the_incident() {
+        let mut config = PipelineConfig::default();
+        config.black.clear_after = 2.0;
+        let reports = || {
+            vec![
+                report(0, vec![(Black, 200_000, S)]),
+                report(1, vec![]),
+                // Back 1.5 s after it went: the same incident.
+                report(2, vec![(Black, 2_400_000, 2_900_000)]),
+                report(3, vec![]),
+                report(4, vec![]),
+                // Back 2.1 s after: a new one.
+                report(5, vec![(Black, 5_000_000, 5_800_000)]),
+            ]
+        };
+        let (incidents, events) = run_with(&config, reports());
+        let spans: Vec<_> = incidents.iter().map(|i| (i.start, i.end)).collect();
+        assert_eq!(spans, vec![(200_000, 2_900_000), (5_000_000, 5_800_000)]);
+        // One opened and one closed notification per incident.
+        assert_eq!(events.len(), 4, "{events:?}");
+        // Without clear_after, the return is an incident of its own (and a second alarm).
+        let (incidents, _) = run_all(reports());
+        assert_eq!(incidents.len(), 3, "{incidents:?}");
+    }
+
+    #[test]
+    fn an_incident_closes_only_once_clear_after_has_passed() {
+        let mut config = PipelineConfig::default();
+        config.black.clear_after = 2.0;
+        let agg = IncidentAggregator::new(&config);
+        let mut state = AggregatorState::default();
+        let mut closed_in = None;
+        let mut reports = vec![report(0, vec![(Black, 0, S)])];
+        reports.extend((1..6).map(|i| report(i, vec![])));
+        for r in reports {
+            let index = r.index;
+            let events = agg.apply(&mut state, r);
+            if !closed_at(&events).is_empty() {
+                closed_in.get_or_insert(index);
+            }
+        }
+        // Black until 1.0 s: known to be over once segment 2 (ending at 3.0 s) is applied.
+        assert_eq!(closed_in, Some(2));
+    }
+
+    #[test]
+    fn a_hold_continues_an_incident_but_never_opens_one() {
+        let mut config = PipelineConfig::default();
+        config.loudness.min_duration = 1.0;
+        let hold = |i, a, b| at_level(report(i, vec![(Loudness, a, b)]), Level::Hold);
+        // Hovering between the thresholds alone is no incident.
+        let (incidents, events) = run_with(&config, vec![hold(0, 0, S), hold(1, S, 2 * S)]);
+        assert!(incidents.is_empty() && events.is_empty(), "{incidents:?}");
+        // Beyond the raise threshold, then hovering: one incident to the end of the hover.
+        let (incidents, _) = run_with(
+            &config,
+            vec![
+                report(0, vec![(Loudness, 0, S)]),
+                hold(1, S, 2 * S),
+                hold(2, 2 * S, 2_500_000),
+                hold(3, 3_200_000, 3_500_000),
+            ],
+        );
+        let spans: Vec<_> = incidents.iter().map(|i| (i.start, i.end)).collect();
+        assert_eq!(spans, vec![(0, 2_500_000)]);
+        // The raise-after time counts the time beyond the raise threshold: 0.5 s of it,
+        // then hovering, is not enough for a 1 s minimum.
+        let (incidents, _) = run_with(
+            &config,
+            vec![report(0, vec![(Loudness, 500_000, S)]), hold(1, S, 2 * S)],
+        );
+        assert!(incidents.is_empty(), "{incidents:?}");
+    }
+
+    #[test]
+    fn a_kind_with_continuity_stays_open_until_a_measurement_clears_it() {
+        let clear = |i: u64, at: Micros| {
+            let mut r = at_level(report(i, vec![(AvSync, at, at)]), Level::Clear);
+            r.findings[0].reaches_end = false;
+            r
+        };
+        let (incidents, events) = run_all(vec![
+            report(0, vec![(AvSync, 400_000, S)]),
+            // Segments without a flash measure nothing: still out of sync.
+            report(1, vec![]),
+            report(2, vec![]),
+            report(3, vec![(AvSync, 3 * S, 4 * S)]),
+            report(4, vec![]),
+            clear(5, 5_400_000),
+            report(6, vec![]),
+        ]);
+        let spans: Vec<_> = incidents.iter().map(|i| (i.start, i.end)).collect();
+        assert_eq!(spans, vec![(400_000, 5_400_000)]);
+        assert_eq!(events.len(), 2, "{events:?}");
+        // Never cleared: open to the end of what was analysed.
+        let (incidents, _) = run_all(vec![
+            report(0, vec![(AvSync, 400_000, S)]),
+            report(1, vec![]),
+        ]);
+        assert_eq!((incidents[0].start, incidents[0].end), (400_000, 2 * S));
+        // A clear says nothing to a kind without continuity.
+        let (incidents, _) = run_all(vec![
+            report(0, vec![(Black, 0, S)]),
+            at_level(report(1, vec![(Black, 1_200_000, 1_200_000)]), Level::Clear),
+            report(1, vec![(Black, S, 2 * S)]),
+        ]);
+        assert_eq!(incidents.len(), 1);
     }
 
     #[test]

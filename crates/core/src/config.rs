@@ -87,6 +87,9 @@ pub struct FreezeConfig {
     pub min_duration: f64,
     /// Freezes at least this long are critical (default 10.0 s).
     pub critical_after: f64,
+    /// The incident closes only once the condition has been absent this long, in seconds
+    /// (default 0: at once); a shorter return of the condition continues it.
+    pub clear_after: f64,
     /// Largest difference, in dB of full scale, between a frame and the keyframe after it
     /// that still counts as no change (default -36 dB, about 4 code values): a keyframe
     /// re-encodes a still picture and differs from it by compression noise (1.6-1.8 code
@@ -103,6 +106,7 @@ impl Default for FreezeConfig {
             noise_db: -60.0,
             min_duration: 1.0,
             critical_after: 10.0,
+            clear_after: 0.0,
             keyframe_noise_db: -36.0,
             include_black: false,
         }
@@ -111,12 +115,13 @@ impl Default for FreezeConfig {
 
 impl KindSection for FreezeConfig {
     fn rule(&self) -> Rule {
-        Rule::new(self.min_duration, self.critical_after)
+        Rule::new(self.min_duration, self.critical_after).clearing(self.clear_after)
     }
 
     fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
         f.duration("min_duration", self.min_duration)?;
         f.duration("critical_after", self.critical_after)?;
+        f.duration_or_zero("clear_after", self.clear_after)?;
         f.db("noise_db", self.noise_db)?;
         f.db("keyframe_noise_db", self.keyframe_noise_db)
     }
@@ -136,6 +141,9 @@ pub struct BlackConfig {
     pub min_duration: f64,
     /// Black runs at least this long are critical (default 10.0 s).
     pub critical_after: f64,
+    /// The incident closes only once the condition has been absent this long, in seconds
+    /// (default 0: at once); a shorter return of the condition continues it.
+    pub clear_after: f64,
 }
 
 impl Default for BlackConfig {
@@ -145,18 +153,20 @@ impl Default for BlackConfig {
             picture_ratio: 0.98,
             min_duration: 0.5,
             critical_after: 10.0,
+            clear_after: 0.0,
         }
     }
 }
 
 impl KindSection for BlackConfig {
     fn rule(&self) -> Rule {
-        Rule::new(self.min_duration, self.critical_after)
+        Rule::new(self.min_duration, self.critical_after).clearing(self.clear_after)
     }
 
     fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
         f.duration("min_duration", self.min_duration)?;
         f.duration("critical_after", self.critical_after)?;
+        f.duration_or_zero("clear_after", self.clear_after)?;
         let ratio = self.pixel_threshold;
         f.check(
             "pixel_threshold",
@@ -186,6 +196,9 @@ pub struct SilenceConfig {
     pub min_duration: f64,
     /// Silences at least this long are critical (default 10.0 s).
     pub critical_after: f64,
+    /// The incident closes only once the condition has been absent this long, in seconds
+    /// (default 0: at once); a shorter return of the condition continues it.
+    pub clear_after: f64,
     /// Also report one channel silent while others carry sound, e.g. a dead channel in 5.1
     /// (default true).
     pub per_channel: bool,
@@ -200,6 +213,7 @@ impl Default for SilenceConfig {
             noise_db: -60.0,
             min_duration: 1.0,
             critical_after: 10.0,
+            clear_after: 0.0,
             per_channel: true,
             include_lfe: false,
         }
@@ -208,12 +222,13 @@ impl Default for SilenceConfig {
 
 impl KindSection for SilenceConfig {
     fn rule(&self) -> Rule {
-        Rule::new(self.min_duration, self.critical_after)
+        Rule::new(self.min_duration, self.critical_after).clearing(self.clear_after)
     }
 
     fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
         f.duration("min_duration", self.min_duration)?;
         f.duration("critical_after", self.critical_after)?;
+        f.duration_or_zero("clear_after", self.clear_after)?;
         f.db("noise_db", self.noise_db)
     }
 }
@@ -234,6 +249,9 @@ pub struct BlockinessConfig {
     pub min_duration: f64,
     /// Blocky runs at least this long are critical (default 5.0 s).
     pub critical_after: f64,
+    /// The incident closes only once the condition has been absent this long, in seconds
+    /// (default 0: at once); a shorter return of the condition continues it.
+    pub clear_after: f64,
 }
 
 impl Default for BlockinessConfig {
@@ -242,18 +260,20 @@ impl Default for BlockinessConfig {
             threshold: 1.3,
             min_duration: 0.5,
             critical_after: 5.0,
+            clear_after: 0.0,
         }
     }
 }
 
 impl KindSection for BlockinessConfig {
     fn rule(&self) -> Rule {
-        Rule::new(self.min_duration, self.critical_after)
+        Rule::new(self.min_duration, self.critical_after).clearing(self.clear_after)
     }
 
     fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
         f.duration("min_duration", self.min_duration)?;
         f.duration("critical_after", self.critical_after)?;
+        f.duration_or_zero("clear_after", self.clear_after)?;
         let t = self.threshold;
         f.check("threshold", t, t > 1.0, "expected a ratio above 1")
     }
@@ -268,8 +288,10 @@ pub struct CorruptionConfig {
     pub min_duration: f64,
     /// Corruption lasting at least this long is critical (default 2.0 s).
     pub critical_after: f64,
-    /// Damaged pictures at most this many seconds apart are one incident (default 1.0).
-    pub join_gap: f64,
+    /// Damaged pictures at most this many seconds apart are one incident: the incident closes once the
+    /// condition has been absent this long (default 1.0; `join_gap` is an older name).
+    #[serde(alias = "join_gap")]
+    pub clear_after: f64,
 }
 
 impl Default for CorruptionConfig {
@@ -277,20 +299,20 @@ impl Default for CorruptionConfig {
         CorruptionConfig {
             min_duration: 0.0,
             critical_after: 2.0,
-            join_gap: 1.0,
+            clear_after: 1.0,
         }
     }
 }
 
 impl KindSection for CorruptionConfig {
     fn rule(&self) -> Rule {
-        Rule::new(self.min_duration, self.critical_after).joining(self.join_gap)
+        Rule::new(self.min_duration, self.critical_after).clearing(self.clear_after)
     }
 
     fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
         f.duration_or_zero("min_duration", self.min_duration)?;
         f.duration("critical_after", self.critical_after)?;
-        f.duration_or_zero("join_gap", self.join_gap)
+        f.duration_or_zero("clear_after", self.clear_after)
     }
 }
 
@@ -309,6 +331,9 @@ pub struct BlurConfig {
     pub min_duration: f64,
     /// Blurred runs at least this long are critical (default 10.0 s).
     pub critical_after: f64,
+    /// The incident closes only once the condition has been absent this long, in seconds
+    /// (default 0: at once); a shorter return of the condition continues it.
+    pub clear_after: f64,
 }
 
 impl Default for BlurConfig {
@@ -317,18 +342,20 @@ impl Default for BlurConfig {
             max_edge_width: 5.0,
             min_duration: 1.0,
             critical_after: 10.0,
+            clear_after: 0.0,
         }
     }
 }
 
 impl KindSection for BlurConfig {
     fn rule(&self) -> Rule {
-        Rule::new(self.min_duration, self.critical_after)
+        Rule::new(self.min_duration, self.critical_after).clearing(self.clear_after)
     }
 
     fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
         f.duration("min_duration", self.min_duration)?;
         f.duration("critical_after", self.critical_after)?;
+        f.duration_or_zero("clear_after", self.clear_after)?;
         let w = self.max_edge_width;
         f.check("max_edge_width", w, w > 1.0, "expected pixels above 1")
     }
@@ -345,6 +372,9 @@ pub struct ColorbarsConfig {
     pub min_duration: f64,
     /// Bars at least this long are critical (default 10.0 s).
     pub critical_after: f64,
+    /// The incident closes only once the condition has been absent this long, in seconds
+    /// (default 0: at once); a shorter return of the condition continues it.
+    pub clear_after: f64,
 }
 
 impl Default for ColorbarsConfig {
@@ -353,18 +383,20 @@ impl Default for ColorbarsConfig {
             min_bars: 6,
             min_duration: 1.0,
             critical_after: 10.0,
+            clear_after: 0.0,
         }
     }
 }
 
 impl KindSection for ColorbarsConfig {
     fn rule(&self) -> Rule {
-        Rule::new(self.min_duration, self.critical_after)
+        Rule::new(self.min_duration, self.critical_after).clearing(self.clear_after)
     }
 
     fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
         f.duration("min_duration", self.min_duration)?;
         f.duration("critical_after", self.critical_after)?;
+        f.duration_or_zero("clear_after", self.clear_after)?;
         f.check(
             "min_bars",
             f64::from(self.min_bars),
@@ -385,8 +417,10 @@ pub struct FrameDropConfig {
     pub min_duration: f64,
     /// Gaps at least this long are critical (default 1.0 s).
     pub critical_after: f64,
-    /// Gaps at most this many seconds apart are one incident (default 0.5).
-    pub join_gap: f64,
+    /// Gaps at most this many seconds apart are one incident: the incident closes once the
+    /// condition has been absent this long (default 0.5; `join_gap` is an older name).
+    #[serde(alias = "join_gap")]
+    pub clear_after: f64,
 }
 
 impl Default for FrameDropConfig {
@@ -395,20 +429,20 @@ impl Default for FrameDropConfig {
             max_gap_frames: 1.5,
             min_duration: 0.0,
             critical_after: 1.0,
-            join_gap: 0.5,
+            clear_after: 0.5,
         }
     }
 }
 
 impl KindSection for FrameDropConfig {
     fn rule(&self) -> Rule {
-        Rule::new(self.min_duration, self.critical_after).joining(self.join_gap)
+        Rule::new(self.min_duration, self.critical_after).clearing(self.clear_after)
     }
 
     fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
         f.duration_or_zero("min_duration", self.min_duration)?;
         f.duration("critical_after", self.critical_after)?;
-        f.duration_or_zero("join_gap", self.join_gap)?;
+        f.duration_or_zero("clear_after", self.clear_after)?;
         let g = self.max_gap_frames;
         f.check(
             "max_gap_frames",
@@ -432,10 +466,17 @@ pub struct LoudnessConfig {
     /// Audio below -70 LUFS is silence, the silence detector's business, not a loudness
     /// incident.
     pub max_below_lu: f64,
+    /// Hysteresis: an excursion is over only once short-term loudness is back this many LU
+    /// inside the window (default 1.0), so a programme hovering at a bound is one incident,
+    /// not an alarm going on and off.
+    pub clear_lu: f64,
     /// Shortest excursion reported, in seconds (default 5.0).
     pub min_duration: f64,
     /// Excursions at least this long are critical (default 30.0 s).
     pub critical_after: f64,
+    /// The incident closes only once the condition has been absent this long, in seconds
+    /// (default 0: at once); a shorter return of the condition continues it.
+    pub clear_after: f64,
 }
 
 impl Default for LoudnessConfig {
@@ -444,20 +485,23 @@ impl Default for LoudnessConfig {
             target_lufs: -23.0,
             max_above_lu: 5.0,
             max_below_lu: 10.0,
+            clear_lu: 1.0,
             min_duration: 5.0,
             critical_after: 30.0,
+            clear_after: 0.0,
         }
     }
 }
 
 impl KindSection for LoudnessConfig {
     fn rule(&self) -> Rule {
-        Rule::new(self.min_duration, self.critical_after)
+        Rule::new(self.min_duration, self.critical_after).clearing(self.clear_after)
     }
 
     fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
         f.duration("min_duration", self.min_duration)?;
         f.duration("critical_after", self.critical_after)?;
+        f.duration_or_zero("clear_after", self.clear_after)?;
         let t = self.target_lufs;
         f.check(
             "target_lufs",
@@ -467,7 +511,14 @@ impl KindSection for LoudnessConfig {
         )?;
         let (above, below) = (self.max_above_lu, self.max_below_lu);
         f.check("max_above_lu", above, above > 0.0, "expected LU above 0")?;
-        f.check("max_below_lu", below, below > 0.0, "expected LU above 0")
+        f.check("max_below_lu", below, below > 0.0, "expected LU above 0")?;
+        let clear = self.clear_lu;
+        f.check(
+            "clear_lu",
+            clear,
+            clear >= 0.0 && clear < (above + below) / 2.0,
+            "expected LU, 0 or more and less than half the window",
+        )
     }
 }
 
@@ -484,8 +535,10 @@ pub struct ClippingConfig {
     pub min_duration: f64,
     /// Clipped passages at least this long are critical (default 5.0 s).
     pub critical_after: f64,
-    /// Clips at most this many seconds apart are one passage (default 0.5).
-    pub join_gap: f64,
+    /// Clips at most this many seconds apart are one passage: the incident closes once the
+    /// condition has been absent this long (default 0.5; `join_gap` is an older name).
+    #[serde(alias = "join_gap")]
+    pub clear_after: f64,
 }
 
 impl Default for ClippingConfig {
@@ -495,20 +548,20 @@ impl Default for ClippingConfig {
             min_run: 4,
             min_duration: 0.0,
             critical_after: 5.0,
-            join_gap: 0.5,
+            clear_after: 0.5,
         }
     }
 }
 
 impl KindSection for ClippingConfig {
     fn rule(&self) -> Rule {
-        Rule::new(self.min_duration, self.critical_after).joining(self.join_gap)
+        Rule::new(self.min_duration, self.critical_after).clearing(self.clear_after)
     }
 
     fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
         f.duration_or_zero("min_duration", self.min_duration)?;
         f.duration("critical_after", self.critical_after)?;
-        f.duration_or_zero("join_gap", self.join_gap)?;
+        f.duration_or_zero("clear_after", self.clear_after)?;
         let level = self.level;
         f.check(
             "level",
@@ -527,6 +580,9 @@ impl KindSection for ClippingConfig {
 
 /// `av_sync`: on a sync test pattern (a white flash with a simultaneous beep, repeating), the
 /// audio onset's offset from the flash, positive when audio is late.
+///
+/// The offset is measured only where there is a flash, so an out-of-sync incident stays
+/// open between flashes until a flash measures the audio back in tolerance (continuity).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AvSyncConfig {
@@ -540,6 +596,10 @@ pub struct AvSyncConfig {
     pub min_duration: f64,
     /// Out-of-sync runs at least this long are critical (default 10.0 s).
     pub critical_after: f64,
+    /// The incident closes once the audio has been measured in tolerance and no
+    /// measurement said otherwise for this long, in seconds (default 0: at the first
+    /// in-tolerance measurement).
+    pub clear_after: f64,
 }
 
 impl Default for AvSyncConfig {
@@ -550,6 +610,7 @@ impl Default for AvSyncConfig {
             search_ms: 500.0,
             min_duration: 0.0,
             critical_after: 10.0,
+            clear_after: 0.0,
         }
     }
 }
@@ -557,11 +618,14 @@ impl Default for AvSyncConfig {
 impl KindSection for AvSyncConfig {
     fn rule(&self) -> Rule {
         Rule::new(self.min_duration, self.critical_after)
+            .clearing(self.clear_after)
+            .continuing()
     }
 
     fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
         f.duration_or_zero("min_duration", self.min_duration)?;
         f.duration("critical_after", self.critical_after)?;
+        f.duration_or_zero("clear_after", self.clear_after)?;
         let (late, early, search) = (self.max_late_ms, self.max_early_ms, self.search_ms);
         f.check(
             "max_late_ms",
@@ -616,6 +680,9 @@ pub struct OnnxConfig {
     pub min_duration: f64,
     /// Runs at least this long are critical (default 5.0 s).
     pub critical_after: f64,
+    /// The incident closes only once the condition has been absent this long, in seconds
+    /// (default 0: at once); a shorter return of the condition continues it.
+    pub clear_after: f64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -643,18 +710,20 @@ impl Default for OnnxConfig {
             frame_step: 5,
             min_duration: 0.5,
             critical_after: 5.0,
+            clear_after: 0.0,
         }
     }
 }
 
 impl KindSection for OnnxConfig {
     fn rule(&self) -> Rule {
-        Rule::new(self.min_duration, self.critical_after)
+        Rule::new(self.min_duration, self.critical_after).clearing(self.clear_after)
     }
 
     fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
         f.duration("min_duration", self.min_duration)?;
         f.duration("critical_after", self.critical_after)?;
+        f.duration_or_zero("clear_after", self.clear_after)?;
         f.check(
             "threshold",
             self.threshold,
@@ -782,13 +851,17 @@ impl Default for ConverterConfig {
     }
 }
 
-/// When an incident of one kind is reported, and when it is critical.
+/// When an incident of one kind is raised, when it is cleared, and when it is critical.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IncidentRule {
+    /// Raise after: the condition held this long.
     pub min_duration: Micros,
     pub critical_after: Micros,
-    /// Findings at most this far apart are one incident.
-    pub join_gap: Micros,
+    /// Clear after: the condition was absent this long (at least `aggregator.join_gap`, the
+    /// rounding of timestamps). Findings closer than this are one incident.
+    pub clear_after: Micros,
+    /// Open until a measurement clears it (see [`Rule::continuity`]).
+    pub continuity: bool,
 }
 
 impl PipelineConfig {
@@ -835,7 +908,8 @@ impl PipelineConfig {
         IncidentRule {
             min_duration: time::from_secs(rule.min_duration),
             critical_after: time::from_secs(rule.critical_after),
-            join_gap: time::from_secs(rule.join_gap.max(self.aggregator.join_gap)),
+            clear_after: time::from_secs(rule.clear_after.max(self.aggregator.join_gap)),
+            continuity: rule.continuity,
         }
     }
 
@@ -903,10 +977,15 @@ pub trait KindSection {
 /// A kind's incident rule in the configuration's seconds.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Rule {
+    /// The condition must hold this long before the incident is raised.
     pub min_duration: f64,
     pub critical_after: f64,
-    /// Findings at most this far apart are one incident (sporadic kinds).
-    pub join_gap: f64,
+    /// The condition must be absent this long before the incident closes.
+    pub clear_after: f64,
+    /// The condition is measured only now and then (A/V offset: where there is a flash and a
+    /// beep): an incident stays open until a measurement says the condition is gone
+    /// ([`crate::report::Level::Clear`]).
+    pub continuity: bool,
 }
 
 impl Rule {
@@ -914,12 +993,23 @@ impl Rule {
         Rule {
             min_duration,
             critical_after,
-            join_gap: 0.0,
+            clear_after: 0.0,
+            continuity: false,
         }
     }
 
-    pub fn joining(self, join_gap: f64) -> Self {
-        Rule { join_gap, ..self }
+    pub fn clearing(self, clear_after: f64) -> Self {
+        Rule {
+            clear_after,
+            ..self
+        }
+    }
+
+    pub fn continuing(self) -> Self {
+        Rule {
+            continuity: true,
+            ..self
+        }
     }
 }
 

@@ -139,7 +139,31 @@ pub struct Finding {
     /// The condition held up to the segment's last frame or sample (or the detector could
     /// not decide there), so it may go on in the next segment.
     pub reaches_end: bool,
+    /// How the finding bears on an incident of its kind: most say the condition holds
+    /// ([`Level::Raise`]).
+    #[serde(default)]
+    pub level: Level,
     pub evidence: Evidence,
+}
+
+/// How a finding bears on an incident of its kind.
+///
+/// Level measures (loudness, blockiness, blur) raise an incident at one threshold and clear it
+/// at a milder one (hysteresis), so a measure hovering at the threshold is one incident, not
+/// an alarm flapping on and off: the stretch between the two thresholds is a `Hold`. Kinds
+/// measured only where the content allows (A/V offset, at a flash) say where they measured
+/// the condition absent with a `Clear`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// The condition holds: opens an incident or continues one.
+    #[default]
+    Raise,
+    /// The condition holds at its clear level: continues an open incident, never opens one.
+    Hold,
+    /// The condition was measured absent here: closes an open incident of a kind whose
+    /// incidents otherwise stay open between measurements (`continuity`).
+    Clear,
 }
 
 /// How bad an incident is.
@@ -218,6 +242,7 @@ impl SegmentReport {
                 start,
                 end,
                 reaches_end: true,
+                level: Level::Raise,
                 evidence,
             }],
             measurements: Default::default(),

@@ -14,7 +14,7 @@ use crate::report::SegmentReport;
 use crate::transport::{Artifact, ArtifactName, TransportError};
 use std::sync::Arc;
 
-pub const WIRE_VERSION: u8 = 2;
+pub const WIRE_VERSION: u8 = 3;
 
 const TAG_SEGMENT: u8 = 1;
 const TAG_FINDINGS: u8 = 2;
@@ -205,13 +205,14 @@ mod tests {
 
     #[test]
     fn findings_round_trip_with_and_without_a_channel() {
-        use crate::report::{Finding, IncidentKind, Summary};
+        use crate::report::{Finding, IncidentKind, Level, Summary};
         let finding = |channel| Finding {
             kind: IncidentKind::Silence,
             channel,
             start: 10,
             end: 20,
             reaches_end: true,
+            level: Level::Raise,
             evidence: [("peak_dbfs".to_string(), Summary::of(-120.0))].into(),
         };
         let report = Arc::new(SegmentReport {

@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use vqa_core::report::Level;
 use vqa_core::step::{Detection, Outcome, Phase, Release, Step, StepLayer};
 use vqa_core::testing::{audio_segment, frame, stereo_block, video_segment, FRAME};
 use vqa_core::{
@@ -58,6 +59,7 @@ fn whole(segment: &Segment, kind: IncidentKind, holds: bool) -> Vec<Finding> {
         start: segment.start,
         end: segment.end,
         reaches_end: true,
+        level: Level::Raise,
         evidence: Default::default(),
     }]
 }

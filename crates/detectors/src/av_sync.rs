@@ -11,7 +11,7 @@
 
 use vqa_core::config::AvSyncConfig;
 use vqa_core::model::{AudioBlock, Segment, VideoFrame};
-use vqa_core::report::{Finding, IncidentKind, Measurements};
+use vqa_core::report::{Evidence, Finding, IncidentKind, Level, Measurements};
 use vqa_core::{Detector, DetectorName, Micros};
 
 use crate::runs::Runs;
@@ -107,6 +107,7 @@ impl Detector for AvSyncDetector {
         let heard_until = audio.iter().map(|b| b.end()).max().unwrap_or(Micros::MIN);
         let onsets = onsets(&audio);
         let mut runs = Runs::new(IncidentKind::AvSync, 0);
+        let mut cleared = Vec::new();
         for (k, &flash) in flashes.iter().enumerate() {
             let nearest = onsets
                 .iter()
@@ -129,8 +130,23 @@ impl Detector for AvSyncDetector {
             m.add(OFFSET, offset_ms);
             let off = offset > self.max_late || -offset > self.max_early;
             runs.push(from, to, off.then_some(&[("offset_ms", offset_ms)][..]));
+            if !off {
+                // Measured in tolerance: an out-of-sync incident (open between flashes)
+                // is over here.
+                cleared.push(Finding {
+                    kind: IncidentKind::AvSync,
+                    channel: None,
+                    start: flash,
+                    end: flash,
+                    reaches_end: false,
+                    level: Level::Clear,
+                    evidence: Evidence::new(),
+                });
+            }
         }
-        runs.finish()
+        let mut findings = runs.finish();
+        findings.append(&mut cleared);
+        findings
     }
 }
 
@@ -195,10 +211,17 @@ mod tests {
         (f, m)
     }
 
+    /// The findings that say the condition holds (not the in-tolerance measurements).
+    fn raised(found: &[Finding]) -> Vec<&Finding> {
+        found.iter().filter(|f| f.level != Level::Clear).collect()
+    }
+
     #[test]
-    fn in_sync_pattern_measures_zero_and_reports_nothing() {
+    fn in_sync_pattern_measures_zero_and_clears_at_the_flash() {
         let (found, m) = run(&pattern(1, 1_400_000, 0));
-        assert!(found.is_empty());
+        assert!(raised(&found).is_empty());
+        let clear: Vec<_> = found.iter().map(|f| (f.level, f.start)).collect();
+        assert_eq!(clear, vec![(Level::Clear, 1_400_000)]);
         let s = m.values[OFFSET];
         assert_eq!(s.count, 1);
         assert!(s.mean.abs() <= 0.03, "{s:?}");
@@ -212,8 +235,8 @@ mod tests {
         assert_eq!((found[0].start, found[0].end), (1_000_000, 2_000_000));
         assert!(found[0].reaches_end);
         // 30 ms late is within the 45 ms tolerance; 30 ms early is not (15 ms).
-        assert!(run(&pattern(1, 1_400_000, 30_000)).0.is_empty());
-        assert_eq!(run(&pattern(1, 1_400_000, -30_000)).0.len(), 1);
+        assert!(raised(&run(&pattern(1, 1_400_000, 30_000)).0).is_empty());
+        assert_eq!(raised(&run(&pattern(1, 1_400_000, -30_000)).0).len(), 1);
     }
 
     #[test]

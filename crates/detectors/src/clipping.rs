@@ -1,11 +1,11 @@
 //! `clipping`: runs of consecutive samples at full scale, on any channel.
 //!
 //! A waveform cut off at full scale stays there for several samples; an intact loud waveform
-//! touches its peak for one or two. Clips closer than `join_gap` form one passage.
+//! touches its peak for one or two. Clips closer than `clear_after` form one passage.
 
 use vqa_core::config::ClippingConfig;
 use vqa_core::model::Segment;
-use vqa_core::report::{Finding, IncidentKind, Measurements, Summary};
+use vqa_core::report::{Finding, IncidentKind, Level, Measurements, Summary};
 use vqa_core::{time, Detector, DetectorName, Micros};
 
 use crate::runs::join_within;
@@ -21,7 +21,7 @@ impl ClippingDetector {
         ClippingDetector {
             level: config.level as f32,
             min_run: config.min_run as usize,
-            join_gap: time::from_secs(config.join_gap),
+            join_gap: time::from_secs(config.clear_after),
         }
     }
 }
@@ -53,6 +53,7 @@ impl Detector for ClippingDetector {
                     start: block.time_of(first),
                     end: block.time_of(first + len),
                     reaches_end: false,
+                    level: Level::Raise,
                     evidence: [
                         ("clipped_samples".to_string(), Summary::of(len as f64)),
                         ("channel".to_string(), Summary::of(c as f64)),

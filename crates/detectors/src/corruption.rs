@@ -8,7 +8,7 @@
 
 use vqa_core::config::CorruptionConfig;
 use vqa_core::model::Segment;
-use vqa_core::report::{Evidence, Finding, IncidentKind, Summary};
+use vqa_core::report::{Evidence, Finding, IncidentKind, Level, Summary};
 use vqa_core::{time, Detector, DetectorName, Micros};
 
 use crate::runs::Runs;
@@ -49,6 +49,7 @@ impl Detector for CorruptionDetector {
                 start: segment.start,
                 end: segment.end,
                 reaches_end: false,
+                level: Level::Raise,
                 evidence: Evidence::from([("decode_errors".to_string(), Summary::of(errors))]),
             });
         }

@@ -8,7 +8,7 @@
 
 use vqa_core::config::FrameDropConfig;
 use vqa_core::model::Segment;
-use vqa_core::report::{Evidence, Finding, IncidentKind, Summary};
+use vqa_core::report::{Evidence, Finding, IncidentKind, Level, Summary};
 use vqa_core::{Detector, DetectorName, Micros};
 
 use crate::runs::join_within;
@@ -22,7 +22,7 @@ impl FrameDropDetector {
     pub fn new(config: &FrameDropConfig) -> Self {
         FrameDropDetector {
             max_gap_frames: config.max_gap_frames,
-            join_gap: vqa_core::time::from_secs(config.join_gap),
+            join_gap: vqa_core::time::from_secs(config.clear_after),
         }
     }
 }
@@ -94,6 +94,7 @@ impl Detector for FrameDropDetector {
                 start,
                 end,
                 reaches_end: false,
+                level: Level::Raise,
                 evidence,
             });
         }

@@ -24,6 +24,8 @@ const SHORT_TERM_EVERY: usize = 5;
 pub struct LoudnessDetector {
     low: f64,
     high: f64,
+    /// Hysteresis: inside the window by less than this is still the excursion's.
+    clear: f64,
     min_duration: Micros,
 }
 
@@ -32,6 +34,7 @@ impl LoudnessDetector {
         LoudnessDetector {
             low: config.target_lufs - config.max_below_lu,
             high: config.target_lufs + config.max_above_lu,
+            clear: config.clear_lu,
             min_duration: time::from_secs(config.min_duration),
         }
     }
@@ -81,6 +84,7 @@ impl Detector for LoudnessDetector {
         let step = (rate / 10).max(1) as usize;
         let (momentary_frames, short_frames) = (u64::from(rate) * 4 / 10, u64::from(rate) * 3);
         let mut runs = Runs::new(IncidentKind::Loudness, self.min_duration);
+        let mut holds = Runs::holding(IncidentKind::Loudness);
         let mut peak = 0f64;
         let origin = first.time_of(0);
         let steps = body.len().div_ceil(step * ch);
@@ -107,6 +111,7 @@ impl Detector for LoudnessDetector {
             }
             if fed < short_frames {
                 runs.push_undecided();
+                holds.push_undecided();
                 judged_until = to;
                 continue;
             }
@@ -120,18 +125,24 @@ impl Detector for LoudnessDetector {
             judged_until = to;
             let Ok(st) = meter.loudness_shortterm() else {
                 runs.push(from, to, None);
+                holds.push(from, to, None);
                 continue;
             };
             if st > SILENT {
                 m.add_to_histogram(SHORT_TERM, st);
             }
+            let measure = [("short_term_lufs", st)];
             let out = st > SILENT && (st < self.low || st > self.high);
-            runs.push(from, to, out.then_some(&[("short_term_lufs", st)][..]));
+            let near = st > SILENT && (st < self.low + self.clear || st > self.high - self.clear);
+            runs.push(from, to, out.then_some(&measure[..]));
+            holds.push(from, to, (near && !out).then_some(&measure[..]));
         }
         if peak > 0.0 {
             m.add(TRUE_PEAK, 20.0 * peak.log10());
         }
-        runs.finish()
+        let mut findings = runs.finish();
+        findings.extend(holds.finish());
+        findings
     }
 }
 

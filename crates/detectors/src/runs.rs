@@ -1,6 +1,6 @@
 //! Turning a sequence of per-item verdicts (frame pairs, frames, sample runs) into findings.
 
-use vqa_core::report::{Evidence, Finding, IncidentKind, Summary};
+use vqa_core::report::{Evidence, Finding, IncidentKind, Level, Summary};
 use vqa_core::Micros;
 
 /// Items closer than this are contiguous (timestamps are rounded to microseconds).
@@ -21,6 +21,7 @@ struct Run {
 pub(crate) struct Runs {
     kind: IncidentKind,
     channel: Option<u16>,
+    level: Level,
     min_duration: Micros,
     current: Option<Run>,
     findings: Vec<Finding>,
@@ -39,11 +40,22 @@ impl Runs {
         Runs {
             kind,
             channel,
+            level: Level::Raise,
             min_duration,
             current: None,
             findings: Vec::new(),
             seen_items: false,
             undecided_lead: false,
+        }
+    }
+
+    /// Runs of a condition at its clear level (between the raise and the clear threshold of
+    /// a hysteresis): their findings continue an open incident and never open one, so they
+    /// are kept however short.
+    pub fn holding(kind: IncidentKind) -> Self {
+        Runs {
+            level: Level::Hold,
+            ..Self::on_channel(kind, None, 0)
         }
     }
 
@@ -95,6 +107,7 @@ impl Runs {
                     start: run.start,
                     end: run.end,
                     reaches_end: at_last_item,
+                    level: self.level,
                     evidence: run.evidence,
                 });
             }

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use vqa_core::config::{db_to_ratio, SilenceConfig};
 use vqa_core::model::{AudioBlock, Segment};
-use vqa_core::report::{Finding, IncidentKind};
+use vqa_core::report::{Finding, IncidentKind, Level};
 use vqa_core::{time, Detector, DetectorName};
 
 use crate::runs::Runs;
@@ -95,6 +95,7 @@ fn outside(finding: Finding, covering: &[Finding]) -> Vec<Finding> {
                 start: from,
                 end: c.start,
                 reaches_end: false,
+                level: Level::Raise,
                 ..finding.clone()
             });
         }
@@ -276,6 +277,7 @@ mod tests {
             start,
             end,
             reaches_end,
+            level: Level::Raise,
             evidence: Default::default(),
         };
         let whole = Finding {
