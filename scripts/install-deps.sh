@@ -2,12 +2,13 @@
 # Installs what building and testing vqa needs on Debian 12: FFmpeg 5.1's libraries and
 # headers (for ffmpeg-next), clang (for bindgen), pkg-config, the ffmpeg CLI (test clips), and
 # umoci and runc (tests/tests/ecs_image.rs unpacks the ECS image with umoci and runs it with
-# runc; the TLS test makes its certificate with the openssl CLI).
+# runc; the TLS test makes its certificate with the openssl CLI), and chromium (the HTML
+# report's test renders the page headless and checks the screenshot).
 # Idempotent: does nothing when everything is already there.
 set -euo pipefail
 
 packages=(libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
-          pkg-config clang libclang-dev ffmpeg python3-venv binutils umoci runc openssl)
+          pkg-config clang libclang-dev ffmpeg python3-venv binutils umoci runc openssl chromium)
 
 missing=()
 for p in "${packages[@]}"; do

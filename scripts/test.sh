@@ -25,6 +25,9 @@ export VQA_LAMBDA_BUNDLES=1
 # tests/tests/ecs_image.rs checks and, as root, runs with runc.
 bash scripts/build-ecs-image.sh dev
 export VQA_ECS_IMAGE=1
+# The HTML report's test renders its page in headless Chromium (installed above); here it
+# must, rather than skip.
+export VQA_CHROMIUM=1
 if [ "$(id -u)" -eq 0 ]; then export VQA_LAMBDA_CHROOT=1; fi
 # LocalStack for tests/tests/localstack.rs (the stack deployed as a user deploys it) and a
 # second run of the S3 transport's tests; on a free port, stopped however this script ends.

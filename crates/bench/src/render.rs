@@ -4,6 +4,9 @@
 
 use std::fmt::Write;
 
+// The palette has enough distinct colours for every billing dimension (and every stage).
+use vqa_report_html::svg::{esc, PALETTE};
+
 use crate::compare::{Comparison, TopologyResult};
 
 fn per_segment(r: &TopologyResult, n: u64) -> f64 {
@@ -187,12 +190,6 @@ pub fn render_text(c: &Comparison) -> String {
     out
 }
 
-/// Enough distinct colours for every billing dimension (and every stage).
-const PALETTE: [&str; 12] = [
-    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
-    "#9c755f", "#bab0ac", "#1b9e77", "#7570b3",
-];
-
 /// A value with its unit: dollars before, others after.
 fn amount(v: f64, unit: &str) -> String {
     if unit == "$" {
@@ -200,13 +197,6 @@ fn amount(v: f64, unit: &str) -> String {
     } else {
         format!("{} {unit}", usd(v))
     }
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// A horizontal stacked bar chart: one bar per row, one colour per series.

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use vqa_core::{IncidentEvent, PipelineConfig, StreamId, StreamReport};
-use vqa_deploy_ecs::{open_input, run, shown, stream_id_for, RunError, DEFAULT_IN_FLIGHT};
+use vqa_deploy_ecs::{
+    open_input, run_with_layers, shown, stream_id_for, RunError, DEFAULT_IN_FLIGHT,
+};
 use vqa_notify::Notifiers;
 use vqa_sfn_client::RunOptions;
 
@@ -45,6 +47,13 @@ pub struct AnalyzeArgs {
     #[arg(long, value_name = "FILE")]
     pub notify: Option<PathBuf>,
 
+    /// Also write a visual report to this HTML file: the incidents on a timeline over
+    /// per-second graphs of the measurements behind them (frame difference, black share,
+    /// block corruption, sharpness, loudness against its target, true peak, A/V offset).
+    /// One self-contained page; the graphs need --topology single.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+
     #[command(flatten)]
     pub sinks: SinkArgs,
 
@@ -73,8 +82,16 @@ pub async fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let out = args.out.as_deref();
     let out_s3 = out.and_then(s3_location);
     if let (Some(out), None) = (out, &out_s3) {
-        output::check_writable(out)?;
+        output::check_writable(out, "--out")?;
     }
+    if let Some(html) = &args.html {
+        output::check_writable(html, "--html")?;
+    }
+    // The per-segment measurements behind the HTML page's graphs, kept as the step runs.
+    let recorder = args
+        .html
+        .as_ref()
+        .map(|_| Arc::new(vqa_report_html::Recorder::default()));
     // An input on S3 is fetched to a temporary file first; the report names the URI.
     let scratch = tempfile::tempdir().context("cannot create a temporary directory")?;
     let local = match s3_location(input) {
@@ -102,7 +119,11 @@ pub async fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let notifiers = Arc::new(notifiers);
     let mut report = match args.topology {
         Topology::Single => {
-            analyze_single(&local, args.no_progress, &config, notifiers.clone()).await?
+            let layers = recorder
+                .iter()
+                .map(|r| r.clone() as Arc<dyn vqa_core::step::StepLayer>)
+                .collect();
+            analyze_single(&local, args.no_progress, &config, notifiers.clone(), layers).await?
         }
         Topology::Distributed => {
             analyze_distributed(&local, &args.distributed, &config, notifiers.clone()).await?
@@ -125,6 +146,13 @@ pub async fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("{}: cannot write the report", out.display()))?,
         (None, None) => {}
     }
+    if let Some(html) = &args.html {
+        // Written for a partly analysed input too: the page shows what could be analysed.
+        let points = recorder.map(|r| r.take());
+        let page = vqa_report_html::render(&report, points.as_deref(), &config);
+        std::fs::write(html, page)
+            .with_context(|| format!("{}: cannot write the HTML report", html.display()))?;
+    }
     output::print(args.format, &report, summary::render)?;
     if report.complete {
         Ok(ExitCode::SUCCESS)
@@ -144,6 +172,7 @@ async fn analyze_single(
     no_progress: bool,
     config: &PipelineConfig,
     notifiers: Arc<Notifiers>,
+    layers: Vec<Arc<dyn vqa_core::step::StepLayer>>,
 ) -> anyhow::Result<StreamReport> {
     let stream = stream_id_for(input);
     let converter =
@@ -154,13 +183,14 @@ async fn analyze_single(
     });
     let events: vqa_deploy_ecs::EventSink =
         Box::new(move |stream, event| notify(&notifiers, stream, event));
-    let analysis = run(
+    let analysis = run_with_layers(
         converter,
         config,
         stream,
         DEFAULT_IN_FLIGHT,
         progress,
         Some(events),
+        layers,
     )
     .await;
     if let Some(b) = bar {

@@ -110,7 +110,7 @@ async fn bench_topologies(args: BenchArgs, config: &PipelineConfig) -> anyhow::R
         None => cost::PriceTable::shipped(),
     };
     if let Some(html) = &args.html {
-        output::check_writable(html)?;
+        output::check_writable(html, "--html")?;
     }
     let (standard, express) = (
         args.deployment.state_machine.as_deref(),

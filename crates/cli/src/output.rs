@@ -83,14 +83,14 @@ pub fn about_input(input: &Path, e: impl std::fmt::Display) -> anyhow::Error {
 }
 
 /// Fails early, before a long analysis, if the report could not be written.
-pub fn check_writable(path: &Path) -> anyhow::Result<()> {
+pub fn check_writable(path: &Path, flag: &str) -> anyhow::Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     if !dir.is_dir() {
         bail!(
-            "{}: the directory {} does not exist; create it or choose another --out",
+            "{}: the directory {} does not exist; create it or choose another {flag}",
             path.display(),
             dir.display()
         );

@@ -19,30 +19,7 @@ fn evidence_line(incident: &Incident) -> String {
 }
 
 fn describe_media(report: &StreamReport) -> String {
-    let m = &report.media;
-    let mut parts = vec![];
-    if let Some(v) = &m.video {
-        // 25 fps, 29.97 fps: no trailing zeros.
-        let fps = v.frame_rate.map(|r| {
-            format!(
-                " {} fps",
-                format!("{r:.3}")
-                    .trim_end_matches('0')
-                    .trim_end_matches('.')
-            )
-        });
-        parts.push(format!(
-            "{} {}x{}{}",
-            v.codec,
-            v.width,
-            v.height,
-            fps.unwrap_or_default()
-        ));
-    }
-    if let Some(a) = &m.audio {
-        parts.push(format!("{} {} {} Hz", a.codec, a.layout, a.sample_rate));
-    }
-    parts.join(", ")
+    vqa_report_html::describe_media(&report.media)
 }
 
 /// Renders the report for a terminal: one line per incident, then warnings.

@@ -97,6 +97,10 @@ pub enum Outcome<'a> {
     HandedOff(&'a Handle),
     Detected {
         findings: &'a Handle,
+        /// What the handle holds: the segment's findings and measurements (one group's,
+        /// when detector groups run apart), for a layer that keeps them (the per-second
+        /// graphs of `vqa analyze --html`).
+        report: &'a SegmentReport,
         /// Pictures the shedding detectors did not see.
         shed: u64,
     },
@@ -212,14 +216,16 @@ impl Step {
             Some(g) => ArtifactKey::findings_part(&report.stream, report.index, g),
             None => ArtifactKey::findings(&report.stream, report.index),
         };
+        let report = Arc::new(report);
         let findings = transport
-            .put(findings_key, Artifact::Findings(Arc::new(report)))
+            .put(findings_key, Artifact::Findings(report.clone()))
             .await?;
         if release == Release::Now {
             transport.delete(segment).await?;
         }
         let outcome = Outcome::Detected {
             findings: &findings,
+            report: &report,
             shed,
         };
         self.after(&key.stream, key.segment, outcome).await;

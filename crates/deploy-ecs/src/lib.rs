@@ -20,7 +20,7 @@ use resources::thread_cpu_time;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use vqa_converter::{FfmpegConverter, OpenError};
-use vqa_core::step::{Detection, Phase, Release, Step};
+use vqa_core::step::{Detection, Phase, Release, Step, StepLayer};
 use vqa_core::{
     Converter, Detector, HandoffMetrics, IncidentAggregator, PipelineConfig, StreamId,
     StreamReport, Transport, TransportError,
@@ -216,12 +216,36 @@ pub fn shown(path: &Path) -> String {
 
 /// Runs the whole pipeline on one opened input.
 pub async fn run(
+    converter: FfmpegConverter,
+    config: &PipelineConfig,
+    stream: StreamId,
+    in_flight: usize,
+    progress: Option<ProgressSink>,
+    events: Option<EventSink>,
+) -> Result<Analysis, RunError> {
+    run_with_layers(
+        converter,
+        config,
+        stream,
+        in_flight,
+        progress,
+        events,
+        Vec::new(),
+    )
+    .await
+}
+
+/// [`run`], with the caller's own layers around the step as well (after this process's),
+/// e.g. one that keeps every segment's measurements for the per-second graphs of
+/// `vqa analyze --html`.
+pub async fn run_with_layers(
     mut converter: FfmpegConverter,
     config: &PipelineConfig,
     stream: StreamId,
     in_flight: usize,
     progress: Option<ProgressSink>,
     events: Option<EventSink>,
+    extra_layers: Vec<Arc<dyn StepLayer>>,
 ) -> Result<Analysis, RunError> {
     let started = Instant::now();
     let transport: Arc<dyn Transport> = Arc::new(MemTransport::new(in_flight));
@@ -234,6 +258,9 @@ pub async fn run(
         .layer(latency.clone());
     if let Some(sink) = events {
         step = step.layer(Arc::new(layers::Events(sink)));
+    }
+    for layer in extra_layers {
+        step = step.layer(layer);
     }
     let (segment_tx, mut segment_rx) = mpsc::channel(in_flight.max(1));
     let (findings_tx, mut findings_rx) = mpsc::channel(in_flight.max(1));
