@@ -1,12 +1,25 @@
-//! `blur`: loss of sharpness, by edge width (the Marziliano metric FFmpeg's blurdetect
-//! builds on).
+//! `blur`: the whole picture loses its sharpness, by edge width (the Marziliano metric FFmpeg's
+//! blurdetect builds on), judged tile by tile.
 //!
-//! On sparse rows, every edge — a local maximum of the horizontal gradient of at least
-//! `MIN_SLOPE` code values per pixel — is followed both ways for as long as the luma keeps
-//! strictly rising (or falling); its width is the distance between the two ends, kept when the luma
-//! changes by at least `MIN_CONTRAST` across it. Blurring widens every edge, while soft but
-//! intact content (gradients, smooth shapes) keeps some sharp ones: the frame's measure is
-//! the 20th percentile of its edge widths, in pixels. A frame without edges (flat, or
+//! Every edge — a local maximum of the luma gradient of at least `MIN_SLOPE` code values per
+//! pixel along sparse rows and columns — is followed both ways for as long as the luma keeps
+//! strictly rising (or falling), and kept when the luma changes by at least `MIN_CONTRAST`
+//! across it. Its width is that of the straight ramp with the same contrast and the edge's
+//! steepest slope (contrast / peak gradient): about 1 px for a sharp edge, 2.5 σ for a
+//! Gaussian blur of σ, in fractions of a pixel, and unlike the distance between the ends it
+//! does not grow with the long shallow tails noise and shading leave. Blurring widens every
+//! edge, while soft but intact content (gradients, smooth shapes) keeps some sharp ones: a
+//! tile's width is the 20th percentile of its edges' widths.
+//!
+//! A defocused or upscaled feed loses detail everywhere at once, whereas a natural shot is
+//! often soft in places on purpose: a shallow depth of field leaves the background out of
+//! focus around a sharp subject, and motion blurs along one direction only (edges across the
+//! other stay sharp, which is why columns are scanned as well as rows). So the picture is
+//! split into tiles (8x6), only tiles with enough edges to judge (textured) count, and the
+//! frame's measure is the width of its textured tiles' 5th percentile, sharpest first: a
+//! frame is blurred only when nearly all (95%) of its textured picture is soft. An absolute
+//! per-frame measure cannot tell a scene that is soft all over (a sky of clouds) from a
+//! blurred one; what spans frames and segments is the aggregator's. A frame with too few textured tiles (flat, or
 //! blurred beyond recognition of any edge) is not judged.
 
 use vqa_core::config::BlurConfig;
@@ -18,12 +31,27 @@ use crate::runs::Runs;
 
 const MIN_SLOPE: i16 = 4;
 const MIN_CONTRAST: i16 = 24;
-/// The frame's measure is this percentile of its edge widths.
+/// A tile's width is this percentile of its edge widths.
 const SHARPEST_PERCENT: u32 = 20;
-/// Fewest edges for a verdict.
-const MIN_EDGES: usize = 16;
 /// Longest edge followed, in pixels: beyond it a ramp is shading, not an edge.
 const MAX_WIDTH: usize = 64;
+/// The grid of tiles, across and down (fewer on pictures too small for tiles of `MIN_TILE`).
+const TILES_ACROSS: usize = 8;
+const TILES_DOWN: usize = 6;
+/// Smallest tile side, pixels.
+const MIN_TILE: usize = 16;
+/// Rows (and columns) scanned through each tile.
+const LINES_PER_TILE: usize = 6;
+/// Fewest edges that make a tile textured: enough to judge its sharpness.
+const MIN_TILE_EDGES: u32 = 8;
+/// Fewest textured tiles for a verdict on the frame.
+const MIN_TEXTURED_TILES: usize = 3;
+/// The frame's measure is the width of the tile at this percentile of its textured tiles,
+/// sharpest first: blurred means the rest are soft too.
+const SHARP_TILES_PERCENT: usize = 5;
+
+/// Measurement: the frame's edge width, pixels.
+pub const EDGE_WIDTH: &str = "blur.edge_width";
 
 pub struct BlurDetector {
     max_edge_width: f64,
@@ -39,61 +67,100 @@ impl BlurDetector {
     }
 }
 
-/// The 20th percentile of the frame's edge widths in pixels, or `None` without enough edges.
-pub fn edge_width(frame: &VideoFrame) -> Option<f64> {
+/// Each edge along one line of luma: calls `edge(position, width)` with the edge's middle.
+fn line_edges(line: &[u8], mut edge: impl FnMut(usize, f32)) {
+    let w = line.len();
+    let g = |x: usize| i16::from(line[x + 1]) - i16::from(line[x]);
+    let mut x = 1;
+    while x + 2 < w {
+        let (gp, gx, gn) = (g(x - 1), g(x), g(x + 1));
+        if gx.abs() < MIN_SLOPE || gx.abs() < gp.abs() || gx.abs() < gn.abs() {
+            x += 1;
+            continue;
+        }
+        let dir = gx.signum();
+        // Follow the edge down to its start and up to its end.
+        let mut a = x;
+        while a > 0 && x - a < MAX_WIDTH && g(a - 1) * dir > 0 {
+            a -= 1;
+        }
+        let mut b = x + 1;
+        while b + 1 < w && b - x < MAX_WIDTH && g(b) * dir > 0 {
+            b += 1;
+        }
+        let contrast = (i16::from(line[b]) - i16::from(line[a])) * dir;
+        if contrast >= MIN_CONTRAST {
+            // The width of the straight ramp with the edge's contrast and steepest slope.
+            edge((a + b) / 2, f32::from(contrast) / f32::from(gx.abs()));
+        }
+        x = b.max(x + 1);
+    }
+}
+
+/// The `SHARPEST_PERCENT` percentile of a tile's edge widths, or `None` for a tile with too
+/// few edges to judge.
+fn tile_width(widths: &mut [f32]) -> Option<f64> {
+    if widths.len() < MIN_TILE_EDGES as usize {
+        return None;
+    }
+    let rank = widths.len() * SHARPEST_PERCENT as usize / 100;
+    let (_, w, _) = widths.select_nth_unstable_by(rank, f32::total_cmp);
+    Some(f64::from(*w))
+}
+
+/// Each textured tile's width (the 20th percentile of its edge widths, pixels), sharpest
+/// first.
+pub fn tile_widths(frame: &VideoFrame) -> Vec<f64> {
     let (w, h, s) = (
         frame.width as usize,
         frame.height as usize,
         frame.stride as usize,
     );
     if w < 8 || h < 8 {
-        return None;
+        return Vec::new();
     }
-    let rows = (h / 32).max(16).min(h);
-    // How many edges of each width.
-    let mut widths = [0u32; MAX_WIDTH * 2 + 2];
+    let across = TILES_ACROSS.min(w / MIN_TILE).max(1);
+    let down = TILES_DOWN.min(h / MIN_TILE).max(1);
+    let mut tiles: Vec<Vec<f32>> = vec![Vec::new(); across * down];
+    let tile_of = |x: usize, y: usize| {
+        (y * down / h).min(down - 1) * across + (x * across / w).min(across - 1)
+    };
+    // Rows: `LINES_PER_TILE` through each band of tiles, spread evenly.
+    let rows = (down * LINES_PER_TILE).min(h);
     for r in 0..rows {
         let y = (r * h + h / 2) / rows;
-        let row = &frame.luma[y * s..y * s + w];
-        let g = |x: usize| i16::from(row[x + 1]) - i16::from(row[x]);
-        let mut x = 1;
-        while x + 2 < w {
-            let (gp, gx, gn) = (g(x - 1), g(x), g(x + 1));
-            if gx.abs() < MIN_SLOPE || gx.abs() < gp.abs() || gx.abs() < gn.abs() {
-                x += 1;
-                continue;
-            }
-            let dir = gx.signum();
-            // Follow the edge down to its start and up to its end.
-            let mut a = x;
-            while a > 0 && x - a < MAX_WIDTH && g(a - 1) * dir > 0 {
-                a -= 1;
-            }
-            let mut b = x + 1;
-            while b + 1 < w && b - x < MAX_WIDTH && g(b) * dir > 0 {
-                b += 1;
-            }
-            let contrast = (i16::from(row[b]) - i16::from(row[a])) * dir;
-            if contrast >= MIN_CONTRAST {
-                widths[b - a] += 1;
-            }
-            x = b.max(x + 1);
-        }
+        line_edges(&frame.luma[y * s..y * s + w], |x, width| {
+            tiles[tile_of(x, y)].push(width);
+        });
     }
-    let edges: u32 = widths.iter().sum();
-    if (edges as usize) < MIN_EDGES {
+    // Columns, the same way: motion blurs one direction, and a column sees the other.
+    let cols = (across * LINES_PER_TILE).min(w);
+    let mut column = vec![0u8; h];
+    for c in 0..cols {
+        let x = (c * w + w / 2) / cols;
+        for (y, p) in column.iter_mut().enumerate() {
+            *p = frame.luma[y * s + x];
+        }
+        line_edges(&column, |y, width| {
+            tiles[tile_of(x, y)].push(width);
+        });
+    }
+    let mut widths: Vec<f64> = tiles.iter_mut().filter_map(|t| tile_width(t)).collect();
+    widths.sort_by(f64::total_cmp);
+    widths
+}
+
+/// The frame's edge width in pixels: that of its textured tiles' 5th percentile, sharpest
+/// first, so the frame is blurred only when nearly all of its textured picture is; `None`
+/// with too few textured tiles to tell.
+pub fn edge_width(frame: &VideoFrame) -> Option<f64> {
+    let widths = tile_widths(frame);
+    if widths.len() < MIN_TEXTURED_TILES {
         return None;
     }
-    // The sharpest edges tell: soft content keeps some, a blurred picture has none.
-    let rank = edges * SHARPEST_PERCENT / 100;
-    let mut seen = 0;
-    for (width, &n) in widths.iter().enumerate() {
-        seen += n;
-        if seen > rank {
-            return Some(width as f64);
-        }
-    }
-    None
+    widths
+        .get(widths.len() * SHARP_TILES_PERCENT / 100)
+        .copied()
 }
 
 impl Detector for BlurDetector {
@@ -106,7 +173,7 @@ impl Detector for BlurDetector {
         for frame in &segment.video {
             let width = edge_width(frame);
             if let Some(w) = width {
-                m.add("blur.edge_width", w);
+                m.add(EDGE_WIDTH, w);
             }
             let hit = width.map(|w| [("edge_width", w)]);
             let blurred = width.is_some_and(|w| w > self.max_edge_width);
@@ -123,33 +190,62 @@ impl Detector for BlurDetector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{frame, video_segment, FRAME};
+    use crate::testing::{video_segment, FRAME};
+    use vqa_core::model::LumaRange;
 
-    /// Vertical stripes 8 px wide, with edges softened over `soft` pixels.
-    fn stripes(soft: usize) -> impl Fn(usize, usize) -> u8 {
-        move |x, _| {
-            let period = 16 + 2 * soft;
-            let p = x % period;
-            let ramp = |t: usize| 40 + (150 * t / soft.max(1)).min(150) as u8;
-            if p < 8 {
-                40
-            } else if p < 8 + soft {
-                ramp(p - 8 + 1)
-            } else if p < 16 + soft {
-                190
-            } else {
-                190 - (ramp(p - 16 - soft + 1) - 40)
-            }
+    /// A 320x180 picture (40x30 tiles of the 8x6 grid).
+    fn picture(pts: i64, fill: impl Fn(usize, usize) -> u8) -> VideoFrame {
+        let (w, h) = (320usize, 180usize);
+        let luma: Vec<u8> = (0..w * h).map(|i| fill(i % w, i / w)).collect();
+        VideoFrame {
+            pts,
+            duration: FRAME,
+            width: w as u32,
+            height: h as u32,
+            stride: w as u32,
+            range: LumaRange::Limited,
+            keyframe: false,
+            corrupt: false,
+            luma: luma.into(),
         }
+    }
+
+    /// Luma at `t` along a square wave of 8-px levels 40 and 190 whose edges ramp over
+    /// `soft` pixels.
+    fn wave(t: usize, soft: usize) -> u8 {
+        let period = 16 + 2 * soft;
+        let p = t % period;
+        let ramp = |t: usize| 40 + (150 * t / soft.max(1)).min(150) as u8;
+        if p < 8 {
+            40
+        } else if p < 8 + soft {
+            ramp(p - 8 + 1)
+        } else if p < 16 + soft {
+            190
+        } else {
+            190 - (ramp(p - 16 - soft + 1) - 40)
+        }
+    }
+
+    /// Vertical stripes with edges softened over `soft` pixels.
+    fn stripes(soft: usize) -> impl Fn(usize, usize) -> u8 {
+        move |x, _| wave(x, soft)
+    }
+
+    /// A checkerboard-like texture: stripes both ways, softened over `soft_x` pixels across
+    /// and `soft_y` down.
+    fn texture(soft_x: usize, soft_y: usize) -> impl Fn(usize, usize) -> u8 {
+        move |x, y| ((u16::from(wave(x, soft_x)) + u16::from(wave(y, soft_y))) / 2) as u8
     }
 
     #[test]
     fn sharp_edges_are_narrow_and_soft_edges_wide() {
-        let sharp = edge_width(&frame(0, stripes(1))).unwrap();
-        let soft = edge_width(&frame(0, stripes(8))).unwrap();
+        let sharp = edge_width(&picture(0, stripes(1))).unwrap();
+        let soft = edge_width(&picture(0, stripes(8))).unwrap();
         assert!(sharp <= 2.0, "{sharp}");
         assert!(soft >= 7.0, "{soft}");
-        assert_eq!(edge_width(&frame(0, |_, _| 80)), None);
+        // Nothing to judge on a flat picture.
+        assert_eq!(edge_width(&picture(0, |_, _| 80)), None);
     }
 
     #[test]
@@ -159,12 +255,63 @@ mod tests {
             video_segment(
                 0,
                 None,
-                (0..25).map(|n| frame(n * FRAME, stripes(soft))).collect(),
+                (0..25).map(|n| picture(n * FRAME, stripes(soft))).collect(),
             )
         };
         assert!(d.analyze(&seg(1)).is_empty());
         let found = d.analyze(&seg(8));
         assert_eq!(found.len(), 1);
         assert_eq!((found[0].start, found[0].end), (0, 25 * FRAME));
+    }
+
+    #[test]
+    fn a_sharp_subject_before_a_soft_background_is_not_blur() {
+        // Shallow focus: the subject, a sharp texture, fills a sixth of the picture (the
+        // middle 128x72); around it the same texture out of focus.
+        let sharp = texture(1, 1);
+        let soft = texture(9, 9);
+        let shallow = move |x: usize, y: usize| {
+            if (96..224).contains(&x) && (54..126).contains(&y) {
+                sharp(x, y)
+            } else {
+                soft(x, y)
+            }
+        };
+        let shallow = picture(0, shallow);
+        let widths = tile_widths(&shallow);
+        assert!(widths.len() >= 40, "textured tiles: {widths:?}");
+        let soft_tiles = widths.iter().filter(|w| **w > 5.0).count();
+        assert!(
+            soft_tiles * 3 >= widths.len() * 2,
+            "most tiles soft: {widths:?}"
+        );
+        let width = edge_width(&shallow).unwrap();
+        assert!(width <= 2.0, "{width}");
+        // The whole picture out of focus is blur.
+        let defocused = edge_width(&picture(0, texture(9, 9))).unwrap();
+        assert!(
+            defocused > BlurConfig::default().max_edge_width,
+            "{defocused}"
+        );
+    }
+
+    #[test]
+    fn motion_blur_along_one_direction_is_not_blur() {
+        // A horizontal pan smears vertical edges over 12 px; horizontal edges stay sharp.
+        let d = BlurDetector::new(&BlurConfig::default());
+        let frames = (0..25)
+            .map(|n| picture(n * FRAME, texture(12, 1)))
+            .collect();
+        let seg = video_segment(0, None, frames);
+        assert!(d.analyze(&seg).is_empty());
+        let width = edge_width(&picture(0, texture(12, 1))).unwrap();
+        assert!(width <= 2.0, "{width}");
+    }
+
+    #[test]
+    fn small_pictures_are_judged_on_fewer_tiles() {
+        // 64x36: a 4x2 grid of 16x18 tiles.
+        let sharp = vqa_core::testing::frame(0, |x, y| wave(x, 1) / 2 + wave(y, 1) / 2);
+        assert!(edge_width(&sharp).is_some_and(|w| w <= 2.0));
     }
 }
