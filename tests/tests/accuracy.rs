@@ -278,3 +278,45 @@ fn reports_say_which_track_is_missing_and_describe_the_media() {
         }
     }
 }
+
+/// Corrupted packets damage every picture decoded from them until a keyframe decodes clean:
+/// the incident spans what a viewer sees damaged (the truth is measured by the test kit from
+/// the damaged packets to the next keyframe), not only the pictures the decoder flagged.
+#[test]
+fn damage_lasts_from_the_corrupted_packets_to_the_next_clean_keyframe() {
+    if !vqa_testkit::ffmpeg_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = ClipSpec {
+        duration: 8.0,
+        gop: Some(50),
+        defects: vec![Defect::new(DefectKind::Corruption, 2.5, 2.6)],
+        ..ClipSpec::default()
+    };
+    let clip = make_clip(dir.path(), "damage", &spec).unwrap_or_else(|e| panic!("{e:#}"));
+    let truth: Vec<_> = clip.truth_of(DefectKind::Corruption).collect();
+    assert_eq!(truth.len(), 1, "{:?}", clip.truth);
+    // The damage runs on past the corrupted packets, to the keyframe at 4 s.
+    assert!(truth[0].end - truth[0].start > 1.0, "{:?}", truth[0]);
+    let config = PipelineConfig {
+        detectors: vec![DetectorName::Corruption],
+        ..PipelineConfig::default()
+    };
+    let report = analyze(&clip, &config);
+    let found: Vec<(f64, f64)> = report
+        .incidents
+        .iter()
+        .filter(|i| i.kind == IncidentKind::Corruption)
+        .map(|i| {
+            (
+                vqa_core::time::to_secs(i.start),
+                vqa_core::time::to_secs(i.end),
+            )
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "one incident: {found:?}");
+    let (start, end) = found[0];
+    assert!((start - truth[0].start).abs() <= TOLERANCE, "{found:?} vs {truth:?}");
+    assert!((end - truth[0].end).abs() <= TOLERANCE, "{found:?} vs {truth:?}");
+}

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use vqa_core::config::Profile;
 use vqa_core::{DetectorName, PipelineConfig};
 use vqa_deploy_lambda::state_machine::{self, DetectorGroups, MachineOptions};
 use vqa_notify::{Notifiers, NotifyError};
@@ -240,6 +241,13 @@ pub struct PipelineArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
+    /// Alarm timings the defaults follow: file_qc (short raise times, incidents close at
+    /// once) or broadcast (raise after 10 s of black, freeze or silence, clear after 10 s,
+    /// loudness over 30 s; the default of `vqa monitor` and `vqa router`). Overrides the
+    /// file's `profile`; `vqa config --profile NAME` prints every value.
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<Profile>,
+
     /// Run only these detectors (comma-separated, e.g. freeze,black,silence; all names in
     /// `vqa config`). Overrides the file.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
@@ -295,16 +303,23 @@ impl SinkArgs {
 }
 
 impl PipelineArgs {
+    /// The configuration, over the file QC profile's defaults unless a profile is chosen.
     pub fn load(&self) -> anyhow::Result<PipelineConfig> {
+        self.load_for(Profile::FileQc)
+    }
+
+    /// The configuration, over `default`'s defaults unless `--profile` or the file
+    /// chooses a profile.
+    pub fn load_for(&self, default: Profile) -> anyhow::Result<PipelineConfig> {
         let mut config = match &self.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path).with_context(|| {
                     format!("{}: cannot read the configuration file", path.display())
                 })?;
-                PipelineConfig::from_toml(&text)
+                PipelineConfig::from_toml_profiled(&text, self.profile, default)
                     .with_context(|| format!("{}: fix the configuration", path.display()))?
             }
-            None => PipelineConfig::default(),
+            None => PipelineConfig::for_profile(self.profile.unwrap_or(default)),
         };
         if let Some(list) = &self.detectors {
             config.detectors = list

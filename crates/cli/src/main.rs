@@ -28,7 +28,12 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::StateMachine(args) => deploy::print_definition(args),
         Command::Deploy(args) => deploy::deploy(args).await,
         Command::Config(args) => {
-            print!("{}", args.pipeline.load()?.to_toml());
+            let config = args.pipeline.load()?;
+            print!(
+                "{}{}",
+                vqa_core::PipelineConfig::profiles_table(config.profile),
+                config.to_toml()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Eval(args) => eval::eval_corpus(args).await,

@@ -106,7 +106,9 @@ pub async fn monitor(mut args: MonitorArgs) -> anyhow::Result<ExitCode> {
     if args.list.is_none() && !args.control {
         bail!("vqa monitor: give a stream list file, or --control --listen ADDR to receive lists over HTTP");
     }
-    let base = args.pipeline.load()?;
+    let base = args
+        .pipeline
+        .load_for(vqa_core::config::Profile::Broadcast)?;
     let prices = (args.prices.as_deref())
         .map(vqa_bench::cost::load_prices)
         .transpose()?;

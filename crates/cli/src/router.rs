@@ -48,7 +48,9 @@ pub struct RouterArgs {
 }
 
 pub async fn router(args: RouterArgs) -> anyhow::Result<ExitCode> {
-    let base = args.pipeline.load()?;
+    let base = args
+        .pipeline
+        .load_for(vqa_core::config::Profile::Broadcast)?;
     let options = RouterOptions {
         list_file: args.list,
         shards_file: args.shards,

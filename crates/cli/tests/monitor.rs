@@ -81,6 +81,13 @@ impl Monitor {
             .arg("--reports")
             .arg(dir.join("reports"))
             .args(["--listen", &format!("127.0.0.1:{port}"), "-v"])
+            // The test clips' defects last a second or two: file QC's timings report them
+            // (the monitor's default, broadcast, has its own test).
+            .args(if extra.contains(&"--profile") {
+                &[][..]
+            } else {
+                &["--profile", "file_qc"][..]
+            })
             .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).expect("stderr file"))
@@ -414,6 +421,7 @@ fn a_replayed_file_reports_exactly_what_analyze_reports() {
     for (id, detectors) in [("paced", None), ("subset", Some("freeze,black"))] {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vqa"));
         cmd.args(["analyze", "--format", "json", "--decoder-threads", "1"]);
+        cmd.args(["--profile", "file_qc"]);
         if let Some(d) = detectors {
             cmd.args(["--detectors", d]);
         }
@@ -439,6 +447,54 @@ fn a_replayed_file_reports_exactly_what_analyze_reports() {
             .count();
         assert!(opened >= 2 && opened == closed, "{id}: {notes:?}");
     }
+}
+
+#[test]
+fn the_monitor_defaults_to_the_broadcast_profile() {
+    if !vqa_testkit::ffmpeg_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clip = live_clip(dir.path(), 8.0);
+    let list = format!(
+        "[monitor]\nallow_local_files = true\n[[stream]]\nid = \"s\"\nurl = \"{}\"\n",
+        clip.path.display()
+    );
+    let list_path = dir.path().join("streams.toml");
+    std::fs::write(&list_path, list).expect("write list");
+    // No --profile: the monitor's own default.
+    let out = Command::new(env!("CARGO_BIN_EXE_vqa"))
+        .arg("monitor")
+        .arg(&list_path)
+        .args(["--until-done", "--reports"])
+        .arg(dir.path().join("reports"))
+        .output()
+        .expect("vqa monitor");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("reports/s.json")).expect("report"))
+            .expect("report json");
+    let analyze = |profile: &str| -> Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_vqa"))
+            .args(["analyze", "--format", "json", "--decoder-threads", "1"])
+            .args(["--profile", profile])
+            .arg(&clip.path)
+            .output()
+            .expect("vqa analyze");
+        let mut v: Value = serde_json::from_slice(&out.stdout).expect("analyze json");
+        v["stream"] = "s".into();
+        v
+    };
+    assert_eq!(got, analyze("broadcast"));
+    // The clip's defects last a second or two: file QC reports them, broadcast does not
+    // page anyone for them.
+    let count = |v: &Value| v["incidents"].as_array().map_or(0, Vec::len);
+    let qc = analyze("file_qc");
+    assert!(count(&qc) >= 2 && count(&got) < count(&qc), "{got}\n{qc}");
 }
 
 impl Monitor {
@@ -683,6 +739,7 @@ fn two_detector_shards_merge_into_the_report_of_one_process() {
             .arg("monitor")
             .arg(&settings)
             .args(["--control", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--profile", "file_qc"])
             .args([
                 "--webhook",
                 &format!("http://127.0.0.1:{router_port}/notify"),
@@ -710,7 +767,7 @@ fn two_detector_shards_merge_into_the_report_of_one_process() {
         format!(
             "[[shard]]\nname = \"video\"\nurl = \"{}\"\ndetectors = [\"freeze\", \"black\", \"blockiness\", \
              \"blur\", \"colorbars\", \"corruption\", \"frame_drop\"]\n\
-             [[shard]]\nname = \"audio\"\nurl = \"{}\"\ndetectors = [\"silence\", \"loudness\", \"clipping\", \"av_sync\"]\n",
+             [[shard]]\nname = \"audio\"\nurl = \"{}\"\ndetectors = [\"silence\", \"loudness\", \"clipping\", \"av_sync\", \"audio_dropout\"]\n",
             urls[0], urls[1]
         ),
     )
@@ -726,6 +783,7 @@ fn two_detector_shards_merge_into_the_report_of_one_process() {
     let out = Command::new(env!("CARGO_BIN_EXE_vqa"))
         .arg("router")
         .arg(d.join("streams.toml"))
+        .args(["--profile", "file_qc"])
         .arg("--shards")
         .arg(d.join("shards.toml"))
         .args([
@@ -745,8 +803,10 @@ fn two_detector_shards_merge_into_the_report_of_one_process() {
     let merged: Value =
         serde_json::from_slice(&std::fs::read(d.join("merged/ch.json")).expect("merged report"))
             .expect("json");
+    // The clip's defects are short: router and shards run with file QC's timings.
     let one = Command::new(env!("CARGO_BIN_EXE_vqa"))
         .args(["analyze", "--format", "json", "--decoder-threads", "1"])
+        .args(["--profile", "file_qc"])
         .arg(&clip.path)
         .output()
         .expect("vqa analyze");

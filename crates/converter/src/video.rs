@@ -64,7 +64,15 @@ pub(crate) struct VideoTrack {
     scaler: Option<(Pixel, u32, u32, GrayScaler)>,
     /// The decoder rejected a packet or frame since the last picture it produced.
     damage_pending: bool,
+    /// When the picture damage began that has not yet been recovered from: pictures decoded
+    /// after a damaged one predict from it, so they are damaged too until a random access
+    /// point (IDR, recovery point, open-GOP keyframe) decodes clean.
+    damaged_since: Option<Micros>,
 }
+
+/// Damage stops being carried forward after this long without a random access point
+/// (a stream refreshing intra blocks gradually without marking recovery points has none).
+const MAX_DAMAGE_SPAN: Micros = 10_000_000;
 
 impl VideoTrack {
     pub fn open(
@@ -97,6 +105,7 @@ impl VideoTrack {
             next_pts: None,
             scaler: None,
             damage_pending: false,
+            damaged_since: None,
         })
     }
 
@@ -107,9 +116,19 @@ impl VideoTrack {
         // A rejected packet damages the pictures decoded next (their references are gone).
         self.damage_pending |= errors > 0;
         for frame in frames {
+            // FFmpeg marks random access points key frames: IDR, recovery point SEI, CRA,
+            // MPEG-2 I pictures.
+            let random_access = frame.is_key();
             match self.luma_frame(frame, origin) {
                 Some(mut f) => {
                     f.corrupt |= std::mem::take(&mut self.damage_pending);
+                    self.damaged_since = match self.damaged_since {
+                        _ if f.corrupt => self.damaged_since.or(Some(f.pts)),
+                        _ if random_access => None,
+                        Some(since) if f.pts - since > MAX_DAMAGE_SPAN => None,
+                        since => since,
+                    };
+                    f.corrupt |= self.damaged_since.is_some();
                     cutter.push_video(f)
                 }
                 None => {

@@ -30,6 +30,9 @@ pub enum ConfigError {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PipelineConfig {
+    /// Whose alarm timings the defaults follow (default `file_qc`; `vqa monitor` and
+    /// `vqa router` default to `broadcast`): see [`Profile`]. Values the file gives win.
+    pub profile: Profile,
     /// Length of one segment in seconds (default 1.0). Every detector sees one segment at a time.
     pub segment_seconds: f64,
     /// Detectors to run (default: all but `onnx`, which needs a model file).
@@ -45,6 +48,7 @@ pub struct PipelineConfig {
     pub loudness: LoudnessConfig,
     pub clipping: ClippingConfig,
     pub av_sync: AvSyncConfig,
+    pub audio_dropout: AudioDropoutConfig,
     pub onnx: OnnxConfig,
     pub input_loss: InputLossConfig,
     pub aggregator: AggregatorConfig,
@@ -54,6 +58,7 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
+            profile: Profile::FileQc,
             segment_seconds: 1.0,
             detectors: DetectorName::defaults(),
             freeze: FreezeConfig::default(),
@@ -67,6 +72,7 @@ impl Default for PipelineConfig {
             loudness: LoudnessConfig::default(),
             clipping: ClippingConfig::default(),
             av_sync: AvSyncConfig::default(),
+            audio_dropout: AudioDropoutConfig::default(),
             onnx: OnnxConfig::default(),
             input_loss: InputLossConfig::default(),
             aggregator: AggregatorConfig::default(),
@@ -321,11 +327,12 @@ impl KindSection for CorruptionConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BlurConfig {
-    /// A frame is blurred when the 20th percentile of its edge widths, in pixels, exceeds
-    /// this (default 5). Sharp pictures measure 1-2 px, soft natural scenes up to 4, a
-    /// Gaussian blur of sigma 2 about 6. Content upscaled from a lower resolution is soft
-    /// by this measure (a 3x upscale measures 3x its source): raise the value for such
-    /// channels.
+    /// A frame is blurred when its edge width, in pixels, exceeds this (default 2.75). An
+    /// edge's width is its contrast over its steepest slope; a tile's is the 20th percentile
+    /// of its edges', and the frame's that of its textured tiles' 5th percentile, sharpest
+    /// first, so a sharp subject before an out-of-focus background keeps the frame sharp.
+    /// Sharp pictures measure 1-1.5 px, shallow-focus close-ups up to 2.5, a Gaussian blur
+    /// of sigma 2 about 3, a 3x upscale 2.5-3.5.
     pub max_edge_width: f64,
     /// Shortest blurred run reported, in seconds (default 1.0).
     pub min_duration: f64,
@@ -339,7 +346,7 @@ pub struct BlurConfig {
 impl Default for BlurConfig {
     fn default() -> Self {
         BlurConfig {
-            max_edge_width: 5.0,
+            max_edge_width: 2.75,
             min_duration: 1.0,
             critical_after: 10.0,
             clear_after: 0.0,
@@ -648,6 +655,53 @@ impl KindSection for AvSyncConfig {
     }
 }
 
+/// `audio_dropout`: holes in the audio timeline, where packets were lost in transport or
+/// rejected by the decoder.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AudioDropoutConfig {
+    /// Shortest hole reported, in milliseconds (default 10: transport timestamps jitter by
+    /// less than a millisecond, one lost AAC frame is 21 ms).
+    pub min_gap_ms: f64,
+    /// Shortest dropout reported, in seconds (default 0: one hole is enough).
+    pub min_duration: f64,
+    /// Dropouts lasting at least this long are critical (default 1.0 s).
+    pub critical_after: f64,
+    /// Holes at most this many seconds apart are one incident: the incident closes once the
+    /// audio has been whole this long (default 0.5).
+    pub clear_after: f64,
+}
+
+impl Default for AudioDropoutConfig {
+    fn default() -> Self {
+        AudioDropoutConfig {
+            min_gap_ms: 10.0,
+            min_duration: 0.0,
+            critical_after: 1.0,
+            clear_after: 0.5,
+        }
+    }
+}
+
+impl KindSection for AudioDropoutConfig {
+    fn rule(&self) -> Rule {
+        Rule::new(self.min_duration, self.critical_after).clearing(self.clear_after)
+    }
+
+    fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
+        f.duration_or_zero("min_duration", self.min_duration)?;
+        f.duration("critical_after", self.critical_after)?;
+        f.duration_or_zero("clear_after", self.clear_after)?;
+        let g = self.min_gap_ms;
+        f.check(
+            "min_gap_ms",
+            g,
+            (0.0..=1000.0).contains(&g),
+            "expected milliseconds between 0 and 1000",
+        )
+    }
+}
+
 /// `onnx`: any ONNX image model, run with tract on luma patches or on the resized frame.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -864,9 +918,205 @@ pub struct IncidentRule {
     pub continuity: bool,
 }
 
+/// A set of defaults for when incidents are raised and cleared: file QC reports every
+/// defect of a file however short; broadcast monitoring pages an operator only for what
+/// lasts, as monitors do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Profile {
+    /// File QC: short raise times (black 0.5 s, freeze and silence 1 s, loudness 5 s),
+    /// incidents close as soon as the condition is gone.
+    #[default]
+    FileQc,
+    /// Broadcast monitoring: raise after 10 s of black, freeze, silence or bars (AWS
+    /// Elemental MediaConnect's content quality analysis takes 10–60 s, Hybrik's black and
+    /// silence analysis 10 s by default), clear after 10 s without (Volicon: 10 s to
+    /// clear), programme loudness after 30 s outside the target window with 2 LU of
+    /// hysteresis; sporadic defects (damaged pictures, dropped frames, clipping) within 5 s
+    /// of each other are one incident. docs/alarms.md has the whole table and its sources.
+    Broadcast,
+}
+
+impl Profile {
+    pub const ALL: [Profile; 2] = [Profile::FileQc, Profile::Broadcast];
+
+    /// The name in configuration files and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::FileQc => "file_qc",
+            Profile::Broadcast => "broadcast",
+        }
+    }
+}
+
+impl std::fmt::Display for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Profile {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let name = s.trim().replace('-', "_");
+        Profile::ALL
+            .into_iter()
+            .find(|p| p.as_str() == name)
+            .ok_or_else(|| ConfigError::OutOfRange {
+                field: "profile".into(),
+                value: s.trim().to_string(),
+                expected: "expected file_qc or broadcast",
+            })
+    }
+}
+
+/// Merges `over` into `base`, table by table (a value in `over` wins).
+pub fn merge_toml(base: &mut toml::Table, over: &toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge_toml(b, o),
+            _ => {
+                base.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
 impl PipelineConfig {
-    /// Parses TOML, the format of configuration files.
+    /// The defaults of a profile.
+    pub fn for_profile(profile: Profile) -> Self {
+        let mut c = PipelineConfig {
+            profile,
+            ..PipelineConfig::default()
+        };
+        if profile == Profile::Broadcast {
+            // (raise after, clear after, critical after), seconds.
+            let lasting = (10.0, 10.0, 30.0);
+            (
+                c.black.min_duration,
+                c.black.clear_after,
+                c.black.critical_after,
+            ) = lasting;
+            (
+                c.freeze.min_duration,
+                c.freeze.clear_after,
+                c.freeze.critical_after,
+            ) = lasting;
+            (
+                c.silence.min_duration,
+                c.silence.clear_after,
+                c.silence.critical_after,
+            ) = lasting;
+            (
+                c.colorbars.min_duration,
+                c.colorbars.clear_after,
+                c.colorbars.critical_after,
+            ) = lasting;
+            (
+                c.blur.min_duration,
+                c.blur.clear_after,
+                c.blur.critical_after,
+            ) = (10.0, 10.0, 60.0);
+            (
+                c.blockiness.min_duration,
+                c.blockiness.clear_after,
+                c.blockiness.critical_after,
+            ) = (1.0, 5.0, 10.0);
+            (c.onnx.min_duration, c.onnx.clear_after) = (1.0, 5.0);
+            (
+                c.loudness.min_duration,
+                c.loudness.clear_after,
+                c.loudness.critical_after,
+            ) = (30.0, 10.0, 120.0);
+            c.loudness.clear_lu = 2.0;
+            (c.av_sync.min_duration, c.av_sync.critical_after) = (10.0, 60.0);
+            c.corruption.clear_after = 5.0;
+            c.frame_drop.clear_after = 5.0;
+            c.clipping.clear_after = 5.0;
+            c.audio_dropout.clear_after = 5.0;
+        }
+        c
+    }
+
+    /// The alarm timings of every kind under each profile, as TOML comments (what
+    /// `vqa config` prints ahead of the configuration; `current` is marked).
+    pub fn profiles_table(current: Profile) -> String {
+        let configs = Profile::ALL.map(Self::for_profile);
+        let mut out = String::from(
+            "# Alarm timings per profile (seconds): raise after / clear after / critical after.\n\
+             # Choose with --profile or `profile = \"...\"`; values set below win.\n#\n",
+        );
+        let mut line = format!("# {:<12}", "kind");
+        for p in Profile::ALL {
+            let mark = if p == current { " (this)" } else { "" };
+            line += &format!(" | {:<22}", format!("{p}{mark}"));
+        }
+        out += line.trim_end();
+        out += "\n";
+        for kind in IncidentKind::ALL {
+            let mut line = format!("# {:<12}", kind.as_str());
+            for c in &configs {
+                let r = kind.section(c).rule();
+                let mut cell = format!(
+                    "{} / {} / {}",
+                    r.min_duration, r.clear_after, r.critical_after
+                );
+                if r.continuity {
+                    cell += " (cont.)";
+                }
+                line += &format!(" | {cell:<22}");
+            }
+            out += line.trim_end();
+            out += "\n";
+        }
+        out + "#\n"
+    }
+
+    /// Parses TOML, the format of configuration files, over the file QC profile's defaults
+    /// (or those of the profile the file names).
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        Self::from_toml_profiled(text, None, Profile::FileQc)
+    }
+
+    /// Parses TOML over a profile's defaults: `chosen` (a command-line flag) if given, else
+    /// the file's own `profile`, else `default` (the command's).
+    pub fn from_toml_profiled(
+        text: &str,
+        chosen: Option<Profile>,
+        default: Profile,
+    ) -> Result<Self, ConfigError> {
+        let file = Self::parse_toml(text)?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Toml {
+                line: 1,
+                message: e.message().trim().to_string(),
+            })?;
+        let profile = chosen.unwrap_or(if table.contains_key("profile") {
+            file.profile
+        } else {
+            default
+        });
+        if profile == file.profile && profile == Profile::default() {
+            file.validate()?;
+            return Ok(file);
+        }
+        let mut base = toml::Table::try_from(Self::for_profile(profile))
+            .map_err(|e| ConfigError::Json(e.to_string()))?;
+        merge_toml(&mut base, &table);
+        base.insert("profile".into(), profile.as_str().into());
+        let config: PipelineConfig =
+            base.try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Toml {
+                    line: 1,
+                    message: e.message().trim().to_string(),
+                })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn parse_toml(text: &str) -> Result<Self, ConfigError> {
         let config: PipelineConfig = toml::from_str(text).map_err(|e| {
             let at = e.span().map_or(0, |span| span.start);
             let line = 1 + text.as_bytes()[..at.min(text.len())]
@@ -878,7 +1128,6 @@ impl PipelineConfig {
                 message: e.message().trim().to_string(),
             }
         })?;
-        config.validate()?;
         Ok(config)
     }
 
@@ -914,7 +1163,8 @@ impl PipelineConfig {
     }
 
     /// Audio before each segment's start the detectors need (loudness: the rest of a 3 s
-    /// short-term window; av_sync: a beep ahead of its flash). The converter hands it over
+    /// short-term window; av_sync: a beep ahead of its flash; audio_dropout: where the audio
+    /// before the segment ended). The converter hands it over
     /// with the segment as `audio_lead_in`.
     pub fn audio_lead_in(&self) -> Micros {
         let mut secs: f64 = 0.0;
@@ -924,6 +1174,10 @@ impl PipelineConfig {
         }
         if self.is_enabled(DetectorName::AvSync) {
             secs = secs.max(self.av_sync.search_ms / 1000.0);
+        }
+        if self.is_enabled(DetectorName::AudioDropout) {
+            // Where the audio before the segment ended: a hole across its start.
+            secs = secs.max(1.0);
         }
         time::from_secs(secs)
     }
@@ -1131,6 +1385,59 @@ mod tests {
         assert!(e.to_string().contains("black.picture_ratio"), "{e}");
         let e = PipelineConfig::from_toml("detectors = [\"blurr\"]\n").unwrap_err();
         assert!(e.to_string().contains("blurr"), "{e}");
+    }
+
+    #[test]
+    fn profiles_set_defaults_and_a_file_or_flag_chooses_them() {
+        let qc = PipelineConfig::from_toml("").unwrap();
+        assert_eq!(qc.profile, Profile::FileQc);
+        assert_eq!(qc.black.min_duration, 0.5);
+        // A command whose default is broadcast (vqa monitor).
+        let b = PipelineConfig::from_toml_profiled("", None, Profile::Broadcast).unwrap();
+        assert_eq!(b, PipelineConfig::for_profile(Profile::Broadcast));
+        assert_eq!(
+            (
+                b.black.min_duration,
+                b.black.clear_after,
+                b.loudness.clear_lu
+            ),
+            (10.0, 10.0, 2.0)
+        );
+        // Values the file gives win over the profile's, the others follow the profile.
+        let text = "[black]\nmin_duration = 3.0\n";
+        let b = PipelineConfig::from_toml_profiled(text, None, Profile::Broadcast).unwrap();
+        assert_eq!((b.black.min_duration, b.black.clear_after), (3.0, 10.0));
+        assert_eq!(b.freeze.min_duration, 10.0);
+        // The file's own profile wins over the command's default; a flag wins over both.
+        let text = "profile = \"file_qc\"\n[black]\nclear_after = 1.0\n";
+        let q = PipelineConfig::from_toml_profiled(text, None, Profile::Broadcast).unwrap();
+        assert_eq!(
+            (q.profile, q.freeze.min_duration, q.black.clear_after),
+            (Profile::FileQc, 1.0, 1.0)
+        );
+        let b = PipelineConfig::from_toml_profiled(text, Some(Profile::Broadcast), Profile::FileQc)
+            .unwrap();
+        assert_eq!(
+            (b.profile, b.freeze.min_duration, b.black.clear_after),
+            (Profile::Broadcast, 10.0, 1.0)
+        );
+        // Printed and read back, a profile's configuration is itself.
+        let again = PipelineConfig::from_toml(&b.to_toml()).unwrap();
+        assert_eq!(again, b);
+        let e = PipelineConfig::from_toml("profile = \"broadcats\"\n").unwrap_err();
+        assert!(
+            e.to_string().starts_with("line 1:") && e.to_string().contains("broadcats"),
+            "{e}"
+        );
+        assert!("broadcast".parse::<Profile>().is_ok() && "file-qc".parse::<Profile>().is_ok());
+        assert!("tv".parse::<Profile>().is_err());
+    }
+
+    #[test]
+    fn the_older_join_gap_name_still_reads() {
+        let c = PipelineConfig::from_toml("[corruption]\njoin_gap = 2.5\n").unwrap();
+        assert_eq!(c.corruption.clear_after, 2.5);
+        assert_eq!(c.rule(IncidentKind::Corruption).clear_after, 2_500_000);
     }
 
     #[test]

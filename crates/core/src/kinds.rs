@@ -147,6 +147,10 @@ kinds! {
                 let side = if s.mean > 0.0 { "late" } else { "early" };
                 format!("audio {:.0} ms {side}", s.mean.abs())
             });
+        /// Audio missing from the timeline: packets lost or rejected by the decoder.
+        AudioDropout = "audio_dropout", section audio_dropout,
+            headline |get: &Get| get("gap_ms")
+                .map(|s| format!("{} holes, longest {:.0} ms", s.count, s.max));
         /// A user-supplied ONNX model scored frames above its threshold.
         Onnx = "onnx", section onnx,
             headline |get: &Get| get("score").map(|s| format!("model score {:.2} (mean)", s.mean));

@@ -1,6 +1,7 @@
 //! vqa's defect detectors. Pure computation over one segment at a time: no I/O, no state
 //! between segments (the aggregator joins findings across segments).
 
+mod audio_dropout;
 mod av_sync;
 mod black;
 mod blockiness;
@@ -15,6 +16,7 @@ mod onnx;
 mod runs;
 mod silence;
 
+pub use audio_dropout::AudioDropoutDetector;
 pub use av_sync::AvSyncDetector;
 pub use black::BlackDetector;
 pub use blockiness::{block_edges, block_ratios, BlockinessDetector};
@@ -51,6 +53,9 @@ pub fn from_config(config: &PipelineConfig) -> Result<Vec<Box<dyn Detector>>, Mo
                 DetectorName::Loudness => Box::new(LoudnessDetector::new(&config.loudness)),
                 DetectorName::Clipping => Box::new(ClippingDetector::new(&config.clipping)),
                 DetectorName::AvSync => Box::new(AvSyncDetector::new(&config.av_sync)),
+                DetectorName::AudioDropout => {
+                    Box::new(AudioDropoutDetector::new(&config.audio_dropout))
+                }
                 DetectorName::Onnx => Box::new(OnnxDetector::load(&config.onnx)?),
             })
         })

@@ -29,6 +29,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde::Deserialize;
+use vqa_core::config::merge_toml;
 use vqa_core::{DetectorName, PipelineConfig, StreamId};
 
 /// How the monitor runs, whatever the streams.
@@ -137,18 +138,6 @@ struct RawStream {
     looped: bool,
 }
 
-/// Merges `over` into `base`, table by table (a value in `over` wins).
-fn merge(base: &mut toml::Table, over: &toml::Table) {
-    for (k, v) in over {
-        match (base.get_mut(k), v) {
-            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
-            _ => {
-                base.insert(k.clone(), v.clone());
-            }
-        }
-    }
-}
-
 /// A stream list that cannot be used, saying what is wrong and where (retrying cannot help:
 /// the list must be fixed).
 #[derive(Debug, thiserror::Error)]
@@ -232,7 +221,7 @@ impl StreamList {
         }
         let invalid = |e: toml::ser::Error| ListError::Invalid(e.to_string());
         let mut base_table = toml::Table::try_from(base).map_err(invalid)?;
-        merge(&mut base_table, &raw.defaults);
+        merge_toml(&mut base_table, &raw.defaults);
         let mut ids = BTreeSet::new();
         let mut streams = Vec::new();
         for s in raw.stream {
@@ -248,8 +237,20 @@ impl StreamList {
                 )));
             }
             let shown = vqa_core::redact_url(&s.url);
-            let mut table = base_table.clone();
-            merge(&mut table, &s.config);
+            // A stream (or the list's defaults) choosing another profile than the
+            // monitor's starts from that profile's defaults instead of the monitor's values.
+            let own_profile = s
+                .config
+                .get("profile")
+                .or_else(|| raw.defaults.get("profile"))
+                .and_then(toml::Value::as_str)
+                .is_some_and(|p| p.replace('-', "_") != base.profile.as_str());
+            let mut table = if own_profile {
+                raw.defaults.clone()
+            } else {
+                base_table.clone()
+            };
+            merge_toml(&mut table, &s.config);
             if let Some(names) = &s.detectors {
                 table.insert(
                     "detectors".into(),
@@ -314,6 +315,41 @@ impl StreamList {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_choosing_another_profile_starts_from_its_defaults() {
+        use vqa_core::config::Profile;
+        let mut base = PipelineConfig::for_profile(Profile::Broadcast);
+        base.segment_seconds = 2.0; // the monitor's own value
+        let list = StreamList::parse(
+            "[[stream]]\nid = \"a\"\nurl = \"udp://127.0.0.1:5000\"\n\
+             [[stream]]\nid = \"b\"\nurl = \"udp://127.0.0.1:5001\"\n\
+             [stream.config]\nprofile = \"file_qc\"\nblack = { clear_after = 1.0 }\n",
+            &base,
+        )
+        .expect("list");
+        let (a, b) = (&list.streams[0].config, &list.streams[1].config);
+        assert_eq!(
+            (a.profile, a.black.min_duration, a.segment_seconds),
+            (Profile::Broadcast, 10.0, 2.0)
+        );
+        assert_eq!(
+            (
+                b.profile,
+                b.black.min_duration,
+                b.black.clear_after,
+                b.segment_seconds
+            ),
+            (Profile::FileQc, 0.5, 1.0, 1.0)
+        );
+        // A list naming the monitor's own profile changes nothing.
+        let same = StreamList::parse(
+            "[defaults]\nprofile = \"broadcast\"\n[[stream]]\nid = \"a\"\nurl = \"udp://127.0.0.1:5000\"\n",
+            &base,
+        )
+        .expect("list");
+        assert_eq!(same.streams[0].config, *a);
+    }
 
     #[test]
     fn defaults_and_per_stream_overrides_merge_over_the_base() {
