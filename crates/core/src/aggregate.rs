@@ -366,8 +366,11 @@ mod tests {
         }
     }
 
-    fn run_all(reports: Vec<SegmentReport>) -> (Vec<Incident>, Vec<IncidentEvent>) {
-        let agg = IncidentAggregator::new(&PipelineConfig::default());
+    fn run_with(
+        config: &PipelineConfig,
+        reports: Vec<SegmentReport>,
+    ) -> (Vec<Incident>, Vec<IncidentEvent>) {
+        let agg = IncidentAggregator::new(config);
         let mut state = AggregatorState::default();
         let mut events = Vec::new();
         for r in reports {
@@ -376,6 +379,10 @@ mod tests {
         let (report, tail) = agg.finish(state, StreamId::new("t"), StreamSummary::default());
         events.extend(tail);
         (report.incidents, events)
+    }
+
+    fn run_all(reports: Vec<SegmentReport>) -> (Vec<Incident>, Vec<IncidentEvent>) {
+        run_with(&PipelineConfig::default(), reports)
     }
 
     use IncidentKind::*;
@@ -471,21 +478,6 @@ mod tests {
             (in_order[1].kind, in_order[1].start, in_order[1].end),
             (Black, 1_500_000, 2_200_000)
         );
-    }
-
-    fn run_with(
-        config: &PipelineConfig,
-        reports: Vec<SegmentReport>,
-    ) -> (Vec<Incident>, Vec<IncidentEvent>) {
-        let agg = IncidentAggregator::new(config);
-        let mut state = AggregatorState::default();
-        let mut events = Vec::new();
-        for r in reports {
-            events.extend(agg.apply(&mut state, r));
-        }
-        let (report, tail) = agg.finish(state, StreamId::new("t"), StreamSummary::default());
-        events.extend(tail);
-        (report.incidents, events)
     }
 
     fn at_level(mut r: SegmentReport, level: Level) -> SegmentReport {

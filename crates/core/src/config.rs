@@ -992,43 +992,20 @@ impl PipelineConfig {
         };
         if profile == Profile::Broadcast {
             // (raise after, clear after, critical after), seconds.
-            let lasting = (10.0, 10.0, 30.0);
-            (
-                c.black.min_duration,
-                c.black.clear_after,
-                c.black.critical_after,
-            ) = lasting;
-            (
-                c.freeze.min_duration,
-                c.freeze.clear_after,
-                c.freeze.critical_after,
-            ) = lasting;
-            (
-                c.silence.min_duration,
-                c.silence.clear_after,
-                c.silence.critical_after,
-            ) = lasting;
-            (
-                c.colorbars.min_duration,
-                c.colorbars.clear_after,
-                c.colorbars.critical_after,
-            ) = lasting;
-            (
-                c.blur.min_duration,
-                c.blur.clear_after,
-                c.blur.critical_after,
-            ) = (10.0, 10.0, 60.0);
-            (
-                c.blockiness.min_duration,
-                c.blockiness.clear_after,
-                c.blockiness.critical_after,
-            ) = (1.0, 5.0, 10.0);
+            macro_rules! timings {
+                ($($section:ident),+ => $t:expr) => {
+                    $((
+                        c.$section.min_duration,
+                        c.$section.clear_after,
+                        c.$section.critical_after,
+                    ) = $t;)+
+                };
+            }
+            timings!(black, freeze, silence, colorbars => (10.0, 10.0, 30.0));
+            timings!(blur => (10.0, 10.0, 60.0));
+            timings!(blockiness => (1.0, 5.0, 10.0));
+            timings!(loudness => (30.0, 10.0, 120.0));
             (c.onnx.min_duration, c.onnx.clear_after) = (1.0, 5.0);
-            (
-                c.loudness.min_duration,
-                c.loudness.clear_after,
-                c.loudness.critical_after,
-            ) = (30.0, 10.0, 120.0);
             c.loudness.clear_lu = 2.0;
             (c.av_sync.min_duration, c.av_sync.critical_after) = (10.0, 60.0);
             c.corruption.clear_after = 5.0;

@@ -74,13 +74,18 @@ pub fn textured_frame(pts: i64, width: u32, height: u32, seed: &mut u32) -> Vide
 
 /// One second of stereo 48 kHz audio at `pts`: a sine of amplitude `amplitude`.
 pub fn stereo_block(pts: i64, amplitude: f32) -> AudioBlock {
+    stereo_frames(pts, 48_000, amplitude)
+}
+
+/// `frames` sample instants of stereo 48 kHz audio at `pts` (1024: one AAC frame).
+pub fn stereo_frames(pts: i64, frames: usize, amplitude: f32) -> AudioBlock {
     AudioBlock {
         pts,
         skipped: 0,
         rate: 48_000,
         channels: 2,
         lfe: None,
-        samples: (0..96_000)
+        samples: (0..frames * 2)
             .map(|i| (i as f32 * 0.001).sin() * amplitude)
             .collect::<Vec<f32>>()
             .into(),

@@ -72,21 +72,14 @@ impl Detector for AudioDropoutDetector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::audio_segment;
+    use crate::testing::{audio_segment, stereo_frames};
     use vqa_core::config::AudioDropoutConfig;
 
     /// An AAC frame's worth: 1024 samples at 48 kHz (21.3 ms).
     const FRAMES: usize = 1024;
 
     fn block(pts: Micros) -> AudioBlock {
-        AudioBlock {
-            pts,
-            skipped: 0,
-            rate: 48_000,
-            channels: 2,
-            lfe: None,
-            samples: vec![0.1f32; FRAMES * 2].into(),
-        }
+        stereo_frames(pts, FRAMES, 0.1)
     }
 
     fn detect(seg: &Segment) -> Vec<(Micros, Micros)> {
