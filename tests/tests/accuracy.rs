@@ -317,6 +317,12 @@ fn damage_lasts_from_the_corrupted_packets_to_the_next_clean_keyframe() {
         .collect();
     assert_eq!(found.len(), 1, "one incident: {found:?}");
     let (start, end) = found[0];
-    assert!((start - truth[0].start).abs() <= TOLERANCE, "{found:?} vs {truth:?}");
-    assert!((end - truth[0].end).abs() <= TOLERANCE, "{found:?} vs {truth:?}");
+    assert!(
+        (start - truth[0].start).abs() <= TOLERANCE,
+        "{found:?} vs {truth:?}"
+    );
+    assert!(
+        (end - truth[0].end).abs() <= TOLERANCE,
+        "{found:?} vs {truth:?}"
+    );
 }
