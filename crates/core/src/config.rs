@@ -328,11 +328,11 @@ impl KindSection for CorruptionConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct BlurConfig {
     /// A frame is blurred when its edge width, in pixels, exceeds this (default 2.75). An
-    /// edge's width is its contrast over its steepest slope; a tile's is the 20th percentile
-    /// of its edges', and the frame's that of its textured tiles' 5th percentile, sharpest
-    /// first, so a sharp subject before an out-of-focus background keeps the frame sharp.
-    /// Sharp pictures measure 1-1.5 px, shallow-focus close-ups up to 2.5, a Gaussian blur
-    /// of sigma 2 about 3, a 3x upscale 2.5-3.5.
+    /// edge's width is its 10-90% rise distance; a tile's is the 20th percentile of its
+    /// edges', and the frame's that of its textured tiles' 5th percentile, sharpest first
+    /// (at least the third), so a sharp subject before an out-of-focus background keeps the
+    /// frame sharp. Sharp pictures measure about 1 px, shallow-focus close-ups up to 2.5, a
+    /// Gaussian blur of sigma 2 at 720p about 3, a 3x upscale 2.5-3.5.
     pub max_edge_width: f64,
     /// Shortest blurred run reported, in seconds (default 1.0).
     pub min_duration: f64,
