@@ -239,18 +239,20 @@ impl KindSection for SilenceConfig {
     }
 }
 
-/// `blockiness`: visible block structure, no reference needed. Per frame, the luma gradient
-/// across the 8-pixel block grid is compared with the gradient inside blocks, horizontally
-/// and vertically; a starved encoder or concealed damage makes block edges stand out while
-/// detailed or flat content does not.
+/// `blockiness`: visible block structure (a starved encoder, concealed damage), no reference
+/// needed. Per picture, block-edge and inside-block luma differences on the 8x8 grid feed a
+/// small model trained on natural content (docs/block-corruption.md) that gives the
+/// probability the picture is visibly blocky.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BlockinessConfig {
-    /// A frame is blocky when its block-edge gradient is at least this many times the
-    /// gradient inside blocks, in both directions, as the median of the five frames around
-    /// it (default 1.3; clean H.264 measures 1.0-1.25, test patterns about 1.2, an encoder
-    /// starved of bits 1.2-3 depending on deblocking and content).
+    /// A picture is blocky when the model's probability that it is reaches this (default
+    /// 0.5; between 0 and 1).
     pub threshold: f64,
+    /// An open incident continues while the probability stays at or above this (default
+    /// 0.3, at most `threshold`): a starved encoder's pictures alternate between worse and
+    /// better, and one better picture should not close it.
+    pub clear_threshold: f64,
     /// Shortest blocky run reported, in seconds (default 0.5).
     pub min_duration: f64,
     /// Blocky runs at least this long are critical (default 5.0 s).
@@ -263,7 +265,8 @@ pub struct BlockinessConfig {
 impl Default for BlockinessConfig {
     fn default() -> Self {
         BlockinessConfig {
-            threshold: 1.3,
+            threshold: 0.5,
+            clear_threshold: 0.3,
             min_duration: 0.5,
             critical_after: 5.0,
             clear_after: 0.0,
@@ -281,7 +284,19 @@ impl KindSection for BlockinessConfig {
         f.duration("critical_after", self.critical_after)?;
         f.duration_or_zero("clear_after", self.clear_after)?;
         let t = self.threshold;
-        f.check("threshold", t, t > 1.0, "expected a ratio above 1")
+        f.check(
+            "threshold",
+            t,
+            t > 0.0 && t < 1.0,
+            "expected a probability between 0 and 1",
+        )?;
+        let c = self.clear_threshold;
+        f.check(
+            "clear_threshold",
+            c,
+            c > 0.0 && c <= t,
+            "expected a probability above 0 and at most threshold",
+        )
     }
 }
 

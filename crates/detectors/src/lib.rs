@@ -19,7 +19,7 @@ mod silence;
 pub use audio_dropout::AudioDropoutDetector;
 pub use av_sync::AvSyncDetector;
 pub use black::BlackDetector;
-pub use blockiness::{block_edges, block_ratios, BlockinessDetector};
+pub use blockiness::{block_features, blocky_probability, frame_score, BlockinessDetector};
 pub use blur::{edge_width, BlurDetector};
 pub use clipping::ClippingDetector;
 pub use colorbars::ColorbarsDetector;

@@ -16,16 +16,14 @@ fn main() -> anyhow::Result<()> {
     let mut converter =
         FfmpegConverter::open(&path, StreamId::new("m"), &PipelineConfig::default())?;
     let mut n = 0usize;
-    println!("time\tblock_h\tblock_v\tedge_width");
+    println!("time\tblock_score\tedge_width");
     while let Some(segment) = converter.next_segment() {
         for frame in &segment.video {
             if n.is_multiple_of(every) {
-                let ((hg, hi), (vg, vi)) = vqa_detectors::block_edges(frame);
-                let (h, v) = (hg / hi.max(0.01), vg / vi.max(0.01));
-                print!("{hg:.2}/{hi:.2} {vg:.2}/{vi:.2} ");
+                let b = vqa_detectors::frame_score(frame).unwrap_or(f64::NAN);
                 let w = vqa_detectors::edge_width(frame).unwrap_or(f64::NAN);
                 println!(
-                    "{:.2}\t{h:.2}\t{v:.2}\t{w:.1}{}",
+                    "{:.2}\t{b:.3}\t{w:.1}{}",
                     frame.pts as f64 / 1e6,
                     if frame.corrupt { "\tcorrupt" } else { "" }
                 );
