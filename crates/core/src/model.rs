@@ -67,8 +67,9 @@ pub struct VideoFrame {
     /// Decoded from a keyframe (an intra-coded picture). An encoder re-encoding a still
     /// picture as a keyframe changes it slightly; the freeze detector allows for that.
     pub keyframe: bool,
-    /// The decoder flagged the picture as damaged: missing references, a corrupt bitstream,
-    /// or error concealment in use.
+    /// The decoder flagged the picture as damaged (missing references, a corrupt bitstream,
+    /// error concealment in use), or it was decoded after such a picture and before the next
+    /// random access point that decoded clean: it predicts from the damage.
     pub corrupt: bool,
     /// `stride * height` bytes (the last row may be only `width` long).
     pub luma: Bytes,
