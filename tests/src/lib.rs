@@ -506,6 +506,22 @@ fn tidy_seconds(seconds: f64) -> f64 {
     (seconds * 1e9).round() / 1e9
 }
 
+/// A 6 s clip named `name` with a freeze (0.8–2.4 s), a black span (3.0–4.2 s) and a silence
+/// (2.0–3.5 s): defects that span the boundaries of 1 s segments and 2-segment chunks. The
+/// clip several tests run; panics when the ffmpeg CLI cannot make it.
+pub fn three_defects(dir: &Path, name: &str) -> PathBuf {
+    let spec = ClipSpec {
+        duration: 6.0,
+        defects: vec![
+            Defect::freeze(0.8, 2.4),
+            Defect::black(3.0, 4.2),
+            Defect::silence(2.0, 3.5),
+        ],
+        ..ClipSpec::default()
+    };
+    make_clip(dir, name, &spec).expect("make clip").path
+}
+
 /// Renders `spec` into `dir/name.<ext>` and returns the clip with its ground truth.
 ///
 /// The file is written under a temporary name and renamed when complete, so a path

@@ -8,8 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use vqa_core::{DetectorName, Incident, IncidentKind, PipelineConfig, StreamId};
-use vqa_deploy_ecs::{open_input, run, DEFAULT_IN_FLIGHT};
+use vqa_core::{DetectorName, Incident, IncidentKind, PipelineConfig};
+use vqa_deploy_ecs::analyze_file;
 
 fn photo() -> PathBuf {
     let script =
@@ -45,19 +45,10 @@ fn blockiness(path: &Path) -> Vec<Incident> {
         detectors: vec![DetectorName::Blockiness],
         ..PipelineConfig::default()
     };
-    let stream = StreamId::new("natural");
-    let converter = open_input(path, stream.clone(), &config).expect("open");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let analysis = rt
-        .block_on(run(
-            converter,
-            &config,
-            stream,
-            DEFAULT_IN_FLIGHT,
-            None,
-            None,
-        ))
-        .expect("run");
+        .block_on(analyze_file(path, &config))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     analysis
         .report
         .incidents

@@ -16,7 +16,7 @@ use vqa_transport_s3::{Encoding, Granularity};
 
 /// The clip the tests run (see `three_defects`).
 fn clip(dir: &Path) -> PathBuf {
-    common::three_defects(dir, "parity")
+    vqa_testkit::three_defects(dir, "parity")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

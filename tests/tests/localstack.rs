@@ -49,7 +49,7 @@ fn localstack(test: &str, host: bool) -> Option<Emulator> {
 
 /// The clip the tests run (see `three_defects`).
 fn clip(dir: &Path) -> PathBuf {
-    common::three_defects(dir, "localstack")
+    vqa_testkit::three_defects(dir, "localstack")
 }
 
 /// Chunks of 2 segments, one at a time: the defects span chunk boundaries.

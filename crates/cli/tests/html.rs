@@ -4,8 +4,6 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use vqa_testkit::{make_clip, ClipSpec, Defect};
-
 fn vqa(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vqa"))
         .args(args)
@@ -13,22 +11,10 @@ fn vqa(args: &[&str]) -> Output {
         .expect("run vqa")
 }
 
-/// 6 s with a freeze, a black stretch and a silence at known times, or `None` without the
-/// ffmpeg CLI.
+/// The test kit's clip with a freeze, a black stretch and a silence at known times, or
+/// `None` without the ffmpeg CLI.
 fn three_defects(dir: &Path) -> Option<PathBuf> {
-    if !vqa_testkit::ffmpeg_or_skip() {
-        return None;
-    }
-    let spec = ClipSpec {
-        duration: 6.0,
-        defects: vec![
-            Defect::freeze(0.8, 2.4),
-            Defect::black(3.0, 4.2),
-            Defect::silence(2.0, 3.5),
-        ],
-        ..ClipSpec::default()
-    };
-    Some(make_clip(dir, "html", &spec).expect("make clip").path)
+    vqa_testkit::ffmpeg_or_skip().then(|| vqa_testkit::three_defects(dir, "html"))
 }
 
 /// Analyses `clip` writing the page to `page`; returns the JSON report.

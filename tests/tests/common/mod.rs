@@ -18,22 +18,6 @@ pub fn four_detectors() -> PipelineConfig {
     }
 }
 
-/// A 6 s clip named `name` with a freeze (0.8–2.4 s), a black span (3.0–4.2 s) and a silence
-/// (2.0–3.5 s): defects that span the boundaries of 1 s segments and 2-segment chunks.
-pub fn three_defects(dir: &Path, name: &str) -> std::path::PathBuf {
-    use vqa_testkit::{make_clip, ClipSpec, Defect};
-    let spec = ClipSpec {
-        duration: 6.0,
-        defects: vec![
-            Defect::freeze(0.8, 2.4),
-            Defect::black(3.0, 4.2),
-            Defect::silence(2.0, 3.5),
-        ],
-        ..ClipSpec::default()
-    };
-    make_clip(dir, name, &spec).expect("make clip").path
-}
-
 /// The single process's report.
 pub async fn single_process(path: &Path, config: &PipelineConfig) -> StreamReport {
     vqa_deploy_ecs::analyze_file(path, config)
