@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{IncidentRule, PipelineConfig};
-use crate::loudness::LoudnessSummary;
+use crate::loudness::{LoudnessSummary, ProgrammeWindow, MOMENTARY};
 use crate::model::StreamId;
 use crate::report::{
     merge_evidence, Coverage, Evidence, Finding, Incident, IncidentKind, Level, Measurements,
-    SegmentReport, Severity, StreamReport, StreamSummary,
+    SegmentReport, Severity, StreamReport, StreamSummary, Summary,
 };
 use crate::time::{self, Micros};
 
@@ -58,6 +58,10 @@ pub struct AggregatorState {
     archived: u64,
     coverage: Coverage,
     measurements: Measurements,
+    /// The last `loudness.programme_window` of momentary loudness (bounded: see
+    /// [`ProgrammeWindow`]).
+    #[serde(default)]
+    programme: ProgrammeWindow,
 }
 
 /// Closed incidents the state holds before they move out in one batch: the state a segment
@@ -120,6 +124,18 @@ pub enum IncidentEvent {
 #[derive(Clone, Debug)]
 pub struct IncidentAggregator {
     rules: BTreeMap<IncidentKind, IncidentRule>,
+    /// Programme loudness, when the loudness detector runs.
+    programme: Option<ProgrammeRule>,
+}
+
+/// How programme loudness is judged (`[loudness]`).
+#[derive(Clone, Copy, Debug)]
+struct ProgrammeRule {
+    window: Micros,
+    target: f64,
+    tolerance: f64,
+    /// A short-term dip is a `loudness_jump` only this far below the programme level too.
+    max_below: f64,
 }
 
 impl IncidentAggregator {
@@ -128,7 +144,62 @@ impl IncidentAggregator {
             .into_iter()
             .map(|k| (k, config.rule(k)))
             .collect();
-        IncidentAggregator { rules }
+        let l = &config.loudness;
+        let programme = config
+            .is_enabled(crate::DetectorName::Loudness)
+            .then(|| ProgrammeRule {
+                window: time::from_secs(l.programme_window),
+                target: l.target_lufs,
+                tolerance: l.tolerance_lu,
+                max_below: l.max_below_lu,
+            });
+        IncidentAggregator { rules, programme }
+    }
+
+    /// The segment's programme loudness finding, if the window is out of tolerance; and
+    /// whether a short-term dip the detector found is a dip of the programme too (a quiet
+    /// programme's short-term loudness is below the target all along: that is the
+    /// programme's incident, not a jump).
+    fn judge_loudness(&self, state: &mut AggregatorState, report: &mut SegmentReport) {
+        let Some(rule) = self.programme else {
+            return;
+        };
+        let Some(momentary) = report.measurements.histograms.get(MOMENTARY) else {
+            return;
+        };
+        let w = &mut state.programme;
+        w.push(report.start, report.end, momentary, rule.window);
+        let level = w.integrated();
+        report.findings.retain(|f| {
+            let dip = f.kind == IncidentKind::LoudnessJump
+                && f.level == Level::Raise
+                && f.evidence
+                    .get("short_term_lufs")
+                    .is_some_and(|s| s.max < rule.target);
+            match (dip, level) {
+                (true, Some(level)) => f
+                    .evidence
+                    .get("short_term_lufs")
+                    .is_some_and(|s| s.max < level - rule.max_below),
+                _ => true,
+            }
+        });
+        let Some(verdict) = w.judge(rule.window, rule.target, rule.tolerance) else {
+            return;
+        };
+        if verdict.out {
+            let mut evidence = Evidence::new();
+            evidence.insert("programme_lufs".into(), Summary::of(verdict.lufs));
+            report.findings.push(Finding {
+                kind: IncidentKind::Loudness,
+                start: verdict.since,
+                end: report.end,
+                channel: None,
+                reaches_end: true,
+                level: Level::Raise,
+                evidence,
+            });
+        }
     }
 
     /// Takes one segment's findings (in any order; duplicates of an already applied segment
@@ -152,6 +223,8 @@ impl IncidentAggregator {
         report: SegmentReport,
         events: &mut Vec<IncidentEvent>,
     ) {
+        let mut report = report;
+        self.judge_loudness(state, &mut report);
         let c = &mut state.coverage;
         c.segments += 1;
         c.video_frames += u64::from(report.video_frames);

@@ -46,6 +46,8 @@ pub struct PipelineConfig {
     pub colorbars: ColorbarsConfig,
     pub frame_drop: FrameDropConfig,
     pub loudness: LoudnessConfig,
+    pub loudness_jump: LoudnessJumpConfig,
+    pub true_peak: TruePeakConfig,
     pub clipping: ClippingConfig,
     pub av_sync: AvSyncConfig,
     pub audio_dropout: AudioDropoutConfig,
@@ -70,6 +72,8 @@ impl Default for PipelineConfig {
             colorbars: ColorbarsConfig::default(),
             frame_drop: FrameDropConfig::default(),
             loudness: LoudnessConfig::default(),
+            loudness_jump: LoudnessJumpConfig::default(),
+            true_peak: TruePeakConfig::default(),
             clipping: ClippingConfig::default(),
             av_sync: AvSyncConfig::default(),
             audio_dropout: AudioDropoutConfig::default(),
@@ -475,26 +479,65 @@ impl KindSection for FrameDropConfig {
     }
 }
 
-/// `loudness`: EBU R128 short-term loudness (3 s window) outside the target window, and the
-/// stream's integrated loudness, loudness range and true peak in the report.
+/// A loudness standard: the target, the programme's tolerance and the true-peak maximum
+/// that `[loudness]` takes unless the file sets them (docs/alarms.md has the sources).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoudnessStandard {
+    /// EBU R128: -23 LUFS, ±1 LU for live programmes (R128 s1 / Tech 3343), -1 dBTP.
+    #[default]
+    EbuR128,
+    /// ATSC A/85: -24 LKFS, ±2 dB, -2 dBTP.
+    AtscA85,
+}
+
+impl LoudnessStandard {
+    /// (target LUFS, programme tolerance LU, maximum true peak dBTP).
+    pub fn values(self) -> (f64, f64, f64) {
+        match self {
+            LoudnessStandard::EbuR128 => (-23.0, 1.0, -1.0),
+            LoudnessStandard::AtscA85 => (-24.0, 2.0, -2.0),
+        }
+    }
+}
+
+/// `loudness`: programme loudness (BS.1770 gated integrated loudness over the last
+/// `programme_window` seconds, judged by the aggregator) outside `target_lufs ±
+/// tolerance_lu`; and the thresholds of the two momentary kinds the loudness detector
+/// reports, `loudness_jump` (short-term loudness) and `true_peak`. The stream's integrated
+/// loudness, loudness range and true peak are in the report.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LoudnessConfig {
-    /// Target programme loudness, LUFS (default -23, EBU R128; ATSC A/85 uses -24).
+    /// Which standard's target, tolerance and true-peak maximum apply (default `ebu_r128`;
+    /// `atsc_a85`). `target_lufs`, `tolerance_lu` and `max_true_peak_dbtp` given in the file
+    /// win over the standard's.
+    pub standard: LoudnessStandard,
+    /// Target programme loudness, LUFS (EBU R128 -23, ATSC A/85 -24).
     pub target_lufs: f64,
-    /// Short-term loudness more than this many LU above the target is too loud (default 5).
+    /// The programme's loudness may be this many LU off the target (EBU R128 1, for live
+    /// programmes; ATSC A/85 2).
+    pub tolerance_lu: f64,
+    /// Programme loudness is integrated over this many seconds of the most recent audio
+    /// (default 60); a stream shorter than that is not judged (its integrated loudness is in
+    /// the report).
+    pub programme_window: f64,
+    /// True peak above this, dBTP, is a `true_peak` finding (EBU R128 -1, ATSC A/85 -2).
+    pub max_true_peak_dbtp: f64,
+    /// Short-term loudness more than this many LU above the target is a `loudness_jump`
+    /// (default 5: EBU R128 s1's maximum short-term loudness, -18 LUFS).
     pub max_above_lu: f64,
-    /// Short-term loudness more than this many LU below the target is too quiet (default 10).
-    /// Audio below -70 LUFS is silence, the silence detector's business, not a loudness
-    /// incident.
+    /// Short-term loudness more than this many LU below both the target and the programme
+    /// level is a `loudness_jump` (a dip; default 10). Audio below -70 LUFS is silence, the
+    /// silence detector's business, not a loudness incident.
     pub max_below_lu: f64,
-    /// Hysteresis: an excursion is over only once short-term loudness is back this many LU
-    /// inside the window (default 1.0), so a programme hovering at a bound is one incident,
-    /// not an alarm going on and off.
+    /// Hysteresis of `loudness_jump`: an excursion is over only once short-term loudness is
+    /// back this many LU inside (default 1.0), so a passage hovering at a bound is one
+    /// incident, not an alarm going on and off.
     pub clear_lu: f64,
-    /// Shortest excursion reported, in seconds (default 5.0).
+    /// Raise after: the programme was out of tolerance this long, in seconds (default 5.0).
     pub min_duration: f64,
-    /// Excursions at least this long are critical (default 30.0 s).
+    /// Programme loudness incidents at least this long are critical (default 30.0 s).
     pub critical_after: f64,
     /// The incident closes only once the condition has been absent this long, in seconds
     /// (default 0: at once); a shorter return of the condition continues it.
@@ -503,14 +546,48 @@ pub struct LoudnessConfig {
 
 impl Default for LoudnessConfig {
     fn default() -> Self {
+        LoudnessConfig::for_standard(LoudnessStandard::EbuR128)
+    }
+}
+
+/// The keys of `[loudness]` that a standard sets unless the file does.
+const STANDARD_KEYS: [&str; 3] = ["target_lufs", "tolerance_lu", "max_true_peak_dbtp"];
+
+impl LoudnessConfig {
+    /// The defaults under a standard.
+    pub fn for_standard(standard: LoudnessStandard) -> Self {
+        let (target_lufs, tolerance_lu, max_true_peak_dbtp) = standard.values();
         LoudnessConfig {
-            target_lufs: -23.0,
+            standard,
+            target_lufs,
+            tolerance_lu,
+            programme_window: 60.0,
+            max_true_peak_dbtp,
             max_above_lu: 5.0,
             max_below_lu: 10.0,
             clear_lu: 1.0,
             min_duration: 5.0,
             critical_after: 30.0,
             clear_after: 0.0,
+        }
+    }
+
+    /// Takes the standard's values for the keys the file's section does not name (`given`).
+    fn apply_standard(&mut self, given: impl Fn(&str) -> bool) {
+        let values = self.standard.values();
+        let fields = [
+            &mut self.target_lufs,
+            &mut self.tolerance_lu,
+            &mut self.max_true_peak_dbtp,
+        ];
+        for ((key, field), value) in STANDARD_KEYS
+            .iter()
+            .zip(fields)
+            .zip([values.0, values.1, values.2])
+        {
+            if !given(key) {
+                *field = value;
+            }
         }
     }
 }
@@ -531,6 +608,22 @@ impl KindSection for LoudnessConfig {
             (-70.0..=0.0).contains(&t),
             "expected LUFS between -70 and 0",
         )?;
+        let tol = self.tolerance_lu;
+        f.check("tolerance_lu", tol, tol > 0.0, "expected LU above 0")?;
+        let w = self.programme_window;
+        f.check(
+            "programme_window",
+            w,
+            (3.0..=86_400.0).contains(&w),
+            "expected seconds, at least 3 (a short-term window) and at most a day",
+        )?;
+        let tp = self.max_true_peak_dbtp;
+        f.check(
+            "max_true_peak_dbtp",
+            tp,
+            (-20.0..=6.0).contains(&tp),
+            "expected dBTP between -20 and 6",
+        )?;
         let (above, below) = (self.max_above_lu, self.max_below_lu);
         f.check("max_above_lu", above, above > 0.0, "expected LU above 0")?;
         f.check("max_below_lu", below, below > 0.0, "expected LU above 0")?;
@@ -541,6 +634,79 @@ impl KindSection for LoudnessConfig {
             clear >= 0.0 && clear < (above + below) / 2.0,
             "expected LU, 0 or more and less than half the window",
         )
+    }
+}
+
+/// `loudness_jump`: short-term (3 s) loudness more than `loudness.max_above_lu` above the
+/// target (a commercial louder than the programme), or a dip more than `loudness.max_below_lu`
+/// below both the target and the programme level. The thresholds are `[loudness]`'s; this
+/// section holds the alarm timings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoudnessJumpConfig {
+    /// Shortest excursion reported, in seconds (default 5.0).
+    pub min_duration: f64,
+    /// Excursions at least this long are critical (default 30.0 s).
+    pub critical_after: f64,
+    /// The incident closes only once the condition has been absent this long, in seconds
+    /// (default 0: at once).
+    pub clear_after: f64,
+}
+
+impl Default for LoudnessJumpConfig {
+    fn default() -> Self {
+        LoudnessJumpConfig {
+            min_duration: 5.0,
+            critical_after: 30.0,
+            clear_after: 0.0,
+        }
+    }
+}
+
+impl KindSection for LoudnessJumpConfig {
+    fn rule(&self) -> Rule {
+        Rule::new(self.min_duration, self.critical_after).clearing(self.clear_after)
+    }
+
+    fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
+        f.duration_or_zero("min_duration", self.min_duration)?;
+        f.duration("critical_after", self.critical_after)?;
+        f.duration_or_zero("clear_after", self.clear_after)
+    }
+}
+
+/// `true_peak`: true peak (BS.1770 4x oversampled) above `loudness.max_true_peak_dbtp`, per
+/// 100 ms step. A sporadic kind: overs at most `clear_after` apart are one incident.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TruePeakConfig {
+    /// Shortest passage of overs reported, in seconds (default 0: one over is a defect).
+    pub min_duration: f64,
+    /// Passages of overs at least this long are critical (default 5.0 s).
+    pub critical_after: f64,
+    /// Overs at most this many seconds apart are one incident (default 0.5).
+    pub clear_after: f64,
+}
+
+impl Default for TruePeakConfig {
+    fn default() -> Self {
+        TruePeakConfig {
+            min_duration: 0.0,
+            critical_after: 5.0,
+            clear_after: 0.5,
+        }
+    }
+}
+
+impl KindSection for TruePeakConfig {
+    fn rule(&self) -> Rule {
+        Rule::new(self.min_duration, self.critical_after).clearing(self.clear_after)
+    }
+
+    fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
+        f.duration_or_zero("min_duration", self.min_duration)?;
+        f.duration("critical_after", self.critical_after)?;
+        f.duration_or_zero("clear_after", self.clear_after)
     }
 }
 
@@ -1020,6 +1186,8 @@ impl PipelineConfig {
             timings!(blur => (10.0, 10.0, 60.0));
             timings!(blockiness => (1.0, 5.0, 10.0));
             timings!(loudness => (30.0, 10.0, 120.0));
+            timings!(loudness_jump => (10.0, 5.0, 60.0));
+            timings!(true_peak => (0.0, 5.0, 5.0));
             (c.onnx.min_duration, c.onnx.clear_after) = (1.0, 5.0);
             c.loudness.clear_lu = 2.0;
             (c.av_sync.min_duration, c.av_sync.critical_after) = (10.0, 60.0);
@@ -1090,7 +1258,11 @@ impl PipelineConfig {
         } else {
             default
         });
+        let loudness_keys = table.get("loudness").and_then(toml::Value::as_table);
+        let given = |key: &str| loudness_keys.is_some_and(|t| t.contains_key(key));
         if profile == file.profile && profile == Profile::default() {
+            let mut file = file;
+            file.loudness.apply_standard(given);
             file.validate()?;
             return Ok(file);
         }
@@ -1098,12 +1270,13 @@ impl PipelineConfig {
             .map_err(|e| ConfigError::Json(e.to_string()))?;
         merge_toml(&mut base, &table);
         base.insert("profile".into(), profile.as_str().into());
-        let config: PipelineConfig =
+        let mut config: PipelineConfig =
             base.try_into()
                 .map_err(|e: toml::de::Error| ConfigError::Toml {
                     line: 1,
                     message: e.message().trim().to_string(),
                 })?;
+        config.loudness.apply_standard(given);
         config.validate()?;
         Ok(config)
     }
@@ -1125,8 +1298,14 @@ impl PipelineConfig {
 
     /// Parses JSON, the form the configuration takes inside a Step Functions payload.
     pub fn from_json(text: &str) -> Result<Self, ConfigError> {
-        let config: PipelineConfig =
+        let value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| ConfigError::Json(e.to_string()))?;
+        let loudness_keys = value.get("loudness").and_then(|l| l.as_object()).cloned();
+        let mut config: PipelineConfig =
+            serde_json::from_value(value).map_err(|e| ConfigError::Json(e.to_string()))?;
+        config
+            .loudness
+            .apply_standard(|key| loudness_keys.as_ref().is_some_and(|t| t.contains_key(key)));
         config.validate()?;
         Ok(config)
     }
@@ -1423,6 +1602,56 @@ mod tests {
         );
         assert!("broadcast".parse::<Profile>().is_ok() && "file-qc".parse::<Profile>().is_ok());
         assert!("tv".parse::<Profile>().is_err());
+    }
+
+    #[test]
+    fn a_loudness_standard_sets_what_the_file_does_not() {
+        let r128 = PipelineConfig::from_toml("").unwrap().loudness;
+        assert_eq!(r128.standard, LoudnessStandard::EbuR128);
+        assert_eq!(
+            (r128.target_lufs, r128.tolerance_lu, r128.max_true_peak_dbtp),
+            (-23.0, 1.0, -1.0)
+        );
+        let text = "[loudness]\nstandard = \"atsc_a85\"\n";
+        for profile in Profile::ALL {
+            let a85 = PipelineConfig::from_toml_profiled(text, Some(profile), profile)
+                .unwrap()
+                .loudness;
+            assert_eq!(
+                (a85.target_lufs, a85.tolerance_lu, a85.max_true_peak_dbtp),
+                (-24.0, 2.0, -2.0),
+                "{profile}"
+            );
+        }
+        // An explicit value wins over the standard's; the others follow it.
+        let text = "[loudness]\nstandard = \"atsc_a85\"\ntarget_lufs = -22.0\n";
+        let c = PipelineConfig::from_toml(text).unwrap();
+        assert_eq!(
+            (c.loudness.target_lufs, c.loudness.tolerance_lu),
+            (-22.0, 2.0)
+        );
+        // Printed and read back (TOML and the JSON of a payload), it is itself.
+        assert_eq!(PipelineConfig::from_toml(&c.to_toml()).unwrap(), c);
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(PipelineConfig::from_json(&json).unwrap(), c);
+        let partial = r#"{"loudness": {"standard": "atsc_a85"}}"#;
+        let j = PipelineConfig::from_json(partial).unwrap();
+        assert_eq!(j.loudness.target_lufs, -24.0);
+        // A file from before the standards still loads, with its own values.
+        let old = "[loudness]\ntarget_lufs = -24.0\nmax_above_lu = 4.0\nmax_below_lu = 8.0\n\
+                   clear_lu = 1.5\nmin_duration = 2.0\n";
+        let o = PipelineConfig::from_toml(old).unwrap().loudness;
+        assert_eq!(
+            (
+                o.target_lufs,
+                o.max_above_lu,
+                o.tolerance_lu,
+                o.min_duration
+            ),
+            (-24.0, 4.0, 1.0, 2.0)
+        );
+        let e = PipelineConfig::from_toml("[loudness]\nstandard = \"r128\"\n").unwrap_err();
+        assert!(e.to_string().contains("r128"), "{e}");
     }
 
     #[test]

@@ -21,6 +21,10 @@ macro_rules! kinds {
             $( $(#[doc = $ddoc:literal])* $dkind:ident = $dname:literal, section $dsec:ident,
                headline $dhead:expr; )*
         }
+        also {
+            $( $(#[doc = $adoc:literal])* $akind:ident = $aname:literal, section $asec:ident,
+               by $adet:ident, headline $ahead:expr; )*
+        }
         others {
             $( $(#[doc = $odoc:literal])* $okind:ident = $oname:literal, section $osec:ident,
                headline $ohead:expr; )*
@@ -31,27 +35,30 @@ macro_rules! kinds {
         #[serde(rename_all = "snake_case")]
         pub enum IncidentKind {
             $( $(#[doc = $ddoc])* $dkind, )*
+            $( $(#[doc = $adoc])* $akind, )*
             $( $(#[doc = $odoc])* $okind, )*
         }
 
         impl IncidentKind {
             /// Every kind, in the table's order.
-            pub const ALL: [IncidentKind; [$($dname,)* $($oname,)*].len()] =
-                [$(IncidentKind::$dkind,)* $(IncidentKind::$okind,)*];
+            pub const ALL: [IncidentKind; [$($dname,)* $($aname,)* $($oname,)*].len()] =
+                [$(IncidentKind::$dkind,)* $(IncidentKind::$akind,)* $(IncidentKind::$okind,)*];
 
             /// The name in reports, configuration and notifications: `freeze`, `frame_drop`.
             pub fn as_str(self) -> &'static str {
                 match self {
                     $(IncidentKind::$dkind => $dname,)*
+                    $(IncidentKind::$akind => $aname,)*
                     $(IncidentKind::$okind => $oname,)*
                 }
             }
 
-            /// The detector that reports this kind; none for kinds the runner itself
-            /// reports (`input_loss`).
+            /// The detector that reports this kind (or measures what the aggregator judges
+            /// it by); none for kinds the runner itself reports (`input_loss`).
             pub fn detector(self) -> Option<DetectorName> {
                 match self {
                     $(IncidentKind::$dkind => Some(DetectorName::$dkind),)*
+                    $(IncidentKind::$akind => Some(DetectorName::$adet),)*
                     $(IncidentKind::$okind => None,)*
                 }
             }
@@ -60,6 +67,7 @@ macro_rules! kinds {
             pub fn section(self, config: &PipelineConfig) -> &dyn KindSection {
                 match self {
                     $(IncidentKind::$dkind => &config.$dsec,)*
+                    $(IncidentKind::$akind => &config.$asec,)*
                     $(IncidentKind::$okind => &config.$osec,)*
                 }
             }
@@ -70,6 +78,7 @@ macro_rules! kinds {
                 let get = |name: &str| evidence.get(name).copied();
                 match self {
                     $(IncidentKind::$dkind => ($dhead)(&get),)*
+                    $(IncidentKind::$akind => ($ahead)(&get),)*
                     $(IncidentKind::$okind => ($ohead)(&get),)*
                 }
             }
@@ -133,10 +142,14 @@ kinds! {
             headline |get: &Get| get("missing_frames")
                 .map(|s| format!("{:.0} frames missing", s.mean * s.count as f64))
                 .or_else(|| get("backwards_ms").map(|s| format!("time back {:.0} ms", s.max)));
-        /// Programme loudness outside the target window.
+        /// Programme loudness (integrated over `loudness.programme_window`) outside the
+        /// target ± tolerance: a programme too quiet or too loud. The aggregator judges it
+        /// from the loudness detector's measurements.
         Loudness = "loudness", section loudness,
-            headline |get: &Get| get("short_term_lufs")
-                .map(|s| format!("short-term {:.1} to {:.1} LUFS", s.min, s.max));
+            headline |get: &Get| get("programme_lufs")
+                .map(|s| format!("programme {:.1} to {:.1} LUFS", s.min, s.max))
+                .or_else(|| get("short_term_lufs")
+                    .map(|s| format!("short-term {:.1} to {:.1} LUFS", s.min, s.max)));
         /// Samples at full scale: the waveform was cut off.
         Clipping = "clipping", section clipping,
             headline |get: &Get| get("clipped_samples")
@@ -154,6 +167,17 @@ kinds! {
         /// A user-supplied ONNX model scored frames above its threshold.
         Onnx = "onnx", section onnx,
             headline |get: &Get| get("score").map(|s| format!("model score {:.2} (mean)", s.mean));
+    }
+    also {
+        /// Short-term loudness far from the programme: above the target's maximum (a
+        /// commercial louder than the programme) or a dip far below the programme level.
+        LoudnessJump = "loudness_jump", section loudness_jump, by Loudness,
+            headline |get: &Get| get("short_term_lufs")
+                .map(|s| format!("short-term {:.1} to {:.1} LUFS", s.min, s.max));
+        /// True peak above the standard's maximum.
+        TruePeak = "true_peak", section true_peak, by Loudness,
+            headline |get: &Get| get("true_peak_dbtp")
+                .map(|s| format!("true peak {:.1} dBTP", s.max));
     }
     others {
         /// A live input stopped sending or could not be reached (`vqa monitor`).
@@ -224,13 +248,19 @@ mod tests {
                 serde_json::to_string(&kind).unwrap(),
                 format!("\"{}\"", kind.as_str())
             );
-            if let Some(d) = kind.detector() {
+            if let Some(d) = kind.detector().filter(|d| d.as_str() == kind.as_str()) {
                 assert_eq!(d.kind(), kind);
                 assert_eq!(d.as_str().parse::<DetectorName>().unwrap(), d);
                 assert_eq!(serde_json::to_string(&d).unwrap(), format!("\"{kind}\""));
             }
         }
-        assert_eq!(DetectorName::ALL.len() + 1, IncidentKind::ALL.len());
+        // input_loss has no detector; loudness_jump and true_peak are the loudness
+        // detector's.
+        assert_eq!(DetectorName::ALL.len() + 3, IncidentKind::ALL.len());
+        assert_eq!(
+            IncidentKind::TruePeak.detector(),
+            Some(DetectorName::Loudness)
+        );
         assert_eq!(IncidentKind::InputLoss.detector(), None);
     }
 

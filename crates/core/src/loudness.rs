@@ -4,10 +4,17 @@
 //! hop) and each 3 s window (short-term loudness) and reports them as histograms in 0.1 LU
 //! bins; summed over segments they give integrated loudness and loudness range for the whole
 //! stream without keeping any audio, the way libebur128's histogram mode does.
+//!
+//! Programme loudness for alarms is the same measure over a sliding window
+//! ([`ProgrammeWindow`]): the aggregator keeps each recent segment's momentary histogram
+//! (blocks above the absolute gate only) for the last `loudness.programme_window` seconds.
+
+use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
 use crate::report::{Histogram, Measurements};
+use crate::time::Micros;
 
 /// Histogram of momentary (400 ms block) loudness, LUFS.
 pub const MOMENTARY: &str = "loudness.momentary_lufs";
@@ -84,6 +91,113 @@ pub fn integrated(momentary: &Histogram) -> Option<f64> {
     gated_mean(momentary, relative.max(ABSOLUTE_GATE))
 }
 
+/// The momentary loudness of the most recent stretch of a stream, a segment at a time:
+/// what programme loudness is judged by. It holds the fewest segments that cover the
+/// window (at most window / segment length + 1), each as a histogram of its blocks above
+/// the absolute gate (a 1 s segment has at most 10 blocks), so it stays small in the
+/// aggregator's state however long the stream runs.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProgrammeWindow {
+    segments: VecDeque<WindowSegment>,
+    /// The end of the last segment whose window was judged within tolerance: a programme
+    /// incident starts no earlier.
+    within_until: Option<Micros>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct WindowSegment {
+    start: Micros,
+    end: Micros,
+    momentary: Histogram,
+}
+
+/// A verdict on the window's programme loudness.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ProgrammeVerdict {
+    /// Gated integrated loudness of the window, LUFS.
+    pub lufs: f64,
+    /// Outside the target ± tolerance.
+    pub out: bool,
+    /// Where the condition is known to hold from: the window's start, or the end of the
+    /// last window judged within tolerance, whichever is later.
+    pub since: Micros,
+}
+
+impl ProgrammeWindow {
+    /// Adds a segment's momentary histogram and lets go of the segments the window no
+    /// longer needs.
+    pub fn push(&mut self, start: Micros, end: Micros, momentary: &Histogram, window: Micros) {
+        let gated: Histogram = momentary
+            .iter()
+            .filter(|(&b, _)| value(b) >= ABSOLUTE_GATE)
+            .map(|(&b, &c)| (b, c))
+            .collect();
+        self.segments.push_back(WindowSegment {
+            start,
+            end,
+            momentary: gated,
+        });
+        while self.segments.len() > 1 && end - self.segments[1].start >= window {
+            self.segments.pop_front();
+        }
+    }
+
+    /// How many segments it holds.
+    pub fn len(&self) -> usize {
+        self.segments.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.segments.is_empty()
+    }
+
+    /// Stream time from the first segment's start to the last one's end.
+    pub fn span(&self) -> Micros {
+        match (self.segments.front(), self.segments.back()) {
+            (Some(first), Some(last)) => last.end - first.start,
+            _ => 0,
+        }
+    }
+
+    /// Gated integrated loudness of what it holds (`None` if all of it is below the
+    /// absolute gate).
+    pub fn integrated(&self) -> Option<f64> {
+        let mut all = Histogram::new();
+        for s in &self.segments {
+            for (&b, &c) in &s.momentary {
+                *all.entry(b).or_insert(0) += c;
+            }
+        }
+        integrated(&all)
+    }
+
+    /// Judges the window once it covers `window`: its integrated loudness against
+    /// `target ± tolerance`. `None` until then, or when the window is silent (silence is
+    /// the silence detector's).
+    pub fn judge(
+        &mut self,
+        window: Micros,
+        target: f64,
+        tolerance: f64,
+    ) -> Option<ProgrammeVerdict> {
+        if self.span() < window {
+            return None;
+        }
+        let lufs = self.integrated()?;
+        let out = (lufs - target).abs() > tolerance;
+        let first = self.segments.front().map_or(0, |s| s.start);
+        let since = self.within_until.map_or(first, |w| w.max(first));
+        if !out {
+            self.within_until = self.segments.back().map(|s| s.end);
+        }
+        Some(ProgrammeVerdict {
+            lufs: round2(lufs),
+            out,
+            since,
+        })
+    }
+}
+
 /// EBU Tech 3342 loudness range: short-term values gated at -70 LUFS and 20 LU below their
 /// mean, from the 10th to the 95th percentile.
 pub fn range(short_term: &Histogram) -> Option<f64> {
@@ -140,6 +254,88 @@ mod tests {
         let both = gated_mean(&h, ABSOLUTE_GATE).unwrap();
         assert!((both + 21.747).abs() < 0.01, "{both}");
         assert_eq!(integrated(&hist(&[(-80.0, 10)])), None);
+    }
+
+    const S: Micros = 1_000_000;
+
+    /// One second of ten momentary blocks at `lufs`.
+    fn second(lufs: f64) -> Histogram {
+        hist(&[(lufs, 10)])
+    }
+
+    #[test]
+    fn the_window_integrates_only_its_last_seconds_and_stays_bounded() {
+        let mut w = ProgrammeWindow::default();
+        // 100 s at -23, then 60 s at -34: the 60 s window forgets the first part.
+        for i in 0..160 {
+            let lufs = if i < 100 { -23.0 } else { -34.0 };
+            w.push(i * S, (i + 1) * S, &second(lufs), 60 * S);
+            assert!(w.len() <= 61, "{}", w.len());
+        }
+        assert_eq!(w.span(), 60 * S);
+        assert!((w.integrated().unwrap() + 34.0).abs() < 1e-9);
+        // Half at -23, half at -31 (8 LU below: inside the relative gate): the energy
+        // mean, -25.37, not the mean of the LUFS values, -27.
+        let mut w = ProgrammeWindow::default();
+        for i in 0..60 {
+            let lufs = if i < 30 { -23.0 } else { -31.0 };
+            w.push(i * S, (i + 1) * S, &second(lufs), 60 * S);
+        }
+        let l = w.integrated().unwrap();
+        assert!((l + 25.37).abs() < 0.01, "{l}");
+    }
+
+    #[test]
+    fn the_window_gates_silence_and_quiet_passages_like_the_stream() {
+        let mut w = ProgrammeWindow::default();
+        // 30 s at -23, 15 s of digital silence, 15 s at -40 (relative gate).
+        for i in 0..60 {
+            let lufs = match i {
+                0..30 => -23.0,
+                30..45 => -200.0,
+                _ => -40.0,
+            };
+            w.push(i * S, (i + 1) * S, &second(lufs), 60 * S);
+        }
+        assert!((w.integrated().unwrap() + 23.0).abs() < 1e-9);
+        let mut silent = ProgrammeWindow::default();
+        for i in 0..60 {
+            silent.push(i * S, (i + 1) * S, &second(-200.0), 60 * S);
+        }
+        assert_eq!(silent.judge(60 * S, -23.0, 1.0), None);
+    }
+
+    #[test]
+    fn a_window_is_judged_once_full_and_an_excursion_starts_after_the_last_good_window() {
+        let mut w = ProgrammeWindow::default();
+        let mut verdicts = Vec::new();
+        for i in 0..200 {
+            let lufs = if i < 100 { -23.5 } else { -34.0 };
+            w.push(i * S, (i + 1) * S, &second(lufs), 60 * S);
+            verdicts.push(w.judge(60 * S, -23.0, 1.0));
+        }
+        assert!(verdicts[..59].iter().all(Option::is_none));
+        assert!(verdicts[59..100].iter().all(|v| v.is_some_and(|v| !v.out)));
+        let first_out = verdicts.iter().position(|v| v.is_some_and(|v| v.out));
+        // The window falls below -24 once 8 s of -34 are in it: energy mean of 52 s at
+        // -23.5 and 8 s at -34 is -24.06 (7 s: -23.99), and -34 is then within the
+        // relative gate.
+        let first_out = first_out.unwrap();
+        assert_eq!(first_out, 107);
+        let v = verdicts[first_out].unwrap();
+        assert_eq!(v.since, first_out as i64 * S);
+        assert!(v.lufs < -24.0);
+        // ATSC A/85's -24 ± 2 takes longer to leave.
+        let mut w = ProgrammeWindow::default();
+        let a85 = (0..200)
+            .map(|i| {
+                let lufs = if i < 100 { -23.5 } else { -34.0 };
+                w.push(i * S, (i + 1) * S, &second(lufs), 60 * S);
+                w.judge(60 * S, -24.0, 2.0)
+            })
+            .position(|v| v.is_some_and(|v| v.out))
+            .unwrap();
+        assert!(a85 > first_out + 5, "{a85} vs {first_out}");
     }
 
     #[test]

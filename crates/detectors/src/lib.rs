@@ -50,7 +50,11 @@ pub fn from_config(config: &PipelineConfig) -> Result<Vec<Box<dyn Detector>>, Mo
                 DetectorName::Blur => Box::new(BlurDetector::new(&config.blur)),
                 DetectorName::Colorbars => Box::new(ColorbarsDetector::new(&config.colorbars)),
                 DetectorName::FrameDrop => Box::new(FrameDropDetector::new(&config.frame_drop)),
-                DetectorName::Loudness => Box::new(LoudnessDetector::new(&config.loudness)),
+                DetectorName::Loudness => Box::new(LoudnessDetector::new(
+                    &config.loudness,
+                    &config.loudness_jump,
+                    &config.true_peak,
+                )),
                 DetectorName::Clipping => Box::new(ClippingDetector::new(&config.clipping)),
                 DetectorName::AvSync => Box::new(AvSyncDetector::new(&config.av_sync)),
                 DetectorName::AudioDropout => {

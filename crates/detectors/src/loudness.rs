@@ -4,12 +4,20 @@
 //! windows without being read, then the segment's audio is fed in 100 ms steps. After each
 //! step the momentary (400 ms) and short-term (3 s) loudness are read: momentary values are
 //! BS.1770's gating blocks (400 ms, 75% overlap) and go to a histogram from which the
-//! aggregator computes the stream's integrated loudness and loudness range; short-term values
-//! (read every 500 ms) outside `[target - max_below, target + max_above]` (and above -70 LUFS, silence being the
-//! silence detector's) are findings. True peak is measured per segment.
+//! aggregator computes the stream's integrated loudness and loudness range, and judges
+//! programme loudness over a sliding window (`loudness` incidents are the aggregator's: they
+//! span segments). Per segment the detector reports the momentary kinds:
+//!
+//! * `loudness_jump`: short-term values (read every 500 ms) above `target + max_above` (EBU
+//!   R128 s1's maximum short-term loudness) or below `target - max_below` (above -70 LUFS,
+//!   silence being the silence detector's). The aggregator keeps a dip only if it is also
+//!   `max_below` under the programme level, so a quiet programme is one `loudness` incident,
+//!   not a dip every few seconds.
+//! * `true_peak`: each 100 ms step whose true peak (4x oversampled) is above
+//!   `max_true_peak_dbtp`.
 
 use ebur128::{Channel, EbuR128, Mode};
-use vqa_core::config::LoudnessConfig;
+use vqa_core::config::{LoudnessConfig, LoudnessJumpConfig, TruePeakConfig};
 use vqa_core::loudness::{MOMENTARY, SHORT_TERM, TRUE_PEAK};
 use vqa_core::model::{AudioBlock, Segment};
 use vqa_core::report::{Finding, IncidentKind, Measurements};
@@ -26,16 +34,25 @@ pub struct LoudnessDetector {
     high: f64,
     /// Hysteresis: inside the window by less than this is still the excursion's.
     clear: f64,
-    min_duration: Micros,
+    jump_min_duration: Micros,
+    /// Largest true peak allowed, dBTP.
+    max_true_peak: f64,
+    peak_min_duration: Micros,
 }
 
 impl LoudnessDetector {
-    pub fn new(config: &LoudnessConfig) -> Self {
+    pub fn new(
+        config: &LoudnessConfig,
+        jump: &LoudnessJumpConfig,
+        true_peak: &TruePeakConfig,
+    ) -> Self {
         LoudnessDetector {
             low: config.target_lufs - config.max_below_lu,
             high: config.target_lufs + config.max_above_lu,
             clear: config.clear_lu,
-            min_duration: time::from_secs(config.min_duration),
+            jump_min_duration: time::from_secs(jump.min_duration),
+            max_true_peak: config.max_true_peak_dbtp,
+            peak_min_duration: time::from_secs(true_peak.min_duration),
         }
     }
 }
@@ -83,18 +100,12 @@ impl Detector for LoudnessDetector {
         let mut fed = (lead.len() / ch) as u64;
         let step = (rate / 10).max(1) as usize;
         let (momentary_frames, short_frames) = (u64::from(rate) * 4 / 10, u64::from(rate) * 3);
-        let mut runs = Runs::new(IncidentKind::Loudness, self.min_duration);
-        let mut holds = Runs::holding(IncidentKind::Loudness);
+        let mut runs = Runs::new(IncidentKind::LoudnessJump, self.jump_min_duration);
+        let mut holds = Runs::holding(IncidentKind::LoudnessJump);
+        let mut overs = Runs::new(IncidentKind::TruePeak, self.peak_min_duration);
         let mut peak = 0f64;
         let origin = first.time_of(0);
         let steps = body.len().div_ceil(step * ch);
-        if peak_meter.add_frames_f32(&body).is_ok() {
-            for c in 0..u32::from(channels) {
-                if Some(c as u16) != first.lfe {
-                    peak = peak.max(peak_meter.prev_true_peak(c).unwrap_or(0.0));
-                }
-            }
-        }
         let mut judged_until = origin;
         for (k, chunk) in body.chunks(step * ch).enumerate() {
             if meter.add_frames_f32(chunk).is_err() {
@@ -104,6 +115,23 @@ impl Detector for LoudnessDetector {
             let from = origin + (k * step) as i64 * 1_000_000 / i64::from(rate);
             let to = origin
                 + ((k * step) as i64 + (chunk.len() / ch) as i64) * 1_000_000 / i64::from(rate);
+            // True peak of this step, on every channel but the LFE.
+            let mut step_peak = 0f64;
+            if peak_meter.add_frames_f32(chunk).is_ok() {
+                for c in 0..u32::from(channels) {
+                    if Some(c as u16) != first.lfe {
+                        step_peak = step_peak.max(peak_meter.prev_true_peak(c).unwrap_or(0.0));
+                    }
+                }
+            }
+            peak = peak.max(step_peak);
+            let step_dbtp = 20.0 * step_peak.log10();
+            let over = [("true_peak_dbtp", step_dbtp)];
+            overs.push(
+                from,
+                to,
+                (step_peak > 0.0 && step_dbtp > self.max_true_peak).then_some(&over[..]),
+            );
             if fed >= momentary_frames {
                 if let Ok(l) = meter.loudness_momentary() {
                     m.add_to_histogram(MOMENTARY, l.max(-200.0));
@@ -142,6 +170,7 @@ impl Detector for LoudnessDetector {
         }
         let mut findings = runs.finish();
         findings.extend(holds.finish());
+        findings.extend(overs.finish());
         findings
     }
 }
@@ -180,9 +209,62 @@ mod tests {
     }
 
     fn run(seg: &Segment) -> (Vec<Finding>, Measurements) {
+        run_with(seg, &LoudnessConfig::default())
+    }
+
+    fn run_with(seg: &Segment, config: &LoudnessConfig) -> (Vec<Finding>, Measurements) {
         let mut m = Measurements::default();
-        let f = LoudnessDetector::new(&LoudnessConfig::default()).analyze_measuring(seg, &mut m);
+        let d = LoudnessDetector::new(config, &Default::default(), &Default::default());
+        let f = d.analyze_measuring(seg, &mut m);
         (f, m)
+    }
+
+    fn of_kind(found: &[Finding], kind: IncidentKind) -> Vec<&Finding> {
+        found.iter().filter(|f| f.kind == kind).collect()
+    }
+
+    #[test]
+    fn a_true_peak_above_the_standards_maximum_is_a_finding_where_it_happened() {
+        // Segment 5 at -20 dBFS, with 200 ms at 0.95 (-0.45 dBTP: above R128's -1) from
+        // 5.5 s; a 997 Hz sine's true peak is its amplitude.
+        let mut seg = segment(5, 0.1, 2.9);
+        seg.audio = vec![
+            sine(5_000_000, 0.5, 0.1),
+            sine(5_500_000, 0.2, 0.95),
+            sine(5_700_000, 0.3, 0.1),
+        ];
+        let (found, m) = run(&seg);
+        let peaks = of_kind(&found, IncidentKind::TruePeak);
+        assert_eq!(peaks.len(), 1, "{found:?}");
+        // The oversampling filter's delay carries the last samples' peak into the next step.
+        assert_eq!(peaks[0].start, 5_500_000);
+        assert!(
+            [5_700_000, 5_800_000].contains(&peaks[0].end),
+            "{:?}",
+            peaks[0]
+        );
+        assert!(!peaks[0].reaches_end);
+        let tp = peaks[0].evidence["true_peak_dbtp"].max;
+        assert!((tp + 0.45).abs() < 0.1, "{tp}");
+        assert!((m.values[TRUE_PEAK].max + 0.45).abs() < 0.1);
+    }
+
+    #[test]
+    fn true_peak_is_judged_against_the_chosen_standard() {
+        use vqa_core::config::LoudnessStandard;
+        // 0.85 is -1.41 dBTP: under EBU R128's -1 dBTP, over ATSC A/85's -2.
+        let seg = segment(5, 0.85, 2.9);
+        let (r128, _) = run(&seg);
+        assert!(
+            of_kind(&r128, IncidentKind::TruePeak).is_empty(),
+            "{r128:?}"
+        );
+        let a85 = LoudnessConfig::for_standard(LoudnessStandard::AtscA85);
+        let (found, _) = run_with(&seg, &a85);
+        let peaks = of_kind(&found, IncidentKind::TruePeak);
+        assert_eq!(peaks.len(), 1, "{found:?}");
+        assert_eq!((peaks[0].start, peaks[0].end), (5_000_000, 6_000_000));
+        assert!(peaks[0].reaches_end);
     }
 
     #[test]
@@ -206,6 +288,7 @@ mod tests {
         // -8 LUFS is 15 LU above the -23 target; -40 LUFS 17 LU below it.
         let (loud, _) = run(&segment(5, 0.4, 2.9));
         assert_eq!(loud.len(), 1);
+        assert_eq!(loud[0].kind, IncidentKind::LoudnessJump);
         assert!(loud[0].reaches_end);
         assert_eq!(loud[0].start, 5_000_000);
         let (quiet, _) = run(&segment(5, 0.01, 2.9));
