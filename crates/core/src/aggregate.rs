@@ -679,6 +679,141 @@ mod tests {
         assert_eq!(incidents.len(), 1);
     }
 
+    /// A segment of ten momentary blocks at `lufs` (what the loudness detector measures),
+    /// with `findings`.
+    fn loud(index: u64, lufs: f64, findings: Vec<(IncidentKind, Micros, Micros)>) -> SegmentReport {
+        let mut r = report(index, findings);
+        for _ in 0..10 {
+            r.measurements
+                .add_to_histogram(crate::loudness::MOMENTARY, lufs);
+        }
+        r
+    }
+
+    fn programme(config: &PipelineConfig, levels: &[f64]) -> (Vec<Incident>, Vec<IncidentEvent>) {
+        let reports = levels
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| loud(i as u64, l, vec![]))
+            .collect();
+        run_with(config, reports)
+    }
+
+    #[test]
+    fn a_long_quiet_programme_is_one_loudness_incident_in_both_profiles() {
+        // 20 minutes at -34 LUFS, 11 LU below the target.
+        let levels = vec![-34.0; 1200];
+        for profile in crate::config::Profile::ALL {
+            let config = PipelineConfig::for_profile(profile);
+            let (incidents, events) = programme(&config, &levels);
+            assert_eq!(incidents.len(), 1, "{profile}: {incidents:?}");
+            let i = &incidents[0];
+            assert_eq!(
+                (i.kind, i.start, i.end),
+                (Loudness, 0, 1200 * S),
+                "{profile}"
+            );
+            assert_eq!(i.severity, Severity::Critical);
+            let p = i.evidence["programme_lufs"];
+            assert!(
+                (p.min + 34.0).abs() < 0.01 && (p.max + 34.0).abs() < 0.01,
+                "{p:?}"
+            );
+            assert_eq!(
+                IncidentKind::Loudness.headline(&i.evidence).as_deref(),
+                Some("programme -34.0 to -34.0 LUFS")
+            );
+            // Raised once the window is full, not before.
+            let opened: Vec<_> = events
+                .iter()
+                .filter(|e| matches!(e, IncidentEvent::Opened { .. }))
+                .collect();
+            assert_eq!(opened.len(), 1);
+        }
+    }
+
+    #[test]
+    fn a_programme_back_within_tolerance_closes_its_incident() {
+        // 3 min at -34, then 5 min at -23.5 (inside R128's ±1 LU).
+        let mut levels = vec![-34.0; 180];
+        levels.extend([-23.5; 300]);
+        let (incidents, _) = programme(&PipelineConfig::default(), &levels);
+        assert_eq!(incidents.len(), 1, "{incidents:?}");
+        let i = &incidents[0];
+        // The window leaves -34 once enough of -23.5 is in it: the incident ends within
+        // the minute after the programme came back, long before the stream ends.
+        assert_eq!(i.start, 0);
+        assert!(i.end > 180 * S && i.end < 240 * S, "{i:?}");
+        // On target all along: nothing.
+        let (incidents, _) = programme(&PipelineConfig::default(), &[-23.4; 300]);
+        assert!(incidents.is_empty(), "{incidents:?}");
+        // Shorter than the window: not judged.
+        let (incidents, _) = programme(&PipelineConfig::default(), &[-34.0; 59]);
+        assert!(incidents.is_empty(), "{incidents:?}");
+    }
+
+    #[test]
+    fn the_standard_decides_what_is_out_of_tolerance() {
+        // -25.5 LUFS: 2.5 LU under R128's -23 (±1), 1.5 dB under A/85's -24 (±2).
+        let levels = [-25.5; 120];
+        let (r128, _) = programme(&PipelineConfig::default(), &levels);
+        assert_eq!(r128.len(), 1);
+        let mut config = PipelineConfig::default();
+        config.loudness =
+            crate::config::LoudnessConfig::for_standard(crate::config::LoudnessStandard::AtscA85);
+        let (a85, _) = programme(&config, &levels);
+        assert!(a85.is_empty(), "{a85:?}");
+    }
+
+    #[test]
+    fn the_programme_window_in_the_state_stays_bounded() {
+        let agg = IncidentAggregator::new(&PipelineConfig::default());
+        let mut state = AggregatorState::default();
+        let mut sizes = Vec::new();
+        for i in 0..600 {
+            agg.apply(&mut state, loud(i, -34.0 + (i % 7) as f64 * 0.3, vec![]));
+            assert!(state.programme.len() <= 61, "{}", state.programme.len());
+            sizes.push(crate::wire::encode_state(&state).len());
+        }
+        // The state stored per segment does not grow with the stream.
+        assert_eq!(sizes[599], sizes[299]);
+    }
+
+    #[test]
+    fn a_short_term_dip_is_a_jump_only_below_the_programme_level_too() {
+        let dip = |index: u64, st: f64| {
+            let mut r = loud(
+                index,
+                st,
+                vec![(LoudnessJump, index as i64 * S, (index as i64 + 1) * S)],
+            );
+            r.findings[0]
+                .evidence
+                .insert("short_term_lufs".into(), Summary::of(st));
+            r
+        };
+        let mut config = PipelineConfig::default();
+        config.loudness_jump.min_duration = 1.0;
+        // A programme at -23 dipping to -40 for 3 s: a jump.
+        let mut reports: Vec<_> = (0..20).map(|i| loud(i, -23.0, vec![])).collect();
+        reports.extend((20..23).map(|i| dip(i, -40.0)));
+        let (incidents, _) = run_with(&config, reports);
+        let jumps: Vec<_> = incidents
+            .iter()
+            .filter(|i| i.kind == LoudnessJump)
+            .collect();
+        assert_eq!(jumps.len(), 1, "{incidents:?}");
+        // A programme at -34 whose short-term loudness is -35, below the target's window
+        // but not 10 LU below the programme: no jump.
+        let mut reports: Vec<_> = (0..20).map(|i| loud(i, -34.0, vec![])).collect();
+        reports.extend((20..23).map(|i| dip(i, -35.0)));
+        let (incidents, _) = run_with(&config, reports);
+        assert!(
+            incidents.iter().all(|i| i.kind != LoudnessJump),
+            "{incidents:?}"
+        );
+    }
+
     #[test]
     fn state_survives_the_wire_between_segments() {
         let agg = IncidentAggregator::new(&PipelineConfig::default());
