@@ -47,6 +47,10 @@ pub struct CorpusEntry {
     /// Sync-pattern clips: how much later the audio is than the picture, milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset_ms: Option<f64>,
+    /// A clean clip: `vqa eval` counts every incident on it as a false alarm, per hour of
+    /// clean content.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub clean: bool,
 }
 
 /// `corpus.json`.
@@ -168,6 +172,9 @@ fn kind_specs(kind: DefectKind, size: CorpusSize) -> Vec<(String, ClipSpec)> {
         .collect()
 }
 
+/// The names of the clean clips start with this.
+pub const CLEAN_PREFIX: &str = "clean_";
+
 /// Clips without defects (sync-pattern ones within tolerance are clean too).
 fn clean_specs(size: CorpusSize) -> Vec<(String, ClipSpec)> {
     let mut specs = vec![base(size, 0, 8.0), base(size, 1, 8.0)];
@@ -192,7 +199,7 @@ fn clean_specs(size: CorpusSize) -> Vec<(String, ClipSpec)> {
     specs
         .into_iter()
         .enumerate()
-        .map(|(i, spec)| (format!("clean_{i:02}"), spec))
+        .map(|(i, spec)| (format!("{CLEAN_PREFIX}{i:02}"), spec))
         .collect()
 }
 
@@ -233,6 +240,7 @@ pub fn write_corpus(
             truth: clip.truth,
             implied: clip.implied,
             offset_ms: clip.av_offset_ms,
+            clean: name.starts_with(CLEAN_PREFIX),
         });
     }
     let manifest = Manifest {

@@ -5,14 +5,28 @@
 use std::fs;
 use std::path::Path;
 
+use vqa_core::config::Profile;
 use vqa_core::{DetectorName, IncidentKind, PipelineConfig};
 use vqa_eval::{evaluate, DetectorResult, EvalOptions, Evaluation, Score};
 use vqa_testkit::corpus::MANIFEST_NAME;
 use vqa_testkit::{write_corpus, CorpusSize, DefectKind, Manifest};
 
 fn run_eval(dir: &Path, config: &PipelineConfig, ffmpeg: bool) -> Evaluation {
+    run_eval_judging_clean(dir, config, ffmpeg, Vec::new())
+}
+
+fn run_eval_judging_clean(
+    dir: &Path,
+    config: &PipelineConfig,
+    ffmpeg: bool,
+    clean_profiles: Vec<PipelineConfig>,
+) -> Evaluation {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(evaluate(dir, config, &EvalOptions { ffmpeg }, None))
+    let options = EvalOptions {
+        ffmpeg,
+        clean_profiles,
+    };
+    rt.block_on(evaluate(dir, config, &options, None))
         .unwrap_or_else(|e| panic!("eval {}: {e}", dir.display()))
 }
 
@@ -118,6 +132,37 @@ fn eval_accounts_for_every_labelled_defect_and_credits_nothing_unearned() {
         assert_eq!((r.vqa.truth, r.vqa.tp, r.vqa.recall), (0, 0, None), "{r:?}");
         assert!(r.ffmpeg.is_none(), "--no-ffmpeg");
     }
+    // They are marked clean, so they make the clean-content section too: judged by the
+    // evaluation's own configuration, each incident there is one of the table's false
+    // positives.
+    let section = e.clean.as_ref().expect("clean clips make a clean section");
+    assert_eq!(section.clips, 2);
+    let length: f64 = manifest
+        .clips
+        .iter()
+        .filter(|c| {
+            c.clean
+                && ["clean_00", "clean_01"]
+                    .iter()
+                    .any(|n| c.path.file_stem().is_some_and(|s| s == *n))
+        })
+        .map(|c| c.spec.duration)
+        .sum();
+    assert!(
+        (section.seconds - length).abs() < 0.5,
+        "{} vs {length}",
+        section.seconds
+    );
+    assert_eq!(section.judges.len(), 1);
+    assert_eq!(section.judges[0].judge, "file_qc");
+    for r in &e.detectors {
+        let alarms = section.judges[0]
+            .kinds
+            .iter()
+            .find(|k| k.kind == r.detector)
+            .map_or(0, |k| k.incidents);
+        assert_eq!(alarms, r.vqa.fp, "{:?}", r.detector);
+    }
 
     // The wrong detector for the clip: a black clip checked for freezes only. The black
     // detector did not run, so its defect is missed, not silently dropped from the table.
@@ -128,6 +173,7 @@ fn eval_accounts_for_every_labelled_defect_and_credits_nothing_unearned() {
         ..PipelineConfig::default()
     };
     let e = run_eval(&black, &config, false);
+    assert!(e.clean.is_none(), "no clip is marked clean");
     let r = row(&e, DefectKind::Black);
     assert!(!r.ran);
     assert_eq!((r.vqa.truth, r.vqa.tp, r.vqa.fn_), (1, 0, 1));
@@ -140,4 +186,56 @@ fn eval_accounts_for_every_labelled_defect_and_credits_nothing_unearned() {
         "only the detector run and the kinds labelled are scored: {:?}",
         e.detectors.iter().map(|d| d.detector).collect::<Vec<_>>()
     );
+}
+
+/// The clean-content section under both alarm profiles: a clip marked clean whose picture
+/// goes black for a few seconds (a fade in an edit, say) is a false alarm for file QC's 0.5 s
+/// raise time and none for broadcast's 10 s, and the rates are per hour of what was analysed.
+#[test]
+fn clean_content_is_judged_per_profile_and_per_hour() {
+    if !vqa_testkit::ffmpeg_or_skip() {
+        return;
+    }
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("clean");
+    fs::create_dir_all(&dir).expect("mkdir");
+    let spec = vqa_testkit::ClipSpec {
+        duration: 8.0,
+        width: 320,
+        height: 240,
+        defects: vec![vqa_testkit::Defect::black(3.0, 6.0)],
+        ..vqa_testkit::ClipSpec::default()
+    };
+    let clip = vqa_testkit::make_clip(&dir, "fade", &spec).expect("clip");
+    let file = clip.path.file_name().expect("file name");
+    let manifest = serde_json::json!({
+        "version": 1,
+        "clips": [{"path": file.to_string_lossy(), "truth": [], "clean": true}],
+    });
+    fs::write(dir.join(MANIFEST_NAME), manifest.to_string()).expect("manifest");
+
+    let profiles: Vec<PipelineConfig> = Profile::ALL
+        .into_iter()
+        .map(PipelineConfig::for_profile)
+        .collect();
+    let e = run_eval_judging_clean(&dir, &PipelineConfig::default(), false, profiles);
+    assert!(e.errors.is_empty(), "{:#?}", e.errors);
+    let section = e.clean.expect("a clean section");
+    assert!((section.seconds - 8.0).abs() < 0.5, "{}", section.seconds);
+    let black = |judge: &str| {
+        let j = section
+            .judges
+            .iter()
+            .find(|j| j.judge == judge)
+            .unwrap_or_else(|| panic!("no {judge} judge: {section:#?}"));
+        j.kinds
+            .iter()
+            .find(|k| k.kind == IncidentKind::Black)
+            .cloned()
+            .expect("black is looked for")
+    };
+    let file_qc = black("file_qc");
+    assert_eq!(file_qc.incidents, 1, "{section:#?}");
+    assert!((file_qc.per_hour - 3600.0 / section.seconds).abs() < 1e-6);
+    assert_eq!(black("broadcast").incidents, 0, "{section:#?}");
 }

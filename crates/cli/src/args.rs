@@ -311,15 +311,29 @@ impl PipelineArgs {
     /// The configuration, over `default`'s defaults unless `--profile` or the file
     /// chooses a profile.
     pub fn load_for(&self, default: Profile) -> anyhow::Result<PipelineConfig> {
+        self.load_chosen(self.profile, default)
+    }
+
+    /// The configuration over `profile`'s defaults, whatever `--profile` and the file say;
+    /// the file's other values and the flags still apply.
+    pub fn load_as(&self, profile: Profile) -> anyhow::Result<PipelineConfig> {
+        self.load_chosen(Some(profile), profile)
+    }
+
+    fn load_chosen(
+        &self,
+        chosen: Option<Profile>,
+        default: Profile,
+    ) -> anyhow::Result<PipelineConfig> {
         let mut config = match &self.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path).with_context(|| {
                     format!("{}: cannot read the configuration file", path.display())
                 })?;
-                PipelineConfig::from_toml_profiled(&text, self.profile, default)
+                PipelineConfig::from_toml_profiled(&text, chosen, default)
                     .with_context(|| format!("{}: fix the configuration", path.display()))?
             }
-            None => PipelineConfig::for_profile(self.profile.unwrap_or(default)),
+            None => PipelineConfig::for_profile(chosen.unwrap_or(default)),
         };
         if let Some(list) = &self.detectors {
             config.detectors = list

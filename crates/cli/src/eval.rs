@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::bail;
+use vqa_core::config::Profile;
 
 use crate::args::{Format, PipelineArgs};
 use crate::output;
@@ -37,8 +38,17 @@ pub async fn eval_corpus(args: EvalArgs) -> anyhow::Result<ExitCode> {
             b.set_message(clip.display().to_string());
         }
     };
+    // Clean clips are judged under both alarm profiles unless `--profile` names one.
+    let clean_profiles = match args.pipeline.profile {
+        Some(_) => Vec::new(),
+        None => Profile::ALL
+            .into_iter()
+            .map(|p| args.pipeline.load_as(p))
+            .collect::<anyhow::Result<_>>()?,
+    };
     let options = vqa_eval::EvalOptions {
         ffmpeg: !args.no_ffmpeg,
+        clean_profiles,
     };
     let result = vqa_eval::evaluate(dir, &config, &options, Some(&progress)).await;
     if let Some(b) = bar {

@@ -63,6 +63,7 @@ fn a_one_clip_corpus_is_scored_in_text_and_json_and_a_missing_clip_fails_the_run
         truth: clip.truth.clone(),
         implied: clip.implied.clone(),
         offset_ms: None,
+        clean: false,
     };
     let mut manifest = Manifest {
         version: MANIFEST_VERSION,
@@ -105,6 +106,57 @@ fn a_one_clip_corpus_is_scored_in_text_and_json_and_a_missing_clip_fails_the_run
     assert_eq!(vqa_score["truth"], 1);
     let (tp, fn_) = (vqa_score["tp"].as_u64(), vqa_score["fn"].as_u64());
     assert_eq!(tp.zip(fn_).map(|(a, b)| a + b), Some(1), "{vqa_score}");
+
+    // The same clip marked clean (its black second taken for an edit): every incident on it
+    // is a false alarm, judged under both profiles unless `--profile` names one. File QC
+    // raises black after 0.5 s, broadcast after 10 s.
+    let clean = Manifest {
+        clips: vec![CorpusEntry {
+            truth: Vec::new(),
+            implied: Vec::new(),
+            clean: true,
+            ..entry.clone()
+        }],
+        ..manifest.clone()
+    };
+    write(&clean);
+    let o = vqa(&["eval", corpus, "--detectors", "black", "--no-ffmpeg"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{text}{}", stderr(&o));
+    assert!(text.contains("Clean content: 1 clips, 5 s"), "{text}");
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("black ") && l.contains('('))
+        .unwrap_or_else(|| panic!("a clean-content row for black: {text}"));
+    // Columns: file QC's count (per hour), then broadcast's; 5 s is 1/720 of an hour.
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        (cells[1], cells[3], cells[4]),
+        ("1", "0", "(0.0)"),
+        "{text}"
+    );
+    let per_hour: f64 = cells[2]
+        .trim_matches(|c| c == '(' || c == ')')
+        .parse()
+        .expect("a rate");
+    assert!((700.0..=730.0).contains(&per_hour), "{text}");
+    let o = vqa(&[
+        "eval",
+        corpus,
+        "--detectors",
+        "black",
+        "--no-ffmpeg",
+        "--profile",
+        "broadcast",
+        "--format",
+        "json",
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON on stdout");
+    let judges = json["clean"]["judges"].as_array().expect("judges");
+    assert_eq!(judges.len(), 1, "{json}");
+    assert_eq!(judges[0]["judge"], "broadcast");
+    assert_eq!(judges[0]["kinds"][0]["incidents"], 0, "{json}");
+    write(&manifest);
 
     // A listed clip that is not there: the rest is still scored, the run fails naming it.
     let mut gone = entry;

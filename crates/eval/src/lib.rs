@@ -15,7 +15,11 @@
 //! * the start and end errors of a found defect are measured from the earliest start and
 //!   the latest end of the incidents overlapping it;
 //! * for A/V sync, the stream's mean measured offset (`av_sync.offset_ms`) is compared with
-//!   each sync clip's true offset.
+//!   each sync clip's true offset;
+//! * clips marked `clean` (natural content with no defect) make a section of their own:
+//!   every incident on them is a false alarm, counted per kind and per hour of clean
+//!   content, under each alarm profile asked for (file QC and broadcast by default), beside
+//!   FFmpeg's filters on the same clips.
 //!
 //! This module reads the manifest with its own types: the runner does not depend on the
 //! test kit that writes it.
@@ -28,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use vqa_core::report::AV_SYNC_OFFSET_MS;
+use vqa_core::report::{StreamReport, AV_SYNC_OFFSET_MS};
 use vqa_core::{time, IncidentKind, PipelineConfig};
 
 pub use reference::{ReferenceError, ReferenceSettings};
@@ -84,6 +88,9 @@ pub struct ManifestClip {
     /// Sync-pattern clips: audio delay relative to the picture, ms (positive: late).
     #[serde(default)]
     pub offset_ms: Option<f64>,
+    /// Clean content: no defect of any kind, so every incident on it is a false alarm.
+    #[serde(default)]
+    pub clean: bool,
 }
 
 /// Reads and checks `dir/corpus.json`.
@@ -118,6 +125,12 @@ pub fn load_manifest(dir: &Path) -> Result<Manifest, EvalError> {
         return Err(fail(format!("{MANIFEST_NAME} lists no clips")));
     }
     for clip in &manifest.clips {
+        if clip.clean && !clip.truth.is_empty() {
+            return Err(fail(format!(
+                "{MANIFEST_NAME} marks {} clean but lists defects in it; drop one or the other",
+                clip.path.display()
+            )));
+        }
         if clip.path.is_absolute() || clip.path.components().any(|c| c.as_os_str() == "..") {
             return Err(fail(format!(
                 "{MANIFEST_NAME} lists {}, which is outside the corpus",
@@ -274,9 +287,92 @@ pub struct Evaluation {
     pub analysed: usize,
     pub seconds: f64,
     pub detectors: Vec<DetectorResult>,
+    /// False alarms on the clips marked clean, when the corpus has any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clean: Option<CleanContent>,
     /// Clips vqa analysed only in part (damaged or truncated input).
     pub incomplete: Vec<PathBuf>,
     pub errors: Vec<ClipError>,
+}
+
+/// Incidents of one kind on clean content.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CleanKindAlarms {
+    pub kind: IncidentKind,
+    pub incidents: usize,
+    /// Incidents per hour of clean content analysed.
+    pub per_hour: f64,
+}
+
+/// A false alarm on clean content.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CleanAlarm {
+    pub clip: PathBuf,
+    pub kind: IncidentKind,
+    pub start: f64,
+    pub end: f64,
+}
+
+/// What one judge (vqa under one alarm profile, or FFmpeg's filters) raised on the clean
+/// clips.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CleanAlarms {
+    /// `file_qc`, `broadcast`, or `ffmpeg`.
+    pub judge: String,
+    /// Every kind the judge looked for, with or without incidents.
+    pub kinds: Vec<CleanKindAlarms>,
+    pub alarms: Vec<CleanAlarm>,
+}
+
+/// The clean-content section: false alarms per hour of content with no defect.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CleanContent {
+    /// Clips marked clean, and the seconds of them analysed.
+    pub clips: usize,
+    pub seconds: f64,
+    /// vqa under each profile, then FFmpeg's filters when they ran.
+    pub judges: Vec<CleanAlarms>,
+}
+
+impl CleanAlarms {
+    fn new(judge: String, kinds: &[IncidentKind]) -> Self {
+        CleanAlarms {
+            judge,
+            kinds: kinds
+                .iter()
+                .map(|&kind| CleanKindAlarms {
+                    kind,
+                    incidents: 0,
+                    per_hour: 0.0,
+                })
+                .collect(),
+            alarms: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, clip: &Path, found: &[Span]) {
+        for f in found {
+            if let Some(k) = self.kinds.iter_mut().find(|k| k.kind == f.kind) {
+                k.incidents += 1;
+                self.alarms.push(CleanAlarm {
+                    clip: clip.to_path_buf(),
+                    kind: f.kind,
+                    start: f.start,
+                    end: f.end,
+                });
+            }
+        }
+    }
+
+    fn finish(&mut self, seconds: f64) {
+        for k in &mut self.kinds {
+            k.per_hour = if seconds > 0.0 {
+                k.incidents as f64 * 3600.0 / seconds
+            } else {
+                0.0
+            };
+        }
+    }
 }
 
 /// What to run besides vqa.
@@ -284,6 +380,27 @@ pub struct Evaluation {
 pub struct EvalOptions {
     /// Run FFmpeg's filters too.
     pub ffmpeg: bool,
+    /// The configurations clean clips are judged under, one per alarm profile; empty: only
+    /// the evaluation's own configuration.
+    pub clean_profiles: Vec<PipelineConfig>,
+}
+
+/// The incidents of a report as spans, seconds from the start of the file.
+fn spans_of(report: &StreamReport) -> Vec<Span> {
+    report
+        .incidents
+        .iter()
+        .map(|i| Span {
+            kind: i.kind,
+            start: time::to_secs(i.start),
+            end: time::to_secs(i.end),
+        })
+        .collect()
+}
+
+/// `config`'s enabled detectors' kinds.
+fn enabled_kinds(config: &PipelineConfig) -> Vec<IncidentKind> {
+    config.detectors.iter().map(|d| d.kind()).collect()
 }
 
 /// Called before each clip with its position, the number of clips and its path.
@@ -304,7 +421,7 @@ pub async fn evaluate(
     if options.ffmpeg && !reference::available() {
         return Err(ReferenceError::NotInstalled.into());
     }
-    let enabled: Vec<IncidentKind> = config.detectors.iter().map(|d| d.kind()).collect();
+    let enabled = enabled_kinds(config);
     let labelled: BTreeSet<IncidentKind> = manifest
         .clips
         .iter()
@@ -335,6 +452,18 @@ pub async fn evaluate(
     let mut errors = Vec::new();
     let mut incomplete = Vec::new();
     let mut analysed = 0;
+    let clean_clips = manifest.clips.iter().filter(|c| c.clean).count();
+    let clean_configs: Vec<&PipelineConfig> = if options.clean_profiles.is_empty() {
+        vec![config]
+    } else {
+        options.clean_profiles.iter().collect()
+    };
+    let mut clean_judges: Vec<CleanAlarms> = clean_configs
+        .iter()
+        .map(|c| CleanAlarms::new(c.profile.to_string(), &enabled_kinds(c)))
+        .collect();
+    let mut ffmpeg_clean = CleanAlarms::new("ffmpeg".into(), &reference_kinds);
+    let mut clean_seconds = 0.0;
     for (position, clip) in manifest.clips.iter().enumerate() {
         let path = dir.join(&clip.path);
         if let Some(p) = progress {
@@ -354,15 +483,23 @@ pub async fn evaluate(
         if !report.complete {
             incomplete.push(clip.path.clone());
         }
-        let found: Vec<Span> = report
-            .incidents
-            .iter()
-            .map(|i| Span {
-                kind: i.kind,
-                start: time::to_secs(i.start),
-                end: time::to_secs(i.end),
-            })
-            .collect();
+        let found = spans_of(&report);
+        if clip.clean {
+            clean_seconds += time::to_secs(report.coverage.analysed);
+            for (judge, judged) in clean_configs.iter().zip(&mut clean_judges) {
+                if *judge == config {
+                    judged.add(&clip.path, &found);
+                    continue;
+                }
+                match vqa_deploy_ecs::analyze_file(&path, judge).await {
+                    Ok(analysis) => judged.add(&clip.path, &spans_of(&analysis.report)),
+                    Err(e) => errors.push(ClipError {
+                        clip: clip.path.clone(),
+                        error: format!("under the {} profile: {e}", judge.profile),
+                    }),
+                }
+            }
+        }
         for (kind, score) in kinds.iter().zip(&mut vqa_scores) {
             let found: &[Span] = if enabled.contains(kind) { &found } else { &[] };
             score.add_clip(clip, *kind, found);
@@ -394,6 +531,9 @@ pub async fn evaluate(
                         score.add_clip(clip, *kind, &found);
                     }
                 }
+                if clip.clean {
+                    ffmpeg_clean.add(&clip.path, &found);
+                }
             }
             Err(e) => errors.push(ClipError {
                 clip: clip.path.clone(),
@@ -422,12 +562,26 @@ pub async fn evaluate(
             }
         })
         .collect();
+    let clean = (clean_clips > 0).then(|| {
+        if !reference_kinds.is_empty() {
+            clean_judges.push(ffmpeg_clean);
+        }
+        for judge in &mut clean_judges {
+            judge.finish(clean_seconds);
+        }
+        CleanContent {
+            clips: clean_clips,
+            seconds: clean_seconds,
+            judges: clean_judges,
+        }
+    });
     Ok(Evaluation {
         corpus: dir.to_path_buf(),
         clips: manifest.clips.len(),
         analysed,
         seconds: started.elapsed().as_secs_f64(),
         detectors,
+        clean,
         incomplete,
         errors,
     })
@@ -515,6 +669,9 @@ pub fn render(e: &Evaluation) -> String {
          overlapping no truth or implied defect of its kind is a false positive. Errors are \
          over found defects. Loudness edges lag by up to 3 s (the short-term window).\n",
     );
+    if let Some(clean) = &e.clean {
+        render_clean(&mut out, clean);
+    }
     if !e.incomplete.is_empty() {
         let list: Vec<String> = e
             .incomplete
@@ -527,6 +684,67 @@ pub fn render(e: &Evaluation) -> String {
         let _ = writeln!(out, "error: {}: {}", err.clip.display(), err.error);
     }
     out
+}
+
+/// Alarms listed under the clean-content table before the rest are only counted.
+const CLEAN_ALARMS_LISTED: usize = 20;
+
+fn render_clean(out: &mut String, clean: &CleanContent) {
+    let _ = writeln!(
+        out,
+        "Clean content: {} clips, {:.0} s ({:.2} h); every incident is a false alarm. \
+         Incidents (per hour):",
+        clean.clips,
+        clean.seconds,
+        clean.seconds / 3600.0
+    );
+    let _ = write!(out, "{:<15}", "kind");
+    for judge in &clean.judges {
+        let _ = write!(out, " {:>16}", judge.judge);
+    }
+    out.push('\n');
+    let mut kinds: Vec<IncidentKind> = Vec::new();
+    for k in clean.judges.iter().flat_map(|j| &j.kinds) {
+        if !kinds.contains(&k.kind) {
+            kinds.push(k.kind);
+        }
+    }
+    kinds.sort();
+    for kind in kinds {
+        let _ = write!(out, "{:<15}", kind.as_str());
+        for judge in &clean.judges {
+            let cell = judge
+                .kinds
+                .iter()
+                .find(|k| k.kind == kind)
+                .map_or("–".into(), |k| {
+                    format!("{} ({:.1})", k.incidents, k.per_hour)
+                });
+            let _ = write!(out, " {cell:>16}");
+        }
+        out.push('\n');
+    }
+    for judge in &clean.judges {
+        for a in judge.alarms.iter().take(CLEAN_ALARMS_LISTED) {
+            let _ = writeln!(
+                out,
+                "  {} {} {}: {:.2}–{:.2} s",
+                judge.judge,
+                a.kind.as_str(),
+                a.clip.display(),
+                a.start,
+                a.end
+            );
+        }
+        if judge.alarms.len() > CLEAN_ALARMS_LISTED {
+            let _ = writeln!(
+                out,
+                "  {} {} more (--format json lists them all)",
+                judge.judge,
+                judge.alarms.len() - CLEAN_ALARMS_LISTED
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -543,6 +761,7 @@ mod tests {
             truth,
             implied,
             offset_ms: None,
+            clean: false,
         }
     }
 
@@ -608,6 +827,7 @@ mod tests {
                 vqa: s,
                 ffmpeg: None,
             }],
+            clean: None,
             incomplete: vec![],
             errors: vec![],
         };
@@ -617,6 +837,60 @@ mod tests {
         let json = serde_json::to_value(&e).expect("json");
         assert_eq!(json["detectors"][0]["vqa"]["fn"], 0);
         assert!(json["detectors"][0]["vqa"]["precision"].is_null());
+    }
+
+    #[test]
+    fn clean_alarms_count_per_kind_and_per_hour_of_content() {
+        use IncidentKind::{Black, Blur, Freeze};
+        let mut judge = CleanAlarms::new("broadcast".into(), &[Black, Freeze]);
+        judge.add(
+            Path::new("a.mp4"),
+            &[
+                span(Black, 1.0, 2.0),
+                span(Black, 5.0, 6.0),
+                span(Blur, 0.0, 1.0),
+            ],
+        );
+        judge.add(Path::new("b.mp4"), &[span(Freeze, 3.0, 4.0)]);
+        judge.finish(1800.0);
+        // Blur was not looked for: not this judge's alarm.
+        assert_eq!(judge.alarms.len(), 3);
+        let black = &judge.kinds[0];
+        assert_eq!((black.kind, black.incidents), (Black, 2));
+        assert!((black.per_hour - 4.0).abs() < 1e-9, "{black:?}");
+        assert!((judge.kinds[1].per_hour - 2.0).abs() < 1e-9);
+        let e = Evaluation {
+            corpus: PathBuf::from("c"),
+            clips: 2,
+            analysed: 2,
+            seconds: 0.0,
+            detectors: vec![],
+            clean: Some(CleanContent {
+                clips: 2,
+                seconds: 1800.0,
+                judges: vec![judge, CleanAlarms::new("file_qc".into(), &[Black])],
+            }),
+            incomplete: vec![],
+            errors: vec![],
+        };
+        let text = render(&e);
+        assert!(
+            text.contains("Clean content: 2 clips, 1800 s (0.50 h)"),
+            "{text}"
+        );
+        let row = |kind: &str| -> Vec<String> {
+            let line = text.lines().find(|l| l.starts_with(&format!("{kind} ")));
+            line.map_or(Vec::new(), |l| {
+                l.split_whitespace().skip(1).map(String::from).collect()
+            })
+        };
+        // One column per judge, in their order: broadcast, then file_qc.
+        assert_eq!(row("black"), ["2", "(4.0)", "0", "(0.0)"], "{text}");
+        assert_eq!(row("freeze"), ["1", "(2.0)", "–"], "{text}");
+        assert!(
+            text.contains("broadcast black a.mp4: 5.00–6.00 s"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -656,6 +930,20 @@ mod tests {
         let m = load_manifest(&dir).expect("valid manifest");
         assert_eq!(m.clips[0].truth[0].kind, IncidentKind::FrameDrop);
         assert_eq!(m.clips[0].offset_ms, Some(80.0));
+        assert!(!m.clips[0].clean);
+        std::fs::write(
+            dir.join(MANIFEST_NAME),
+            r#"{"version":1,"clips":[{"path":"a.mp4","clean":true,
+                "truth":[{"kind":"black","start":1.0,"end":2.0}]}]}"#,
+        )
+        .expect("write");
+        let text = load_manifest(&dir)
+            .expect_err("clean with truth")
+            .to_string();
+        assert!(
+            text.contains("marks a.mp4 clean but lists defects"),
+            "{text}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
