@@ -4,7 +4,7 @@ beside FFmpeg's blockdetect, with `vqa eval` (each damage directory is a `vqa ev
 truth = runs of frames labelled blocky; implied = frames whose label is ignored):
 
     python3 scripts/corpus/evaluate.py [--corpus target/corpus] [--vqa target/release/vqa]
-        [--set eval] [--json OUT]
+        [--set eval] [--profile file_qc|broadcast] [--json OUT]
 
 Prints a Markdown table: incidents found (TP), missed (FN), false alarms (FP), precision,
 recall, F1, mean onset error; and the false alarms per hour of the clean clips.
@@ -29,14 +29,18 @@ def main():
     ap.add_argument("--corpus", default="target/corpus")
     ap.add_argument("--vqa", default="target/release/vqa")
     ap.add_argument("--set", default="eval")
+    ap.add_argument("--profile", help="vqa's profile (default: vqa's own, file_qc); "
+                    "broadcast raises blockiness after 1 s and joins runs within 5 s")
     ap.add_argument("--json")
     a = ap.parse_args()
     root = Path(a.corpus) / a.set
     rows = []
     results = {}
     for d in sorted(p for p in root.iterdir() if (p / "corpus.json").exists()):
-        r = subprocess.run([a.vqa, "eval", str(d), "--format", "json", "--detectors", "blockiness"],
-                           capture_output=True, text=True)
+        cmd = [a.vqa, "eval", str(d), "--format", "json", "--detectors", "blockiness"]
+        if a.profile:
+            cmd += ["--profile", a.profile]
+        r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
             raise SystemExit(f"vqa eval {d}: {r.stderr}")
         e = json.loads(r.stdout)

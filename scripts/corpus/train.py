@@ -24,6 +24,10 @@ HIDDEN = 2
 STEPS = 1500
 L2 = 1e-2
 NEG_WEIGHT = 2.0
+# The raise threshold chosen by leave-one-source-out (--cv), folded into the output bias so
+# that the detector's own thresholds (0.5 raise, 0.3 clear) apply unchanged: the model's 0.5
+# is the trained network's THRESHOLD, and its 0.3 the network's logit(THRESHOLD) + logit(0.3).
+THRESHOLD = 0.7
 NAMES = ["edge16", "edge8", "off1", "off2", "off3", "off4", "flat0", "flat", "smooth", "flat_step",
          "standing_out", "activity"]
 FEATURE_NAMES = [f"{d}_{n}" for d in ("h", "v") for n in NAMES]
@@ -41,21 +45,27 @@ def features(binary, clip: Path):
     return rows
 
 
-def load(corpus: Path, set_: str, binary):
-    X, y, damage, source = [], [], [], []
+def load(corpus: Path, set_: str, binary, keep_ignored=False):
+    """Features, labels, damage, source and clip per frame, clip by clip in picture order.
+    Ignored frames are left out, or with `keep_ignored` kept with the label -1 (for
+    simulating incidents over whole clips)."""
+    X, y, damage, source, clips = [], [], [], [], []
     for lab in sorted((corpus / set_).glob("*/*.labels.json")):
         info = json.loads(lab.read_text())
         clip = lab.parent / info["clip"]
         labels = info["labels"]
         for t, f in features(binary, clip):
             i = int(round(t * info["fps"]))
-            if i >= len(labels) or labels[i] is None:
+            label = labels[i] if i < len(labels) else None
+            if label is None and not keep_ignored:
                 continue
             X.append(f)
-            y.append(labels[i])
+            y.append(-1 if label is None else label)
             damage.append(info["damage"])
             source.append(info["source"])
-    return np.array(X, dtype=np.float64), np.array(y, dtype=np.float64), np.array(damage), np.array(source)
+            clips.append(str(clip))
+    return (np.array(X, dtype=np.float64), np.array(y, dtype=np.float64), np.array(damage),
+            np.array(source), np.array(clips))
 
 
 def forward(p, X):
@@ -64,13 +74,15 @@ def forward(p, X):
     return h, 1.0 / (1.0 + np.exp(-z))
 
 
-def train(X, y, w):
+def train(X, y, w, hidden=None, l2=None):
+    hidden = HIDDEN if hidden is None else hidden
+    l2 = L2 if l2 is None else l2
     rng = np.random.default_rng(15)
     n, d = X.shape
     p = {
-        "W1": rng.normal(0, 1 / np.sqrt(d), (HIDDEN, d)),
-        "B1": np.zeros(HIDDEN),
-        "W2": rng.normal(0, 1 / np.sqrt(HIDDEN), HIDDEN),
+        "W1": rng.normal(0, 1 / np.sqrt(d), (hidden, d)),
+        "B1": np.zeros(hidden),
+        "W2": rng.normal(0, 1 / np.sqrt(hidden), hidden),
         "B2": np.zeros(()),
     }
     m = {k: np.zeros_like(v) for k, v in p.items()}
@@ -80,11 +92,11 @@ def train(X, y, w):
         h, out = forward(p, X)
         g = (out - y) * w  # d(weighted log loss)/dz
         grads = {
-            "W2": h.T @ g + L2 * p["W2"],
+            "W2": h.T @ g + l2 * p["W2"],
             "B2": np.array(g.sum()),
         }
         gh = np.outer(g, p["W2"]) * (h > 0)
-        grads["W1"] = gh.T @ X + L2 * p["W1"]
+        grads["W1"] = gh.T @ X + l2 * p["W1"]
         grads["B1"] = gh.sum(axis=0)
         lr = 0.01
         for k in p:
@@ -96,15 +108,16 @@ def train(X, y, w):
     return p
 
 
-def weights(y, damage):
+def weights(y, damage, neg_weight=None):
     """Each damage type's positives weigh the same in total, and the negatives as much as
     all of them together (NEG_WEIGHT times): a false alarm costs more than a late find."""
+    neg_weight = NEG_WEIGHT if neg_weight is None else neg_weight
     w = np.zeros(len(y))
     kinds = sorted(set(damage[y == 1]))
     for d in kinds:
         g = (y == 1) & (damage == d)
         w[g] = 1.0 / g.sum()
-    w[y == 0] = NEG_WEIGHT * len(kinds) / max(1, (y == 0).sum())
+    w[y == 0] = neg_weight * len(kinds) / max(1, (y == 0).sum())
     return w
 
 
@@ -127,12 +140,138 @@ def figures(y, pred, damage):
     return out
 
 
+def segment_runs(levels, a, b, want, fps):
+    """Runs of `levels == want` inside the segment [a, b): (start s, end s, from its first
+    picture, to its last picture)."""
+    out, start = [], None
+    for i in range(a, b + 1):
+        on = i < b and levels[i] == want
+        if on and start is None:
+            start = i
+        elif not on and start is not None:
+            out.append((start / fps, i / fps, start == a, i == b))
+            start = None
+    return out
+
+
+def incidents(prob, raise_at=0.5, clear_at=0.3, min_duration=0.5, clear_after=0.0, fps=25,
+              segment=25):
+    """The incidents the detector and the aggregator make of one clip's per-picture
+    probabilities (crates/detectors/src/runs.rs, crates/core/src/aggregate.rs): per 1 s
+    segment, runs at the raise level kept when at least `min_duration` long or touching the
+    segment's edges, runs at the hold level always; the aggregator opens on a raise, joins
+    findings starting within `clear_after` of the open run's end, and reports a run raised
+    for at least `min_duration`. Returns [(start s, end s)]."""
+    levels = (prob >= raise_at).astype(int) + (prob >= clear_at).astype(int)
+    eps = 1e-9
+    out, run = [], None  # run: [start, end, raised_until]
+
+    def close():
+        if run is not None and run[2] - run[0] >= min_duration - eps:
+            out.append((run[0], run[1]))
+
+    n = len(prob)
+    for a in range(0, n, segment):
+        b = min(n, a + segment)
+        found = []
+        for want in (2, 1):
+            for s0, e0, first, last in segment_runs(levels, a, b, want, fps):
+                if want == 1 or first or last or e0 - s0 >= min_duration - eps:
+                    found.append((s0, e0, want, last))
+        found.sort()
+        for s0, e0, want, _ in found:
+            if run is not None and s0 <= run[1] + clear_after + eps:
+                run[1] = max(run[1], e0)
+                if want == 2:
+                    run[2] = max(run[2], e0)
+            else:
+                close()
+                run = [s0, e0, e0] if want == 2 else None
+        if run is not None and not any(last for *_, last in found):
+            if run[1] + clear_after <= b / fps + eps:
+                close()
+                run = None
+    close()
+    return out
+
+
+PROFILES = {"file_qc": (0.5, 0.0), "broadcast": (1.0, 5.0)}  # min_duration, clear_after
+
+
+def clip_incident_figures(prob, y, damage, clips, raise_at, clear_at=0.3):
+    """Per profile: incidents on clean clips (and on which clips), false alarms on all clips
+    (overlapping no frame labelled 1 or ignored), and truth runs found per damage type."""
+    out = {}
+    for name, (min_d, clear_after) in PROFILES.items():
+        clean, fa, found, truth, where = 0, 0, {}, {}, []
+        for c in dict.fromkeys(clips):
+            m = clips == c
+            lab = y[m]
+            inc = incidents(prob[m], raise_at, clear_at, min_d, clear_after)
+            d = damage[m][0]
+            runs = segment_runs(np.where(lab == 1, 1, 0), 0, len(lab), 1, 25)
+            busy = segment_runs(np.where(lab != 0, 1, 0), 0, len(lab), 1, 25)
+            for s0, e0 in inc:
+                if not any(s0 < e1 and s1 < e0 for s1, e1, *_ in busy):
+                    fa += 1
+                    if d == "clean":
+                        clean += 1
+                        where.append(f"{Path(c).name} {s0:.2f}-{e0:.2f}s")
+            truth[d] = truth.get(d, 0) + len(runs)
+            found[d] = found.get(d, 0) + sum(
+                1 for s1, e1, *_ in runs if any(s0 < e1 and s1 < e0 for s0, e0 in inc))
+        out[name] = {"clean_incidents": clean, "false_alarms": fa, "clean_where": where,
+                     "recall": {d: found[d] / truth[d] for d in truth if truth[d]}}
+    return out
+
+
+def cross_validate(X, y, damage, source, clips, configs, thresholds):
+    """Leave one training source out: train on the others, predict the left-out source's
+    every picture; then, per configuration and raise threshold, the share of clean frames
+    flagged, the simulated incidents on the clean clips in both profiles, and recall."""
+    results = []
+    for hidden, l2, neg_weight in configs:
+        z = np.zeros(len(y))
+        for s in sorted(set(source)):
+            tr = (source != s) & (y >= 0)
+            mean, scale = X[tr].mean(axis=0), X[tr].std(axis=0) + 1e-6
+            p = train((X[tr] - mean) / scale, y[tr], weights(y[tr], damage[tr], neg_weight),
+                      hidden, l2)
+            te = source == s
+            h = np.maximum((X[te] - mean) / scale @ p["W1"].T + p["B1"], 0.0)
+            z[te] = h @ p["W2"] + p["B2"]
+        prob = 1.0 / (1.0 + np.exp(-z))
+        for t in thresholds:
+            # The threshold is folded into the model's bias, so the detector's thresholds
+            # (0.5 and 0.3) apply: the clear level moves with it (logit(t) + logit(0.3)).
+            shifted = 1.0 / (1.0 + np.exp(-(z - np.log(t / (1 - t)))))
+            flagged = {s: float((shifted[(source == s) & (damage == "clean")] >= 0.5).mean())
+                       for s in sorted(set(source))}
+            lab = y >= 0
+            rec = {d: float((shifted[(y == 1) & (damage == d)] >= 0.5).mean())
+                   for d in sorted(set(damage[y == 1]))}
+            inc = clip_incident_figures(shifted, y, damage, clips, 0.5)
+            r = {"hidden": hidden, "l2": l2, "neg_weight": neg_weight, "threshold": t,
+                 "clean_flagged": float((shifted[lab & (y == 0) & (damage == "clean")] >= 0.5).mean()),
+                 "clean_flagged_by_source": flagged, "frame_recall": rec,
+                 "mean_frame_recall": float(np.mean(list(rec.values()))), "incidents": inc}
+            results.append(r)
+            fq, bc = inc["file_qc"], inc["broadcast"]
+            print(f"hidden {hidden:2d} L2 {l2:g} neg {neg_weight:g} t {t:.2f}: clean flagged "
+                  f"{r['clean_flagged']:.3f}, clean incidents {fq['clean_incidents']}/"
+                  f"{bc['clean_incidents']} (file_qc/broadcast), FAs {fq['false_alarms']}/"
+                  f"{bc['false_alarms']}, frame recall {r['mean_frame_recall']:.2f}, incident recall "
+                  + " ".join(f"{d} {v:.2f}" for d, v in fq["recall"].items()), flush=True)
+    return results
+
+
 def rust(p, mean, scale):
     def arr(a):
         return "[" + ", ".join(f"{float(x):.8e}" for x in a) + "]"
     lines = [
         "// Written by scripts/corpus/train.py; do not edit. The blockiness model: a 24-2-1 MLP",
         "// (ReLU, sigmoid) over crate::blockiness::block_features, standardised by MEAN/SCALE.",
+        f"// B2 includes -logit({THRESHOLD}): the trained network's {THRESHOLD} is this model's 0.5.",
         f"// Features: {', '.join(FEATURE_NAMES)}.",
         f"pub const FEATURES: usize = {len(mean)};",
         f"pub const HIDDEN: usize = {HIDDEN};",
@@ -154,24 +293,35 @@ def main():
     ap.add_argument("--features", default="target/release/examples/block_features")
     ap.add_argument("--out", default="models/blockiness_natural.rs")
     ap.add_argument("--metrics", default="models/blockiness_natural.json")
+    ap.add_argument("--cv", help="write leave-one-source-out figures (training sources only) "
+                    "for a grid of sizes, L2, negative weights and thresholds to this JSON "
+                    "file, and stop")
     a = ap.parse_args()
     corpus = Path(a.corpus)
-    X, y, damage, source = load(corpus, "train", a.features)
+    if a.cv:
+        Xa, ya, da, sa, ca = load(corpus, "train", a.features, keep_ignored=True)
+        configs = [(h, l2, nw) for h in (2, 4, 8) for l2 in (1e-2, 1e-3) for nw in (2.0, 4.0)]
+        res = cross_validate(Xa, ya, da, sa, ca, configs, [0.5, 0.6, 0.7, 0.8, 0.9])
+        Path(a.cv).write_text(json.dumps(res, indent=1) + "\n")
+        return
+    X, y, damage, source, _ = load(corpus, "train", a.features)
     mean = X.mean(axis=0)
     scale = X.std(axis=0) + 1e-6
     # Round to f32 first so that Rust, which standardises in f32, sees the same model.
     mean, scale = mean.astype(np.float32).astype(np.float64), scale.astype(np.float32).astype(np.float64)
     Xs = (X - mean) / scale
     p = train(Xs, y, weights(y, damage))
+    p["B2"] = p["B2"] - np.log(THRESHOLD / (1 - THRESHOLD))
     p = {k: np.asarray(v, dtype=np.float32).astype(np.float64) for k, v in p.items()}
     _, out = forward(p, Xs)
     metrics = {
-        "model": f"{X.shape[1]}-{HIDDEN}-1 MLP, {STEPS} Adam steps, L2 {L2}",
+        "model": f"{X.shape[1]}-{HIDDEN}-1 MLP, {STEPS} Adam steps, L2 {L2}, negatives x{NEG_WEIGHT}, "
+                 f"threshold {THRESHOLD} folded into the output bias",
         "train": {"frames": int(len(y)), "sources": sorted(set(source)),
                   "per_frame": figures(y, out >= 0.5, damage)},
     }
     if (corpus / "eval").exists():
-        Xe, ye, de, se = load(corpus, "eval", a.features)
+        Xe, ye, de, se, _ = load(corpus, "eval", a.features)
         _, oe = forward(p, (Xe - mean) / scale)
         metrics["eval"] = {"frames": int(len(ye)), "sources": sorted(set(se)),
                            "per_frame": figures(ye, oe >= 0.5, de)}
