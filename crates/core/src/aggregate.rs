@@ -794,6 +794,7 @@ mod tests {
         };
         let mut config = PipelineConfig::default();
         config.loudness_jump.min_duration = 1.0;
+        config.loudness.max_below_lu = 10.0;
         // A programme at -23 dipping to -40 for 3 s: a jump.
         let mut reports: Vec<_> = (0..20).map(|i| loud(i, -23.0, vec![])).collect();
         reports.extend((20..23).map(|i| dip(i, -40.0)));

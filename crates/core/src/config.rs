@@ -528,8 +528,10 @@ pub struct LoudnessConfig {
     /// (default 5: EBU R128 s1's maximum short-term loudness, -18 LUFS).
     pub max_above_lu: f64,
     /// Short-term loudness more than this many LU below both the target and the programme
-    /// level is a `loudness_jump` (a dip; default 10). Audio below -70 LUFS is silence, the
-    /// silence detector's business, not a loudness incident.
+    /// level is a `loudness_jump` (a dip); 0, the default, judges no dips: music's quiet
+    /// passages and fades are no fault (20 minutes of orchestral music at -34 LUFS dip
+    /// more than 10 LU below their programme level 7 times), a quiet programme is the
+    /// programme's incident, and audio below -70 LUFS is silence, the silence detector's.
     pub max_below_lu: f64,
     /// Hysteresis of `loudness_jump`: an excursion is over only once short-term loudness is
     /// back this many LU inside (default 1.0), so a passage hovering at a bound is one
@@ -564,7 +566,7 @@ impl LoudnessConfig {
             programme_window: 60.0,
             max_true_peak_dbtp,
             max_above_lu: 5.0,
-            max_below_lu: 10.0,
+            max_below_lu: 0.0,
             clear_lu: 1.0,
             min_duration: 5.0,
             critical_after: 30.0,
@@ -626,7 +628,12 @@ impl KindSection for LoudnessConfig {
         )?;
         let (above, below) = (self.max_above_lu, self.max_below_lu);
         f.check("max_above_lu", above, above > 0.0, "expected LU above 0")?;
-        f.check("max_below_lu", below, below > 0.0, "expected LU above 0")?;
+        f.check(
+            "max_below_lu",
+            below,
+            below >= 0.0,
+            "expected LU, 0 (no dips judged) or more",
+        )?;
         let clear = self.clear_lu;
         f.check(
             "clear_lu",
@@ -638,8 +645,8 @@ impl KindSection for LoudnessConfig {
 }
 
 /// `loudness_jump`: short-term (3 s) loudness more than `loudness.max_above_lu` above the
-/// target (a commercial louder than the programme), or a dip more than `loudness.max_below_lu`
-/// below both the target and the programme level. The thresholds are `[loudness]`'s; this
+/// target (a commercial louder than the programme), or, if `loudness.max_below_lu` is set,
+/// a dip that far below both the target and the programme level. The thresholds are `[loudness]`'s; this
 /// section holds the alarm timings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

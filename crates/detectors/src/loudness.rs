@@ -9,10 +9,10 @@
 //! span segments). Per segment the detector reports the momentary kinds:
 //!
 //! * `loudness_jump`: short-term values (read every 500 ms) above `target + max_above` (EBU
-//!   R128 s1's maximum short-term loudness) or below `target - max_below` (above -70 LUFS,
-//!   silence being the silence detector's). The aggregator keeps a dip only if it is also
-//!   `max_below` under the programme level, so a quiet programme is one `loudness` incident,
-//!   not a dip every few seconds.
+//!   R128 s1's maximum short-term loudness); if `max_below` is set, also below `target -
+//!   max_below` (above -70 LUFS, silence being the silence detector's), and the aggregator
+//!   keeps such a dip only if it is also `max_below` under the programme level, so a quiet
+//!   programme is one `loudness` incident, not a dip every few seconds.
 //! * `true_peak`: each 100 ms step whose true peak (4x oversampled) is above
 //!   `max_true_peak_dbtp`.
 
@@ -47,7 +47,12 @@ impl LoudnessDetector {
         true_peak: &TruePeakConfig,
     ) -> Self {
         LoudnessDetector {
-            low: config.target_lufs - config.max_below_lu,
+            // No lower bound unless dips are judged (`max_below_lu` > 0).
+            low: if config.max_below_lu > 0.0 {
+                config.target_lufs - config.max_below_lu
+            } else {
+                f64::NEG_INFINITY
+            },
             high: config.target_lufs + config.max_above_lu,
             clear: config.clear_lu,
             jump_min_duration: time::from_secs(jump.min_duration),
@@ -291,9 +296,16 @@ mod tests {
         assert_eq!(loud[0].kind, IncidentKind::LoudnessJump);
         assert!(loud[0].reaches_end);
         assert_eq!(loud[0].start, 5_000_000);
+        // Dips are judged only when `max_below_lu` is set.
         let (quiet, _) = run(&segment(5, 0.01, 2.9));
+        assert!(quiet.is_empty(), "{quiet:?}");
+        let dips = LoudnessConfig {
+            max_below_lu: 10.0,
+            ..LoudnessConfig::default()
+        };
+        let (quiet, _) = run_with(&segment(5, 0.01, 2.9), &dips);
         assert_eq!(quiet.len(), 1);
-        let (silent, _) = run(&segment(5, 0.0, 2.9));
+        let (silent, _) = run_with(&segment(5, 0.0, 2.9), &dips);
         assert!(silent.is_empty());
     }
 
