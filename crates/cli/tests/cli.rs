@@ -296,9 +296,10 @@ fn default_detectors_measure_programme_loudness_of_the_test_tone() {
     let Some(clip) = defect_clip(dir.path()) else {
         return;
     };
-    // The clip is 6 s: loudness incidents shorter than the 5 s default are reported here.
+    // The clip is 6 s: shorter than the programme window, so no programme (`loudness`)
+    // incident; short-term jumps shorter than the 5 s default are reported here.
     let config = dir.path().join("loudness.toml");
-    std::fs::write(&config, "[loudness]\nmin_duration = 2.0\n").expect("write");
+    std::fs::write(&config, "[loudness_jump]\nmin_duration = 2.0\n").expect("write");
     let o = vqa(&[
         "analyze",
         clip.to_str().expect("utf-8"),
@@ -310,7 +311,7 @@ fn default_detectors_measure_programme_loudness_of_the_test_tone() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let report: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
     // Two tones at 0.3 of full scale plus light noise: about -11 LUFS (BS.1770), far above
-    // the -23 LUFS target, so a loudness incident once the 3 s short-term window is full;
+    // the -23 LUFS target, so a loudness jump once the 3 s short-term window is full;
     // the 1.5 s silence (3-4.5 s) is gated out of the integrated figure.
     let integrated = report["loudness"]["integrated_lufs"]
         .as_f64()
@@ -324,9 +325,17 @@ fn default_detectors_measure_programme_loudness_of_the_test_tone() {
         .as_array()
         .expect("incidents")
         .iter()
-        .filter(|i| i["kind"] == "loudness")
+        .filter(|i| i["kind"] == "loudness_jump")
         .collect();
     assert!(!loud.is_empty(), "{report}");
+    assert!(
+        !report["incidents"]
+            .as_array()
+            .expect("incidents")
+            .iter()
+            .any(|i| i["kind"] == "loudness"),
+        "{report}"
+    );
     assert!(loud[0]["start"].as_f64().expect("start") >= 2.9);
 }
 

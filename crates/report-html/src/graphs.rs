@@ -34,9 +34,6 @@ const LINE_COLOURS: [&str; 6] = [
     PALETTE[11],
 ];
 
-/// True peak above this is too high for EBU R128 (and for most delivery specifications).
-const R128_MAX_TRUE_PEAK_DBTP: f64 = -1.0;
-
 /// Height of a graph's plotting area, px.
 const PLOT_HEIGHT: f64 = 110.0;
 /// Above the plot: the title and legend.
@@ -247,15 +244,29 @@ pub(crate) fn graphs(points: &[Point], config: &PipelineConfig, media: &MediaInf
         title: "Loudness, LUFS (loudness)".into(),
         y: (-60.0, 0.0),
         lines: vec![momentary, short_term],
-        guides: vec![Guide {
-            lo: l.target_lufs - l.max_below_lu,
-            hi: l.target_lufs + l.max_above_lu,
-            label: format!(
-                "target {} LUFS +{}/−{} LU",
-                l.target_lufs, l.max_above_lu, l.max_below_lu
-            ),
-        }],
-        kinds: vec![IncidentKind::Loudness, IncidentKind::Silence],
+        guides: vec![
+            Guide {
+                lo: l.target_lufs - l.tolerance_lu,
+                hi: l.target_lufs + l.tolerance_lu,
+                label: format!(
+                    "target {} LUFS ±{} LU (programme, {} s)",
+                    l.target_lufs, l.tolerance_lu, l.programme_window
+                ),
+            },
+            Guide {
+                lo: l.target_lufs + l.max_above_lu,
+                hi: l.target_lufs + l.max_above_lu,
+                label: format!(
+                    "short-term maximum {} LUFS",
+                    l.target_lufs + l.max_above_lu
+                ),
+            },
+        ],
+        kinds: vec![
+            IncidentKind::Loudness,
+            IncidentKind::LoudnessJump,
+            IncidentKind::Silence,
+        ],
         absent: absent(config, media, DetectorName::Loudness),
     });
 
@@ -268,11 +279,11 @@ pub(crate) fn graphs(points: &[Point], config: &PipelineConfig, media: &MediaInf
         y: (-40.0, 3.0),
         lines: vec![peak],
         guides: vec![Guide {
-            lo: R128_MAX_TRUE_PEAK_DBTP,
-            hi: R128_MAX_TRUE_PEAK_DBTP,
-            label: format!("EBU R128 maximum {R128_MAX_TRUE_PEAK_DBTP} dBTP"),
+            lo: l.max_true_peak_dbtp,
+            hi: l.max_true_peak_dbtp,
+            label: format!("maximum {} dBTP", l.max_true_peak_dbtp),
         }],
-        kinds: vec![IncidentKind::Clipping],
+        kinds: vec![IncidentKind::TruePeak, IncidentKind::Clipping],
         absent: absent(config, media, DetectorName::Loudness),
     });
 

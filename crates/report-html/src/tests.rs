@@ -224,13 +224,14 @@ fn loudness_is_read_from_the_segments_histograms_against_the_target_window() {
         "{loudness}"
     );
     let band = elements(loudness, "<rect class=\"guide\"")[0];
-    // The target window, -23 +5/-10 LU: -33 .. -18 LUFS.
-    assert!((attr(band, "y") - y(-18.0)).abs() < 0.1, "{band}");
+    // The programme's window, -23 ± 1 LU: -24 .. -22 LUFS.
+    assert!((attr(band, "y") - y(-22.0)).abs() < 0.1, "{band}");
     assert!(
-        (attr(band, "height") - (y(-33.0) - y(-18.0))).abs() < 0.1,
+        (attr(band, "height") - (y(-24.0) - y(-22.0))).abs() < 0.1,
         "{band}"
     );
-    assert!(loudness.contains("target -23 LUFS +5/−10 LU"));
+    assert!(loudness.contains("target -23 LUFS ±1 LU (programme, 60 s)"));
+    assert!(loudness.contains("short-term maximum -18 LUFS"));
 }
 
 #[test]
