@@ -400,7 +400,12 @@ fn spans_of(report: &StreamReport) -> Vec<Span> {
 
 /// `config`'s enabled detectors' kinds.
 fn enabled_kinds(config: &PipelineConfig) -> Vec<IncidentKind> {
-    config.detectors.iter().map(|d| d.kind()).collect()
+    // Every kind an enabled detector reports or measures (loudness: also loudness_jump and
+    // true_peak).
+    IncidentKind::ALL
+        .into_iter()
+        .filter(|k| k.detector().is_some_and(|d| config.is_enabled(d)))
+        .collect()
 }
 
 /// Called before each clip with its position, the number of clips and its path.

@@ -65,8 +65,9 @@ pub struct ReferenceSettings {
     /// `blur.min_duration`.
     pub blur_threshold_1080: f64,
     pub blur_min_duration: f64,
-    /// ebur128: short-term loudness outside `[low, high]` LUFS (vqa's target window) for at
-    /// least vqa's `loudness.min_duration`.
+    /// ebur128: short-term loudness outside `[low, high]` LUFS (vqa's `loudness_jump`
+    /// bounds; `low` is -inf unless vqa judges dips) for at least vqa's
+    /// `loudness_jump.min_duration`.
     pub loudness_low_lufs: f64,
     pub loudness_high_lufs: f64,
     pub loudness_min_duration: f64,
@@ -99,9 +100,13 @@ impl ReferenceSettings {
             // blurred (sigma 3-4) 24-55; flat scenes with few edges give erratic values.
             blur_threshold_1080: 25.0,
             blur_min_duration: config.blur.min_duration,
-            loudness_low_lufs: loudness.target_lufs - loudness.max_below_lu,
+            loudness_low_lufs: if loudness.max_below_lu > 0.0 {
+                loudness.target_lufs - loudness.max_below_lu
+            } else {
+                f64::NEG_INFINITY
+            },
             loudness_high_lufs: loudness.target_lufs + loudness.max_above_lu,
-            loudness_min_duration: loudness.min_duration,
+            loudness_min_duration: config.loudness_jump.min_duration,
         }
     }
 
@@ -129,7 +134,7 @@ impl ReferenceSettings {
                 "blurdetect (defaults), lavfi.blur >= {} px x height/1080, runs >= {} s",
                 self.blur_threshold_1080, self.blur_min_duration
             ),
-            IncidentKind::Loudness => format!(
+            IncidentKind::LoudnessJump => format!(
                 "ebur128 short-term outside [{}, {}] LUFS (above {SILENT_LUFS}), runs >= {} s",
                 self.loudness_low_lufs, self.loudness_high_lufs, self.loudness_min_duration
             ),
@@ -147,7 +152,7 @@ pub fn has_filter(kind: IncidentKind) -> bool {
             | IncidentKind::Silence
             | IncidentKind::Blockiness
             | IncidentKind::Blur
-            | IncidentKind::Loudness
+            | IncidentKind::LoudnessJump
     )
 }
 
@@ -301,7 +306,7 @@ pub fn detect(
                 settings.silence_noise_db, settings.silence_min_duration
             ));
         }
-        if wants(IncidentKind::Loudness) {
+        if wants(IncidentKind::LoudnessJump) {
             chain.push("ebur128=framelog=info".to_string());
         }
         if !chain.is_empty() {
@@ -466,7 +471,7 @@ pub(crate) fn parse_log(
         found.push(span(IncidentKind::Blockiness, s, e));
     }
     for (s, e) in runs(&loudness_steps, settings.loudness_min_duration) {
-        found.push(span(IncidentKind::Loudness, s, e));
+        found.push(span(IncidentKind::LoudnessJump, s, e));
     }
     found.sort_by(|a, b| a.start.total_cmp(&b.start).then(a.kind.cmp(&b.kind)));
     found
@@ -525,7 +530,7 @@ mod tests {
             vec![
                 // 25 px at 1080 lines is 5.6 px at 240: frames 1 and 2.
                 (IncidentKind::Blur, 0.04, 0.12),
-                (IncidentKind::Loudness, 0.1, 0.4),
+                (IncidentKind::LoudnessJump, 0.1, 0.4),
                 (IncidentKind::Blockiness, 0.5, 1.5),
                 (IncidentKind::Freeze, 2.02, 4.02),
                 (IncidentKind::Black, 6.02, 7.02),
