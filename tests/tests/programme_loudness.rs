@@ -76,6 +76,10 @@ fn a_quiet_programme_longer_than_the_window_is_one_incident_and_one_at_target_is
         assert_eq!(of_kind(&report, IncidentKind::TruePeak), 0, "{profile}");
 
         let report = analyse(&on_target, profile);
-        assert!(report.incidents.is_empty(), "{profile}: {:?}", report.incidents);
+        assert!(
+            report.incidents.is_empty(),
+            "{profile}: {:?}",
+            report.incidents
+        );
     }
 }

@@ -256,10 +256,7 @@ pub(crate) fn graphs(points: &[Point], config: &PipelineConfig, media: &MediaInf
             Guide {
                 lo: l.target_lufs + l.max_above_lu,
                 hi: l.target_lufs + l.max_above_lu,
-                label: format!(
-                    "short-term maximum {} LUFS",
-                    l.target_lufs + l.max_above_lu
-                ),
+                label: format!("short-term maximum {} LUFS", l.target_lufs + l.max_above_lu),
             },
         ],
         kinds: vec![
