@@ -14,7 +14,9 @@ use crate::report::SegmentReport;
 use crate::transport::{Artifact, ArtifactName, TransportError};
 use std::sync::Arc;
 
-pub const WIRE_VERSION: u8 = 3;
+/// 4: the kinds `loudness_jump` and `true_peak` (postcard numbers enum variants, so
+/// `input_loss` moved) and the aggregator's programme loudness window.
+pub const WIRE_VERSION: u8 = 4;
 
 const TAG_SEGMENT: u8 = 1;
 const TAG_FINDINGS: u8 = 2;
