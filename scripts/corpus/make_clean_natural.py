@@ -131,7 +131,8 @@ def sounds(x: Path, work: Path):
     music = sorted((x / "usr/share/games/wesnoth/1.16/data/core/music").glob("*.ogg"))
     if len(music) < 41:
         music = sorted((x / "usr/share").rglob("wesnoth*/**/music/*.ogg"))
-    out = [(f"music-{p.stem}", p) for p in music[20:41]]
+    # "silence" is a track of silence (a game's placeholder), not programme sound.
+    out = [(f"music-{p.stem}", p) for p in music[20:41] if p.stem != "silence"]
     work.mkdir(parents=True, exist_ok=True)
     for name, pattern in [("words", "usr/share/ktuberling/sounds/*/*.ogg"),
                           ("speech", "usr/share/pocketsphinx/test/data/**/*.wav")]:
@@ -190,14 +191,20 @@ def main():
         ts = k % 2 == 1
         clip = f"{name}-{h}p.{'ts' if ts else 'mp4'}"
         f = out / clip
-        # Two clips in three get music, one speech; each takes the next stretch of its source.
-        sname, spath = snd[k % len(snd)] if k % 3 else snd[-1 - (k // 3) % 2]
-        s0 = sound_at.get(sname, 0.0)
+        # Two clips in three get music, one speech (read speech while it lasts, then the
+        # recorded words); each takes the next stretch of its source, none is used twice.
         secs = a.seconds
         if kind == "video":
             secs = min(secs, int(duration(Path(path))) or secs)
+        if k % 3:
+            sname, spath = snd[k % (len(snd) - 2)]
+        else:
+            sname, spath = snd[-1]
+            if sound_at.get(sname, 0.0) + secs > duration(spath):
+                sname, spath = snd[-2]
+        s0 = sound_at.get(sname, 0.0)
         if s0 + secs > duration(spath):
-            s0 = 0.0
+            sys.exit(f"{sname} is too short for another {secs} s clip")
         sound_at[sname] = s0 + secs
         if not f.exists():
             tmp = out / f".{clip}.wav"

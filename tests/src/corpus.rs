@@ -158,6 +158,11 @@ fn kind_specs(kind: DefectKind, size: CorpusSize) -> Vec<(String, ClipSpec)> {
                     clipping_gain_db: 24.0,
                     ..with(spec, vec![span(2.0 + 0.5 * x, 0.5 + 0.5 * x)])
                 },
+                // 2 to 18 AAC packets (43 to 384 ms at 48 kHz), one hole each.
+                DefectKind::AudioDropout => with(
+                    spec,
+                    vec![span(2.5 + 0.6 * x, [0.043, 0.12, 0.384, 0.064, 0.2][i])],
+                ),
                 DefectKind::AvSync => ClipSpec {
                     content: Content::SyncPattern,
                     gop: None,

@@ -360,6 +360,15 @@ fn check_kind(spec: &ClipSpec, kind: DefectKind, span: Span, frames: u64) -> Res
             "a frame_drop defect needs a kept frame before and after it (frames 1..{})",
             frames.saturating_sub(1)
         ),
+        DefectKind::AudioDropout => {
+            let rate = u64::from(spec.sample_rate);
+            ensure!(
+                span.end - span.first >= crate::AAC_FRAME_SAMPLES && span.end - span.first <= rate,
+                "an audio_dropout defect loses whole audio packets: it must last from one \
+                 AAC frame ({} samples) to 1 s",
+                crate::AAC_FRAME_SAMPLES
+            );
+        }
         DefectKind::Blur => ensure!(
             spec.blur_sigma.is_finite() && spec.blur_sigma >= 3.0,
             "blur_sigma {} is below 3 (too faint to be a defect)",

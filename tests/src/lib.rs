@@ -43,6 +43,10 @@
 //! * **clipping** `[S, E)`: samples of the range driven by [`ClipSpec::clipping_gain_db`]
 //!   past full scale and cut off at ±1. The passage is loud too: loudness from its start
 //!   to 3 s after its end is implied.
+//! * **audio_dropout** `[S, E)`: the audio packets whose time falls in the range removed
+//!   from the rendered file (the `noise` bitstream filter's `drop`), timestamps kept, as
+//!   packets lost in transport leave them. Truth is measured, not assumed: from the first
+//!   missing packet's time to the next present packet's.
 //! * **av_sync**: on [`Content::SyncPattern`], every beep moved by
 //!   [`ClipSpec::av_offset_ms`]. The measured offset is [`Clip::av_offset_ms`]; beyond
 //!   [`AV_SYNC_MAX_LATE_MS`] late or [`AV_SYNC_MAX_EARLY_MS`] early the whole clip is an
@@ -107,6 +111,9 @@ pub use tools::{
 /// first real sample.
 pub const AAC_PRIMING_SAMPLES: u32 = 1024;
 
+/// Samples per AAC frame (one audio packet): the least an audio dropout can lose.
+pub const AAC_FRAME_SAMPLES: u64 = 1024;
+
 /// Audio later than the picture by more than this many milliseconds is an A/V sync
 /// defect (vqa's default `av_sync.max_late_ms`).
 pub const AV_SYNC_MAX_LATE_MS: f64 = 45.0;
@@ -129,7 +136,7 @@ pub use vqa_core::IncidentKind as DefectKind;
 
 /// The kinds a clip can carry, in a fixed order: not `onnx` (a model's verdict) nor
 /// `input_loss` (a live input's).
-pub const INJECTABLE: [DefectKind; 11] = [
+pub const INJECTABLE: [DefectKind; 12] = [
     DefectKind::Freeze,
     DefectKind::Black,
     DefectKind::Silence,
@@ -141,6 +148,7 @@ pub const INJECTABLE: [DefectKind; 11] = [
     DefectKind::Loudness,
     DefectKind::Clipping,
     DefectKind::AvSync,
+    DefectKind::AudioDropout,
 ];
 
 /// Which track a defect is rendered in.
@@ -154,7 +162,10 @@ pub(crate) enum Track {
 /// The track a defect of `kind` is rendered in.
 pub(crate) fn track(kind: DefectKind) -> Track {
     match kind {
-        DefectKind::Silence | DefectKind::Loudness | DefectKind::Clipping => Track::Audio,
+        DefectKind::Silence
+        | DefectKind::Loudness
+        | DefectKind::Clipping
+        | DefectKind::AudioDropout => Track::Audio,
         DefectKind::AvSync => Track::Both,
         _ => Track::Video,
     }
@@ -540,9 +551,11 @@ pub fn make_clip(dir: &Path, name: &str, spec: &ClipSpec) -> Result<Clip> {
     let partial = dir.join(format!(".{file_name}.partial"));
     let damaged = dir.join(format!(".{file_name}.damaged.partial"));
     let blocky = dir.join(format!(".{file_name}.blocky.partial"));
+    let holed = dir.join(format!(".{file_name}.holed.partial"));
     let cleanup = || {
         let _ = fs::remove_file(&partial);
         let _ = fs::remove_file(&damaged);
+        let _ = fs::remove_file(&holed);
         let _ = fs::remove_file(&blocky);
     };
 
@@ -581,6 +594,17 @@ pub fn make_clip(dir: &Path, name: &str, spec: &ClipSpec) -> Result<Clip> {
     } else {
         &partial
     };
+    let dropped = match dropout_expression(spec, &layout) {
+        Some(expression) => match drop_audio_packets(spec, finished, &holed, &expression) {
+            Ok(spans) => spans,
+            Err(err) => {
+                cleanup();
+                return Err(err.context(format!("dropping audio from {}", path.display())));
+            }
+        },
+        None => Vec::new(),
+    };
+    let finished = if dropped.is_empty() { finished } else { &holed };
     fs::rename(finished, &path)
         .with_context(|| format!("renaming {} to {}", finished.display(), path.display()))?;
     cleanup();
@@ -627,8 +651,11 @@ pub fn make_clip(dir: &Path, name: &str, spec: &ClipSpec) -> Result<Clip> {
             Track::Audio => (sample_rate, audio_offset),
             Track::Video | Track::Both => (fps, video_offset),
         };
-        // Corruption truth is where the damage really is, measured below.
-        if placed.kind != DefectKind::Corruption {
+        // Corruption and audio dropout truth is where the damage really is, measured.
+        if !matches!(
+            placed.kind,
+            DefectKind::Corruption | DefectKind::AudioDropout
+        ) {
             truth.push(Defect::new(
                 placed.kind,
                 tidy_seconds(first / rate + offset),
@@ -637,6 +664,11 @@ pub fn make_clip(dir: &Path, name: &str, spec: &ClipSpec) -> Result<Clip> {
         }
     }
     let video_end = layout.frames as f64 / fps + video_offset;
+    truth.extend(
+        dropped
+            .iter()
+            .map(|&(start, end)| Defect::new(DefectKind::AudioDropout, start, end)),
+    );
     if let Some(damaged_times) = &corrupted {
         for (start, end) in corruption_spans(damaged_times, &keyframes, video_end) {
             truth.push(Defect::new(
@@ -773,6 +805,63 @@ fn damage_packets(
     Ok(times)
 }
 
+/// The `noise` bitstream filter's `drop` expression that removes the audio packets of
+/// every audio_dropout span (by packet time, in the stream's own time base), or `None`.
+fn dropout_expression(spec: &ClipSpec, layout: &graph::Layout) -> Option<String> {
+    let rate = f64::from(spec.sample_rate);
+    let terms: Vec<String> = layout
+        .spans(DefectKind::AudioDropout)
+        .map(|s| {
+            format!(
+                "between(pts*tb\\,{:.6}\\,{:.6})",
+                s.first as f64 / rate,
+                s.end as f64 / rate
+            )
+        })
+        .collect();
+    (!terms.is_empty()).then(|| terms.join("+"))
+}
+
+/// Copies `from` to `to` without the audio packets `expression` selects, and returns the
+/// holes really left: from each first missing packet's time to the next present one's.
+fn drop_audio_packets(
+    spec: &ClipSpec,
+    from: &Path,
+    to: &Path,
+    expression: &str,
+) -> Result<Vec<(f64, f64)>> {
+    let mut args: Vec<String> = vec!["-i".into(), from.to_string_lossy().into_owned()];
+    args.extend(["-map", "0", "-c", "copy", "-bsf:a"].map(String::from));
+    args.push(format!("noise=drop={expression}"));
+    args.extend(spec.container.muxer_args().iter().map(|s| s.to_string()));
+    args.push(to.to_string_lossy().into_owned());
+    run_ffmpeg(&args)?;
+    let before = tools::audio_packet_times(from)?;
+    let after = tools::audio_packet_times(to)?;
+    let present = |t: f64| after.iter().any(|a| (a - t).abs() < 1e-6);
+    let mut holes: Vec<(f64, f64)> = Vec::new();
+    let mut open: Option<f64> = None;
+    for &t in &before {
+        match (present(t), open) {
+            (false, None) => open = Some(t),
+            (true, Some(start)) => {
+                holes.push((tidy_seconds(start), tidy_seconds(t)));
+                open = None;
+            }
+            _ => {}
+        }
+    }
+    ensure!(
+        open.is_none(),
+        "the dropped audio runs to the end of the clip: end the audio_dropout span earlier"
+    );
+    ensure!(
+        !holes.is_empty(),
+        "the noise filter dropped no audio packet"
+    );
+    Ok(holes)
+}
+
 /// Spans of visible damage: from each damaged packet to the next keyframe that is not
 /// itself damaged (or the end of the video), merged.
 fn corruption_spans(damaged: &[f64], keyframes: &[f64], video_end: f64) -> Vec<(f64, f64)> {
@@ -907,7 +996,8 @@ mod tests {
                 "frame_drop",
                 "loudness",
                 "clipping",
-                "av_sync"
+                "av_sync",
+                "audio_dropout"
             ]
         );
         let json = serde_json::to_string(&Defect::new(DefectKind::FrameDrop, 1.0, 1.2))

@@ -263,6 +263,31 @@ pub fn video_packets(path: &Path) -> Result<Vec<VideoPacket>> {
     Ok(packets)
 }
 
+/// Times of the packets of the first audio stream, in seconds from the start of the file,
+/// ascending.
+pub fn audio_packet_times(path: &Path) -> Result<Vec<f64>> {
+    let json = ffprobe_json(
+        path,
+        &[
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "format=start_time:packet=pts_time",
+        ],
+    )?;
+    let format_start = number(json.get("format").and_then(|f| f.get("start_time"))).unwrap_or(0.0);
+    let mut times: Vec<f64> = json
+        .get("packets")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| Some(number(p.get("pts_time"))? - format_start))
+        .collect();
+    times.sort_by(f64::total_cmp);
+    Ok(times)
+}
+
 /// Times of the keyframes of the first video stream, in seconds from the start of the
 /// file, ascending.
 pub fn video_keyframes(path: &Path) -> Result<Vec<f64>> {

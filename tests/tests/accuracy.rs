@@ -326,3 +326,53 @@ fn damage_lasts_from_the_corrupted_packets_to_the_next_clean_keyframe() {
         "{found:?} vs {truth:?}"
     );
 }
+
+/// Audio packets lost in transport: each hole in an MP4 and an MPEG-TS file is one
+/// audio_dropout incident where the packets are missing (to a packet, 21 ms at 48 kHz),
+/// and neither silence nor anything else is reported around it.
+#[test]
+fn lost_audio_packets_are_one_dropout_each_where_the_audio_is_missing() {
+    if !vqa_testkit::ffmpeg_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    for container in [Container::Mp4, Container::Ts] {
+        let spec = ClipSpec {
+            duration: 8.0,
+            container,
+            defects: vec![
+                Defect::new(DefectKind::AudioDropout, 2.0, 2.1),
+                Defect::new(DefectKind::AudioDropout, 5.3, 5.7),
+            ],
+            ..ClipSpec::default()
+        };
+        let name = format!("dropout_{container:?}");
+        let clip = make_clip(dir.path(), &name, &spec).unwrap_or_else(|e| panic!("{e:#}"));
+        let truth: Vec<_> = clip.truth_of(DefectKind::AudioDropout).collect();
+        assert_eq!(truth.len(), 2, "{:?}", clip.truth);
+        let config = PipelineConfig {
+            detectors: vec![DetectorName::AudioDropout, DetectorName::Silence],
+            ..PipelineConfig::default()
+        };
+        let report = analyze(&clip, &config);
+        let found: Vec<(IncidentKind, f64, f64)> = report
+            .incidents
+            .iter()
+            .map(|i| {
+                (
+                    i.kind,
+                    vqa_core::time::to_secs(i.start),
+                    vqa_core::time::to_secs(i.end),
+                )
+            })
+            .collect();
+        assert_eq!(found.len(), 2, "{container:?}: {found:?} vs {truth:?}");
+        for (f, t) in found.iter().zip(&truth) {
+            assert_eq!(f.0, IncidentKind::AudioDropout, "{found:?}");
+            assert!(
+                (f.1 - t.start).abs() <= 0.025 && (f.2 - t.end).abs() <= 0.025,
+                "{container:?}: {found:?} vs {truth:?}"
+            );
+        }
+    }
+}
