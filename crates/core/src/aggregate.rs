@@ -44,6 +44,20 @@ fn key_of(f: &Finding) -> RunKey {
     (f.kind, f.channel)
 }
 
+impl IncidentRule {
+    /// How long the condition may be absent with its run going on: the kind's clear-after
+    /// time once the incident is raised, and none before. The raise-after time counts a
+    /// condition that lasted, not fragments of one bridged by the clear-after time (a
+    /// tone's quiet instants at segment edges, ten seconds apart, are no silence).
+    fn bridge(&self, raised: bool) -> Micros {
+        if raised {
+            self.clear_after
+        } else {
+            0
+        }
+    }
+}
+
 /// Everything the aggregator must remember between segments of one stream.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct AggregatorState {
@@ -241,7 +255,7 @@ impl IncidentAggregator {
             let joins = state
                 .open
                 .get(&key)
-                .is_some_and(|run| f.start <= run.end + rule.clear_after);
+                .is_some_and(|run| f.start <= run.end + rule.bridge(run.announced));
             match (f.level, joins) {
                 (Level::Clear, _) => {
                     // Only a kind measured now and then needs to be told: for the others,
@@ -316,7 +330,7 @@ impl IncidentAggregator {
                 run.raised_until = run.end;
                 run.last_segment = report.index;
                 self.announce(state, key, events);
-            } else if run.end + rule.clear_after <= report.end {
+            } else if run.end + rule.bridge(run.announced) <= report.end {
                 if let Some(run) = state.open.remove(&key) {
                     self.close(state, key, run, events);
                 }
@@ -459,6 +473,54 @@ mod tests {
     }
 
     use IncidentKind::*;
+
+    /// Broadcast raises silence after 10 s and clears it after 10 s without: fragments of
+    /// quiet that never last are no incident however close together, while a gap shorter
+    /// than the clear-after time inside a raised silence does not end it.
+    #[test]
+    fn only_a_raised_incident_bridges_gaps_with_its_clear_after_time() {
+        let config = PipelineConfig::for_profile(crate::config::Profile::Broadcast);
+        // 50 ms of quiet at the end of every segment, for 100 s.
+        let fragments: Vec<SegmentReport> = (0..100)
+            .map(|i| {
+                report(
+                    i,
+                    vec![(Silence, (i as i64 + 1) * S - 50_000, (i as i64 + 1) * S)],
+                )
+            })
+            .collect();
+        let (incidents, events) = run_with(&config, fragments);
+        assert!(incidents.is_empty(), "{incidents:?}");
+        assert!(events.is_empty(), "{events:?}");
+
+        // 12 s of silence, 4 s of sound, 6 s of silence: one incident, 0-22 s.
+        let mut reports: Vec<SegmentReport> = (0..12)
+            .map(|i| report(i, vec![(Silence, i as i64 * S, (i as i64 + 1) * S)]))
+            .collect();
+        reports.extend((12..16).map(|i| report(i, vec![])));
+        reports
+            .extend((16..22).map(|i| report(i, vec![(Silence, i as i64 * S, (i as i64 + 1) * S)])));
+        reports.extend((22..40).map(|i| report(i, vec![])));
+        let (incidents, events) = run_with(&config, reports);
+        assert_eq!(incidents.len(), 1, "{incidents:?}");
+        assert_eq!((incidents[0].start, incidents[0].end), (0, 22 * S));
+        let opened = events
+            .iter()
+            .filter(|e| matches!(e, IncidentEvent::Opened { .. }))
+            .count();
+        assert_eq!(opened, 1, "{events:?}");
+
+        // 8 s of silence, 2 s of sound, 8 s of silence: neither part lasted 10 s.
+        let mut reports: Vec<SegmentReport> = (0..8)
+            .map(|i| report(i, vec![(Silence, i as i64 * S, (i as i64 + 1) * S)]))
+            .collect();
+        reports.extend((8..10).map(|i| report(i, vec![])));
+        reports
+            .extend((10..18).map(|i| report(i, vec![(Silence, i as i64 * S, (i as i64 + 1) * S)])));
+        reports.extend((18..30).map(|i| report(i, vec![])));
+        let (incidents, _) = run_with(&config, reports);
+        assert!(incidents.is_empty(), "{incidents:?}");
+    }
 
     #[test]
     fn a_freeze_across_three_segments_is_one_incident() {
