@@ -141,7 +141,7 @@ fn kind_specs(kind: DefectKind, size: CorpusSize) -> Vec<(String, ClipSpec)> {
                     }
                     with(spec, defects)
                 }
-                DefectKind::Loudness => {
+                DefectKind::LoudnessJump => {
                     let (duration, length) = if full {
                         (14.0 + x, 8.0 + 0.5 * x)
                     } else {
@@ -149,7 +149,7 @@ fn kind_specs(kind: DefectKind, size: CorpusSize) -> Vec<(String, ClipSpec)> {
                     };
                     ClipSpec {
                         duration,
-                        loudness_gain_db: [15.0, -20.0][i % 2],
+                        loudness_gain_db: [15.0, 10.0][i % 2],
                         ..with(spec, vec![span(2.0 + 0.3 * x, length)])
                     }
                 }

@@ -374,11 +374,12 @@ fn check_kind(spec: &ClipSpec, kind: DefectKind, span: Span, frames: u64) -> Res
             "blur_sigma {} is below 3 (too faint to be a defect)",
             spec.blur_sigma
         ),
-        DefectKind::Loudness => {
+        DefectKind::LoudnessJump => {
             let gain = spec.loudness_gain_db;
             ensure!(
-                gain.is_finite() && gain.abs() >= 6.0,
-                "loudness_gain_db {gain} must be at least 6 dB up or down"
+                gain.is_finite() && gain >= 6.0,
+                "loudness_gain_db {gain} must be at least 6 dB up (a quieter passage is no \
+                 loudness jump)"
             );
             let peak = audio_peak(spec) * db_to_gain(gain);
             ensure!(
@@ -637,7 +638,7 @@ fn channel_expression(channel: usize, spec: &ClipSpec, layout: &Layout) -> Strin
             }
         }
     };
-    if let Some(gains) = gain_expression(layout, DefectKind::Loudness, spec.loudness_gain_db) {
+    if let Some(gains) = gain_expression(layout, DefectKind::LoudnessJump, spec.loudness_gain_db) {
         signal = format!("{signal}*{gains}");
     }
     if let Some(gains) = gain_expression(layout, DefectKind::Clipping, spec.clipping_gain_db) {
@@ -794,14 +795,14 @@ mod tests {
         let spec = ClipSpec {
             audio_level_db: Some(-22.0),
             clipping_gain_db: 24.0,
-            loudness_gain_db: -20.0,
+            loudness_gain_db: 12.0,
             bars: crate::BarsPattern::Pal75,
             defects: vec![
                 Defect::new(DefectKind::Blur, 1.0, 2.0),
                 Defect::new(DefectKind::Colorbars, 2.0, 3.0),
                 Defect::new(DefectKind::FrameDrop, 3.0, 3.2),
                 Defect::new(DefectKind::Blockiness, 4.0, 4.4),
-                Defect::new(DefectKind::Loudness, 5.0, 6.0),
+                Defect::new(DefectKind::LoudnessJump, 5.0, 6.0),
                 Defect::new(DefectKind::Clipping, 7.0, 7.5),
             ],
             ..ClipSpec::default()
@@ -874,7 +875,7 @@ mod tests {
                 "{start}"
             );
         }
-        let loud = with(Defect::new(DefectKind::Loudness, 2.0, 9.0));
+        let loud = with(Defect::new(DefectKind::LoudnessJump, 2.0, 9.0));
         assert!(bad(loud.clone()).is_err_and(|e| e.contains("would clip")));
         assert!(bad(ClipSpec {
             audio_level_db: Some(-22.4),

@@ -37,11 +37,12 @@
 //!   next undamaged keyframe (the decoder's references stay broken until then). Damaged
 //!   pictures may be concealed into blocks or dropped: blockiness and a frame drop over
 //!   the span are implied.
-//! * **loudness** `[S, E)`: samples of the range multiplied by
-//!   [`ClipSpec::loudness_gain_db`] (up or down, never clipping). Truth is the range;
+//! * **loudness_jump** `[S, E)`: samples of the range multiplied by
+//!   [`ClipSpec::loudness_gain_db`] (at least 6 dB up, never clipping): a passage louder
+//!   than the programme, as a commercial can be. Truth is the range;
 //!   a short-term meter (3 s window) lags it by up to 3 s at either end.
 //! * **clipping** `[S, E)`: samples of the range driven by [`ClipSpec::clipping_gain_db`]
-//!   past full scale and cut off at ±1. The passage is loud too: loudness from its start
+//!   past full scale and cut off at ±1. The passage is loud too: a loudness jump from its start
 //!   to 3 s after its end is implied.
 //! * **audio_dropout** `[S, E)`: the audio packets whose time falls in the range removed
 //!   from the rendered file (the `noise` bitstream filter's `drop`), timestamps kept, as
@@ -145,7 +146,7 @@ pub const INJECTABLE: [DefectKind; 12] = [
     DefectKind::Blur,
     DefectKind::Colorbars,
     DefectKind::FrameDrop,
-    DefectKind::Loudness,
+    DefectKind::LoudnessJump,
     DefectKind::Clipping,
     DefectKind::AvSync,
     DefectKind::AudioDropout,
@@ -163,7 +164,7 @@ pub(crate) enum Track {
 pub(crate) fn track(kind: DefectKind) -> Track {
     match kind {
         DefectKind::Silence
-        | DefectKind::Loudness
+        | DefectKind::LoudnessJump
         | DefectKind::Clipping
         | DefectKind::AudioDropout => Track::Audio,
         DefectKind::AvSync => Track::Both,
@@ -340,8 +341,8 @@ pub struct ClipSpec {
     /// −10.5 dBFS, which measures about −11 LUFS in stereo). −22.4 dBFS measures
     /// −23.0 LUFS (EBU R128's target) in stereo.
     pub audio_level_db: Option<f64>,
-    /// Gain over each [`DefectKind::Loudness`] span, dB: positive for a loud passage
-    /// (which must stay below full scale), negative for a quiet one.
+    /// Gain over each [`DefectKind::LoudnessJump`] span, dB: at least 6 dB up, and the
+    /// passage must stay below full scale.
     pub loudness_gain_db: f64,
     /// Gain over each [`DefectKind::Clipping`] span, dB; it must drive the tone past
     /// full scale, where every sample is cut off at ±1.
@@ -888,8 +889,8 @@ fn corruption_spans(damaged: &[f64], keyframes: &[f64], video_end: f64) -> Vec<(
 ///   and a decoder may drop a picture it cannot decode);
 /// * a freeze over every frame drop, from the last frame before the gap (a player shows it
 ///   until the next frame comes);
-/// * loudness from the start of every clipping span until a short-term window after it
-///   (the passage was driven far past its level).
+/// * a loudness jump from the start of every clipping span until a short-term window after
+///   it (the passage was driven far past its level), and true peak overs over it.
 fn implied_defects(truth: &[Defect], frame_seconds: f64, audio_end: f64) -> Vec<Defect> {
     let mut implied = Vec::new();
     for d in truth {
@@ -905,11 +906,14 @@ fn implied_defects(truth: &[Defect], frame_seconds: f64, audio_end: f64) -> Vec<
                 implied.push(Defect::new(DefectKind::Blockiness, d.start, d.end));
                 implied.push(Defect::new(DefectKind::FrameDrop, d.start, d.end));
             }
-            DefectKind::Clipping => implied.push(Defect::new(
-                DefectKind::Loudness,
-                d.start,
-                tidy_seconds((d.end + SHORT_TERM_WINDOW).min(audio_end)),
-            )),
+            DefectKind::Clipping => {
+                implied.push(Defect::new(
+                    DefectKind::LoudnessJump,
+                    d.start,
+                    tidy_seconds((d.end + SHORT_TERM_WINDOW).min(audio_end)),
+                ));
+                implied.push(Defect::new(DefectKind::TruePeak, d.start, d.end));
+            }
             _ => {}
         }
     }
@@ -994,7 +998,7 @@ mod tests {
                 "blur",
                 "colorbars",
                 "frame_drop",
-                "loudness",
+                "loudness_jump",
                 "clipping",
                 "av_sync",
                 "audio_dropout"
@@ -1100,7 +1104,8 @@ mod tests {
                 Defect::freeze(1.96, 2.12),
                 Defect::new(DefectKind::Blockiness, 3.0, 4.0),
                 Defect::new(DefectKind::FrameDrop, 3.0, 4.0),
-                Defect::new(DefectKind::Loudness, 6.0, 9.5),
+                Defect::new(DefectKind::LoudnessJump, 6.0, 9.5),
+                Defect::new(DefectKind::TruePeak, 6.0, 7.0),
                 Defect::freeze(8.0, 9.0),
             ]
         );

@@ -108,9 +108,10 @@ fn eval_accounts_for_every_labelled_defect_and_credits_nothing_unearned() {
                 | DefectKind::Silence
                 | DefectKind::Blockiness
                 | DefectKind::Blur
+                | DefectKind::LoudnessJump
         );
-        // FFmpeg's ebur128 judges short-term loudness: it is compared with loudness_jump,
-        // not with programme loudness (`loudness`), and audio_dropout has no filter.
+        // FFmpeg's ebur128 judges short-term loudness: it is compared with loudness_jump;
+        // audio_dropout has no filter.
         assert_eq!(r.ffmpeg.is_some(), has_filter, "{kind}");
         if let Some(f) = &r.ffmpeg {
             assert_consistent(kind, "ffmpeg", &f.score, truth);
