@@ -5,11 +5,13 @@
 //! edges; a deblocking filter softens the steps but leaves the flat blocks. Per picture, on a
 //! sample of 8-row bands over the full width (about 32 bands whatever the height), each 8x8
 //! block's luma differences are summed across its left and top edges and inside it; the
-//! picture's 14 features (per direction: edge-to-inside ratio at the 8 and 4 grids, 16-grid
-//! versus 8-only edges, share of flat blocks, share of flat blocks with a small step at their
-//! edge, share of blocks whose edge stands out, activity) go through a small neural network
-//! trained on natural content (`scripts/corpus/train.py`, weights in
-//! `models/blockiness_natural.rs`): the probability that the picture is visibly blocky.
+//! picture's 24 features (per direction: the profile of differences by distance from the
+//! grid, the shares of nearly constant, flat and smooth blocks, of flat blocks with a small
+//! step at their edge and of blocks whose edge stands out, and activity) go through a small
+//! neural network trained on natural content (`scripts/corpus/train.py`, weights in
+//! `models/blockiness_natural.rs`, docs/block-corruption.md): the probability that the
+//! picture is visibly blocky, with the raise threshold chosen in training folded into it
+//! (the configured 0.5 is where the network was chosen to raise).
 //!
 //! Cost: one picture in [`STRIDE`] is scored; where two scored pictures disagree, the pictures
 //! between them are scored too, so a run's edges are exact to the frame. The grid is assumed
