@@ -181,8 +181,8 @@ def incidents(prob, raise_at=0.5, clear_at=0.3, min_duration=0.5, clear_after=0.
     probabilities (crates/detectors/src/runs.rs, crates/core/src/aggregate.rs): the scores
     the detector's stride gives, then per 1 s segment, runs at the raise level kept when at least `min_duration` long or touching the
     segment's edges, runs at the hold level always; the aggregator opens on a raise, joins
-    findings starting within `clear_after` of the open run's end, and reports a run raised
-    for at least `min_duration`. Returns [(start s, end s)]."""
+    findings starting within `clear_after` of the open run's end once the run is raised (at
+    once before), and reports a run raised for at least `min_duration`. Returns [(start s, end s)]."""
     prob = detector_scores(prob, raise_at, clear_at, segment)
     levels = (prob >= raise_at).astype(int) + (prob >= clear_at).astype(int)
     eps = 1e-9
@@ -202,7 +202,9 @@ def incidents(prob, raise_at=0.5, clear_at=0.3, min_duration=0.5, clear_after=0.
                     found.append((s0, e0, want, last))
         found.sort()
         for s0, e0, want, _ in found:
-            if run is not None and s0 <= run[1] + clear_after + eps:
+            # Only a raised run bridges gaps with the clear-after time (aggregate.rs, bridge).
+            bridge = clear_after if run is not None and run[2] - run[0] >= min_duration - eps else 0.0
+            if run is not None and s0 <= run[1] + bridge + eps:
                 run[1] = max(run[1], e0)
                 if want == 2:
                     run[2] = max(run[2], e0)
@@ -210,7 +212,8 @@ def incidents(prob, raise_at=0.5, clear_at=0.3, min_duration=0.5, clear_after=0.
                 close()
                 run = [s0, e0, e0] if want == 2 else None
         if run is not None and not any(last for *_, last in found):
-            if run[1] + clear_after <= b / fps + eps:
+            bridge = clear_after if run[2] - run[0] >= min_duration - eps else 0.0
+            if run[1] + bridge <= b / fps + eps:
                 close()
                 run = None
     close()
