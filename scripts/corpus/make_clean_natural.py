@@ -21,7 +21,7 @@ Containers alternate between MP4 (H.264 CRF 20, AAC 192k) and MPEG-TS (MPEG-2 q 
 256k): a file and a broadcast feed.
 
     python3 scripts/corpus/make_clean_natural.py [--out target/corpus/clean-natural]
-        [--seconds 20] [--pkg target/corpus/pkg]
+        [--seconds 75] [--pkg target/corpus/pkg]
 
 Deterministic (fixed seeds, single-threaded encoders) and cached: a clip already made is not
 made again. The manifest (`corpus.json`) is written last. Then:
@@ -146,7 +146,7 @@ def sounds(x: Path, work: Path):
             rng = random.Random(name)
             rng.shuffle(files)
             parts = []
-            for k, f in enumerate(files[:600]):
+            for k, f in enumerate(files[:1000]):
                 part = work / f"{name}-{k:04d}.wav"
                 if not part.exists():
                     ffmpeg("-i", f, "-ac", "2", "-ar", "48000", "-c:a", "pcm_s16le", part)
@@ -176,7 +176,7 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="target/corpus/clean-natural")
     ap.add_argument("--pkg", default="target/corpus/pkg")
-    ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--seconds", type=int, default=75)
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -197,7 +197,11 @@ def main():
         if kind == "video":
             secs = min(secs, int(duration(Path(path))) or secs)
         if k % 3:
-            sname, spath = snd[k % (len(snd) - 2)]
+            music = snd[:-2]
+            for j in range(len(music)):
+                sname, spath = music[(k + j) % len(music)]
+                if sound_at.get(sname, 0.0) + secs <= duration(spath):
+                    break
         else:
             sname, spath = snd[-1]
             if sound_at.get(sname, 0.0) + secs > duration(spath):
