@@ -226,32 +226,15 @@ pub fn frame_score(frame: &VideoFrame) -> Option<f64> {
     block_features(frame).map(|f| blocky_probability(&f))
 }
 
-/// Scores one picture in [`STRIDE`] and the last, then the pictures between two scored ones
-/// whose levels differ: every picture's score, scoring few on steady content.
+/// Every picture's score, scoring one in [`STRIDE`] and the pictures around a change of
+/// level ([`crate::sparse`]).
 fn scores(frames: &[VideoFrame], levels: Levels) -> Vec<Option<f64>> {
-    let n = frames.len();
-    let mut scores: Vec<Option<Option<f64>>> = vec![None; n];
-    let mut anchors: Vec<usize> = (0..n).step_by(STRIDE).collect();
-    if n > 0 && anchors.last() != Some(&(n - 1)) {
-        anchors.push(n - 1);
-    }
-    for &i in &anchors {
-        scores[i] = Some(frame_score(&frames[i]));
-    }
-    for pair in anchors.windows(2) {
-        let (a, b) = (pair[0], pair[1]);
-        let (sa, sb) = (scores[a].flatten(), scores[b].flatten());
-        let steady = levels.of(sa) == levels.of(sb);
-        for (i, score) in scores.iter_mut().enumerate().take(b).skip(a + 1) {
-            *score = Some(match (steady, i - a <= b - i) {
-                // Steady: the nearer anchor's score stands for it.
-                (true, true) => sa,
-                (true, false) => sb,
-                (false, _) => frame_score(&frames[i]),
-            });
-        }
-    }
-    scores.into_iter().map(Option::flatten).collect()
+    crate::sparse::sparse_scores(
+        frames.len(),
+        STRIDE,
+        |i| frame_score(&frames[i]),
+        |a, b| levels.of(a) == levels.of(b),
+    )
 }
 
 impl Detector for BlockinessDetector {

@@ -15,6 +15,7 @@ mod loudness;
 mod onnx;
 mod runs;
 mod silence;
+mod sparse;
 
 pub use audio_dropout::AudioDropoutDetector;
 pub use av_sync::AvSyncDetector;
