@@ -81,7 +81,7 @@ fn a_one_clip_corpus_is_scored_in_text_and_json_and_a_missing_clip_fails_the_run
     let text = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{text}{}", stderr(&o));
     assert!(text.contains("1 clips, 1 analysed"), "{text}");
-    for expected in ["black       vqa", "ffmpeg", "blackdetect", "freezedetect"] {
+    for expected in ["black         vqa", "ffmpeg", "blackdetect", "freezedetect"] {
         assert!(text.contains(expected), "{expected}: {text}");
     }
 

@@ -600,7 +600,7 @@ fn ratio(value: Option<f64>) -> String {
 fn score_row(out: &mut String, name: &str, source: &str, s: &Score) {
     let _ = writeln!(
         out,
-        "{name:<11} {source:<7} {:>5} {:>5} {:>4} {:>4} {:>4} {:>9} {:>7} {:>10} {:>9}",
+        "{name:<13} {source:<7} {:>5} {:>5} {:>4} {:>4} {:>4} {:>9} {:>7} {:>10} {:>9}",
         s.clips,
         s.truth,
         s.tp,
@@ -626,7 +626,7 @@ pub fn render(e: &Evaluation) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<11} {:<7} {:>5} {:>5} {:>4} {:>4} {:>4} {:>9} {:>7} {:>10} {:>9}",
+        "{:<13} {:<7} {:>5} {:>5} {:>4} {:>4} {:>4} {:>9} {:>7} {:>10} {:>9}",
         "detector",
         "source",
         "clips",
@@ -665,7 +665,7 @@ pub fn render(e: &Evaluation) -> String {
         out.push_str("FFmpeg's filters, with the thresholds chosen for them:\n");
         for d in filters {
             if let Some(f) = &d.ffmpeg {
-                let _ = writeln!(out, "  {:<11} {}", d.detector.as_str(), f.filter);
+                let _ = writeln!(out, "  {:<13} {}", d.detector.as_str(), f.filter);
             }
         }
     }
@@ -837,7 +837,7 @@ mod tests {
             errors: vec![],
         };
         let text = render(&e);
-        assert!(text.contains("blur        vqa"), "{text}");
+        assert!(text.contains("blur          vqa"), "{text}");
         assert!(text.contains('–'), "{text}");
         let json = serde_json::to_value(&e).expect("json");
         assert_eq!(json["detectors"][0]["vqa"]["fn"], 0);
