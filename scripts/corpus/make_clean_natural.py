@@ -38,9 +38,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_corpus import ffmpeg, run  # noqa: E402  (the same pinned, checked runners)
+from make_corpus import FPS, ffmpeg, pan_filter, run  # noqa: E402  (the same runners and pans)
 
-FPS = 25
 SIZES = [(1920, 1080), (1280, 720), (720, 576), (640, 360)]
 DEBS = {
     "mate-backgrounds": "1.26.0-1",
@@ -210,14 +209,7 @@ def main():
             gain = TARGET_LUFS - level if level is not None else 0.0
             n = secs * FPS
             if kind == "photo":
-                z0, z1 = 1.0 + 0.1 * rng.random(), 1.15 + 0.2 * rng.random()
-                fx0, fy0, fx1, fy1 = (rng.random() for _ in range(4))
-                vf = (f"scale={int(w * 1.4)}:{int(h * 1.4)}:force_original_aspect_ratio=increase,"
-                      f"crop={int(w * 1.4)}:{int(h * 1.4)},"
-                      f"zoompan=z='{z0}+({z1}-{z0})*on/{n}':"
-                      f"x='(iw-iw/zoom)*({fx0:.3f}+({fx1:.3f}-{fx0:.3f})*on/{n})':"
-                      f"y='(ih-ih/zoom)*({fy0:.3f}+({fy1:.3f}-{fy0:.3f})*on/{n})':"
-                      f"d={n}:s={w}x{h}:fps={FPS},format=yuv420p")
+                vf = pan_filter(w, h, n, rng)
                 picture = ["-loop", "1", "-framerate", str(FPS), "-i", path]
             else:
                 vf = (f"fps={FPS},scale={w}:{h}:force_original_aspect_ratio=increase,"

@@ -191,22 +191,27 @@ def video_size(path: Path):
     return int(w), int(h)
 
 
+def pan_filter(w, h, n, rng):
+    """The filter for a slow camera move over a photo, `n` frames of `w`x`h`: scale the photo
+    to cover 1.4x the frame, then zoom from z0 to z1 while the centre moves from (fx0, fy0)
+    to (fx1, fy1) of the free room, all drawn from `rng`."""
+    z0, z1 = 1.0 + 0.1 * rng.random(), 1.15 + 0.2 * rng.random()
+    fx0, fy0, fx1, fy1 = (rng.random() for _ in range(4))
+    return (f"scale={int(w * 1.4)}:{int(h * 1.4)}:force_original_aspect_ratio=increase,"
+            f"crop={int(w * 1.4)}:{int(h * 1.4)},"
+            f"zoompan=z='{z0}+({z1}-{z0})*on/{n}':"
+            f"x='(iw-iw/zoom)*({fx0:.3f}+({fx1:.3f}-{fx0:.3f})*on/{n})':"
+            f"y='(ih-ih/zoom)*({fy0:.3f}+({fy1:.3f}-{fy0:.3f})*on/{n})':"
+            f"d={n}:s={w}x{h}:fps={FPS},format=yuv420p")
+
+
 def mezzanine(src, size, seconds, rng, out: Path):
     """The pristine clip: a pan and zoom over a photo, or a stretch of real video."""
     _, _, _, kind, path, start = src[:6]
     w, h = size
     n = seconds * FPS
     if kind == "photo":
-        z0, z1 = 1.0 + 0.1 * rng.random(), 1.15 + 0.2 * rng.random()
-        fx0, fy0, fx1, fy1 = (rng.random() for _ in range(4))
-        # Scale the photo to cover 1.4x the frame, then zoom from z0 to z1 while the centre
-        # moves from (fx0, fy0) to (fx1, fy1) of the free room: a slow camera move.
-        vf = (f"scale={int(w * 1.4)}:{int(h * 1.4)}:force_original_aspect_ratio=increase,"
-              f"crop={int(w * 1.4)}:{int(h * 1.4)},"
-              f"zoompan=z='{z0}+({z1}-{z0})*on/{n}':"
-              f"x='(iw-iw/zoom)*({fx0:.3f}+({fx1:.3f}-{fx0:.3f})*on/{n})':"
-              f"y='(ih-ih/zoom)*({fy0:.3f}+({fy1:.3f}-{fy0:.3f})*on/{n})':"
-              f"d={n}:s={w}x{h}:fps={FPS},format=yuv420p")
+        vf = pan_filter(w, h, n, rng)
         ffmpeg("-loop", "1", "-framerate", str(FPS), "-i", str(path), "-vf", vf, "-frames:v", str(n),
                "-c:v", "libx264", "-crf", "6", "-preset", "veryfast", "-threads", "1", str(out))
     elif kind == "seq":
