@@ -774,6 +774,23 @@ fn damage_expression(layout: &graph::Layout) -> Option<String> {
     (!terms.is_empty()).then(|| format!("if({}\\,{CORRUPTION_BYTE_INTERVAL}\\,0)", terms.join("+")))
 }
 
+/// Copies `from` to `to` (every stream, no re-encoding) through the `noise` bitstream
+/// filter with `options`, on the streams `bsf` (`-bsf:v` or `-bsf:a`) names.
+fn copy_through_noise(
+    spec: &ClipSpec,
+    from: &Path,
+    to: &Path,
+    bsf: &str,
+    options: &str,
+) -> Result<()> {
+    let mut args: Vec<String> = vec!["-i".into(), from.to_string_lossy().into_owned()];
+    args.extend(["-map", "0", "-c", "copy", bsf].map(String::from));
+    args.push(format!("noise={options}"));
+    args.extend(spec.container.muxer_args().iter().map(|s| s.to_string()));
+    args.push(to.to_string_lossy().into_owned());
+    run_ffmpeg(&args)
+}
+
 /// Copies `clean` to `damaged` with the video packets `expression` selects damaged, and
 /// returns the times of the packets that really differ (every byte might have escaped).
 fn damage_packets(
@@ -782,12 +799,13 @@ fn damage_packets(
     damaged: &Path,
     expression: &str,
 ) -> Result<Vec<f64>> {
-    let mut args: Vec<String> = vec!["-i".into(), clean.to_string_lossy().into_owned()];
-    args.extend(["-map", "0", "-c", "copy", "-bsf:v"].map(String::from));
-    args.push(format!("noise=amount={expression}"));
-    args.extend(spec.container.muxer_args().iter().map(|s| s.to_string()));
-    args.push(damaged.to_string_lossy().into_owned());
-    run_ffmpeg(&args)?;
+    copy_through_noise(
+        spec,
+        clean,
+        damaged,
+        "-bsf:v",
+        &format!("amount={expression}"),
+    )?;
     let before = video_packets(clean)?;
     let after = video_packets(damaged)?;
     ensure!(
@@ -831,12 +849,7 @@ fn drop_audio_packets(
     to: &Path,
     expression: &str,
 ) -> Result<Vec<(f64, f64)>> {
-    let mut args: Vec<String> = vec!["-i".into(), from.to_string_lossy().into_owned()];
-    args.extend(["-map", "0", "-c", "copy", "-bsf:a"].map(String::from));
-    args.push(format!("noise=drop={expression}"));
-    args.extend(spec.container.muxer_args().iter().map(|s| s.to_string()));
-    args.push(to.to_string_lossy().into_owned());
-    run_ffmpeg(&args)?;
+    copy_through_noise(spec, from, to, "-bsf:a", &format!("drop={expression}"))?;
     let before = tools::audio_packet_times(from)?;
     let after = tools::audio_packet_times(to)?;
     let present = |t: f64| after.iter().any(|a| (a - t).abs() < 1e-6);

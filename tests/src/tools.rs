@@ -227,65 +227,60 @@ pub struct VideoPacket {
     pub hash: String,
 }
 
-/// The packets of the first video stream in presentation order, with their hashes. Reads
-/// packets only (no decoding), so it is fast.
-pub fn video_packets(path: &Path) -> Result<Vec<VideoPacket>> {
-    let json = ffprobe_json(
-        path,
-        &[
-            "-select_streams",
-            "v:0",
-            "-show_data_hash",
-            "md5",
-            "-show_entries",
-            "format=start_time:packet=pts_time,flags,data_hash",
-        ],
-    )?;
+/// The packets of the first stream `select` names (`v:0`, `a:0`), each mapped by `packet`
+/// with its time in seconds from the start of the file (`None` skips it), by time.
+fn packets_of<T>(
+    path: &Path,
+    select: &str,
+    extra: &[&str],
+    entries: &str,
+    packet: impl Fn(&Value, f64) -> Option<T>,
+    time: impl Fn(&T) -> f64,
+) -> Result<Vec<T>> {
+    let mut args = vec!["-select_streams", select];
+    args.extend_from_slice(extra);
+    let entries = format!("format=start_time:packet=pts_time{entries}");
+    args.extend(["-show_entries", &entries]);
+    let json = ffprobe_json(path, &args)?;
     let format_start = number(json.get("format").and_then(|f| f.get("start_time"))).unwrap_or(0.0);
-    let mut packets: Vec<VideoPacket> = json
+    let mut packets: Vec<T> = json
         .get("packets")
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or_default()
         .iter()
-        .filter_map(|p| {
+        .filter_map(|p| packet(p, number(p.get("pts_time"))? - format_start))
+        .collect();
+    packets.sort_by(|a, b| time(a).total_cmp(&time(b)));
+    Ok(packets)
+}
+
+/// The packets of the first video stream in presentation order, with their hashes. Reads
+/// packets only (no decoding), so it is fast.
+pub fn video_packets(path: &Path) -> Result<Vec<VideoPacket>> {
+    packets_of(
+        path,
+        "v:0",
+        &["-show_data_hash", "md5"],
+        ",flags,data_hash",
+        |p, time| {
             Some(VideoPacket {
-                time: number(p.get("pts_time"))? - format_start,
+                time,
                 keyframe: p
                     .get("flags")
                     .and_then(Value::as_str)
                     .is_some_and(|f| f.starts_with('K')),
                 hash: p.get("data_hash")?.as_str()?.to_owned(),
             })
-        })
-        .collect();
-    packets.sort_by(|a, b| a.time.total_cmp(&b.time));
-    Ok(packets)
+        },
+        |p| p.time,
+    )
 }
 
 /// Times of the packets of the first audio stream, in seconds from the start of the file,
 /// ascending.
 pub fn audio_packet_times(path: &Path) -> Result<Vec<f64>> {
-    let json = ffprobe_json(
-        path,
-        &[
-            "-select_streams",
-            "a:0",
-            "-show_entries",
-            "format=start_time:packet=pts_time",
-        ],
-    )?;
-    let format_start = number(json.get("format").and_then(|f| f.get("start_time"))).unwrap_or(0.0);
-    let mut times: Vec<f64> = json
-        .get("packets")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|p| Some(number(p.get("pts_time"))? - format_start))
-        .collect();
-    times.sort_by(f64::total_cmp);
-    Ok(times)
+    packets_of(path, "a:0", &[], "", |_, time| Some(time), |t| *t)
 }
 
 /// Times of the keyframes of the first video stream, in seconds from the start of the
