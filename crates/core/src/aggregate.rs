@@ -493,14 +493,24 @@ mod tests {
         assert!(incidents.is_empty(), "{incidents:?}");
         assert!(events.is_empty(), "{events:?}");
 
+        // One report a second, silent all through the seconds `silent` holds.
+        let seconds = |n: u64, silent: &dyn Fn(u64) -> bool| -> Vec<SegmentReport> {
+            (0..n)
+                .map(|i| {
+                    let (from, to) = (i as i64 * S, (i as i64 + 1) * S);
+                    report(
+                        i,
+                        if silent(i) {
+                            vec![(Silence, from, to)]
+                        } else {
+                            vec![]
+                        },
+                    )
+                })
+                .collect()
+        };
         // 12 s of silence, 4 s of sound, 6 s of silence: one incident, 0-22 s.
-        let mut reports: Vec<SegmentReport> = (0..12)
-            .map(|i| report(i, vec![(Silence, i as i64 * S, (i as i64 + 1) * S)]))
-            .collect();
-        reports.extend((12..16).map(|i| report(i, vec![])));
-        reports
-            .extend((16..22).map(|i| report(i, vec![(Silence, i as i64 * S, (i as i64 + 1) * S)])));
-        reports.extend((22..40).map(|i| report(i, vec![])));
+        let reports = seconds(40, &|i| i < 12 || (16..22).contains(&i));
         let (incidents, events) = run_with(&config, reports);
         assert_eq!(incidents.len(), 1, "{incidents:?}");
         assert_eq!((incidents[0].start, incidents[0].end), (0, 22 * S));
@@ -511,13 +521,7 @@ mod tests {
         assert_eq!(opened, 1, "{events:?}");
 
         // 8 s of silence, 2 s of sound, 8 s of silence: neither part lasted 10 s.
-        let mut reports: Vec<SegmentReport> = (0..8)
-            .map(|i| report(i, vec![(Silence, i as i64 * S, (i as i64 + 1) * S)]))
-            .collect();
-        reports.extend((8..10).map(|i| report(i, vec![])));
-        reports
-            .extend((10..18).map(|i| report(i, vec![(Silence, i as i64 * S, (i as i64 + 1) * S)])));
-        reports.extend((18..30).map(|i| report(i, vec![])));
+        let reports = seconds(30, &|i| i < 8 || (10..18).contains(&i));
         let (incidents, _) = run_with(&config, reports);
         assert!(incidents.is_empty(), "{incidents:?}");
     }
