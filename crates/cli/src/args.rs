@@ -93,8 +93,10 @@ pub enum Command {
     /// Score the detectors on a labelled corpus, side by side with FFmpeg's own filters.
     ///
     /// The corpus is a directory with clips and a corpus.json listing their defects, as
-    /// `vqa-make-clip --corpus DIR` writes it. Exit status: 0 every clip was scored (whatever
-    /// the scores); 1 the corpus could not be read or a clip could not be analysed.
+    /// `vqa-make-clip --corpus DIR` writes it. Clips marked `"clean": true` also make a
+    /// section of false alarms per hour of clean content, under both alarm profiles unless
+    /// `--profile` names one. Exit status: 0 every clip was scored (whatever the scores); 1
+    /// the corpus could not be read or a clip could not be analysed.
     Eval(eval::EvalArgs),
     /// Run the input through each topology, measure what each used, and price it.
     ///
