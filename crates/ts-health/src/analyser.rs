@@ -328,6 +328,12 @@ impl Analyser {
     }
 
     fn packet(&mut self, now: Micros, bytes: &[u8; PACKET_SIZE], sync_error: bool) {
+        if self.counters.packets == 0 {
+            // The PAT is due within the interval from the first packet, which is not time 0
+            // when arrival times are given.
+            self.last_pat = now;
+            self.next_deadline = now + self.config.section_interval;
+        }
         self.counters.packets += 1;
         self.check_deadlines(now);
         if sync_error {

@@ -33,15 +33,18 @@ enum State {
     Locked,
 }
 
-/// The framing state between pushes: the bytes not yet cut into packets, and a packet with
-/// a wrong sync byte held until the next one shows whether the framing held.
+/// The framing state between pushes: the bytes not yet cut into packets. A packet with a
+/// wrong sync byte stays at the front of them, held, until the next packet's sync byte shows
+/// whether the framing held; kept as bytes, so that when it did not, the hunt for sync
+/// starts inside it whatever pieces the input came in.
 #[derive(Debug)]
 pub struct Framer {
     pending: Vec<u8>,
     /// Stream offset of `pending[0]`.
     pending_offset: u64,
     state: State,
-    held: Option<(u64, [u8; PACKET_SIZE])>,
+    /// The packet at the front of `pending` has a wrong sync byte (only while locked).
+    holding: bool,
     /// Bytes skipped while out of sync (before the first sync and after losses).
     pub skipped_bytes: u64,
 }
@@ -52,7 +55,7 @@ impl Default for Framer {
             pending: Vec::new(),
             pending_offset: 0,
             state: State::Hunting { after_loss: false },
-            held: None,
+            holding: false,
             skipped_bytes: 0,
         }
     }
@@ -61,8 +64,8 @@ impl Default for Framer {
 impl Framer {
     /// Cuts what `bytes` completes; `out` gets each packet and sync event.
     pub fn push(&mut self, bytes: &[u8], out: &mut impl FnMut(Framed<'_>)) {
-        if self.pending.is_empty() && self.state == State::Locked && self.held.is_none() {
-            // The common case, packet-aligned and in sync: no copy of the input.
+        if self.pending.is_empty() && self.state == State::Locked {
+            // The common case, in sync with nothing left over: no copy of the input.
             let used = self.cut(bytes, false, out);
             self.pending_offset += used as u64;
             self.pending.extend_from_slice(&bytes[used..]);
@@ -77,19 +80,26 @@ impl Framer {
     }
 
     /// At the end of the input: sync may be acquired on fewer than 5 packets (a short
-    /// input), a held packet is reported, and what is left is a partial packet (returned as
-    /// its length).
+    /// input), a held packet is handed on, and what is left is a partial packet (returned
+    /// as its length).
     pub fn finish(&mut self, out: &mut impl FnMut(Framed<'_>)) -> usize {
         let pending = std::mem::take(&mut self.pending);
-        let used = self.cut(&pending, true, out);
-        self.pending_offset += used as u64;
-        if let Some((offset, bytes)) = self.held.take() {
-            out(Framed::Packet {
-                offset,
-                bytes: &bytes,
-                sync_error: true,
-            });
+        let mut used = self.cut(&pending, true, out);
+        if self.holding {
+            self.holding = false;
+            if let Some(packet) = pending
+                .get(used..used + PACKET_SIZE)
+                .and_then(|held| <&[u8; PACKET_SIZE]>::try_from(held).ok())
+            {
+                out(Framed::Packet {
+                    offset: self.pending_offset + used as u64,
+                    bytes: packet,
+                    sync_error: true,
+                });
+                used += PACKET_SIZE;
+            }
         }
+        self.pending_offset += used as u64;
         pending.len() - used
     }
 
@@ -120,42 +130,48 @@ impl Framer {
                     }
                 },
                 State::Locked => {
-                    let Some(chunk) = bytes.get(at..at + PACKET_SIZE) else {
-                        return at;
-                    };
-                    let Ok(packet) = <&[u8; PACKET_SIZE]>::try_from(chunk) else {
+                    // The packet to judge: the one after the held one, if one is held.
+                    let next = if self.holding { at + PACKET_SIZE } else { at };
+                    let Some(packet) = bytes
+                        .get(next..next + PACKET_SIZE)
+                        .and_then(|p| <&[u8; PACKET_SIZE]>::try_from(p).ok())
+                    else {
                         return at;
                     };
                     let offset = self.pending_offset + at as u64;
-                    if packet[0] == SYNC_BYTE {
-                        if let Some((held_offset, held)) = self.held.take() {
+                    match (self.holding, packet[0] == SYNC_BYTE) {
+                        (false, true) => {
                             out(Framed::Packet {
-                                offset: held_offset,
-                                bytes: &held,
-                                sync_error: true,
+                                offset,
+                                bytes: packet,
+                                sync_error: false,
                             });
+                            at += PACKET_SIZE;
                         }
-                        out(Framed::Packet {
-                            offset,
-                            bytes: packet,
-                            sync_error: false,
-                        });
-                        at += PACKET_SIZE;
-                    } else if let Some((held_offset, _)) = self.held.take() {
-                        out(Framed::SyncLost {
-                            offset: held_offset,
-                        });
-                        self.state = State::Hunting { after_loss: true };
-                        // Hunt from just after the first bad sync byte: the real packet
-                        // boundary may be anywhere in the two bad packets. When the first
-                        // came in an earlier push its bytes are gone; hunt from the second.
-                        at = match held_offset.checked_sub(self.pending_offset) {
-                            Some(held_at) => held_at as usize + 1,
-                            None => at + 1,
-                        };
-                    } else {
-                        self.held = Some((offset, *packet));
-                        at += PACKET_SIZE;
+                        (false, false) => self.holding = true,
+                        (true, true) => {
+                            self.holding = false;
+                            if let Some(held) = bytes
+                                .get(at..at + PACKET_SIZE)
+                                .and_then(|p| <&[u8; PACKET_SIZE]>::try_from(p).ok())
+                            {
+                                out(Framed::Packet {
+                                    offset,
+                                    bytes: held,
+                                    sync_error: true,
+                                });
+                            }
+                            at += PACKET_SIZE;
+                        }
+                        (true, false) => {
+                            self.holding = false;
+                            out(Framed::SyncLost { offset });
+                            self.state = State::Hunting { after_loss: true };
+                            // The real packet boundary may be anywhere in the two bad
+                            // packets: hunt from just after the first bad sync byte.
+                            self.skipped_bytes += 1;
+                            at += 1;
+                        }
                     }
                 }
             }
