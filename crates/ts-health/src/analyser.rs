@@ -59,6 +59,8 @@ struct PidState {
     pts_late: bool,
     // CAT_error reported for this PID's scrambled packets.
     scrambled_reported: bool,
+    /// In `Analyser::watched`.
+    watched: bool,
 }
 
 #[derive(Debug)]
@@ -120,6 +122,11 @@ pub struct Analyser {
     cat_seen: bool,
     /// No deadline can have passed before this time: the per-packet check is one compare.
     next_deadline: Micros,
+    /// Analysing the packets after the reference PID's last PCR at the end of the input:
+    /// their times are extrapolated, and the end of the input is not an absence.
+    at_end: bool,
+    /// An item has been analysed (the deadlines run from the first one's time).
+    started: bool,
 }
 
 impl Analyser {
@@ -152,6 +159,8 @@ impl Analyser {
             last_pat: 0,
             pat_missing: false,
             cat_seen: false,
+            at_end: false,
+            started: false,
         })
     }
 
@@ -207,14 +216,17 @@ impl Analyser {
     }
 
     /// The end of the input: what is still waiting for a PCR is timed at the last rate and
-    /// analysed. Deadlines are not run past the last packet: an input that ends is not a
-    /// table that went missing.
+    /// analysed, for everything but absences. Those packets' times are a guess, and what a
+    /// muxer flushes at the end (FFmpeg: the audio it held for interleaving, tens of ms
+    /// after the last PCR) is no PCR or PTS that went missing: TR 101 290 measures those
+    /// between two occurrences.
     pub fn finish(mut self) -> Report {
         let queue = &mut self.queue;
         let trailing_bytes = self
             .framer
             .finish(&mut |framed| queue.push(queued(framed, None)));
         self.analyse_timed();
+        self.at_end = true;
         self.analyse_all(self.clock.extrapolation());
         self.counters.skipped_bytes = self.framer.skipped_bytes;
         let pids = self
@@ -282,10 +294,18 @@ impl Analyser {
             let time = queued.arrival.unwrap_or_else(|| mapping.at(queued.offset));
             self.now = self.now.max(time);
             let now = self.now;
+            if !self.started {
+                // The PAT is due within the interval from the first packet, which is not
+                // time 0 when arrival times are given.
+                self.started = true;
+                self.last_pat = now;
+                self.next_deadline = now.saturating_add(self.config.section_interval);
+            }
+            // Absences that passed before this item come first: events stay in order.
+            self.check_deadlines(now);
             match &queued.item {
                 QueuedItem::Packet { bytes, sync_error } => self.packet(now, bytes, *sync_error),
                 QueuedItem::SyncLost => {
-                    self.check_deadlines(now);
                     self.error(
                         ErrorKind::TsSyncLoss,
                         None,
@@ -322,20 +342,15 @@ impl Analyser {
     }
 
     fn watch_pid(&mut self, pid: u16) {
-        if !self.watched.contains(&pid) {
+        let state = &mut self.pids[usize::from(pid)];
+        if !state.watched {
+            state.watched = true;
             self.watched.push(pid);
         }
     }
 
     fn packet(&mut self, now: Micros, bytes: &[u8; PACKET_SIZE], sync_error: bool) {
-        if self.counters.packets == 0 {
-            // The PAT is due within the interval from the first packet, which is not time 0
-            // when arrival times are given.
-            self.last_pat = now;
-            self.next_deadline = now + self.config.section_interval;
-        }
         self.counters.packets += 1;
-        self.check_deadlines(now);
         if sync_error {
             self.error(
                 ErrorKind::SyncByte,
@@ -352,7 +367,7 @@ impl Analyser {
         state.last_seen = Some(now);
         if state.missing {
             state.missing = false;
-            self.watch_until(now + self.config.pid_absence);
+            self.watch_until(now.saturating_add(self.config.pid_absence));
             self.cleared(ErrorKind::Pid, Some(pid), now);
         }
         if header.transport_error {
@@ -499,7 +514,7 @@ impl Analyser {
             state.pcr_late = false;
             self.cleared(ErrorKind::PcrRepetition, Some(pid), now);
         }
-        self.watch_until(now + repetition);
+        self.watch_until(now.saturating_add(repetition));
         let Some((_, previous)) = previous else {
             return;
         };
@@ -542,7 +557,7 @@ impl Analyser {
         if first {
             self.watch_pid(pid);
         }
-        self.watch_until(now + self.config.pts_repetition);
+        self.watch_until(now.saturating_add(self.config.pts_repetition));
     }
 
     fn section(&mut self, pid: u16, section: &[u8], now: Micros) {
@@ -592,7 +607,7 @@ impl Analyser {
             self.pat_missing = false;
             self.cleared(ErrorKind::Pat, Some(PAT_PID), now);
         }
-        self.watch_until(now + self.config.section_interval);
+        self.watch_until(now.saturating_add(self.config.section_interval));
         if !header.current {
             return;
         }
@@ -648,7 +663,7 @@ impl Analyser {
         if was_missing {
             self.cleared(ErrorKind::Pmt, Some(pid), now);
         }
-        self.watch_until(now + self.config.section_interval);
+        self.watch_until(now.saturating_add(self.config.section_interval));
         if !header.current {
             return;
         }
@@ -671,65 +686,72 @@ impl Analyser {
     }
 
     /// The PAT or a PMT changed: which PIDs carry what, which are referenced, which are
-    /// PCR PIDs.
+    /// PCR PIDs. One pass over the PID table and one over the tables, whatever their size.
     fn tables_changed(&mut self, now: Micros) {
-        let mut roles: Vec<(u16, Role)> = Vec::new();
-        let mut referenced: Vec<u16> = Vec::new();
-        let mut pcr_pids: Vec<u16> = Vec::new();
+        #[derive(Clone, Copy, Default)]
+        struct Listed {
+            role: Option<Role>,
+            referenced: bool,
+            pcr: bool,
+        }
+        let mut listed = vec![Listed::default(); PID_COUNT];
         if let Some(&(_, nit)) = self.pat_sections.values().flatten().find(|(n, _)| *n == 0) {
-            roles.push((nit, Role::Sections));
+            listed[usize::from(nit)].role = Some(Role::Sections);
         }
         for programme in &self.programmes {
             for stream in &programme.streams {
-                let role = match stream.stream_type {
-                    SCTE35_STREAM_TYPE | PRIVATE_SECTIONS_STREAM_TYPE => Role::Sections,
-                    _ => Role::Pes,
-                };
-                roles.push((stream.pid, role));
-                referenced.push(stream.pid);
+                let entry = &mut listed[usize::from(stream.pid)];
+                entry.referenced = true;
+                if entry.role != Some(Role::Pmt) {
+                    entry.role = Some(match stream.stream_type {
+                        SCTE35_STREAM_TYPE | PRIVATE_SECTIONS_STREAM_TYPE => Role::Sections,
+                        _ => Role::Pes,
+                    });
+                }
             }
             if let Some(pcr_pid) = programme.pcr_pid {
-                referenced.push(pcr_pid);
-                pcr_pids.push(pcr_pid);
+                let entry = &mut listed[usize::from(pcr_pid)];
+                entry.referenced = true;
+                entry.pcr = true;
             }
-            roles.push((programme.pmt_pid, Role::Pmt));
         }
-        let deadline = now + self.config.section_interval;
-        self.watch_until(deadline);
-        for (pid, state) in self.pids.iter_mut().enumerate() {
+        // A PMT PID also listed as a stream stays a PMT PID.
+        for programme in &self.programmes {
+            listed[usize::from(programme.pmt_pid)].role = Some(Role::Pmt);
+        }
+        for (pid, (state, listed)) in self.pids.iter_mut().zip(&listed).enumerate() {
             let pid = pid as u16;
             let fixed = pid == PAT_PID || pid == CAT_PID || SI_PIDS.contains(&pid);
             if !fixed {
-                // The last role listed wins: a PMT PID also listed as a stream stays a PMT.
-                state.role = roles
-                    .iter()
-                    .rev()
-                    .find(|(p, _)| *p == pid)
-                    .map_or(Role::Unknown, |(_, role)| *role);
+                state.role = listed.role.unwrap_or(Role::Unknown);
             }
-            if referenced.contains(&pid) {
+            if listed.referenced {
                 state.referenced_since.get_or_insert(now);
+                if !state.watched {
+                    state.watched = true;
+                    self.watched.push(pid);
+                }
             } else {
                 state.referenced_since = None;
                 state.missing = false;
             }
-            let is_pcr = pcr_pids.contains(&pid);
-            if !is_pcr {
+            if !listed.pcr {
                 state.pcr_late = false;
             }
-            state.pcr_pid = is_pcr;
+            state.pcr_pid = listed.pcr;
         }
-        for pid in referenced {
-            self.watch_pid(pid);
-        }
-        let earliest = self.config.pcr_repetition.min(self.config.pid_absence);
-        self.watch_until(now + earliest);
+        let earliest = self
+            .config
+            .section_interval
+            .min(self.config.pcr_repetition)
+            .min(self.config.pid_absence);
+        self.watch_until(now.saturating_add(earliest));
     }
 
     /// Fires every absence whose limit passed before `now` (PAT, PMT, PID, PCR, PTS), at
     /// the time it passed. Runs only when the earliest deadline may have passed.
     fn check_deadlines(&mut self, now: Micros) {
-        if now <= self.next_deadline {
+        if now <= self.next_deadline || self.at_end {
             return;
         }
         let config = &self.config;

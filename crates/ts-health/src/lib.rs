@@ -58,7 +58,9 @@
 //! 700 ms) is reported once, at the moment the limit was passed (last occurrence + limit),
 //! as soon as a later packet shows it has passed, and a [`Cleared`] event follows when the
 //! table, PID, PCR or PTS comes back; TS_sync_loss is cleared when sync is regained. The
-//! end of the input is not an absence.
+//! end of the input is not an absence: the packets after the last PCR, whose times can
+//! only be extrapolated, are checked for everything else (FFmpeg's muxer, for one, flushes
+//! the audio it held for interleaving there, tens of ms past the last PCR).
 //!
 //! # What is checked
 //!
