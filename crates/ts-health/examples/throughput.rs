@@ -1,21 +1,30 @@
-//! Runs the analyser over a transport stream file, in 64 KiB pieces as an AVIO read
-//! callback would hand them over, and prints its errors, what it found and its speed.
+//! Runs the analyser over a transport stream file, in pieces as an AVIO read callback would
+//! hand them over (64 KiB, or `--piece BYTES`: 1316 is a UDP datagram of 7 packets), and
+//! prints its errors, what it found and its speed.
 //!
-//! `cargo run --release -p vqa-ts-health --example throughput -- FILE.ts [--quiet]`
+//! `cargo run --release -p vqa-ts-health --example throughput -- FILE.ts [--quiet] [--piece BYTES]`
 
 use std::time::Instant;
 
 use vqa_ts_health::{Analyser, Config, Event};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let usage = "usage: throughput FILE.ts [--quiet] [--piece BYTES]";
     let mut args = std::env::args().skip(1);
-    let path = args.next().ok_or("usage: throughput FILE.ts [--quiet]")?;
-    let quiet = args.next().as_deref() == Some("--quiet");
+    let path = args.next().ok_or(usage)?;
+    let (mut quiet, mut piece) = (false, 64 << 10);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quiet" => quiet = true,
+            "--piece" => piece = args.next().ok_or(usage)?.parse::<usize>()?.max(1),
+            _ => return Err(usage.into()),
+        }
+    }
     let bytes = std::fs::read(&path)?;
     let start = Instant::now();
     let mut analyser = Analyser::new(Config::default())?;
     let mut events = Vec::new();
-    for piece in bytes.chunks(64 << 10) {
+    for piece in bytes.chunks(piece) {
         analyser.push(piece, None);
         events.extend(analyser.take_events());
     }
