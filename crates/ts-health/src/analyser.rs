@@ -456,12 +456,14 @@ impl Analyser {
         let previous = match state.cc {
             Some(previous) if !header.discontinuity => previous,
             _ => {
-                if header.has_payload || state.cc.is_none() {
-                    state.cc = Some(cc);
-                    state.duplicates = 0;
-                    state.last_payload.clear();
-                    state.last_payload.extend_from_slice(payload);
-                }
+                // The first packet, or a discontinuity: any counter goes. On a packet
+                // without payload (a PCR-only packet announcing a discontinuity) the next
+                // payload packet's counter is the new start.
+                let starts = header.has_payload || state.cc.is_none() && !header.discontinuity;
+                state.cc = starts.then_some(cc);
+                state.duplicates = 0;
+                state.last_payload.clear();
+                state.last_payload.extend_from_slice(payload);
                 return Continuity::Next;
             }
         };

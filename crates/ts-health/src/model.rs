@@ -254,7 +254,7 @@ pub struct Config {
     pub pts_repetition: Micros,
     /// Bytes kept waiting for the next PCR before their times are extrapolated from the
     /// last PCR interval's rate instead of interpolated (bounds memory on a stream whose
-    /// PCR stopped).
+    /// PCR stopped). Only there do the times depend on where the input's pieces end.
     pub max_buffered_bytes: usize,
 }
 

@@ -119,6 +119,23 @@ fn cases() -> Vec<Case> {
             vec![],
         ),
         case(
+            "a PCR-only packet with the discontinuity_indicator, the counter jumping after it (allowed)",
+            Plan::default(),
+            |p| {
+                // Slot 3003 (a null packet) becomes a PCR-only video packet announcing a
+                // discontinuity with counter 0; the video counters after it go up by 9.
+                let mut pcr_only = p[3002];
+                pcr_only[3] = 0x20;
+                pcr_only[5] |= 0x80;
+                p[3003] = pcr_only;
+                let video = |i: &usize| matches!(slot(*i as i64, &Plan::default()), Slot::Video { .. });
+                for i in (3004..10_000).filter(video) {
+                    p[i][3] = (p[i][3] & 0xF0) | ((p[i][3] + 9) & 0x0F);
+                }
+            },
+            vec![],
+        ),
+        case(
             "adaptation-field-only packets keep the counter (allowed)",
             Plan::default(),
             |p| {
