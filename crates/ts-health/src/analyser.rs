@@ -102,6 +102,8 @@ pub struct Analyser {
     clock: Clock,
     /// The PID whose PCR times the stream (the first that carried one).
     reference_pid: Option<u16>,
+    /// Where the timeline was first anchored to a PCR.
+    pcr_anchor: Option<PcrAnchor>,
     queue: Vec<Queued>,
     /// Items at the front of `queue` already looked at for PCR anchors.
     scanned: usize,
@@ -146,6 +148,7 @@ impl Analyser {
             config,
             framer: Framer::default(),
             reference_pid: None,
+            pcr_anchor: None,
             queue: Vec::new(),
             scanned: 0,
             now: 0,
@@ -239,10 +242,7 @@ impl Analyser {
         Report {
             programmes: self.programmes(),
             scte35_pids: self.scte35_pids(),
-            pcr_anchor: self
-                .reference_pid
-                .zip(self.clock.first)
-                .map(|(pid, (pcr, at))| PcrAnchor { pid, pcr, at }),
+            pcr_anchor: self.pcr_anchor,
             events: std::mem::take(&mut self.events),
             counters: self.counters,
             pids,
@@ -268,15 +268,31 @@ impl Analyser {
             else {
                 continue;
             };
+            let offset = *offset;
             let header = Header::parse(bytes);
             let Some(pcr) = header.pcr.filter(|_| !header.transport_error) else {
                 continue;
             };
             let reference = *self.reference_pid.get_or_insert(header.pid);
+            let mut discontinuity = header.discontinuity;
             if header.pid != reference {
-                continue;
+                // The reference's PCR stopped (its PID gone, or the PMT moved the PCR to
+                // another): once it has been silent for a while, time by this PID's PCR,
+                // as a new clock.
+                if !self.clock.silent_since(offset) {
+                    continue;
+                }
+                self.reference_pid = Some(header.pid);
+                discontinuity = true;
             }
-            if let Some(mapping) = self.clock.anchor(*offset, pcr, header.discontinuity) {
+            if let Some(mapping) = self.clock.anchor(offset, pcr, discontinuity) {
+                if let (None, Some((pcr, at))) = (self.pcr_anchor, self.clock.first) {
+                    self.pcr_anchor = Some(PcrAnchor {
+                        pid: header.pid,
+                        pcr,
+                        at,
+                    });
+                }
                 self.analyse_front(index + 1, mapping);
             }
         }

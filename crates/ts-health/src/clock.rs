@@ -4,7 +4,8 @@
 //! A file has no wall clock, so time is the multiplex's own: the PCR of one PID (the first
 //! that carries one, the "reference"), and between two of its PCRs the bytes in between
 //! are spread evenly (the multiplex is constant-rate between PCRs, which is what PCR
-//! interpolation in every decoder assumes). Bytes before the first PCR are timed at the rate
+//! interpolation in every decoder assumes); if that PID's PCR falls silent for a second,
+//! the next PID that carries one takes over, as a new clock. Bytes before the first PCR are timed at the rate
 //! of the first interval, so byte 0 is time 0. A PCR step that is no valid step — backwards,
 //! zero, more than the discontinuity limit, or flagged as a discontinuity — is not followed:
 //! the bytes since the last PCR are timed at the last interval's rate, so an erroneous PCR
@@ -13,6 +14,13 @@
 use vqa_core::Micros;
 
 use crate::packet::{pcr_delta, PCR_TICKS_PER_MICRO};
+
+/// How long the reference PID's PCR may be silent before another PID's PCR times the
+/// stream: long past any PCR interval a stream that means to keep its PCR has (TR 101 290
+/// wants 40 ms, 100 ms is common), short against the PID absence limit.
+const SILENT: Micros = 1_000_000;
+/// The same before the rate is known (a second at 8 Mbit/s).
+const SILENT_BYTES: u64 = 1 << 20;
 
 /// Byte offset → time: `base_time + (offset − base_offset) × micros / bytes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +154,25 @@ impl Clock {
                     micros: mapping.micros,
                 };
                 Some(mapping)
+            }
+        }
+    }
+
+    /// Whether the reference PCR has been silent at `offset` for long enough to take another
+    /// PID's: a second at the last rate, or a MiB before a rate is known.
+    pub fn silent_since(&self, offset: u64) -> bool {
+        match self.state {
+            State::Unanchored => true,
+            State::First { offset: last, .. } => offset.saturating_sub(last) > SILENT_BYTES,
+            State::Running {
+                offset: last,
+                bytes,
+                micros,
+                ..
+            } => {
+                let elapsed = i128::from(offset.saturating_sub(last)) * i128::from(micros)
+                    / i128::from(bytes.max(1));
+                elapsed > i128::from(SILENT)
             }
         }
     }

@@ -45,7 +45,9 @@
 //!   assumes); byte 0 is time 0 (the bytes before the first PCR are timed at the first
 //!   interval's rate). A PCR step that is not a valid one (backwards, or more than 100 ms,
 //!   or flagged by the discontinuity_indicator) is not followed: the bytes are timed at
-//!   the last rate, so an erroneous PCR jump does not shift every later event. This is how
+//!   the last rate, so an erroneous PCR jump does not shift every later event. When the
+//!   first PID's PCR stops for a second while another PID carries one (the PMT moved it),
+//!   that PID's PCR times the stream from there. This is how
 //!   tsduck and the DVB analysers measure a file: "0.5 s without a PAT" means 0.5 s of PCR
 //!   time, i.e. of the multiplex as a decoder would play it out. [`Report::pcr_anchor`]
 //!   gives the first PCR and its time, so the converter can align this timeline with the

@@ -307,6 +307,21 @@ fn cases() -> Vec<Case> {
             vec![(PcrDiscontinuityIndicator, Some(VIDEO), 3002)],
         ),
         case(
+            "the PCR moves to another PID: the timeline follows it after 1 s",
+            Plan {
+                pcr_to_audio: Some(3000),
+                no_pat: 6000..7000,
+                ..Plan::default()
+            },
+            no_edit,
+            // The video's last PCR at 2982; the PAT error is only found (before the end of
+            // the input) if the audio's PCR times the stream.
+            vec![
+                (PcrRepetition, Some(VIDEO), 2982 + 40),
+                (Pat, Some(0), 5900 + 500),
+            ],
+        ),
+        case(
             "a scrambled video packet and no CAT",
             Plan::default(),
             |p| p[3004][3] |= 0x80,

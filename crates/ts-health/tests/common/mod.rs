@@ -76,6 +76,9 @@ pub struct Plan {
     /// From this slot on the PCR is this many µs ahead; with the discontinuity_indicator
     /// on that first packet if `flagged`.
     pub pcr_jump: Option<(i64, i64, bool)>,
+    /// From this slot on the PCR is on the audio packets (every 10 ms), no longer on the
+    /// video's, though the PMT still names the video PID.
+    pub pcr_to_audio: Option<i64>,
 }
 
 impl Default for Plan {
@@ -91,6 +94,7 @@ impl Default for Plan {
             no_audio: 0..0,
             no_audio_pts: 0..0,
             pcr_jump: None,
+            pcr_to_audio: None,
         }
     }
 }
@@ -119,13 +123,14 @@ pub fn write(plan: &Plan) -> Vec<[u8; PACKET]> {
                 other => other,
             };
             let clock_us = plan.clock_start_us + (i * PACKET_US) as u64;
+            let on_audio = plan.pcr_to_audio.is_some_and(|from| i >= from);
             match slot {
                 Slot::Pat => section_packet(0, &pat_section(0x00), counters.next(0)),
                 Slot::Pmt => section_packet(PMT_PID, &pmt_section(plan), counters.next(PMT_PID)),
                 Slot::Cat => section_packet(1, &cat_section(), counters.next(1)),
                 Slot::Scte35 => section_packet(SCTE35, &splice_null(), counters.next(SCTE35)),
                 Slot::Video { pcr, pes } => {
-                    let pcr = (pcr && !plan.no_pcr.contains(&i)).then(|| {
+                    let pcr = (pcr && !on_audio && !plan.no_pcr.contains(&i)).then(|| {
                         let (jump, flagged) = match plan.pcr_jump {
                             Some((from, jump, flagged)) if i >= from => {
                                 (jump, flagged && i == from)
@@ -143,7 +148,8 @@ pub fn write(plan: &Plan) -> Vec<[u8; PACKET]> {
                 Slot::Audio { pes } => {
                     let pts = (pes && !plan.no_audio_pts.contains(&i))
                         .then_some(clock_us * 9 / 100 + 63_000);
-                    media_packet(AUDIO, 0xC0, None, pts, pes, counters.next(AUDIO), i)
+                    let pcr = on_audio.then_some((clock_us * 27 % PCR_WRAP, false));
+                    media_packet(AUDIO, 0xC0, pcr, pts, pes, counters.next(AUDIO), i)
                 }
                 Slot::Null => {
                     let mut p = [0xFFu8; PACKET];
