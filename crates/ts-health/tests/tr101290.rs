@@ -74,6 +74,27 @@ fn cases() -> Vec<Case> {
             vec![],
         ),
         case(
+            "clean, a PMT in two packets",
+            Plan {
+                long_pmt: true,
+                ..Plan::default()
+            },
+            no_edit,
+            vec![],
+        ),
+        case(
+            "the second packet of a two-packet PMT lost: no CRC error, the next PMT in time",
+            Plan {
+                long_pmt: true,
+                ..Plan::default()
+            },
+            // The next PMT packet (slot 2101) shows the loss; the torn section is dropped.
+            |p| {
+                p.remove(2003);
+            },
+            vec![(ContinuityCount, Some(PMT_PID), 2100)],
+        ),
+        case(
             "a video packet lost",
             Plan::default(),
             // Slot 3004 is video without PCR; the next video packet, slot 3006, is one slot

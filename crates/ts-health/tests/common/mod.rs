@@ -24,6 +24,8 @@ const PCR_WRAP: u64 = (1 << 33) * 300;
 pub enum Slot {
     Pat,
     Pmt,
+    /// The second packet of a PMT too long for one ([`Plan::long_pmt`]).
+    PmtContinued,
     Cat,
     Scte35,
     /// `pcr`: carries a PCR; `pes`: starts a PES with a PTS.
@@ -45,6 +47,7 @@ pub fn slot(i: i64, plan: &Plan) -> Slot {
     match i {
         _ if i % 100 == 0 => Slot::Pat,
         _ if i % 100 == 1 => Slot::Pmt,
+        _ if i % 100 == 3 && plan.long_pmt => Slot::PmtContinued,
         _ if i % 100 == 50 && plan.cat => Slot::Cat,
         _ if i % 10 == 5 => Slot::Audio { pes: i % 30 == 5 },
         _ if i % 1000 == 7 && plan.scte35 => Slot::Scte35,
@@ -79,6 +82,8 @@ pub struct Plan {
     /// From this slot on the PCR is on the audio packets (every 10 ms), no longer on the
     /// video's, though the PMT still names the video PID.
     pub pcr_to_audio: Option<i64>,
+    /// The PMT carries 300 bytes of descriptors, so it takes two packets (slots 1 and 3).
+    pub long_pmt: bool,
 }
 
 impl Default for Plan {
@@ -95,6 +100,7 @@ impl Default for Plan {
             no_audio_pts: 0..0,
             pcr_jump: None,
             pcr_to_audio: None,
+            long_pmt: false,
         }
     }
 }
@@ -126,7 +132,21 @@ pub fn write(plan: &Plan) -> Vec<[u8; PACKET]> {
             let on_audio = plan.pcr_to_audio.is_some_and(|from| i >= from);
             match slot {
                 Slot::Pat => section_packet(0, &pat_section(0x00), counters.next(0)),
+                Slot::Pmt if plan.long_pmt => {
+                    let section = pmt_section(plan);
+                    let mut p = section_packet(PMT_PID, &section[..183], counters.next(PMT_PID));
+                    p[1] |= 0x40;
+                    p
+                }
                 Slot::Pmt => section_packet(PMT_PID, &pmt_section(plan), counters.next(PMT_PID)),
+                Slot::PmtContinued => {
+                    let section = pmt_section(plan);
+                    let mut p = [0xFFu8; PACKET];
+                    let cc = counters.next(PMT_PID);
+                    p[..4].copy_from_slice(&[0x47, (PMT_PID >> 8) as u8, PMT_PID as u8, 0x10 | cc]);
+                    p[4..4 + section.len() - 183].copy_from_slice(&section[183..]);
+                    p
+                }
                 Slot::Cat => section_packet(1, &cat_section(), counters.next(1)),
                 Slot::Scte35 => section_packet(SCTE35, &splice_null(), counters.next(SCTE35)),
                 Slot::Video { pcr, pes } => {
@@ -204,6 +224,14 @@ pub fn pat_section(table_id: u8) -> Vec<u8> {
 
 pub fn pmt_section(plan: &Plan) -> Vec<u8> {
     let mut body = vec![0xE0 | (VIDEO >> 8) as u8, VIDEO as u8, 0xF0, 0x00];
+    if plan.long_pmt {
+        // program_info: 2 private descriptors (tag 0x80) of 148 bytes each.
+        body[2..4].copy_from_slice(&[0xF0 | (300 >> 8) as u8, 300u16 as u8]);
+        for _ in 0..2 {
+            body.extend([0x80, 148]);
+            body.extend([0xAB; 148]);
+        }
+    }
     let mut stream = |stream_type: u8, pid: u16| {
         body.extend([stream_type, 0xE0 | (pid >> 8) as u8, pid as u8, 0xF0, 0x00]);
     };
