@@ -35,7 +35,44 @@ enum Role {
     Pes,
 }
 
-/// Per-PID state. Indexed by PID in a flat table: a lookup per packet must be cheap.
+/// Per-PID state, for the PIDs seen or referenced: a slot per PID in a flat table (a lookup
+/// per packet must be cheap), the states themselves allocated only for PIDs in use, so an
+/// analyser holds kilobytes, not a state for each of 8192 PIDs (the monitor keeps one per
+/// stream).
+#[derive(Debug)]
+struct PidTable {
+    slots: Box<[u16; PID_COUNT]>,
+    states: Vec<(u16, PidState)>,
+}
+
+impl PidTable {
+    const NONE: u16 = u16::MAX;
+
+    fn new() -> PidTable {
+        PidTable {
+            slots: Box::new([Self::NONE; PID_COUNT]),
+            states: Vec::new(),
+        }
+    }
+
+    /// The PID's state, created on first use.
+    fn get_mut(&mut self, pid: u16) -> &mut PidState {
+        let pid = pid & 0x1FFF;
+        let slot = &mut self.slots[usize::from(pid)];
+        if *slot == Self::NONE {
+            // At most 8192 states: their index fits below NONE.
+            *slot = self.states.len() as u16;
+            self.states.push((pid, PidState::default()));
+        }
+        &mut self.states[usize::from(*slot)].1
+    }
+
+    fn get(&self, pid: u16) -> Option<&PidState> {
+        let slot = *self.slots.get(usize::from(pid))?;
+        self.states.get(usize::from(slot)).map(|(_, state)| state)
+    }
+}
+
 #[derive(Debug, Default)]
 struct PidState {
     role: Role,
@@ -111,7 +148,7 @@ pub struct Analyser {
     now: Micros,
     events: Vec<Event>,
     counters: Counters,
-    pids: Vec<PidState>,
+    pids: PidTable,
     /// PIDs with a deadline of their own (referenced, PCR, PTS), so a deadline check
     /// does not walk all 8192.
     watched: Vec<u16>,
@@ -134,13 +171,11 @@ pub struct Analyser {
 impl Analyser {
     pub fn new(config: Config) -> Result<Analyser, ConfigError> {
         config.validate()?;
-        let mut pids: Vec<PidState> = std::iter::repeat_with(PidState::default)
-            .take(PID_COUNT)
-            .collect();
-        pids[usize::from(PAT_PID)].role = Role::Pat;
-        pids[usize::from(CAT_PID)].role = Role::Cat;
+        let mut pids = PidTable::new();
+        pids.get_mut(PAT_PID).role = Role::Pat;
+        pids.get_mut(CAT_PID).role = Role::Cat;
         for pid in SI_PIDS {
-            pids[usize::from(pid)].role = Role::Sections;
+            pids.get_mut(pid).role = Role::Sections;
         }
         Ok(Analyser {
             clock: Clock::new(config.pcr_discontinuity),
@@ -232,13 +267,14 @@ impl Analyser {
         self.at_end = true;
         self.analyse_all(self.clock.extrapolation());
         self.counters.skipped_bytes = self.framer.skipped_bytes;
-        let pids = self
+        let mut pids: Vec<(u16, u64)> = self
             .pids
+            .states
             .iter()
-            .enumerate()
             .filter(|(_, state)| state.packets > 0)
-            .map(|(pid, state)| (pid as u16, state.packets))
+            .map(|(pid, state)| (*pid, state.packets))
             .collect();
+        pids.sort_unstable();
         Report {
             programmes: self.programmes(),
             scte35_pids: self.scte35_pids(),
@@ -358,7 +394,7 @@ impl Analyser {
     }
 
     fn watch_pid(&mut self, pid: u16) {
-        let state = &mut self.pids[usize::from(pid)];
+        let state = self.pids.get_mut(pid);
         if !state.watched {
             state.watched = true;
             self.watched.push(pid);
@@ -377,8 +413,7 @@ impl Analyser {
         }
         let header = Header::parse(bytes);
         let pid = header.pid;
-        let index = usize::from(pid);
-        let state = &mut self.pids[index];
+        let state = self.pids.get_mut(pid);
         state.packets += 1;
         state.last_seen = Some(now);
         if state.missing {
@@ -405,7 +440,7 @@ impl Analyser {
             return;
         }
         if continuity == Continuity::Broken {
-            self.pids[index].sections.reset();
+            self.pids.get_mut(pid).sections.reset();
         }
         if let Some(pcr) = header.pcr {
             self.pcr(pid, pcr, header.discontinuity, now);
@@ -417,7 +452,7 @@ impl Analyser {
         if payload.is_empty() {
             return;
         }
-        match self.pids[index].role {
+        match self.pids.get_mut(pid).role {
             Role::Unknown => {}
             Role::Pes => {
                 if header.payload_unit_start {
@@ -425,11 +460,11 @@ impl Analyser {
                 }
             }
             Role::Pat | Role::Cat | Role::Pmt | Role::Sections => {
-                let mut assembler = std::mem::take(&mut self.pids[index].sections);
+                let mut assembler = std::mem::take(&mut self.pids.get_mut(pid).sections);
                 assembler.push(payload, header.payload_unit_start, |section| {
                     self.section(pid, section, now)
                 });
-                self.pids[index].sections = assembler;
+                self.pids.get_mut(pid).sections = assembler;
             }
         }
     }
@@ -438,12 +473,12 @@ impl Analyser {
         let detail = |table: &str| {
             format!("{table} packet scrambled (transport_scrambling_control {scrambling:#04b})")
         };
-        match self.pids[usize::from(pid)].role {
+        match self.pids.get_mut(pid).role {
             Role::Pat => self.error(ErrorKind::Pat, Some(pid), now, detail("PAT")),
             Role::Pmt => self.error(ErrorKind::Pmt, Some(pid), now, detail("PMT")),
             _ => {}
         }
-        let state = &mut self.pids[usize::from(pid)];
+        let state = self.pids.get_mut(pid);
         if !self.cat_seen && !state.scrambled_reported {
             state.scrambled_reported = true;
             self.error(
@@ -466,7 +501,7 @@ impl Analyser {
         bytes: &[u8; PACKET_SIZE],
         now: Micros,
     ) -> Continuity {
-        let state = &mut self.pids[usize::from(pid)];
+        let state = self.pids.get_mut(pid);
         let cc = header.continuity_counter;
         let payload = header.payload(bytes);
         let previous = match state.cc {
@@ -523,7 +558,7 @@ impl Analyser {
     fn pcr(&mut self, pid: u16, pcr: u64, discontinuity: bool, now: Micros) {
         let limit = self.config.pcr_discontinuity;
         let repetition = self.config.pcr_repetition;
-        let state = &mut self.pids[usize::from(pid)];
+        let state = self.pids.get_mut(pid);
         let previous = state.last_pcr.replace((now, pcr));
         if !state.pcr_pid {
             return;
@@ -566,7 +601,7 @@ impl Analyser {
         if flags1 & 0xC0 != 0x80 || flags2 & 0x80 == 0 {
             return;
         }
-        let state = &mut self.pids[usize::from(pid)];
+        let state = self.pids.get_mut(pid);
         let first = state.last_pts.replace(now).is_none();
         if state.pts_late {
             state.pts_late = false;
@@ -589,7 +624,7 @@ impl Analyser {
             );
             return;
         }
-        match self.pids[usize::from(pid)].role {
+        match self.pids.get_mut(pid).role {
             Role::Pat if table_id != 0x00 => self.error(
                 ErrorKind::Pat,
                 Some(pid),
@@ -737,9 +772,13 @@ impl Analyser {
         for programme in &self.programmes {
             listed[usize::from(programme.pmt_pid)].role = Some(Role::Pmt);
         }
-        for (pid, (state, listed)) in self.pids.iter_mut().zip(&listed).enumerate() {
-            let pid = pid as u16;
+        for (pid, listed) in (0..).zip(&listed) {
             let fixed = pid == PAT_PID || pid == CAT_PID || SI_PIDS.contains(&pid);
+            let listed_any = listed.role.is_some() || listed.referenced || listed.pcr;
+            if !listed_any && self.pids.get(pid).is_none() {
+                continue;
+            }
+            let state = self.pids.get_mut(pid);
             if !fixed {
                 state.role = listed.role.unwrap_or(Role::Unknown);
             }
@@ -750,8 +789,12 @@ impl Analyser {
                     self.watched.push(pid);
                 }
             } else {
+                // No longer referenced: nothing about it can go missing (its PTS included:
+                // a stream the PMT dropped stops, and that is no PTS error).
                 state.referenced_since = None;
                 state.missing = false;
+                state.last_pts = None;
+                state.pts_late = false;
             }
             if !listed.pcr {
                 state.pcr_late = false;
@@ -832,7 +875,7 @@ impl Analyser {
             );
         }
         for &pid in &self.watched {
-            let state = &mut self.pids[usize::from(pid)];
+            let state = self.pids.get_mut(pid);
             if let Some(since) = state.referenced_since {
                 let last = state.last_seen.map_or(since, |seen| seen.max(since));
                 absence(last, config.pid_absence, &mut state.missing, &|| {

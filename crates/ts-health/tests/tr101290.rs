@@ -95,6 +95,15 @@ fn cases() -> Vec<Case> {
             vec![(ContinuityCount, Some(PMT_PID), 2100)],
         ),
         case(
+            "the PMT drops the audio, which stops (allowed: no PID or PTS error)",
+            Plan {
+                drop_audio_from: Some(3001),
+                ..Plan::default()
+            },
+            no_edit,
+            vec![],
+        ),
+        case(
             "a video packet lost",
             Plan::default(),
             // Slot 3004 is video without PCR; the next video packet, slot 3006, is one slot

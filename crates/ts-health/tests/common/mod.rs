@@ -84,6 +84,14 @@ pub struct Plan {
     pub pcr_to_audio: Option<i64>,
     /// The PMT carries 300 bytes of descriptors, so it takes two packets (slots 1 and 3).
     pub long_pmt: bool,
+    /// From this slot on the PMT lists no audio, and there is none.
+    pub drop_audio_from: Option<i64>,
+}
+
+impl Plan {
+    pub fn audio_dropped(&self, i: i64) -> bool {
+        self.drop_audio_from.is_some_and(|from| i >= from)
+    }
 }
 
 impl Default for Plan {
@@ -101,6 +109,7 @@ impl Default for Plan {
             pcr_jump: None,
             pcr_to_audio: None,
             long_pmt: false,
+            drop_audio_from: None,
         }
     }
 }
@@ -125,7 +134,9 @@ pub fn write(plan: &Plan) -> Vec<[u8; PACKET]> {
             let slot = match slot(i, plan) {
                 Slot::Pat if plan.no_pat.contains(&i) => Slot::Null,
                 Slot::Pmt if plan.no_pmt.contains(&i) => Slot::Null,
-                Slot::Audio { .. } if plan.no_audio.contains(&i) => Slot::Null,
+                Slot::Audio { .. } if plan.no_audio.contains(&i) || plan.audio_dropped(i) => {
+                    Slot::Null
+                }
                 other => other,
             };
             let clock_us = plan.clock_start_us + (i * PACKET_US) as u64;
@@ -133,14 +144,14 @@ pub fn write(plan: &Plan) -> Vec<[u8; PACKET]> {
             match slot {
                 Slot::Pat => section_packet(0, &pat_section(0x00), counters.next(0)),
                 Slot::Pmt if plan.long_pmt => {
-                    let section = pmt_section(plan);
+                    let section = pmt_section(plan, i);
                     let mut p = section_packet(PMT_PID, &section[..183], counters.next(PMT_PID));
                     p[1] |= 0x40;
                     p
                 }
-                Slot::Pmt => section_packet(PMT_PID, &pmt_section(plan), counters.next(PMT_PID)),
+                Slot::Pmt => section_packet(PMT_PID, &pmt_section(plan, i), counters.next(PMT_PID)),
                 Slot::PmtContinued => {
-                    let section = pmt_section(plan);
+                    let section = pmt_section(plan, i);
                     let mut p = [0xFFu8; PACKET];
                     let cc = counters.next(PMT_PID);
                     p[..4].copy_from_slice(&[0x47, (PMT_PID >> 8) as u8, PMT_PID as u8, 0x10 | cc]);
@@ -222,7 +233,7 @@ pub fn pat_section(table_id: u8) -> Vec<u8> {
     )
 }
 
-pub fn pmt_section(plan: &Plan) -> Vec<u8> {
+pub fn pmt_section(plan: &Plan, i: i64) -> Vec<u8> {
     let mut body = vec![0xE0 | (VIDEO >> 8) as u8, VIDEO as u8, 0xF0, 0x00];
     if plan.long_pmt {
         // program_info: 2 private descriptors (tag 0x80) of 148 bytes each.
@@ -236,7 +247,9 @@ pub fn pmt_section(plan: &Plan) -> Vec<u8> {
         body.extend([stream_type, 0xE0 | (pid >> 8) as u8, pid as u8, 0xF0, 0x00]);
     };
     stream(0x02, VIDEO);
-    stream(0x03, AUDIO);
+    if !plan.audio_dropped(i) {
+        stream(0x03, AUDIO);
+    }
     if plan.scte35 {
         stream(0x86, SCTE35);
     }
