@@ -241,6 +241,19 @@ impl Analyser {
             .collect()
     }
 
+    /// Every PID seen so far, with its packet count, by PID.
+    pub fn pids(&self) -> Vec<(u16, u64)> {
+        let mut pids: Vec<(u16, u64)> = self
+            .pids
+            .states
+            .iter()
+            .filter(|(_, state)| state.packets > 0)
+            .map(|(pid, state)| (*pid, state.packets))
+            .collect();
+        pids.sort_unstable();
+        pids
+    }
+
     /// PIDs that PMTs declare as SCTE-35 (stream_type 0x86), for the SCTE-35 decoder.
     pub fn scte35_pids(&self) -> Vec<u16> {
         let mut pids: Vec<u16> = self
@@ -267,14 +280,7 @@ impl Analyser {
         self.at_end = true;
         self.analyse_all(self.clock.extrapolation());
         self.counters.skipped_bytes = self.framer.skipped_bytes;
-        let mut pids: Vec<(u16, u64)> = self
-            .pids
-            .states
-            .iter()
-            .filter(|(_, state)| state.packets > 0)
-            .map(|(pid, state)| (*pid, state.packets))
-            .collect();
-        pids.sort_unstable();
+        let pids = self.pids();
         Report {
             programmes: self.programmes(),
             scte35_pids: self.scte35_pids(),

@@ -33,7 +33,9 @@
 //! Events come out in stream order, a little behind the bytes: a packet is analysed once
 //! its time is known, at the next PCR of the reference PID (every 40 ms or less in a
 //! compliant stream), or at once when an arrival time is given. The analyser is cheap next
-//! to decoding (see the crate's `throughput` example), so the callback can run it inline.
+//! to decoding — about 3 GB/s on one core of the development machine, 50 MB of 8 Mbit/s
+//! MPEG-2 in 16 ms (`cargo run --release -p vqa-ts-health --example throughput -- FILE.ts
+//! --quiet`) — so the callback can run it inline.
 //!
 //! # Time
 //!
