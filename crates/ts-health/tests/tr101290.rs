@@ -542,3 +542,10 @@ fn limits_must_be_positive() {
         "{error}"
     );
 }
+
+#[test]
+fn the_analyser_can_move_to_the_converter_thread() {
+    fn send<T: Send + 'static>() {}
+    send::<Analyser>();
+    send::<vqa_ts_health::Report>();
+}
