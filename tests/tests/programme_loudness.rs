@@ -1,7 +1,8 @@
 //! Programme loudness through the real pipeline (FFmpeg decoding, the loudness detector,
-//! the aggregator): a programme 10 LU below the target for longer than the programme
-//! window is one `loudness` incident in both profiles; the same programme at the target is
-//! none, and has no momentary (`loudness_jump`, `true_peak`) findings either.
+//! the aggregator): a programme 10 LU below the target is one `loudness` incident, judged
+//! over the whole input (file QC) and over a sliding window shorter than it (broadcast's
+//! window, shortened to a minute); the same programme at the target is none, and has no
+//! momentary (`loudness_jump`, `true_peak`) findings either.
 
 use std::path::Path;
 
@@ -27,10 +28,14 @@ fn tone(path: &Path, seconds: u32, lufs: f64) {
 }
 
 fn analyse(path: &Path, profile: Profile) -> StreamReport {
-    let config = PipelineConfig {
+    let mut config = PipelineConfig {
         detectors: vec![DetectorName::Loudness],
         ..PipelineConfig::for_profile(profile)
     };
+    if profile == Profile::Broadcast {
+        // Broadcast's ten minutes, shortened so that 100 s of tone fills it.
+        config.loudness.programme_window = 60.0;
+    }
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(vqa_deploy_ecs::analyze_file(path, &config))
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -49,7 +54,7 @@ fn a_quiet_programme_longer_than_the_window_is_one_incident_and_one_at_target_is
     let dir = tempfile::tempdir().expect("temp dir");
     let quiet = dir.path().join("quiet.flac");
     let on_target = dir.path().join("target.flac");
-    // 100 s: longer than the 60 s programme window.
+    // 100 s: longer than the sliding window.
     tone(&quiet, 100, -33.0);
     tone(&on_target, 100, -23.0);
     for profile in Profile::ALL {
@@ -67,8 +72,8 @@ fn a_quiet_programme_longer_than_the_window_is_one_incident_and_one_at_target_is
             .collect();
         assert_eq!(loudness.len(), 1, "{profile}: {:?}", report.incidents);
         let i = loudness[0];
-        // Judged once the window is full; the incident covers the window it was judged on
-        // and runs to the end of the stream.
+        // The whole input; or, judged once the window is full, the window it was judged
+        // on and on to the end of the stream.
         assert_eq!((i.start, i.end), (0, 100_000_000), "{profile}: {i:?}");
         let p = i.evidence["programme_lufs"];
         assert!((p.mean + 33.0).abs() < 0.5, "{p:?}");

@@ -296,8 +296,8 @@ fn default_detectors_measure_programme_loudness_of_the_test_tone() {
     let Some(clip) = defect_clip(dir.path()) else {
         return;
     };
-    // The clip is 6 s: shorter than the programme window, so no programme (`loudness`)
-    // incident; short-term jumps shorter than the 5 s default are reported here.
+    // File QC judges the whole clip's programme loudness; short-term jumps shorter than
+    // the 5 s default are reported here.
     let config = dir.path().join("loudness.toml");
     std::fs::write(&config, "[loudness_jump]\nmin_duration = 2.0\n").expect("write");
     let o = vqa(&[
@@ -328,15 +328,20 @@ fn default_detectors_measure_programme_loudness_of_the_test_tone() {
         .filter(|i| i["kind"] == "loudness_jump")
         .collect();
     assert!(!loud.is_empty(), "{report}");
-    assert!(
-        !report["incidents"]
-            .as_array()
-            .expect("incidents")
-            .iter()
-            .any(|i| i["kind"] == "loudness"),
-        "{report}"
-    );
     assert!(loud[0]["start"].as_f64().expect("start") >= 2.9);
+    // The whole clip, 12 LU above the target: one programme incident over all of it.
+    let programme: Vec<&serde_json::Value> = report["incidents"]
+        .as_array()
+        .expect("incidents")
+        .iter()
+        .filter(|i| i["kind"] == "loudness")
+        .collect();
+    assert_eq!(programme.len(), 1, "{report}");
+    assert_eq!(programme[0]["start"].as_f64(), Some(0.0), "{report}");
+    let lufs = programme[0]["evidence"]["programme_lufs"]["mean"]
+        .as_f64()
+        .expect("programme loudness");
+    assert!((lufs - integrated).abs() < 0.05, "{lufs} vs {integrated}");
 }
 
 #[test]

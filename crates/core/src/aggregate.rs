@@ -4,7 +4,7 @@
 //! [`AggregatorState`] through the transport's state store, so a stateless Lambda can run it
 //! as well as a long-lived process.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -13,7 +13,7 @@ use crate::loudness::{LoudnessSummary, ProgrammeWindow, MOMENTARY};
 use crate::model::StreamId;
 use crate::report::{
     merge_evidence, Coverage, Evidence, Finding, Incident, IncidentKind, Level, Measurements,
-    SegmentReport, Severity, StreamReport, StreamSummary, Summary,
+    SegmentReport, Severity, StreamReport, StreamSummary, Summary, BLUR_EDGE_WIDTH,
 };
 use crate::time::{self, Micros};
 
@@ -76,6 +76,31 @@ pub struct AggregatorState {
     /// [`ProgrammeWindow`]).
     #[serde(default)]
     programme: ProgrammeWindow,
+    /// The picture's recent sharpness, which a blur's onset is judged against.
+    #[serde(default)]
+    sharpness: SharpnessWindow,
+}
+
+/// The mean edge width of each segment of the last `blur.onset_window` of picture that was
+/// in no blurred run, oldest first, with the segment's duration: at most window / segment
+/// length + 1 entries. Segments of a blurred run stay out, so a run that breaks up before
+/// it is raised is judged against the same sharp picture when it resumes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct SharpnessWindow(VecDeque<(Micros, f64)>);
+
+impl SharpnessWindow {
+    fn push(&mut self, duration: Micros, width: f64, window: Micros) {
+        self.0.push_back((duration, width));
+        let mut held: Micros = self.0.iter().map(|&(d, _)| d).sum();
+        while self.0.len() > 1 && self.0.front().is_some_and(|&(d, _)| held - d >= window) {
+            held -= self.0.pop_front().map_or(0, |(d, _)| d);
+        }
+    }
+
+    /// The sharpest segment's width, pixels.
+    fn sharpest(&self) -> Option<f64> {
+        self.0.iter().map(|&(_, w)| w).min_by(f64::total_cmp)
+    }
 }
 
 /// Closed incidents the state holds before they move out in one batch: the state a segment
@@ -140,11 +165,21 @@ pub struct IncidentAggregator {
     rules: BTreeMap<IncidentKind, IncidentRule>,
     /// Programme loudness, when the loudness detector runs.
     programme: Option<ProgrammeRule>,
+    /// Blur's onset, when the blur detector runs and `blur.onset_window` is set.
+    blur_onset: Option<OnsetRule>,
+}
+
+/// How a blur's onset is judged (`[blur]`).
+#[derive(Clone, Copy, Debug)]
+struct OnsetRule {
+    window: Micros,
+    min_rise: f64,
 }
 
 /// How programme loudness is judged (`[loudness]`).
 #[derive(Clone, Copy, Debug)]
 struct ProgrammeRule {
+    /// 0: the whole input, judged when it ends.
     window: Micros,
     target: f64,
     tolerance: f64,
@@ -167,7 +202,66 @@ impl IncidentAggregator {
                 tolerance: l.tolerance_lu,
                 max_below: l.max_below_lu,
             });
-        IncidentAggregator { rules, programme }
+        let b = &config.blur;
+        let blur_onset = (config.is_enabled(crate::DetectorName::Blur) && b.onset_window > 0.0)
+            .then(|| OnsetRule {
+                window: time::from_secs(b.onset_window),
+                min_rise: b.min_rise,
+            });
+        IncidentAggregator {
+            rules,
+            programme,
+            blur_onset,
+        }
+    }
+
+    /// Keeps the segment's blur findings that continue a blurred run or open one where the
+    /// picture lost its detail at once: edges at least `min_rise` times as wide as the
+    /// sharpest recent segment's. A picture soft all along, or softening over seconds (a
+    /// zoom into an out-of-focus background), opens none; nor does a stream before it has
+    /// any sharpness to compare with. Segments in no blurred run join the recent sharpness.
+    fn judge_blur(&self, state: &mut AggregatorState, report: &mut SegmentReport) {
+        let Some(rule) = self.blur_onset else {
+            return;
+        };
+        let key = (IncidentKind::Blur, None);
+        let (blurs, mut findings): (Vec<Finding>, Vec<Finding>) =
+            std::mem::take(&mut report.findings)
+                .into_iter()
+                .partition(|f| f.kind == IncidentKind::Blur);
+        let blur_rule = self.rule(IncidentKind::Blur);
+        // How far the open run reaches: a finding starting by then continues it.
+        let mut reach = state
+            .open
+            .get(&key)
+            .map(|run| run.end + blur_rule.bridge(run.announced));
+        let sharpest = state.sharpness.sharpest();
+        let mut blurred = false;
+        let mut blurs = blurs;
+        blurs.sort_by_key(|f| f.start);
+        for f in blurs {
+            let continues = reach.is_some_and(|r| f.start <= r);
+            let onset = f.level == Level::Raise
+                && f.evidence
+                    .get("edge_width")
+                    .zip(sharpest)
+                    .is_some_and(|(w, sharp)| w.mean >= rule.min_rise * sharp);
+            if continues || onset || f.level != Level::Raise {
+                if f.level == Level::Raise {
+                    blurred = true;
+                    reach = Some(reach.map_or(f.end, |r| r.max(f.end)));
+                }
+                findings.push(f);
+            }
+        }
+        report.findings = findings;
+        if !blurred {
+            if let Some(width) = report.measurements.values.get(BLUR_EDGE_WIDTH) {
+                state
+                    .sharpness
+                    .push(report.end - report.start, width.mean, rule.window);
+            }
+        }
     }
 
     /// The segment's programme loudness finding, if the window is out of tolerance; and
@@ -181,9 +275,19 @@ impl IncidentAggregator {
         let Some(momentary) = report.measurements.histograms.get(MOMENTARY) else {
             return;
         };
-        let w = &mut state.programme;
-        w.push(report.start, report.end, momentary, rule.window);
-        let level = w.integrated();
+        let level = if rule.window == 0 {
+            // The whole input so far (this segment's measurements join the stream's after).
+            state
+                .measurements
+                .histograms
+                .get(MOMENTARY)
+                .and_then(crate::loudness::integrated)
+        } else {
+            state
+                .programme
+                .push(report.start, report.end, momentary, rule.window);
+            state.programme.integrated()
+        };
         report.findings.retain(|f| {
             let dip = f.kind == IncidentKind::LoudnessJump
                 && f.level == Level::Raise
@@ -198,7 +302,13 @@ impl IncidentAggregator {
                 _ => true,
             }
         });
-        let Some(verdict) = w.judge(rule.window, rule.target, rule.tolerance) else {
+        if rule.window == 0 {
+            return;
+        }
+        let Some(verdict) = state
+            .programme
+            .judge(rule.window, rule.target, rule.tolerance)
+        else {
             return;
         };
         if verdict.out {
@@ -239,6 +349,7 @@ impl IncidentAggregator {
     ) {
         let mut report = report;
         self.judge_loudness(state, &mut report);
+        self.judge_blur(state, &mut report);
         let c = &mut state.coverage;
         c.segments += 1;
         c.video_frames += u64::from(report.video_frames);
@@ -387,6 +498,48 @@ impl IncidentAggregator {
         state.incidents.push(incident);
     }
 
+    /// With `loudness.programme_window` 0, the whole input's integrated loudness outside
+    /// the target ± tolerance: one `loudness` incident over all of it, opened (and then
+    /// closed) when the input ends.
+    fn judge_whole_programme(&self, state: &mut AggregatorState, events: &mut Vec<IncidentEvent>) {
+        let Some(rule) = self.programme.filter(|r| r.window == 0) else {
+            return;
+        };
+        let Some(lufs) = state
+            .measurements
+            .histograms
+            .get(MOMENTARY)
+            .and_then(crate::loudness::integrated)
+        else {
+            return;
+        };
+        if (lufs - rule.target).abs() <= rule.tolerance {
+            return;
+        }
+        let mut evidence = Evidence::new();
+        evidence.insert(
+            "programme_lufs".into(),
+            Summary::of(crate::loudness::round2(lufs)),
+        );
+        let key = (IncidentKind::Loudness, None);
+        let end = state.coverage.analysed;
+        let last_segment = state.next_index.saturating_sub(1);
+        state.open.insert(
+            key,
+            Run {
+                start: 0,
+                end,
+                first_segment: 0,
+                last_segment,
+                evidence,
+                announced: false,
+                raised_until: end,
+                cleared: false,
+            },
+        );
+        self.announce(state, key, events);
+    }
+
     /// Closes what is still open at the end of the stream and writes the stream report.
     pub fn finish(
         &self,
@@ -399,6 +552,7 @@ impl IncidentAggregator {
         for (_, report) in std::mem::take(&mut state.pending) {
             self.process(&mut state, report, &mut events);
         }
+        self.judge_whole_programme(&mut state, &mut events);
         for (key, run) in std::mem::take(&mut state.open) {
             self.close(&mut state, key, run, &mut events);
         }
@@ -798,12 +952,53 @@ mod tests {
         }
     }
 
+    /// File QC's defaults with programme loudness over a sliding minute.
+    fn sliding_minute() -> PipelineConfig {
+        let mut config = PipelineConfig::default();
+        config.loudness.programme_window = 60.0;
+        config
+    }
+
+    #[test]
+    fn a_file_is_judged_on_its_whole_programme() {
+        // 75 s of music normalised as a whole: a first minute at -24.5 LUFS and a loud
+        // finale at -18 integrate to -22.2, inside R128's -23 ± 1.
+        let mut levels = vec![-24.5; 60];
+        levels.extend([-18.0; 15]);
+        let (incidents, _) = programme(&PipelineConfig::default(), &levels);
+        assert!(
+            incidents.iter().all(|i| i.kind != Loudness),
+            "{incidents:?}"
+        );
+        // Judged over a sliding minute, its first minute is out of tolerance.
+        let (incidents, _) = programme(&sliding_minute(), &levels);
+        assert_eq!(incidents.len(), 1, "{incidents:?}");
+        // A file at -25.5 all along: one incident over all of it, opened and closed when
+        // the input ends.
+        let (incidents, events) = programme(&PipelineConfig::default(), &[-25.5; 40]);
+        assert_eq!(incidents.len(), 1, "{incidents:?}");
+        assert_eq!((incidents[0].start, incidents[0].end), (0, 40 * S));
+        assert_eq!(incidents[0].segments, [0, 39]);
+        assert_eq!(incidents[0].evidence["programme_lufs"].mean, -25.5);
+        assert!(matches!(
+            events.as_slice(),
+            [
+                IncidentEvent::Opened {
+                    kind: Loudness,
+                    start: 0,
+                    ..
+                },
+                IncidentEvent::Closed(_)
+            ]
+        ));
+    }
+
     #[test]
     fn a_programme_back_within_tolerance_closes_its_incident() {
         // 3 min at -34, then 5 min at -23.5 (inside R128's ±1 LU).
         let mut levels = vec![-34.0; 180];
         levels.extend([-23.5; 300]);
-        let (incidents, _) = programme(&PipelineConfig::default(), &levels);
+        let (incidents, _) = programme(&sliding_minute(), &levels);
         assert_eq!(incidents.len(), 1, "{incidents:?}");
         let i = &incidents[0];
         // The window leaves -34 once enough of -23.5 is in it: the incident ends within
@@ -811,10 +1006,10 @@ mod tests {
         assert_eq!(i.start, 0);
         assert!(i.end > 180 * S && i.end < 240 * S, "{i:?}");
         // On target all along: nothing.
-        let (incidents, _) = programme(&PipelineConfig::default(), &[-23.4; 300]);
+        let (incidents, _) = programme(&sliding_minute(), &[-23.4; 300]);
         assert!(incidents.is_empty(), "{incidents:?}");
         // Shorter than the window: not judged.
-        let (incidents, _) = programme(&PipelineConfig::default(), &[-34.0; 59]);
+        let (incidents, _) = programme(&sliding_minute(), &[-34.0; 59]);
         assert!(incidents.is_empty(), "{incidents:?}");
     }
 
@@ -833,16 +1028,18 @@ mod tests {
 
     #[test]
     fn the_programme_window_in_the_state_stays_bounded() {
-        let agg = IncidentAggregator::new(&PipelineConfig::default());
+        // Broadcast's ten minutes of 1 s segments, in 10 s buckets.
+        let config = PipelineConfig::for_profile(crate::config::Profile::Broadcast);
+        let agg = IncidentAggregator::new(&config);
         let mut state = AggregatorState::default();
         let mut sizes = Vec::new();
-        for i in 0..600 {
+        for i in 0..1800 {
             agg.apply(&mut state, loud(i, -34.0 + (i % 7) as f64 * 0.3, vec![]));
             assert!(state.programme.len() <= 61, "{}", state.programme.len());
             sizes.push(crate::wire::encode_state(&state).len());
         }
         // The state stored per segment does not grow with the stream.
-        assert_eq!(sizes[599], sizes[299]);
+        assert_eq!(sizes[1799], sizes[1199]);
     }
 
     #[test]
@@ -879,6 +1076,86 @@ mod tests {
             incidents.iter().all(|i| i.kind != LoudnessJump),
             "{incidents:?}"
         );
+    }
+
+    /// A second of picture whose frames measure `width` px, blurred (a blur finding over
+    /// all of it, at that width) when above blur's default threshold.
+    fn picture(index: u64, width: f64) -> SegmentReport {
+        let blurred = width > crate::config::BlurConfig::default().max_edge_width;
+        let span = (index as i64 * S, (index as i64 + 1) * S);
+        let mut r = report(
+            index,
+            if blurred {
+                vec![(Blur, span.0, span.1)]
+            } else {
+                vec![]
+            },
+        );
+        for f in &mut r.findings {
+            f.evidence.insert("edge_width".into(), Summary::of(width));
+        }
+        r.measurements.add(BLUR_EDGE_WIDTH, width);
+        r
+    }
+
+    fn blur_incidents(widths: &[f64]) -> Vec<(Micros, Micros)> {
+        let reports = (0..).zip(widths).map(|(i, &w)| picture(i, w)).collect();
+        let (incidents, _) = run_all(reports);
+        incidents
+            .iter()
+            .filter(|i| i.kind == Blur)
+            .map(|i| (i.start, i.end))
+            .collect()
+    }
+
+    #[test]
+    fn a_blur_opens_only_where_the_picture_lost_its_detail_at_once() {
+        // Sharp, then defocused for 3 s: edges 3.5x as wide.
+        assert_eq!(
+            blur_incidents(&[1.0, 1.0, 1.0, 3.5, 3.5, 3.5, 1.0]),
+            vec![(3 * S, 6 * S)]
+        );
+        // Soft from the first frame: nothing to compare with.
+        assert!(blur_incidents(&[3.5, 3.5, 3.5, 3.5]).is_empty());
+        // A zoom drifting into an out-of-focus background: never twice as wide within the
+        // onset window, and what follows is judged against the soft picture, not the
+        // sharp one long before.
+        assert!(blur_incidents(&[1.2, 1.6, 2.0, 2.4, 2.9, 3.3, 3.8, 4.5, 4.5]).is_empty());
+        // Without an onset window every blurred frame counts, as before.
+        let mut config = PipelineConfig::default();
+        config.blur.onset_window = 0.0;
+        let reports = (0..)
+            .zip([3.5, 3.5, 3.5])
+            .map(|(i, w)| picture(i, w))
+            .collect();
+        let (incidents, _) = run_with(&config, reports);
+        assert_eq!(incidents.len(), 1);
+    }
+
+    #[test]
+    fn a_blur_broken_before_it_is_raised_is_judged_against_the_sharp_picture_again() {
+        // Broadcast raises blur after 10 s. A defocused feed hovering at the threshold
+        // drops below it for a second after 4 s: the run starts again, and its onset is
+        // still measured against the sharp picture before, not the blurred seconds.
+        let config = PipelineConfig::for_profile(crate::config::Profile::Broadcast);
+        let mut widths = vec![1.0, 1.0, 3.0, 3.0, 3.0, 3.0, 2.6];
+        widths.extend([3.0; 12]);
+        let reports = (0..).zip(&widths).map(|(i, &w)| picture(i, w)).collect();
+        let (incidents, _) = run_with(&config, reports);
+        let blur: Vec<_> = incidents.iter().filter(|i| i.kind == Blur).collect();
+        assert_eq!(blur.len(), 1, "{incidents:?}");
+        assert_eq!((blur[0].start, blur[0].end), (7 * S, 19 * S));
+    }
+
+    #[test]
+    fn the_sharpness_in_the_state_stays_bounded() {
+        let agg = IncidentAggregator::new(&PipelineConfig::default());
+        let mut state = AggregatorState::default();
+        for i in 0..100 {
+            agg.apply(&mut state, picture(i, 1.0 + (i % 7) as f64 * 0.1));
+        }
+        // 2 s of 1 s segments.
+        assert_eq!(state.sharpness.0.len(), 2);
     }
 
     #[test]

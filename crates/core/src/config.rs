@@ -353,6 +353,19 @@ pub struct BlurConfig {
     /// frame sharp. Sharp pictures measure about 1 px, shallow-focus close-ups up to 2.5, a
     /// Gaussian blur of sigma 2 at 720p about 3, a 3x upscale 2.5-3.5.
     pub max_edge_width: f64,
+    /// A blurred run opens only where the picture lost its detail at once, as a defocused
+    /// lens or a switch to an upscaled feed does: its edge width is at least `min_rise`
+    /// times the sharpest width (per segment, averaged) of the last `onset_window` seconds
+    /// of picture not in a blurred run (default 2.0 s; 0: judge every frame by
+    /// `max_edge_width` alone). A scene soft all along, a zoom that drifts into an
+    /// out-of-focus background over seconds, or a stream that starts soft opens none; a
+    /// cut to a scene soft all over does, like a defocus. The judgement is the
+    /// aggregator's, across segments.
+    pub onset_window: f64,
+    /// How many times wider the edges must have grown (default 2.0). Injected blur and
+    /// defocus grow them 3-10x; natural pans onto soft parts of a scene 1.3-1.8x within
+    /// 2 s (docs/alarms.md).
+    pub min_rise: f64,
     /// Shortest blurred run reported, in seconds (default 1.0).
     pub min_duration: f64,
     /// Blurred runs at least this long are critical (default 10.0 s).
@@ -366,6 +379,8 @@ impl Default for BlurConfig {
     fn default() -> Self {
         BlurConfig {
             max_edge_width: 2.75,
+            onset_window: 2.0,
+            min_rise: 2.0,
             min_duration: 1.0,
             critical_after: 10.0,
             clear_after: 0.0,
@@ -383,7 +398,16 @@ impl KindSection for BlurConfig {
         f.duration("critical_after", self.critical_after)?;
         f.duration_or_zero("clear_after", self.clear_after)?;
         let w = self.max_edge_width;
-        f.check("max_edge_width", w, w > 1.0, "expected pixels above 1")
+        f.check("max_edge_width", w, w > 1.0, "expected pixels above 1")?;
+        let o = self.onset_window;
+        f.check(
+            "onset_window",
+            o,
+            o == 0.0 || (0.5..=600.0).contains(&o),
+            "expected seconds, 0 (no onset judged) or 0.5 to 600",
+        )?;
+        let r = self.min_rise;
+        f.check("min_rise", r, r >= 1.0, "expected a factor, 1 or more")
     }
 }
 
@@ -518,9 +542,14 @@ pub struct LoudnessConfig {
     /// The programme's loudness may be this many LU off the target (EBU R128 1, for live
     /// programmes; ATSC A/85 2).
     pub tolerance_lu: f64,
-    /// Programme loudness is integrated over this many seconds of the most recent audio
-    /// (default 60); a stream shorter than that is not judged (its integrated loudness is in
-    /// the report).
+    /// Programme loudness is integrated over this many seconds of the most recent audio;
+    /// 0 (file QC's default): over the whole input, judged once it ends, as EBU Tech
+    /// 3341's integrated loudness runs from start to stop. Broadcast monitoring's default
+    /// is 600: a sliding ten minutes, long enough to be the programme's level rather than
+    /// a passage's (a minute of orchestral music at -23 LUFS over its 75 s is 1-2 LU
+    /// off; Volicon's long-term programme loudness offers the last hour or day). A
+    /// stream shorter than the window is not judged (its integrated loudness is in the
+    /// report).
     pub programme_window: f64,
     /// True peak above this, dBTP, is a `true_peak` finding (EBU R128 -1, ATSC A/85 -2).
     pub max_true_peak_dbtp: f64,
@@ -563,7 +592,7 @@ impl LoudnessConfig {
             standard,
             target_lufs,
             tolerance_lu,
-            programme_window: 60.0,
+            programme_window: 0.0,
             max_true_peak_dbtp,
             max_above_lu: 5.0,
             max_below_lu: 0.0,
@@ -616,8 +645,8 @@ impl KindSection for LoudnessConfig {
         f.check(
             "programme_window",
             w,
-            (3.0..=86_400.0).contains(&w),
-            "expected seconds, at least 3 (a short-term window) and at most a day",
+            w == 0.0 || (3.0..=86_400.0).contains(&w),
+            "expected seconds, 0 (the whole input) or 3 (a short-term window) to 86400 (a day)",
         )?;
         let tp = self.max_true_peak_dbtp;
         f.check(
@@ -1197,6 +1226,7 @@ impl PipelineConfig {
             timings!(true_peak => (0.0, 5.0, 5.0));
             (c.onnx.min_duration, c.onnx.clear_after) = (1.0, 5.0);
             c.loudness.clear_lu = 2.0;
+            c.loudness.programme_window = 600.0;
             (c.av_sync.min_duration, c.av_sync.critical_after) = (10.0, 60.0);
             c.corruption.clear_after = 5.0;
             c.frame_drop.clear_after = 5.0;

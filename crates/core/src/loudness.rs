@@ -5,9 +5,10 @@
 //! bins; summed over segments they give integrated loudness and loudness range for the whole
 //! stream without keeping any audio, the way libebur128's histogram mode does.
 //!
-//! Programme loudness for alarms is the same measure over a sliding window
-//! ([`ProgrammeWindow`]): the aggregator keeps each recent segment's momentary histogram
-//! (blocks above the absolute gate only) for the last `loudness.programme_window` seconds.
+//! Programme loudness for alarms is the same measure over the whole input (file QC: judged
+//! once it ends) or over a sliding window ([`ProgrammeWindow`]): the aggregator keeps the
+//! recent momentary histograms (blocks above the absolute gate only) of the last
+//! `loudness.programme_window` seconds.
 
 use std::collections::VecDeque;
 
@@ -53,7 +54,7 @@ impl LoudnessSummary {
     }
 }
 
-fn round2(v: f64) -> f64 {
+pub(crate) fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
 
@@ -93,9 +94,10 @@ pub fn integrated(momentary: &Histogram) -> Option<f64> {
 
 /// The momentary loudness of the most recent stretch of a stream, a segment at a time:
 /// what programme loudness is judged by. It holds the fewest segments that cover the
-/// window (at most window / segment length + 1), each as a histogram of its blocks above
-/// the absolute gate (a 1 s segment has at most 10 blocks), so it stays small in the
-/// aggregator's state however long the stream runs.
+/// window, merged into buckets of a sixtieth of it (at most 61 entries, or window /
+/// segment length + 1 when segments are longer), each as a histogram of its blocks above
+/// the absolute gate, so it stays small in the aggregator's state however long the window
+/// and the stream.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProgrammeWindow {
     segments: VecDeque<WindowSegment>,
@@ -110,6 +112,10 @@ struct WindowSegment {
     end: Micros,
     momentary: Histogram,
 }
+
+/// A programme window holds at most this many entries (and one more), each a histogram of
+/// the window's share of the stream.
+const BUCKETS_PER_WINDOW: Micros = 60;
 
 /// A verdict on the window's programme loudness.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -132,11 +138,22 @@ impl ProgrammeWindow {
             .filter(|(&b, _)| value(b) >= ABSOLUTE_GATE)
             .map(|(&b, &c)| (b, c))
             .collect();
-        self.segments.push_back(WindowSegment {
-            start,
-            end,
-            momentary: gated,
-        });
+        // Segments merge into buckets of a sixtieth of the window: a long window's state
+        // stays as small as a minute's, at the price of sliding in steps of a sixtieth.
+        let bucket = window / BUCKETS_PER_WINDOW;
+        match self.segments.back_mut() {
+            Some(back) if end - back.start <= bucket => {
+                back.end = end;
+                for (b, c) in gated {
+                    *back.momentary.entry(b).or_insert(0) += c;
+                }
+            }
+            _ => self.segments.push_back(WindowSegment {
+                start,
+                end,
+                momentary: gated,
+            }),
+        }
         while self.segments.len() > 1 && end - self.segments[1].start >= window {
             self.segments.pop_front();
         }

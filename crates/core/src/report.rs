@@ -73,6 +73,10 @@ pub fn merge_histograms(into: &mut Histograms, from: &Histograms) {
     }
 }
 
+/// Measurement: a frame's edge width, pixels (the blur detector's; the aggregator judges
+/// a blur's onset against the stream's recent values).
+pub const BLUR_EDGE_WIDTH: &str = "blur.edge_width";
+
 /// Measurement: audio onset minus flash on a sync test pattern, ms (positive: audio late).
 pub const AV_SYNC_OFFSET_MS: &str = "av_sync.offset_ms";
 

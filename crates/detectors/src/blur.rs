@@ -25,7 +25,7 @@
 
 use vqa_core::config::BlurConfig;
 use vqa_core::model::{Segment, VideoFrame};
-use vqa_core::report::{Finding, IncidentKind, Measurements};
+use vqa_core::report::{Finding, IncidentKind, Measurements, BLUR_EDGE_WIDTH};
 use vqa_core::{time, Detector, DetectorName, Micros};
 
 use crate::runs::Runs;
@@ -54,9 +54,6 @@ const SHARP_TILES_PERCENT: usize = 5;
 /// One picture in this many is measured, and those around a change of verdict
 /// ([`crate::sparse`]): blur lasts, and a picture costs about half a millisecond at 1080p.
 pub const STRIDE: usize = 4;
-
-/// Measurement: the frame's edge width, pixels.
-pub const EDGE_WIDTH: &str = "blur.edge_width";
 
 pub struct BlurDetector {
     max_edge_width: f64,
@@ -210,7 +207,7 @@ impl Detector for BlurDetector {
         );
         for (frame, &width) in segment.video.iter().zip(&widths) {
             if let Some(w) = width {
-                m.add(EDGE_WIDTH, w);
+                m.add(BLUR_EDGE_WIDTH, w);
             }
             let hit = width.map(|w| [("edge_width", w)]);
             let blurred = width.is_some_and(|w| w > self.max_edge_width);

@@ -23,7 +23,7 @@ fn main() -> anyhow::Result<()> {
                 let b = vqa_detectors::frame_score(frame).unwrap_or(f64::NAN);
                 let w = vqa_detectors::edge_width(frame).unwrap_or(f64::NAN);
                 println!(
-                    "{:.2}\t{b:.3}\t{w:.1}{}",
+                    "{:.2}\t{b:.3}\t{w:.2}{}",
                     frame.pts as f64 / 1e6,
                     if frame.corrupt { "\tcorrupt" } else { "" }
                 );

@@ -16,8 +16,7 @@ use crate::svg::{esc, TimeAxis, PALETTE};
 pub const FREEZE_MAFD: &str = "freeze.mafd";
 /// Measurement: share of a frame's pixels that are black, 0 to 1 (the black detector's).
 pub const BLACK_RATIO: &str = "black.ratio";
-/// Measurement: 20th-percentile edge width, pixels (the blur detector's).
-pub const BLUR_EDGE_WIDTH: &str = "blur.edge_width";
+pub use vqa_core::report::BLUR_EDGE_WIDTH;
 /// Every measurement whose name starts with one of these is a block corruption score: the
 /// blockiness detector's measure may be renamed or joined by others without this page
 /// changing.
@@ -249,8 +248,14 @@ pub(crate) fn graphs(points: &[Point], config: &PipelineConfig, media: &MediaInf
                 lo: l.target_lufs - l.tolerance_lu,
                 hi: l.target_lufs + l.tolerance_lu,
                 label: format!(
-                    "target {} LUFS ±{} LU (programme, {} s)",
-                    l.target_lufs, l.tolerance_lu, l.programme_window
+                    "target {} LUFS ±{} LU (programme, {})",
+                    l.target_lufs,
+                    l.tolerance_lu,
+                    if l.programme_window > 0.0 {
+                        format!("last {} s", l.programme_window)
+                    } else {
+                        "whole input".to_string()
+                    }
                 ),
             },
             Guide {

@@ -230,7 +230,7 @@ fn loudness_is_read_from_the_segments_histograms_against_the_target_window() {
         (attr(band, "height") - (y(-24.0) - y(-22.0))).abs() < 0.1,
         "{band}"
     );
-    assert!(loudness.contains("target -23 LUFS ±1 LU (programme, 60 s)"));
+    assert!(loudness.contains("target -23 LUFS ±1 LU (programme, whole input)"));
     assert!(loudness.contains("short-term maximum -18 LUFS"));
 }
 
