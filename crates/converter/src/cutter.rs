@@ -193,6 +193,7 @@ impl Cutter {
             audio,
             audio_lead_in,
             decode_errors: std::mem::take(&mut self.pending_errors),
+            ts_events: Vec::new(),
         };
         self.next_index += 1;
         self.window += 1;

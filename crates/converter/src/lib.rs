@@ -8,6 +8,7 @@
 mod audio;
 mod chunk_writer;
 mod cutter;
+mod ts_tap;
 mod video;
 
 pub use chunk_writer::{ChunkWriter, WriteError};
@@ -25,10 +26,11 @@ use ffmpeg::{Error as FfError, Rational};
 use ffmpeg_next as ffmpeg;
 use vqa_core::chunk::Chunk;
 use vqa_core::model::{AudioInfo, MediaInfo, Segment, StreamId, VideoInfo};
-use vqa_core::{time, Converter, Micros, PipelineConfig, StreamSummary};
+use vqa_core::{time, Converter, DetectorName, Micros, PipelineConfig, StreamSummary};
 
 use crate::audio::AudioTrack;
 use crate::cutter::Cutter;
+use crate::ts_tap::TsHealth;
 use crate::video::VideoTrack;
 
 /// Why an input cannot be analysed at all. Messages say what is wrong and what to do; the
@@ -190,6 +192,8 @@ pub struct Decoding {
     decode_errors: u64,
     /// Decoding one chunk of the input: what to keep of it.
     chunk: Option<ChunkBounds>,
+    /// The transport stream's health, when the input is an MPEG-TS read through the tee.
+    ts: Option<TsHealth>,
 }
 
 /// The part of the timeline a chunk's converter hands on, and what it left out.
@@ -231,8 +235,35 @@ impl FfmpegConverter {
         if meta.is_file() && meta.len() == 0 {
             return Err(OpenError::Empty);
         }
+        let name = path.display().to_string();
+        if ts_health_enabled(config) {
+            let mut file = std::fs::File::open(path)?;
+            if sniff_ts(&mut file)? {
+                return Self::open_tapped(file, &name, stream, config);
+            }
+        }
         let input = ffmpeg::format::input(&path).map_err(|e| OpenError::NotMedia(describe(&e)))?;
-        Self::from_input(input, path.display().to_string(), stream, config)
+        Self::from_input(input, name, stream, config, None)
+    }
+
+    /// Opens an MPEG-TS read through the TS health tee: FFmpeg's demuxer and the analyser
+    /// see the same bytes, read once.
+    fn open_tapped<R: std::io::Read + std::io::Seek + Send + 'static>(
+        source: R,
+        name: &str,
+        stream: StreamId,
+        config: &PipelineConfig,
+    ) -> Result<Self, OpenError> {
+        let Some((reader, health)) = ts_tap::tap(source, &config.ts_health) else {
+            return Err(OpenError::NotMedia(
+                "invalid ts_health configuration".into(),
+            ));
+        };
+        let io = ffmpeg::format::context::StreamIo::from_read_seek(reader)
+            .map_err(|e| OpenError::NotMedia(describe(&e)))?;
+        let input = ffmpeg::format::input_from_stream(io, Some(name), None)
+            .map_err(|e| OpenError::NotMedia(describe(&e)))?;
+        Self::from_input(input, name.to_string(), stream, config, Some(health))
     }
 
     /// Opens an input given as a URL (`udp://`, `srt://`, `rtmp://`, `http(s)://` including
@@ -295,7 +326,7 @@ impl FfmpegConverter {
             }
             OpenError::Unreachable(why)
         })?;
-        Self::from_input(input, vqa_core::redact_url(url), stream, config)
+        Self::from_input(input, vqa_core::redact_url(url), stream, config, None)
     }
 
     fn from_input(
@@ -303,6 +334,7 @@ impl FfmpegConverter {
         name: String,
         stream: StreamId,
         config: &PipelineConfig,
+        ts: Option<TsHealth>,
     ) -> Result<Self, OpenError> {
         let threads = config.converter.decoder_threads;
         let video = match input.streams().best(Type::Video) {
@@ -385,6 +417,7 @@ impl FfmpegConverter {
                 read_error: None,
                 decode_errors: 0,
                 chunk: None,
+                ts,
             },
         })
     }
@@ -411,11 +444,15 @@ impl FfmpegConverter {
         config: &PipelineConfig,
     ) -> Result<Self, OpenError> {
         init_ffmpeg();
+        let mut source = source;
+        if ts_health_enabled(config) && sniff_ts(&mut source)? {
+            return Self::open_tapped(source, name, stream, config);
+        }
         let io = ffmpeg::format::context::StreamIo::from_read_seek(source)
             .map_err(|e| OpenError::NotMedia(describe(&e)))?;
         let input = ffmpeg::format::input_from_stream(io, Some(name), None)
             .map_err(|e| OpenError::NotMedia(describe(&e)))?;
-        Self::from_input(input, name.to_string(), stream, config)
+        Self::from_input(input, name.to_string(), stream, config, None)
     }
 
     /// This input, to decode one chunk of it (see [`open_chunk`](Self::open_chunk)); the
@@ -423,6 +460,9 @@ impl FfmpegConverter {
     pub fn chunked(mut self, config: &PipelineConfig, chunk: Chunk) -> Self {
         let start = chunk.start(config.segment_length());
         if start > 0 {
+            // The analyser times the input from its first byte; a seek would start it
+            // elsewhere (see docs/ts-health.md: chunks after the first are not analysed).
+            self.decoding.abandon_ts();
             self.reader
                 .seek_before(start - config.audio_lead_in() - CHUNK_PREROLL);
         }
@@ -433,6 +473,8 @@ impl FfmpegConverter {
     /// the stream's timeline by the stream's `origin` ([`PacketReader::origin`]), not by
     /// the file's own start; it holds its lead-ins already, so nothing is sought.
     pub fn stream_chunk(mut self, origin: Micros, config: &PipelineConfig, chunk: Chunk) -> Self {
+        // The analyser's time starts at the chunk file's first byte, not the stream's.
+        self.decoding.abandon_ts();
         self.reader.origin = origin;
         self.decoding.origin = origin;
         // A live stream declares no duration; what MPEG-TS guesses from a chunk's bitrate is
@@ -625,6 +667,22 @@ impl Decoding {
     pub fn continue_at(&mut self, start: Micros, next_index: u64) {
         self.origin -= start;
         self.cutter.continue_at(next_index);
+        if start != 0 {
+            self.abandon_ts();
+        }
+    }
+
+    /// Stops TS health analysis: the bytes read from here would not be on its timeline.
+    fn abandon_ts(&mut self) {
+        if let Some(mut ts) = self.ts.take() {
+            ts.abandon();
+        }
+    }
+
+    /// The transport stream's health as the analyser reported it at the end of the input
+    /// (counters, programmes, PIDs), when the input is an MPEG-TS that was analysed.
+    pub fn ts_report(&self) -> Option<vqa_ts_health::Report> {
+        self.ts.as_ref().and_then(TsHealth::report)
     }
 
     pub fn media(&self) -> &MediaInfo {
@@ -668,6 +726,9 @@ impl Decoding {
     pub fn next_segment(&mut self) -> Option<Segment> {
         loop {
             let mut segment = self.cutter.cut(self.eof)?;
+            if let Some(ts) = self.ts.as_mut() {
+                segment.ts_events = ts.events_for(segment.start, segment.end);
+            }
             let Some(chunk) = self.chunk.as_mut() else {
                 return Some(segment);
             };
@@ -719,6 +780,9 @@ impl Decoding {
         self.decode_errors += u64::from(errors);
         self.cutter.add_errors(errors);
         self.eof = true;
+        if let Some(ts) = self.ts.as_mut() {
+            ts.finish();
+        }
     }
 
     /// What was learnt about the input; complete once it ended.
@@ -766,6 +830,27 @@ impl Decoding {
         };
         (summary, errors)
     }
+}
+
+/// Whether the configuration runs TS health (its detector is on).
+fn ts_health_enabled(config: &PipelineConfig) -> bool {
+    config.detectors.contains(&DetectorName::TsPriority1)
+}
+
+/// Whether `source` starts like an MPEG-TS; leaves it at its start.
+fn sniff_ts<R: std::io::Read + std::io::Seek>(source: &mut R) -> Result<bool, OpenError> {
+    let mut head = [0u8; 3 * vqa_ts_health::PACKET_SIZE];
+    let mut filled = 0;
+    while filled < head.len() {
+        match source.read(&mut head[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(OpenError::Io(e)),
+        }
+    }
+    source.seek(std::io::SeekFrom::Start(0))?;
+    Ok(ts_tap::looks_like_ts(&head[..filled]))
 }
 
 /// The summary's warning about `n` packets or frames that could not be decoded, if any.

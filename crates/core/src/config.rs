@@ -52,6 +52,7 @@ pub struct PipelineConfig {
     pub av_sync: AvSyncConfig,
     pub audio_dropout: AudioDropoutConfig,
     pub onnx: OnnxConfig,
+    pub ts_health: TsHealthConfig,
     pub input_loss: InputLossConfig,
     pub aggregator: AggregatorConfig,
     pub converter: ConverterConfig,
@@ -78,6 +79,7 @@ impl Default for PipelineConfig {
             av_sync: AvSyncConfig::default(),
             audio_dropout: AudioDropoutConfig::default(),
             onnx: OnnxConfig::default(),
+            ts_health: TsHealthConfig::default(),
             input_loss: InputLossConfig::default(),
             aggregator: AggregatorConfig::default(),
             converter: ConverterConfig::default(),
@@ -1082,6 +1084,68 @@ impl KindSection for InputLossConfig {
     fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
         let c = self.critical_after;
         f.check("critical_after", c, c >= 0.0, "expected seconds, 0 or more")
+    }
+}
+
+/// `ts_health` (kinds `ts_priority1`, `ts_priority2`): ETSI TR 101 290 (V1.4.1) priority 1
+/// and 2 errors of an MPEG-TS input, found in the bytes FFmpeg's demuxer reads
+/// (docs/ts-health.md). Runs on MPEG-TS inputs only, when the `ts_priority1` detector is on
+/// (by default).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TsHealthConfig {
+    /// PAT and each PMT must recur within this many seconds (default 0.5: TR 101 290
+    /// 1.3 PAT_error, 1.5 PMT_error).
+    pub section_interval: f64,
+    /// A PID a PMT refers to must occur within this many seconds (default 5.0: TR 101 290
+    /// 1.6 PID_error leaves it "user specified"; 5 s is tsduck's and most analysers').
+    pub pid_absence: f64,
+    /// PCRs must recur within this many seconds (default 0.04: 2.3a PCR_repetition_error).
+    pub pcr_repetition: f64,
+    /// Consecutive PCRs may differ by at most this many seconds without the
+    /// discontinuity_indicator (default 0.1: 2.3b PCR_discontinuity_indicator_error).
+    pub pcr_discontinuity: f64,
+    /// PTSs must recur within this many seconds on a PID that carries them (default 0.7:
+    /// 2.5 PTS_error).
+    pub pts_repetition: f64,
+    /// Shortest incident reported, in seconds (default 0: one error is enough).
+    pub min_duration: f64,
+    /// Incidents lasting at least this long are critical (default 2.0 s).
+    pub critical_after: f64,
+    /// Errors at most this many seconds apart are one incident (default 1.0), as for
+    /// `corruption`: a burst of lost packets is one incident.
+    pub clear_after: f64,
+}
+
+impl Default for TsHealthConfig {
+    fn default() -> Self {
+        TsHealthConfig {
+            section_interval: 0.5,
+            pid_absence: 5.0,
+            pcr_repetition: 0.04,
+            pcr_discontinuity: 0.1,
+            pts_repetition: 0.7,
+            min_duration: 0.0,
+            critical_after: 2.0,
+            clear_after: 1.0,
+        }
+    }
+}
+
+impl KindSection for TsHealthConfig {
+    fn rule(&self) -> Rule {
+        Rule::new(self.min_duration, self.critical_after).clearing(self.clear_after)
+    }
+
+    fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
+        f.duration("section_interval", self.section_interval)?;
+        f.duration("pid_absence", self.pid_absence)?;
+        f.duration("pcr_repetition", self.pcr_repetition)?;
+        f.duration("pcr_discontinuity", self.pcr_discontinuity)?;
+        f.duration("pts_repetition", self.pts_repetition)?;
+        f.duration_or_zero("min_duration", self.min_duration)?;
+        f.duration("critical_after", self.critical_after)?;
+        f.duration_or_zero("clear_after", self.clear_after)
     }
 }
 

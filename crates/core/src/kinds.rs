@@ -167,6 +167,11 @@ kinds! {
         /// A user-supplied ONNX model scored frames above its threshold.
         Onnx = "onnx", section onnx,
             headline |get: &Get| get("score").map(|s| format!("model score {:.2} (mean)", s.mean));
+        /// MPEG-TS inputs: ETSI TR 101 290 priority 1 errors (the stream cannot be decoded:
+        /// sync lost, packets lost, PAT/PMT or a referenced PID missing); the indicators in
+        /// the evidence.
+        TsPriority1 = "ts_priority1", section ts_health,
+            headline |get: &Get| ts_indicators(get, 1);
     }
     also {
         /// Short-term loudness far from the programme: above the target's maximum (a
@@ -178,6 +183,10 @@ kinds! {
         TruePeak = "true_peak", section true_peak, by Loudness,
             headline |get: &Get| get("true_peak_dbtp")
                 .map(|s| format!("true peak {:.1} dBTP", s.max));
+        /// MPEG-TS inputs: ETSI TR 101 290 priority 2 errors (decodable, but something a
+        /// receiver relies on is broken: TEI, CRC, PCR, PTS, CAT).
+        TsPriority2 = "ts_priority2", section ts_health, by TsPriority1,
+            headline |get: &Get| ts_indicators(get, 2);
     }
     others {
         /// A live input stopped sending or could not be reached (`vqa monitor`).
@@ -185,6 +194,17 @@ kinds! {
             headline |get: &Get| get("reconnect_attempts")
                 .map(|s| format!("{:.0} reconnection attempts", s.max));
     }
+}
+
+/// The TR 101 290 indicators of one priority in a TS health finding's evidence (each an
+/// entry named like the indicator, one value per error: the PID), with their counts.
+fn ts_indicators(get: &Get, priority: u8) -> Option<String> {
+    let range = if priority == 1 { 0..6 } else { 6..12 };
+    let found: Vec<String> = crate::model::TS_INDICATORS[range]
+        .iter()
+        .filter_map(|name| get(name).map(|s| format!("{name} ×{}", s.count)))
+        .collect();
+    (!found.is_empty()).then(|| found.join(", "))
 }
 
 impl IncidentKind {
@@ -255,8 +275,8 @@ mod tests {
             }
         }
         // input_loss has no detector; loudness_jump and true_peak are the loudness
-        // detector's.
-        assert_eq!(DetectorName::ALL.len() + 3, IncidentKind::ALL.len());
+        // detector's, ts_priority2 the TS health detector's.
+        assert_eq!(DetectorName::ALL.len() + 4, IncidentKind::ALL.len());
         assert_eq!(
             IncidentKind::TruePeak.detector(),
             Some(DetectorName::Loudness)

@@ -211,10 +211,51 @@ pub struct Segment {
     pub audio_lead_in: Vec<AudioBlock>,
     /// Packets or frames the decoder rejected while producing this segment.
     pub decode_errors: u32,
+    /// The transport stream's health (ETSI TR 101 290) over the segment's span, when the
+    /// input is an MPEG-TS: what the converter's analyser of the input's bytes found.
+    pub ts_events: Vec<TsEvent>,
+}
+
+/// The TR 101 290 indicators vqa's TS analyser (`vqa-ts-health`) reports, as the standard
+/// names them: priority 1 first, then priority 2 (a converter test checks the analyser
+/// names them alike).
+pub const TS_INDICATORS: [&str; 12] = [
+    "TS_sync_loss",
+    "Sync_byte_error",
+    "PAT_error",
+    "Continuity_count_error",
+    "PMT_error",
+    "PID_error",
+    "Transport_error",
+    "CRC_error",
+    "PCR_repetition_error",
+    "PCR_discontinuity_indicator_error",
+    "PTS_error",
+    "CAT_error",
+];
+
+/// One TR 101 290 error within a segment's span: a point (`start == end`) for an error
+/// found in one packet, or the part of a condition (sync lost; a table, PID, PCR or PTS
+/// absent) that lies in the segment: from the error, or the segment's start when it began
+/// earlier, to the moment it cleared, or the segment's end (`ongoing`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TsEvent {
+    /// The indicator's name as TR 101 290 spells it (one of [`TS_INDICATORS`]).
+    pub indicator: String,
+    /// TR 101 290's priority: 1 (the stream cannot be decoded) or 2.
+    pub priority: u8,
+    /// The PID concerned; none for sync errors.
+    pub pid: Option<u16>,
+    pub start: Micros,
+    pub end: Micros,
+    /// The condition still held at the segment's end.
+    pub ongoing: bool,
+    /// What was wrong, with the values involved (empty for a condition carried over).
+    pub detail: String,
 }
 
 impl Segment {
-    /// Bytes of frame and sample data the segment carries (lead-ins included): the
+    /// Bytes of frame, sample and TS-event data the segment carries (lead-ins included): the
     /// same figure whichever transport hands it over.
     pub fn payload_bytes(&self) -> u64 {
         let frames: usize = self
@@ -229,7 +270,13 @@ impl Segment {
             .chain(&self.audio)
             .map(|a| a.samples.len() * 4)
             .sum();
-        (frames + audio) as u64
+        // A TS event's fixed fields and its words, as the wire form carries them.
+        let ts: usize = self
+            .ts_events
+            .iter()
+            .map(|e| 24 + e.indicator.len() + e.detail.len())
+            .sum();
+        (frames + audio + ts) as u64
     }
 
     pub fn audio_frames(&self) -> u64 {

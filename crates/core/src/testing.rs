@@ -106,6 +106,7 @@ pub fn video_segment(index: u64, lead_in: Option<VideoFrame>, frames: Vec<VideoF
         audio: vec![],
         audio_lead_in: vec![],
         decode_errors: 0,
+        ts_events: vec![],
     }
 }
 
@@ -137,6 +138,7 @@ pub fn full_segment(stream: &str, index: u64) -> Segment {
         has_audio: true,
         audio: vec![stereo_block(start, 1.0)],
         decode_errors: 1,
+        ts_events: vec![],
         ..video_segment(index, Some(lead_in), video)
     }
 }

@@ -15,8 +15,9 @@ use crate::transport::{Artifact, ArtifactName, TransportError};
 use std::sync::Arc;
 
 /// 4: the kinds `loudness_jump` and `true_peak` (postcard numbers enum variants, so
-/// `input_loss` moved) and the aggregator's programme loudness window.
-pub const WIRE_VERSION: u8 = 4;
+/// `input_loss` moved) and the aggregator's programme loudness window. 5: segments carry
+/// their TS health events (`Segment::ts_events`), kinds `ts_priority1`/`ts_priority2`.
+pub const WIRE_VERSION: u8 = 5;
 
 const TAG_SEGMENT: u8 = 1;
 const TAG_FINDINGS: u8 = 2;
@@ -192,6 +193,7 @@ mod tests {
                 samples: vec![0.125; 4].into(),
             }],
             decode_errors: 1,
+            ts_events: vec![],
         }
     }
 

@@ -202,6 +202,7 @@ mod tests {
             audio: vec![block(start, start + 1_000_000)],
             audio_lead_in: vec![block(start - 500_000, start)],
             decode_errors: 0,
+            ts_events: vec![],
         }
     }
 

@@ -16,6 +16,7 @@ mod onnx;
 mod runs;
 mod silence;
 mod sparse;
+mod ts_health;
 
 pub use audio_dropout::AudioDropoutDetector;
 pub use av_sync::AvSyncDetector;
@@ -30,6 +31,7 @@ pub use freeze::FreezeDetector;
 pub use loudness::LoudnessDetector;
 pub use onnx::{ModelError, OnnxDetector};
 pub use silence::SilenceDetector;
+pub use ts_health::TsHealthDetector;
 
 use vqa_core::{Detector, DetectorName, PipelineConfig};
 
@@ -62,6 +64,7 @@ pub fn from_config(config: &PipelineConfig) -> Result<Vec<Box<dyn Detector>>, Mo
                     Box::new(AudioDropoutDetector::new(&config.audio_dropout))
                 }
                 DetectorName::Onnx => Box::new(OnnxDetector::load(&config.onnx)?),
+                DetectorName::TsPriority1 => Box::new(TsHealthDetector::new()),
             })
         })
         .collect()

@@ -203,6 +203,7 @@ mod tests {
             audio: vec![],
             audio_lead_in: vec![],
             decode_errors: 0,
+            ts_events: vec![],
         }
     }
 

@@ -1,0 +1,216 @@
+//! TS health end to end: an MPEG-TS made by FFmpeg, clean and damaged in known places
+//! (a lost packet, TEI set, a PAT's CRC broken, a second of PATs gone), analysed by
+//! `vqa analyze`'s pipeline: the TR 101 290 incidents at the times of the pictures whose
+//! bytes were damaged (the ground truth: FFmpeg's own packet positions and times).
+
+use std::path::Path;
+use std::process::Command;
+
+use vqa_core::{time, IncidentKind, PipelineConfig};
+
+const PACKET: usize = 188;
+const SECONDS: f64 = 11.0;
+
+fn make_ts(path: &Path) {
+    let (video, audio) = (
+        format!("testsrc2=size=320x240:rate=25:duration={SECONDS}"),
+        format!("sine=frequency=440:sample_rate=48000:duration={SECONDS}"),
+    );
+    vqa_testkit::run_ffmpeg(
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            &video,
+            "-f",
+            "lavfi",
+            "-i",
+            &audio,
+            "-c:v",
+            "mpeg2video",
+            "-b:v",
+            "1M",
+            "-c:a",
+            "mp2",
+            "-muxrate",
+            "2M",
+            "-pcr_period",
+            "20",
+            "-f",
+            "mpegts",
+        ]
+        .into_iter()
+        .chain([path.to_str().expect("utf-8 path")]),
+    )
+    .expect("ffmpeg makes the TS");
+}
+
+/// The video packets' byte positions and times on vqa's timeline (seconds from the
+/// input's start), from ffprobe.
+fn video_packets(path: &Path) -> Vec<(usize, f64)> {
+    let probe = |args: &[&str]| {
+        let out = Command::new("ffprobe")
+            .args(["-v", "error"])
+            .args(args)
+            .arg(path)
+            .output()
+            .expect("ffprobe runs");
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let start: f64 = probe(&["-show_entries", "format=start_time", "-of", "csv=p=0"])
+        .trim()
+        .parse()
+        .expect("start time");
+    probe(&[
+        "-select_streams",
+        "v",
+        "-show_entries",
+        "packet=pos,pts_time",
+        "-of",
+        "csv=p=0",
+    ])
+    .lines()
+    .filter_map(|l| {
+        let mut fields = l.split(',');
+        let pts = fields.next()?.trim().parse::<f64>().ok()?;
+        let pos = fields.next()?.trim().parse().ok()?;
+        Some((pos, pts - start))
+    })
+    .collect()
+}
+
+fn pid(packet: &[u8]) -> u16 {
+    (u16::from(packet[1] & 0x1f) << 8) | u16::from(packet[2])
+}
+
+/// The TS incidents of analysing `path`: kind, start, end (s), the indicators.
+fn ts_incidents(path: &Path) -> Vec<(IncidentKind, f64, f64, Vec<String>)> {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let analysis = rt
+        .block_on(vqa_deploy_ecs::analyze_file(
+            path,
+            &PipelineConfig::default(),
+        ))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    analysis
+        .report
+        .incidents
+        .iter()
+        .filter(|i| {
+            matches!(
+                i.kind,
+                IncidentKind::TsPriority1 | IncidentKind::TsPriority2
+            )
+        })
+        .map(|i| {
+            (
+                i.kind,
+                time::to_secs(i.start),
+                time::to_secs(i.end),
+                i.evidence.keys().cloned().collect(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn damaged_packets_are_ts_incidents_at_their_pictures_and_a_clean_stream_has_none() {
+    if !vqa_testkit::ffmpeg_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clean = dir.path().join("clean.ts");
+    make_ts(&clean);
+    assert_eq!(ts_incidents(&clean), [], "a clean stream has no TS errors");
+
+    let bytes = std::fs::read(&clean).expect("read");
+    let packets = video_packets(&clean);
+    let video_pid = pid(&bytes[packets[0].0..]);
+    // The first video packet (a picture's first TS packet) at or after `t`: its offset and
+    // its picture's time.
+    let at = |t: f64| {
+        *packets
+            .iter()
+            .find(|(_, time)| *time >= t)
+            .expect("a picture that late")
+    };
+    let mut out: Vec<[u8; PACKET]> = bytes
+        .chunks_exact(PACKET)
+        .map(|p| p.try_into().expect("188 bytes"))
+        .collect();
+    let index_of = |offset: usize| offset / PACKET;
+    // Truth, in the order below: (kind, time, indicator).
+    let mut truth = Vec::new();
+
+    // TEI on a video packet of the picture at 5 s.
+    let (offset, t) = at(5.0);
+    out[index_of(offset) + 1][1] |= 0x80;
+    truth.push((IncidentKind::TsPriority2, t, "Transport_error"));
+    // The CRC of the first PAT after the picture at 7 s.
+    let (offset, t) = at(7.0);
+    let pat = (index_of(offset)..out.len())
+        .find(|&i| pid(&out[i]) == 0)
+        .expect("a PAT after 7 s");
+    out[pat][PACKET - 1] ^= 0xff; // a byte of the CRC_32 or after it: stuffing stays 0xff
+    let pointer = 5 + usize::from(out[pat][4]);
+    let section_length =
+        usize::from(out[pat][pointer + 1] & 0x0f) << 8 | usize::from(out[pat][pointer + 2]);
+    let crc_last = pointer + 2 + section_length;
+    out[pat][PACKET - 1] ^= 0xff;
+    out[pat][crc_last] ^= 0x01;
+    truth.push((IncidentKind::TsPriority2, t, "CRC_error"));
+    // PATs replaced by null packets from the picture at 8 s to that at 9.5 s: PAT missing
+    // from the last PAT + 0.5 s until the next.
+    let (from, _) = at(8.0);
+    let (to, back) = at(9.5);
+    let mut last_pat = None;
+    for (i, packet) in out.iter_mut().enumerate() {
+        if pid(packet) != 0 {
+            continue;
+        }
+        if i < index_of(from) {
+            last_pat = Some(i);
+        } else if i < index_of(to) {
+            packet[1] = 0x1f;
+            packet[2] = 0xff;
+        }
+    }
+    let last_pat = last_pat.expect("a PAT before 8 s");
+    let pat_time = packets
+        .iter()
+        .rev()
+        .find(|(o, _)| *o <= last_pat * PACKET)
+        .map_or(0.0, |(_, t)| *t);
+    truth.push((IncidentKind::TsPriority1, pat_time + 0.5, "PAT_error"));
+    // A video packet of the picture at 3 s lost (last, as it removes a packet).
+    let (offset, t) = at(3.0);
+    let lost = (index_of(offset) + 2..out.len())
+        .find(|&i| pid(&out[i]) == video_pid)
+        .expect("a video packet after 3 s");
+    out.remove(lost);
+    truth.push((IncidentKind::TsPriority1, t, "Continuity_count_error"));
+
+    let damaged = dir.path().join("damaged.ts");
+    std::fs::write(&damaged, out.concat()).expect("write");
+    let mut found = ts_incidents(&damaged);
+    found.sort_by(|a, b| a.1.total_cmp(&b.1));
+    truth.sort_by(|a, b| a.1.total_cmp(&b.1));
+    eprintln!("found {found:?}\ntruth {truth:?} (PAT back at {back:.3} s)");
+    assert_eq!(found.len(), truth.len(), "{found:?}");
+    for ((kind, start, end, indicators), (want_kind, want_at, indicator)) in
+        found.iter().zip(&truth)
+    {
+        assert_eq!(kind, want_kind, "{found:?}");
+        assert!(
+            (start - want_at).abs() <= 0.1,
+            "{indicator} at {start:.3} s, its picture at {want_at:.3} s"
+        );
+        assert!(indicators.iter().any(|i| i == indicator), "{indicators:?}");
+        if *indicator == "PAT_error" {
+            assert!(
+                (end - back).abs() <= 0.1,
+                "PAT back at {back:.3}, incident ends {end:.3}"
+            );
+        }
+    }
+}
