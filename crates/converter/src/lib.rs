@@ -460,9 +460,6 @@ impl FfmpegConverter {
     pub fn chunked(mut self, config: &PipelineConfig, chunk: Chunk) -> Self {
         let start = chunk.start(config.segment_length());
         if start > 0 {
-            // The analyser times the input from its first byte; a seek would start it
-            // elsewhere (see docs/ts-health.md: chunks after the first are not analysed).
-            self.decoding.abandon_ts();
             self.reader
                 .seek_before(start - config.audio_lead_in() - CHUNK_PREROLL);
         }
@@ -484,6 +481,11 @@ impl FfmpegConverter {
     }
 
     fn bounded(mut self, config: &PipelineConfig, chunk: Chunk) -> Self {
+        if chunk.first_window > 0 || !chunk.last {
+            // The analyser needs the input from its first byte to its end, in one pass: a
+            // chunk sees part of it (docs/ts-health.md), and all chunks alike see none.
+            self.decoding.abandon_ts();
+        }
         let length = config.segment_length();
         let start = chunk.start(length);
         self.decoding.chunk = Some(ChunkBounds {
