@@ -13,6 +13,13 @@ sources held out from training (docs/natural-content.md section 4) are used:
   sound:   wesnoth-1.16-music tracks 21-41 (orchestral music), ktuberling-data recorded
            words (concatenated with their own pauses), pocketsphinx-testdata read speech
 
+The pans are the training corpus's (make_corpus.pan_filter: same draws, same path) but placed
+to 1/256 pixel on every frame (`subpixel`, FFmpeg's perspective filter), so the picture moves
+on every frame as a camera's does; zoompan's whole-pixel steps made it stand still for
+seconds at a time. The pans are slow (0.002-0.5 px a frame at the output size) and
+noiseless: consecutive frames differ by a median 0.03-0.7 code values, often less than
+freeze's -60 dB (docs/natural-content.md section 5).
+
 The sound of each clip is brought to the EBU R128 target (-23 LUFS integrated) by one static
 gain, as a loudness-normalised programme is: its dynamics stay as recorded. The clip's own
 integrated loudness and true peak after that are in `sources.json`.
@@ -209,8 +216,10 @@ def main():
             gain = TARGET_LUFS - level if level is not None else 0.0
             n = secs * FPS
             if kind == "photo":
-                vf = pan_filter(w, h, n, rng)
-                picture = ["-loop", "1", "-framerate", str(FPS), "-i", path]
+                # Sub-pixel positions on every frame (the training corpus keeps zoompan's
+                # whole-pixel steps); the filter repeats the one picture itself.
+                vf = pan_filter(w, h, n, rng, subpixel=True)
+                picture = ["-framerate", str(FPS), "-i", path]
             else:
                 vf = (f"fps={FPS},scale={w}:{h}:force_original_aspect_ratio=increase,"
                       f"crop={w}:{h},format=yuv420p")

@@ -191,18 +191,37 @@ def video_size(path: Path):
     return int(w), int(h)
 
 
-def pan_filter(w, h, n, rng):
+def pan_filter(w, h, n, rng, subpixel=False):
     """The filter for a slow camera move over a photo, `n` frames of `w`x`h`: scale the photo
     to cover 1.4x the frame, then zoom from z0 to z1 while the centre moves from (fx0, fy0)
-    to (fx1, fy1) of the free room, all drawn from `rng`."""
+    to (fx1, fy1) of the free room, all drawn from `rng`.
+
+    By default (the training corpus, whose clips must not change) FFmpeg's zoompan: it places
+    its crop in whole pixels of the 1.4x picture, so a slow pan stands still for a second or
+    more, then steps. With `subpixel` the same window (same draws, same path) is cut out by
+    `perspective` (bilinear, 1/256 pixel) on every frame, so the picture moves every frame
+    as a camera's does; the input must then be the photo once (no `-loop`): the filter
+    repeats it. About 50 ms a frame at 1080p."""
     z0, z1 = 1.0 + 0.1 * rng.random(), 1.15 + 0.2 * rng.random()
     fx0, fy0, fx1, fy1 = (rng.random() for _ in range(4))
-    return (f"scale={int(w * 1.4)}:{int(h * 1.4)}:force_original_aspect_ratio=increase,"
-            f"crop={int(w * 1.4)}:{int(h * 1.4)},"
-            f"zoompan=z='{z0}+({z1}-{z0})*on/{n}':"
-            f"x='(iw-iw/zoom)*({fx0:.3f}+({fx1:.3f}-{fx0:.3f})*on/{n})':"
-            f"y='(ih-ih/zoom)*({fy0:.3f}+({fy1:.3f}-{fy0:.3f})*on/{n})':"
-            f"d={n}:s={w}x{h}:fps={FPS},format=yuv420p")
+    cover = (f"scale={int(w * 1.4)}:{int(h * 1.4)}:force_original_aspect_ratio=increase,"
+             f"crop={int(w * 1.4)}:{int(h * 1.4)},")
+    if not subpixel:
+        return (cover +
+                f"zoompan=z='{z0}+({z1}-{z0})*on/{n}':"
+                f"x='(iw-iw/zoom)*({fx0:.3f}+({fx1:.3f}-{fx0:.3f})*on/{n})':"
+                f"y='(ih-ih/zoom)*({fy0:.3f}+({fy1:.3f}-{fy0:.3f})*on/{n})':"
+                f"d={n}:s={w}x{h}:fps={FPS},format=yuv420p")
+    # zoompan's window, in perspective's terms: frame `in` counts from 1, W and H are the
+    # 1.4x picture's size; the four corners of the window go to the corners of the frame.
+    z = f"({z0}+({z1}-{z0})*(in-1)/{n})"
+    x0 = f"(W-W/{z})*({fx0:.3f}+({fx1:.3f}-{fx0:.3f})*(in-1)/{n})"
+    y0 = f"(H-H/{z})*({fy0:.3f}+({fy1:.3f}-{fy0:.3f})*(in-1)/{n})"
+    x1, y1 = f"{x0}+W/{z}", f"{y0}+H/{z}"
+    return (cover + f"format=yuv420p,loop=loop=-1:size=1,setpts=N/{FPS}/TB,"
+            f"perspective=x0='{x0}':y0='{y0}':x1='{x1}':y1='{y0}':"
+            f"x2='{x0}':y2='{y1}':x3='{x1}':y3='{y1}':interpolation=linear:eval=frame,"
+            f"scale={w}:{h},format=yuv420p")
 
 
 def mezzanine(src, size, seconds, rng, out: Path):
