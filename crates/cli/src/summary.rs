@@ -65,6 +65,41 @@ pub fn render(report: &StreamReport) -> String {
             s.mean, s.min, s.max, s.count
         );
     }
+    if let Some(ts) = &report.ts_health {
+        let errors: Vec<String> = ts
+            .errors
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(name, n)| format!("{name} {n}"))
+            .collect();
+        let programmes: Vec<String> = ts
+            .programmes
+            .iter()
+            .map(|p| format!("{} ({} streams)", p.number, p.streams.len()))
+            .collect();
+        let scte35 = if ts.scte35_pids.is_empty() {
+            String::new()
+        } else {
+            format!(", SCTE-35 on PID {:?}", ts.scte35_pids)
+        };
+        let _ = writeln!(
+            out,
+            "  TS health (TR 101 290): {} priority 1, {} priority 2 errors{} in {} packets; programmes {}{scte35}",
+            ts.errors_of_priority(1),
+            ts.errors_of_priority(2),
+            if errors.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", errors.join(", "))
+            },
+            ts.packets,
+            if programmes.is_empty() {
+                "none".to_string()
+            } else {
+                programmes.join(", ")
+            },
+        );
+    }
     for track in &report.missing_tracks {
         let _ = writeln!(
             out,

@@ -829,6 +829,11 @@ impl Decoding {
             media: self.media.clone(),
             complete,
             warnings,
+            ts_health: self
+                .ts
+                .as_ref()
+                .and_then(TsHealth::report)
+                .map(|r| ts_tap::summary(&r)),
         };
         (summary, errors)
     }

@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use vqa_core::config::TsHealthConfig;
 use vqa_core::model::TsEvent;
+use vqa_core::report::{TsHealthSummary, TsProgramme};
 use vqa_core::{time, Micros};
 use vqa_ts_health::{Analyser, Config, ErrorKind, Event, Report, PACKET_SIZE, SYNC_BYTE};
 
@@ -211,6 +212,29 @@ impl TsHealth {
         }
         out.sort_by_key(|e| e.start);
         out
+    }
+}
+
+/// The report's TS health summary from the analyser's report.
+pub(crate) fn summary(report: &Report) -> TsHealthSummary {
+    TsHealthSummary {
+        errors: ErrorKind::ALL
+            .iter()
+            .map(|k| (k.indicator().to_string(), report.counters.errors(*k)))
+            .collect(),
+        packets: report.counters.packets,
+        skipped_bytes: report.counters.skipped_bytes,
+        programmes: report
+            .programmes
+            .iter()
+            .map(|p| TsProgramme {
+                number: p.number,
+                pmt_pid: p.pmt_pid,
+                pcr_pid: p.pcr_pid,
+                streams: p.streams.iter().map(|s| (s.pid, s.stream_type)).collect(),
+            })
+            .collect(),
+        scte35_pids: report.scte35_pids.clone(),
     }
 }
 

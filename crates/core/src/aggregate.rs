@@ -565,6 +565,7 @@ impl IncidentAggregator {
             media: summary.media,
             complete: summary.complete,
             warnings: summary.warnings,
+            ts_health: summary.ts_health,
             coverage: state.coverage,
             incidents,
             loudness: LoudnessSummary::from_measurements(&state.measurements),

@@ -104,6 +104,10 @@ pub struct ChunkCursor {
     pub losses: u64,
     #[serde(default)]
     pub lost: Micros,
+    /// The input's TS health, from the converter that read it whole (only a stream of one
+    /// chunk has it: docs/ts-health.md).
+    #[serde(default)]
+    pub ts_health: Option<crate::report::TsHealthSummary>,
 }
 
 impl ChunkCursor {
@@ -135,6 +139,9 @@ impl ChunkCursor {
         self.warnings.extend(summary.warnings.iter().cloned());
         self.decode_errors += decode_errors;
         self.complete &= summary.complete;
+        if summary.ts_health.is_some() {
+            self.ts_health = summary.ts_health.clone();
+        }
         // A chunk with no media (a live stream's empty end) knows nothing of it.
         if segments > 0 || self.media.is_none() {
             self.input = summary.input.clone();
@@ -193,6 +200,7 @@ impl ChunkCursor {
             media: self.media.clone().unwrap_or_default(),
             complete,
             warnings,
+            ts_health: self.ts_health.clone(),
         }
     }
 }
@@ -239,6 +247,7 @@ mod tests {
             media: MediaInfo::default(),
             complete,
             warnings,
+            ts_health: None,
         };
         cursor.advance(58, &summary(vec!["a".into()], true), 2);
         assert_eq!(cursor.turn(&plan[0]), Turn::Done);

@@ -263,6 +263,47 @@ pub struct StreamSummary {
     pub complete: bool,
     /// Why the analysis is incomplete or doubtful, one sentence each.
     pub warnings: Vec<String>,
+    /// The transport stream's health over the input, when it is an MPEG-TS the converter
+    /// analysed (docs/ts-health.md).
+    pub ts_health: Option<TsHealthSummary>,
+}
+
+/// An MPEG-TS input's health over the whole input (ETSI TR 101 290): errors per indicator,
+/// and what the stream carries.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TsHealthSummary {
+    /// Errors per TR 101 290 indicator, every indicator (zeros too), priority 1 first
+    /// ([`crate::model::TS_INDICATORS`] order).
+    pub errors: Vec<(String, u64)>,
+    /// TS packets analysed (null packets included).
+    pub packets: u64,
+    /// Bytes skipped while out of sync.
+    pub skipped_bytes: u64,
+    pub programmes: Vec<TsProgramme>,
+    /// PIDs carrying SCTE-35 splice information (stream_type 0x86).
+    pub scte35_pids: Vec<u16>,
+}
+
+impl TsHealthSummary {
+    /// Errors of one priority (1 or 2), all indicators together.
+    pub fn errors_of_priority(&self, priority: u8) -> u64 {
+        let first = &crate::model::TS_INDICATORS[..6];
+        self.errors
+            .iter()
+            .filter(|(name, _)| first.contains(&name.as_str()) == (priority == 1))
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// A programme as the PAT and its PMT describe it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TsProgramme {
+    pub number: u16,
+    pub pmt_pid: u16,
+    pub pcr_pid: Option<u16>,
+    /// Its elementary streams: PID and stream_type.
+    pub streams: Vec<(u16, u8)>,
 }
 
 /// Counts over the analysed part of the stream.
@@ -293,6 +334,9 @@ pub struct StreamReport {
     pub loudness: Option<crate::loudness::LoudnessSummary>,
     /// What the detectors measured, summarised over the stream (e.g. `av_sync.offset_ms`).
     pub measurements: Evidence,
+    /// An MPEG-TS input's health: TR 101 290 errors per indicator, programmes, SCTE-35 PIDs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ts_health: Option<TsHealthSummary>,
     /// With both topologies run side by side (`vqa monitor --topology ab`): the incidents
     /// one of them reported and the other did not, or with another start or end.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
