@@ -193,7 +193,15 @@ mod tests {
                 samples: vec![0.125; 4].into(),
             }],
             decode_errors: 1,
-            ts_events: vec![],
+            ts_events: vec![crate::model::TsEvent {
+                indicator: "PAT_error".into(),
+                priority: 1,
+                pid: Some(0),
+                start: 3_200_000,
+                end: 4_000_000,
+                ongoing: true,
+                detail: "no PAT for more than 500 ms (last at 2.700 s)".into(),
+            }],
         }
     }
 
