@@ -83,8 +83,11 @@ fn pid(packet: &[u8]) -> u16 {
     (u16::from(packet[1] & 0x1f) << 8) | u16::from(packet[2])
 }
 
-/// The TS incidents of analysing `path`: kind, start, end (s), the indicators.
-fn ts_incidents(path: &Path) -> Vec<(IncidentKind, f64, f64, Vec<String>)> {
+type TsIncident = (IncidentKind, f64, f64, Vec<String>);
+
+/// The TS incidents of analysing `path` (kind, start, end (s), the indicators), and the
+/// report's errors per indicator.
+fn ts_incidents(path: &Path) -> (Vec<TsIncident>, Vec<(String, u64)>) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let analysis = rt
         .block_on(vqa_deploy_ecs::analyze_file(
@@ -92,7 +95,15 @@ fn ts_incidents(path: &Path) -> Vec<(IncidentKind, f64, f64, Vec<String>)> {
             &PipelineConfig::default(),
         ))
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    analysis
+    let ts = analysis
+        .report
+        .ts_health
+        .clone()
+        .expect("a TS health summary");
+    assert_eq!(ts.programmes.len(), 1, "{:?}", ts.programmes);
+    assert_eq!(ts.programmes[0].streams.len(), 2, "{:?}", ts.programmes);
+    let counts = ts.errors.into_iter().filter(|(_, n)| *n > 0).collect();
+    let incidents = analysis
         .report
         .incidents
         .iter()
@@ -110,7 +121,8 @@ fn ts_incidents(path: &Path) -> Vec<(IncidentKind, f64, f64, Vec<String>)> {
                 i.evidence.keys().cloned().collect(),
             )
         })
-        .collect()
+        .collect();
+    (incidents, counts)
 }
 
 #[test]
@@ -121,7 +133,11 @@ fn damaged_packets_are_ts_incidents_at_their_pictures_and_a_clean_stream_has_non
     let dir = tempfile::tempdir().expect("tempdir");
     let clean = dir.path().join("clean.ts");
     make_ts(&clean);
-    assert_eq!(ts_incidents(&clean), [], "a clean stream has no TS errors");
+    assert_eq!(
+        ts_incidents(&clean),
+        (vec![], vec![]),
+        "a clean stream has no TS errors"
+    );
 
     let bytes = std::fs::read(&clean).expect("read");
     let packets = video_packets(&clean);
@@ -192,7 +208,17 @@ fn damaged_packets_are_ts_incidents_at_their_pictures_and_a_clean_stream_has_non
 
     let damaged = dir.path().join("damaged.ts");
     std::fs::write(&damaged, out.concat()).expect("write");
-    let mut found = ts_incidents(&damaged);
+    let (mut found, counts) = ts_incidents(&damaged);
+    let counts: Vec<(&str, u64)> = counts.iter().map(|(i, n)| (i.as_str(), *n)).collect();
+    assert_eq!(
+        counts,
+        [
+            ("PAT_error", 1),
+            ("Continuity_count_error", 1),
+            ("Transport_error", 1),
+            ("CRC_error", 1)
+        ]
+    );
     found.sort_by(|a, b| a.1.total_cmp(&b.1));
     truth.sort_by(|a, b| a.1.total_cmp(&b.1));
     eprintln!("found {found:?}\ntruth {truth:?} (PAT back at {back:.3} s)");
