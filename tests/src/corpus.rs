@@ -3,7 +3,10 @@
 //!
 //! The corpus is deterministic: the same size gives the same specs, the same truth and
 //! (with the same FFmpeg build) the same bytes. Every clip's audio sits at about −23
-//! LUFS (EBU R128's target), so only loudness clips are out of the loudness window.
+//! LUFS (EBU R128's target). A clip whose defect moves the whole clip's integrated
+//! loudness (as FFmpeg's `ebur128` measures it) outside −23 ± 1 LUFS — a loudness jump,
+//! a clipped passage — has a whole-clip `loudness` defect implied: file QC judges a file's
+//! programme loudness over all of it.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -232,7 +235,17 @@ pub fn write_corpus(
     let mut clips = Vec::with_capacity(total);
     for (position, (name, spec)) in specs.into_iter().enumerate() {
         progress(position, total, &name);
-        let clip = make_clip(dir, &name, &spec).with_context(|| format!("corpus clip {name}"))?;
+        let mut clip =
+            make_clip(dir, &name, &spec).with_context(|| format!("corpus clip {name}"))?;
+        if spec.audio_channels > 0 {
+            let lufs = crate::tools::integrated_loudness(&clip.path)
+                .with_context(|| format!("corpus clip {name}"))?;
+            let r128 = vqa_core::config::LoudnessConfig::default();
+            if (lufs - r128.target_lufs).abs() > r128.tolerance_lu {
+                clip.implied
+                    .push(Defect::new(DefectKind::Loudness, 0.0, spec.duration));
+            }
+        }
         let Some(file_name) = clip.path.file_name() else {
             bail!(
                 "corpus clip {name}: {} has no file name",

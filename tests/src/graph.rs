@@ -37,8 +37,10 @@ const NOISE_AMPLITUDE: f64 = 0.03;
 /// Noise amplitude relative to the tone (`NOISE_AMPLITUDE / TONE_AMPLITUDE`), for clips
 /// with their own [`ClipSpec::audio_level_db`].
 const NOISE_RATIO: f64 = 0.1;
-/// Sync pattern: amplitude of the 1 kHz beep (−6 dBFS).
-const BEEP_AMPLITUDE: f64 = 0.5;
+/// Sync pattern: amplitude of the 1 kHz beep (−13 dBFS): a beep a second integrates to
+/// about −23 LUFS (EBU R128's target; −6 dBFS beeps were −16), so a sync clip is on target
+/// like every other clip.
+const BEEP_AMPLITUDE: f64 = 0.22;
 /// Sync pattern: beep frequency, Hz.
 const BEEP_FREQUENCY: f64 = 1000.0;
 /// Sync pattern: beep length, seconds.

@@ -132,6 +132,32 @@ where
     run_capturing_stderr("ffmpeg", all)
 }
 
+/// The file's integrated loudness (EBU R128 / BS.1770), LUFS, as FFmpeg's `ebur128`
+/// measures it: an independent meter, for truth about a whole programme.
+pub fn integrated_loudness(path: &Path) -> Result<f64> {
+    let log = run_ffmpeg_info([
+        OsStr::new("-i"),
+        path.as_os_str(),
+        OsStr::new("-map"),
+        OsStr::new("0:a:0"),
+        OsStr::new("-af"),
+        OsStr::new("ebur128"),
+        OsStr::new("-f"),
+        OsStr::new("null"),
+        OsStr::new("-"),
+    ])?;
+    // The summary's "I: -23.0 LUFS" comes last.
+    log.lines()
+        .rev()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("I:")
+                .and_then(|v| v.trim().strip_suffix("LUFS"))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+        .ok_or_else(|| anyhow!("ebur128 gave no integrated loudness for {}", path.display()))
+}
+
 /// One stream as `ffprobe` reports it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamInfo {

@@ -1,9 +1,15 @@
 //! `freeze`: the picture stops changing.
 //!
-//! Like FFmpeg's freezedetect, two consecutive frames are "the same" when their mean absolute
-//! luma difference is below the noise level (-60 dB of full scale by default). A freeze over
-//! frames F..L (all equal) is reported as `[pts(F), end(L))`. The segment's lead-in frame
-//! makes the pair straddling the segment boundary visible.
+//! Like FFmpeg's freezedetect, a frame is "the same" as the first frame of the run it would
+//! continue when their mean absolute luma difference is below the noise level (-60 dB of
+//! full scale by default). Comparing with the run's first frame rather than the frame just
+//! before lets slow motion add up: a slow pan or zoom over a still (a few hundredths of a
+//! code value a frame, less than the noise level) leaves the first frame behind within a
+//! second, where frame-to-frame differences alone would call all of it frozen. A freeze
+//! over frames F..L (all equal to F) is reported as `[pts(F), end(L))`. The segment's
+//! lead-in frame makes the pair straddling the segment boundary visible; the reference
+//! starts again from it in each segment, so motion slower than the noise level per
+//! segment (0.01 code values a frame at 25 fps) is, to a viewer, a still.
 //!
 //! A keyframe inside a freeze re-encodes the still picture and so differs from the frame
 //! before it by compression noise; a pair from an inter-coded frame to a keyframe is the same
@@ -27,7 +33,8 @@ use vqa_core::{time, Detector, DetectorName};
 use crate::black::BlackDetector;
 use crate::runs::Runs;
 
-/// Measurement: mean absolute luma difference of consecutive frames, 8-bit code values.
+/// Measurement: mean absolute luma difference of a frame from the one before (from the
+/// first frame of a freeze, within one), 8-bit code values.
 pub const MAFD: &str = "freeze.mafd";
 
 /// The measured difference of a changing pair comes from one row in this many.
@@ -55,7 +62,9 @@ impl FreezeDetector {
         }
     }
 
-    fn judge(&self, a: &VideoFrame, b: &VideoFrame) -> Pair {
+    /// Judges frame `b` against `reference`, the first frame of the run it would continue
+    /// (`a`, the frame just before `b`, tells whether `b` refreshes an inter-coded picture).
+    fn judge(&self, reference: &VideoFrame, a: &VideoFrame, b: &VideoFrame) -> Pair {
         // Only a keyframe after an inter-coded frame is a refresh: in intra-only streams every
         // frame is a keyframe and the strict level applies.
         let refresh = b.keyframe && !a.keyframe;
@@ -65,7 +74,10 @@ impl FreezeDetector {
             self.max_mafd
         };
         // Checked only for frozen pairs, which are rare: the black test scans the frame.
-        match self.frozen_mafd(a, b, max).filter(|_| !self.is_black(b)) {
+        match self
+            .frozen_mafd(reference, b, max)
+            .filter(|_| !self.is_black(b))
+        {
             Some(mafd) if mafd <= self.max_mafd => Pair::Frozen(mafd),
             Some(mafd) => Pair::Refresh(mafd),
             None => Pair::Changed,
@@ -153,7 +165,20 @@ impl Detector for FreezeDetector {
         let frames: Vec<&VideoFrame> = segment.lead_in.iter().chain(&segment.video).collect();
         let pairs: Vec<(&VideoFrame, &VideoFrame)> =
             frames.windows(2).map(|w| (w[0], w[1])).collect();
-        let verdicts: Vec<Pair> = pairs.iter().map(|(a, b)| self.judge(a, b)).collect();
+        // Each frame against the first frame of the run it would continue: a changed frame
+        // starts the next comparison, and so does a keyframe re-encoding the still picture
+        // (the frames after it predict from it, not from the picture before).
+        let mut reference = frames.first().copied();
+        let verdicts: Vec<Pair> = pairs
+            .iter()
+            .map(|&(a, b)| {
+                let verdict = self.judge(reference.unwrap_or(a), a, b);
+                if !matches!(verdict, Pair::Frozen(_)) {
+                    reference = Some(b);
+                }
+                verdict
+            })
+            .collect();
         for (k, ((a, b), verdict)) in pairs.iter().zip(&verdicts).enumerate() {
             let mafd = match *verdict {
                 Pair::Frozen(mafd) | Pair::Refresh(mafd) => Some(mafd),
@@ -274,6 +299,30 @@ mod tests {
         assert!(detector()
             .analyze(&video_segment(0, None, (0..25).map(step).collect()))
             .is_empty());
+    }
+
+    #[test]
+    fn a_pan_slower_than_the_noise_level_per_frame_is_no_freeze() {
+        // Each frame moves 1 more pixel in 10 up by one level: 0.1 code values from the
+        // frame before (below the 0.255 noise level), but 1.0 from the first after ten
+        // frames. FFmpeg's freezedetect compares with the freeze's first frame too.
+        let drifting = |n: i64| {
+            frame(n * FRAME, move |x, y| {
+                let i = (y * 64 + x) as i64;
+                100 + u8::from(i % 10 < n % 10) + (n / 10) as u8
+            })
+        };
+        let frames: Vec<VideoFrame> = (0..25).map(drifting).collect();
+        let consecutive = sampled_mafd(&frames[3], &frames[4]).unwrap();
+        assert!(consecutive < 0.255, "{consecutive}");
+        // Only the first few frames, at the segment's edge, wait for the aggregator (the
+        // run might go on from the segment before); compared frame to frame, all 25 were
+        // one freeze.
+        let found = detector().analyze(&video_segment(0, None, frames));
+        assert!(
+            found.iter().all(|f| f.start == 0 && f.end <= 3 * FRAME),
+            "{found:?}"
+        );
     }
 
     #[test]
