@@ -388,6 +388,10 @@ impl StreamReport {
             if merged.loudness.is_none() {
                 merged.loudness = part.loudness;
             }
+            if merged.ts_health.is_none() {
+                // Only the shard running the TS health detector analyses the stream.
+                merged.ts_health = part.ts_health;
+            }
             merged.measurements.extend(part.measurements);
             if part.coverage.segments > merged.coverage.segments {
                 // A shard that lost part of the stream does not hide what another saw.
