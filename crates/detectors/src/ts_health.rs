@@ -53,27 +53,33 @@ impl Detector for TsHealthDetector {
                     event.end.max(event.start + POINT).min(segment.end)
                 };
                 let pid = event.pid.map_or(-1.0, f64::from);
-                match current.as_mut().filter(|f| event.start <= f.end) {
+                // A condition carried over from an earlier segment (no detail) was counted
+                // there: the aggregator adds the segments' evidence up.
+                let counted = !event.detail.is_empty();
+                let f = match current.as_mut().filter(|f| event.start <= f.end) {
                     Some(f) => {
                         f.end = f.end.max(end);
                         f.reaches_end |= event.ongoing;
-                        f.evidence
-                            .entry(event.indicator.clone())
-                            .and_modify(|s| s.add(pid))
-                            .or_insert_with(|| Summary::of(pid));
+                        f
                     }
                     None => {
                         findings.extend(current.take());
-                        current = Some(Finding {
+                        current.insert(Finding {
                             kind,
                             channel: None,
                             start: event.start,
                             end,
                             reaches_end: event.ongoing,
                             level: Level::Raise,
-                            evidence: Evidence::from([(event.indicator.clone(), Summary::of(pid))]),
-                        });
+                            evidence: Evidence::new(),
+                        })
                     }
+                };
+                if counted {
+                    f.evidence
+                        .entry(event.indicator.clone())
+                        .and_modify(|s| s.add(pid))
+                        .or_insert_with(|| Summary::of(pid));
                 }
             }
             findings.extend(current);
@@ -95,7 +101,7 @@ mod tests {
             start,
             end,
             ongoing,
-            detail: String::new(),
+            detail: "found here".into(),
         }
     }
 
@@ -133,5 +139,18 @@ mod tests {
         assert!(TsHealthDetector::new()
             .analyze(&video_segment(0, None, vec![]))
             .is_empty());
+        // The same PAT absence going on in the next segment: a finding, not counted again.
+        let mut next = video_segment(1, None, vec![]);
+        next.ts_events = vec![TsEvent {
+            detail: String::new(),
+            ..event("PAT_error", 1, next.start, next.start + 300_000, false)
+        }];
+        let found = TsHealthDetector::new().analyze(&next);
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            (found[0].start, found[0].end),
+            (next.start, next.start + 300_000)
+        );
+        assert!(found[0].evidence.is_empty());
     }
 }
