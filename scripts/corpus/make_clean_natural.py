@@ -25,7 +25,8 @@ gain, as a loudness-normalised programme is: its dynamics stay as recorded. The 
 integrated loudness and true peak after that are in `sources.json`.
 
 Containers alternate between MP4 (H.264 CRF 20, AAC 192k) and MPEG-TS (MPEG-2 q 3, MP2
-256k): a file and a broadcast feed.
+256k, a PCR every 20 ms: FFmpeg's default, about 80 ms, breaks ETSI TR 101 290's 40 ms
+limit, which a healthy broadcast feed keeps): a file and a broadcast feed.
 
     python3 scripts/corpus/make_clean_natural.py [--out target/corpus/clean-natural]
         [--seconds 75] [--pkg target/corpus/pkg]
@@ -225,7 +226,8 @@ def main():
                       f"crop={w}:{h},format=yuv420p")
                 picture = ["-i", path]
             codecs = (["-c:v", "mpeg2video", "-q:v", "3", "-g", "12", "-bf", "2",
-                       "-c:a", "mp2", "-b:a", "256k", "-f", "mpegts"] if ts else
+                       "-c:a", "mp2", "-b:a", "256k", "-pcr_period", "20", "-f", "mpegts"]
+                      if ts else
                       ["-c:v", "libx264", "-crf", "20", "-preset", "veryfast", "-g", "50",
                        "-c:a", "aac", "-b:a", "192k", "-movflags", "+faststart"])
             ffmpeg(*picture, "-i", tmp, "-map", "0:v", "-map", "1:a", "-vf", vf,
