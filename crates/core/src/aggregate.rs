@@ -37,6 +37,23 @@ struct Run {
     cleared: bool,
 }
 
+impl Run {
+    /// A run opened by a condition at the raise level from `start` to `end`, seen in
+    /// segments `segments`.
+    fn raised(start: Micros, end: Micros, segments: [u64; 2], evidence: Evidence) -> Self {
+        Run {
+            start,
+            end,
+            first_segment: segments[0],
+            last_segment: segments[1],
+            evidence,
+            announced: false,
+            raised_until: end,
+            cleared: false,
+        }
+    }
+}
+
 /// What a run is of: a kind of defect, on one channel or on the whole stream.
 type RunKey = (IncidentKind, Option<u16>);
 
@@ -108,6 +125,15 @@ impl SharpnessWindow {
 pub const INCIDENT_BATCH: usize = 64;
 
 impl AggregatorState {
+    /// Gated integrated loudness of all the audio applied so far, LUFS (the programme
+    /// level over the whole input).
+    fn integrated_so_far(&self) -> Option<f64> {
+        self.measurements
+            .histograms
+            .get(MOMENTARY)
+            .and_then(crate::loudness::integrated)
+    }
+
     /// The end of the last segment applied (µs of stream time).
     pub fn analysed(&self) -> Micros {
         self.coverage.analysed
@@ -225,7 +251,7 @@ impl IncidentAggregator {
             return;
         };
         let key = (IncidentKind::Blur, None);
-        let (blurs, mut findings): (Vec<Finding>, Vec<Finding>) =
+        let (mut blurs, mut findings): (Vec<Finding>, Vec<Finding>) =
             std::mem::take(&mut report.findings)
                 .into_iter()
                 .partition(|f| f.kind == IncidentKind::Blur);
@@ -237,7 +263,6 @@ impl IncidentAggregator {
             .map(|run| run.end + blur_rule.bridge(run.announced));
         let sharpest = state.sharpness.sharpest();
         let mut blurred = false;
-        let mut blurs = blurs;
         blurs.sort_by_key(|f| f.start);
         for f in blurs {
             let continues = reach.is_some_and(|r| f.start <= r);
@@ -277,11 +302,7 @@ impl IncidentAggregator {
         };
         let level = if rule.window == 0 {
             // The whole input so far (this segment's measurements join the stream's after).
-            state
-                .measurements
-                .histograms
-                .get(MOMENTARY)
-                .and_then(crate::loudness::integrated)
+            state.integrated_so_far()
         } else {
             state
                 .programme
@@ -401,16 +422,12 @@ impl IncidentAggregator {
                     }
                     state.open.insert(
                         key,
-                        Run {
-                            start: f.start,
-                            end: f.end,
-                            first_segment: report.index,
-                            last_segment: report.index,
-                            evidence: f.evidence.clone(),
-                            announced: false,
-                            raised_until: f.end,
-                            cleared: false,
-                        },
+                        Run::raised(
+                            f.start,
+                            f.end,
+                            [report.index, report.index],
+                            f.evidence.clone(),
+                        ),
                     );
                 }
             }
@@ -505,12 +522,7 @@ impl IncidentAggregator {
         let Some(rule) = self.programme.filter(|r| r.window == 0) else {
             return;
         };
-        let Some(lufs) = state
-            .measurements
-            .histograms
-            .get(MOMENTARY)
-            .and_then(crate::loudness::integrated)
-        else {
+        let Some(lufs) = state.integrated_so_far() else {
             return;
         };
         if (lufs - rule.target).abs() <= rule.tolerance {
@@ -522,20 +534,10 @@ impl IncidentAggregator {
             Summary::of(crate::loudness::round2(lufs)),
         );
         let key = (IncidentKind::Loudness, None);
-        let end = state.coverage.analysed;
-        let last_segment = state.next_index.saturating_sub(1);
+        let segments = [0, state.next_index.saturating_sub(1)];
         state.open.insert(
             key,
-            Run {
-                start: 0,
-                end,
-                first_segment: 0,
-                last_segment,
-                evidence,
-                announced: false,
-                raised_until: end,
-                cleared: false,
-            },
+            Run::raised(0, state.coverage.analysed, segments, evidence),
         );
         self.announce(state, key, events);
     }
