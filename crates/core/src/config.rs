@@ -51,6 +51,9 @@ pub struct PipelineConfig {
     pub clipping: ClippingConfig,
     pub av_sync: AvSyncConfig,
     pub audio_dropout: AudioDropoutConfig,
+    pub audio_phase: AudioPhaseConfig,
+    pub audio_mono: AudioMonoConfig,
+    pub audio_level: AudioLevelConfig,
     pub onnx: OnnxConfig,
     pub ts_health: TsHealthConfig,
     pub input_loss: InputLossConfig,
@@ -78,6 +81,9 @@ impl Default for PipelineConfig {
             clipping: ClippingConfig::default(),
             av_sync: AvSyncConfig::default(),
             audio_dropout: AudioDropoutConfig::default(),
+            audio_phase: AudioPhaseConfig::default(),
+            audio_mono: AudioMonoConfig::default(),
+            audio_level: AudioLevelConfig::default(),
             onnx: OnnxConfig::default(),
             ts_health: TsHealthConfig::default(),
             input_loss: InputLossConfig::default(),
@@ -921,6 +927,209 @@ impl KindSection for AudioDropoutConfig {
     }
 }
 
+/// `audio_phase`: a stereo pair out of phase (one channel's polarity inverted, or the same
+/// sound half a period apart): per 100 ms step, the pair's correlation over a window centred
+/// on it below `max_correlation`, where the pair is not near silence. docs/audio.md has the
+/// sources of the defaults.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AudioPhaseConfig {
+    /// A pair is out of phase where its correlation is below this (default -0.3, between
+    /// -1 and 1): an inverted channel of a stereo programme reads -0.3 to -1, programme in
+    /// phase reads 0 to +1 (Tektronix: +0.5 to +1).
+    pub max_correlation: f64,
+    /// Length of the window the correlation is measured over, in seconds (default 0.3,
+    /// between 0.1 and 5): a correlation meter's integration time. A run is found to
+    /// within half of it.
+    pub window: f64,
+    /// Steps where the louder channel of the pair is below this RMS level, dBFS, are not
+    /// judged (default -50): silence and near-silence have no phase.
+    pub gate_dbfs: f64,
+    /// Shortest out-of-phase run reported, in seconds (default 1.0).
+    pub min_duration: f64,
+    /// Out-of-phase runs at least this long are critical (default 10.0 s).
+    pub critical_after: f64,
+    /// The incident closes only once the condition has been absent this long, in seconds
+    /// (default 0: at once); a shorter return of the condition continues it.
+    pub clear_after: f64,
+}
+
+impl Default for AudioPhaseConfig {
+    fn default() -> Self {
+        AudioPhaseConfig {
+            max_correlation: -0.3,
+            window: 0.3,
+            gate_dbfs: -50.0,
+            min_duration: 1.0,
+            critical_after: 10.0,
+            clear_after: 0.0,
+        }
+    }
+}
+
+impl KindSection for AudioPhaseConfig {
+    fn rule(&self) -> Rule {
+        Rule::new(self.min_duration, self.critical_after).clearing(self.clear_after)
+    }
+
+    fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
+        f.duration("min_duration", self.min_duration)?;
+        f.duration("critical_after", self.critical_after)?;
+        f.duration_or_zero("clear_after", self.clear_after)?;
+        f.db("gate_dbfs", self.gate_dbfs)?;
+        correlation_window(f, self.window)?;
+        let c = self.max_correlation;
+        f.check(
+            "max_correlation",
+            c,
+            (-1.0..1.0).contains(&c),
+            "expected a correlation from -1 up to 1",
+        )
+    }
+}
+
+/// The window a pair's correlation is measured over: a tenth of a second to five.
+fn correlation_window(f: &Fields, window: f64) -> Result<(), ConfigError> {
+    f.check(
+        "window",
+        window,
+        (0.1..=5.0).contains(&window),
+        "expected seconds between 0.1 and 5",
+    )
+}
+
+/// `audio_mono`: mono carried as stereo — a pair's channels the same sound at the same
+/// level (correlation at least `min_correlation`, levels within `max_level_difference_db`),
+/// where the pair is not near silence. Off by default (not in the default `detectors`): a
+/// stereo programme is legitimately near mono for long stretches (a talking head).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AudioMonoConfig {
+    /// A pair is mono where its correlation is at least this (default 0.99, between 0 and
+    /// 1): copies of one channel read 1, less only by coding noise.
+    pub min_correlation: f64,
+    /// ... and its channels' RMS levels differ by at most this, dB (default 1.0).
+    pub max_level_difference_db: f64,
+    /// Length of the window the correlation is measured over, in seconds (default 0.3).
+    pub window: f64,
+    /// Steps where the louder channel of the pair is below this RMS level, dBFS, are not
+    /// judged (default -50).
+    pub gate_dbfs: f64,
+    /// Shortest mono run reported, in seconds (default 10.0).
+    pub min_duration: f64,
+    /// Mono runs at least this long are critical (default 60.0 s).
+    pub critical_after: f64,
+    /// The incident closes only once the condition has been absent this long, in seconds
+    /// (default 0: at once); a shorter return of the condition continues it.
+    pub clear_after: f64,
+}
+
+impl Default for AudioMonoConfig {
+    fn default() -> Self {
+        AudioMonoConfig {
+            min_correlation: 0.99,
+            max_level_difference_db: 1.0,
+            window: 0.3,
+            gate_dbfs: -50.0,
+            min_duration: 10.0,
+            critical_after: 60.0,
+            clear_after: 0.0,
+        }
+    }
+}
+
+impl KindSection for AudioMonoConfig {
+    fn rule(&self) -> Rule {
+        Rule::new(self.min_duration, self.critical_after).clearing(self.clear_after)
+    }
+
+    fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
+        f.duration("min_duration", self.min_duration)?;
+        f.duration("critical_after", self.critical_after)?;
+        f.duration_or_zero("clear_after", self.clear_after)?;
+        f.db("gate_dbfs", self.gate_dbfs)?;
+        correlation_window(f, self.window)?;
+        let c = self.min_correlation;
+        f.check(
+            "min_correlation",
+            c,
+            c > 0.0 && c <= 1.0,
+            "expected a correlation above 0 and at most 1",
+        )?;
+        let d = self.max_level_difference_db;
+        f.check(
+            "max_level_difference_db",
+            d,
+            (0.0..=20.0).contains(&d),
+            "expected dB between 0 and 20",
+        )
+    }
+}
+
+/// `audio_level`: the audio's peak level (the loudest channel but the LFE, per `window`)
+/// below `low_dbfs` (but above the silence level, which is silence's) or at or above
+/// `high_dbfs` for `min_duration`. Defaults are Volicon's level alarms: -40 and -1, 30 s to
+/// raise, 10 s to clear (broadcast).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AudioLevelConfig {
+    /// Too low below this peak level, dBFS (default -40).
+    pub low_dbfs: f64,
+    /// Too high at or above this peak level, dBFS (default -1).
+    pub high_dbfs: f64,
+    /// The meter's window: each window's peak is one reading, in seconds (default 0.5,
+    /// between 0.1 and 5).
+    pub window: f64,
+    /// How long the level must stay out of range before the incident is raised, in seconds
+    /// (default 30).
+    pub min_duration: f64,
+    /// Incidents at least this long are critical (default 120.0 s).
+    pub critical_after: f64,
+    /// The incident closes only once the level has been back in range this long, in
+    /// seconds (default 0: at once; broadcast 10).
+    pub clear_after: f64,
+}
+
+impl Default for AudioLevelConfig {
+    fn default() -> Self {
+        AudioLevelConfig {
+            low_dbfs: -40.0,
+            high_dbfs: -1.0,
+            window: 0.5,
+            min_duration: 30.0,
+            critical_after: 120.0,
+            clear_after: 0.0,
+        }
+    }
+}
+
+impl KindSection for AudioLevelConfig {
+    fn rule(&self) -> Rule {
+        Rule::new(self.min_duration, self.critical_after).clearing(self.clear_after)
+    }
+
+    fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
+        f.duration("min_duration", self.min_duration)?;
+        f.duration("critical_after", self.critical_after)?;
+        f.duration_or_zero("clear_after", self.clear_after)?;
+        f.db("low_dbfs", self.low_dbfs)?;
+        f.db("high_dbfs", self.high_dbfs)?;
+        f.check(
+            "high_dbfs",
+            self.high_dbfs,
+            self.high_dbfs > self.low_dbfs && self.high_dbfs <= 0.0,
+            "expected dBFS above low_dbfs and at most 0",
+        )?;
+        let w = self.window;
+        f.check(
+            "window",
+            w,
+            (0.1..=5.0).contains(&w),
+            "expected seconds between 0.1 and 5",
+        )
+    }
+}
+
 /// `onnx`: any ONNX image model, run with tract on luma patches or on the resized frame.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -1288,6 +1497,9 @@ impl PipelineConfig {
             timings!(loudness => (30.0, 10.0, 120.0));
             timings!(loudness_jump => (10.0, 5.0, 60.0));
             timings!(true_peak => (0.0, 5.0, 5.0));
+            timings!(audio_phase => (10.0, 10.0, 60.0));
+            timings!(audio_mono => (60.0, 10.0, 300.0));
+            timings!(audio_level => (30.0, 10.0, 120.0));
             (c.onnx.min_duration, c.onnx.clear_after) = (1.0, 5.0);
             c.loudness.clear_lu = 2.0;
             c.loudness.programme_window = 600.0;
@@ -1450,6 +1662,13 @@ impl PipelineConfig {
         if self.is_enabled(DetectorName::AudioDropout) {
             // Where the audio before the segment ended: a hole across its start.
             secs = secs.max(1.0);
+        }
+        if self.is_enabled(DetectorName::AudioPhase) {
+            // Half a correlation window, centred on the segment's first step.
+            secs = secs.max(self.audio_phase.window / 2.0);
+        }
+        if self.is_enabled(DetectorName::AudioMono) {
+            secs = secs.max(self.audio_mono.window / 2.0);
         }
         time::from_secs(secs)
     }

@@ -164,6 +164,23 @@ kinds! {
         AudioDropout = "audio_dropout", section audio_dropout,
             headline |get: &Get| get("gap_ms")
                 .map(|s| format!("{} holes, longest {:.0} ms", s.count, s.max));
+        /// A stereo pair out of phase (a channel's polarity inverted): the pair's correlation
+        /// below the threshold; `channel` is the pair's first channel.
+        AudioPhase = "audio_phase", section audio_phase,
+            headline |get: &Get| get("correlation").map(|s| {
+                format!("correlation {:.2} (worst {:.2})", s.mean, s.min)
+            });
+        /// Mono carried as stereo: a pair's channels the same sound at the same level;
+        /// `channel` is the pair's first channel.
+        AudioMono = "audio_mono", section audio_mono,
+            headline |get: &Get| get("correlation")
+                .map(|s| format!("correlation {:.3} (lowest {:.3})", s.mean, s.min));
+        /// The audio's peak level too low (above silence) or too high for a long time.
+        AudioLevel = "audio_level", section audio_level,
+            headline |get: &Get| get("high_peak_dbfs")
+                .map(|s| format!("too high: peak {:.1} dBFS or above", s.min))
+                .or_else(|| get("low_peak_dbfs")
+                    .map(|s| format!("too low: peak {:.1} dBFS at most", s.max)));
         /// A user-supplied ONNX model scored frames above its threshold.
         Onnx = "onnx", section onnx,
             headline |get: &Get| get("score").map(|s| format!("model score {:.2} (mean)", s.mean));
@@ -222,11 +239,12 @@ impl fmt::Display for IncidentKind {
 
 impl DetectorName {
     /// Detectors that run when the configuration names none: all but `onnx`, which needs a
-    /// model file.
+    /// model file, and `audio_mono`, which only a deliverable spec requiring stereo asks for
+    /// (programmes are legitimately near mono for long stretches).
     pub fn defaults() -> Vec<DetectorName> {
         DetectorName::ALL
             .into_iter()
-            .filter(|d| *d != DetectorName::Onnx)
+            .filter(|d| !matches!(d, DetectorName::Onnx | DetectorName::AudioMono))
             .collect()
     }
 

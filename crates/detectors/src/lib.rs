@@ -2,6 +2,9 @@
 //! between segments (the aggregator joins findings across segments).
 
 mod audio_dropout;
+mod audio_level;
+mod audio_mono;
+mod audio_phase;
 mod av_sync;
 mod black;
 mod blockiness;
@@ -16,9 +19,13 @@ mod onnx;
 mod runs;
 mod silence;
 mod sparse;
+mod stereo;
 mod ts_health;
 
 pub use audio_dropout::AudioDropoutDetector;
+pub use audio_level::AudioLevelDetector;
+pub use audio_mono::AudioMonoDetector;
+pub use audio_phase::AudioPhaseDetector;
 pub use av_sync::AvSyncDetector;
 pub use black::BlackDetector;
 pub use blockiness::{block_features, blocky_probability, frame_score, BlockinessDetector};
@@ -63,6 +70,12 @@ pub fn from_config(config: &PipelineConfig) -> Result<Vec<Box<dyn Detector>>, Mo
                 DetectorName::AudioDropout => {
                     Box::new(AudioDropoutDetector::new(&config.audio_dropout))
                 }
+                DetectorName::AudioPhase => Box::new(AudioPhaseDetector::new(&config.audio_phase)),
+                DetectorName::AudioMono => Box::new(AudioMonoDetector::new(&config.audio_mono)),
+                DetectorName::AudioLevel => Box::new(AudioLevelDetector::new(
+                    &config.audio_level,
+                    &config.silence,
+                )),
                 DetectorName::Onnx => Box::new(OnnxDetector::load(&config.onnx)?),
                 DetectorName::TsPriority1 => Box::new(TsHealthDetector::new()),
             })
