@@ -324,11 +324,11 @@ mod tests {
     #[test]
     fn steps_split_a_block_at_step_boundaries_of_stream_time() {
         let b = block(2, None, 48_000);
-        let mut counts = vec![0usize; 10];
+        let mut counts = [0usize; 10];
         for_each_step(&b, 0, 0..1_000_000, STEP, |k, s| counts[k] += s.len() / 2);
-        assert_eq!(counts, vec![4_800; 10]);
+        assert_eq!(counts, [4_800; 10]);
         // Steps from 50 ms before the block: the first and last hold half a step each.
-        let mut counts = vec![0usize; 11];
+        let mut counts = [0usize; 11];
         for_each_step(&b, -50_000, 0..1_000_000, STEP, |k, s| {
             counts[k] += s.len() / 2
         });
