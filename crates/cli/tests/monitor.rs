@@ -767,7 +767,8 @@ fn two_detector_shards_merge_into_the_report_of_one_process() {
         format!(
             "[[shard]]\nname = \"video\"\nurl = \"{}\"\ndetectors = [\"freeze\", \"black\", \"blockiness\", \
              \"blur\", \"colorbars\", \"corruption\", \"frame_drop\", \"ts_priority1\"]\n\
-             [[shard]]\nname = \"audio\"\nurl = \"{}\"\ndetectors = [\"silence\", \"loudness\", \"clipping\", \"av_sync\", \"audio_dropout\"]\n",
+             [[shard]]\nname = \"audio\"\nurl = \"{}\"\ndetectors = [\"silence\", \"loudness\", \"clipping\", \"av_sync\", \"audio_dropout\", \
+             \"audio_phase\", \"audio_level\"]\n",
             urls[0], urls[1]
         ),
     )
@@ -835,6 +836,8 @@ fn two_detector_shards_merge_into_the_report_of_one_process() {
         "clipping",
         "av_sync",
         "audio_dropout",
+        "audio_phase",
+        "audio_level",
     ];
     let (video_kinds, audio_kinds) = (kinds(&video), kinds(&audio));
     assert!(video_kinds.iter().any(|k| k == "freeze"), "{video}");
