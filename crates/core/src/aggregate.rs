@@ -96,6 +96,10 @@ pub struct AggregatorState {
     /// The picture's recent sharpness, which a blur's onset is judged against.
     #[serde(default)]
     sharpness: SharpnessWindow,
+    /// How far the last frame of the open freeze run may be from the run's first frame
+    /// (mean absolute luma difference, an upper bound), with the run's end it was taken at.
+    #[serde(default)]
+    freeze_drift: Option<(Micros, f64)>,
 }
 
 /// The mean edge width of each segment of the last `blur.onset_window` of picture that was
@@ -193,6 +197,9 @@ pub struct IncidentAggregator {
     programme: Option<ProgrammeRule>,
     /// Blur's onset, when the blur detector runs and `blur.onset_window` is set.
     blur_onset: Option<OnsetRule>,
+    /// Freeze's noise level (mean absolute luma difference, 8-bit code values), when the
+    /// freeze detector runs.
+    freeze_noise: Option<f64>,
 }
 
 /// How a blur's onset is judged (`[blur]`).
@@ -234,10 +241,62 @@ impl IncidentAggregator {
                 window: time::from_secs(b.onset_window),
                 min_rise: b.min_rise,
             });
+        let freeze_noise = config
+            .is_enabled(crate::DetectorName::Freeze)
+            .then(|| crate::config::db_to_ratio(config.freeze.noise_db) * 255.0);
         IncidentAggregator {
             rules,
             programme,
             blur_onset,
+            freeze_noise,
+        }
+    }
+
+    /// Carries a freeze's reference over segment edges. The freeze detector compares each
+    /// frame with the first frame of its run, as FFmpeg's freezedetect does, so slow motion
+    /// adds up and ends the run; but in each segment it starts again from the lead-in frame,
+    /// and a picture creeping by less than the noise level per segment would be frozen
+    /// however far it went. The open freeze run remembers how far its last frame may be from
+    /// its first: the sum, over its segments, of the largest difference from the segment's
+    /// reference (an upper bound: a mean absolute difference obeys the triangle inequality).
+    /// A finding that continues the run (from the lead-in frame, or from a keyframe the
+    /// detector could not judge at the segment's edge) and takes the sum past the noise
+    /// level starts anew at the segment's edge: the picture moved.
+    fn judge_freeze(&self, state: &mut AggregatorState, report: &mut SegmentReport) {
+        let Some(noise) = self.freeze_noise else {
+            return;
+        };
+        let open_end = state
+            .open
+            .get(&(IncidentKind::Freeze, None))
+            .map(|run| run.end);
+        let carried = state
+            .freeze_drift
+            .take()
+            .filter(|&(end, _)| Some(end) == open_end)
+            .map(|(_, drift)| drift);
+        let mut freezes: Vec<&mut Finding> = report
+            .findings
+            .iter_mut()
+            .filter(|f| f.kind == IncidentKind::Freeze && f.level == Level::Raise)
+            .collect();
+        freezes.sort_by_key(|f| f.start);
+        for f in freezes {
+            let drift = f.evidence.get("mafd").map_or(0.0, |s| s.max);
+            let mut total = drift;
+            if let (Some(end), Some(carried)) = (open_end, carried) {
+                // Overlapping the run by the lead-in frame, or touching it past a keyframe.
+                let continues = !f.starts_anew && f.start <= end;
+                if continues && carried + drift > noise {
+                    f.start = end;
+                    f.starts_anew = true;
+                } else if continues {
+                    total = carried + drift;
+                }
+            }
+            if f.reaches_end {
+                state.freeze_drift = Some((f.end, total));
+            }
         }
     }
 
@@ -341,6 +400,7 @@ impl IncidentAggregator {
                 end: report.end,
                 channel: None,
                 reaches_end: true,
+                starts_anew: false,
                 level: Level::Raise,
                 evidence,
             });
@@ -371,6 +431,7 @@ impl IncidentAggregator {
         let mut report = report;
         self.judge_loudness(state, &mut report);
         self.judge_blur(state, &mut report);
+        self.judge_freeze(state, &mut report);
         let c = &mut state.coverage;
         c.segments += 1;
         c.video_frames += u64::from(report.video_frames);
@@ -384,10 +445,12 @@ impl IncidentAggregator {
         for f in findings {
             let key = key_of(f);
             let rule = self.rule(f.kind);
-            let joins = state
-                .open
-                .get(&key)
-                .is_some_and(|run| f.start <= run.end + rule.bridge(run.announced));
+            // A finding that starts anew continues a run only across a gap the clear-after
+            // time bridges, not one it merely touches.
+            let joins = state.open.get(&key).is_some_and(|run| {
+                let reach = run.end + rule.bridge(run.announced);
+                f.start < reach || (f.start == reach && !f.starts_anew)
+            });
             match (f.level, joins) {
                 (Level::Clear, _) => {
                     // Only a kind measured now and then needs to be told: for the others,
@@ -603,6 +666,7 @@ mod tests {
                     end,
                     channel: None,
                     reaches_end: end == (index as i64 + 1) * S,
+                    starts_anew: false,
                     level: Level::Raise,
                     evidence: Evidence::new(),
                 })
@@ -709,6 +773,86 @@ mod tests {
         ));
         assert!(matches!(&events[1], IncidentEvent::Closed(c) if c == i));
         assert_eq!(events.len(), 2);
+    }
+
+    /// `n` segments of `len` µs, each frozen from its lead-in frame (the segment before's
+    /// last, 40 ms) on, its frames differing from that reference by up to `drift` (the
+    /// detector's `mafd`).
+    fn creeping(n: u64, len: Micros, drift: f64) -> Vec<SegmentReport> {
+        (0..n)
+            .map(|i| {
+                let (start, end) = (i as i64 * len, (i as i64 + 1) * len);
+                let mut r = report(i, vec![(Freeze, (start - 40_000).max(0), end)]);
+                (r.start, r.end) = (start, end);
+                r.findings[0].reaches_end = true;
+                r.findings[0]
+                    .evidence
+                    .insert("mafd".into(), Summary::of(drift));
+                r
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_picture_creeping_by_less_than_the_noise_level_per_segment_is_not_frozen() {
+        // -60 dB is 0.255 code values. 0.15 per half-second segment passes it in the
+        // second: no run lasts file QC's 1 s from its first frame.
+        let (incidents, events) = run_all(creeping(40, S / 2, 0.15));
+        assert!(incidents.is_empty(), "{incidents:?}");
+        assert!(events.is_empty(), "{events:?}");
+        // 0.05 per 1 s segment: 0.25 after five segments, so each run lasts 5 s from its
+        // first frame (as with FFmpeg's freezedetect, which compares with the first frame).
+        // File QC raises the first after 1 s; the runs after it start where it ends, with
+        // no moment between them that the picture was not still: one incident.
+        let (incidents, _) = run_all(creeping(20, S, 0.05));
+        assert_eq!(incidents.len(), 1, "{incidents:?}");
+        assert_eq!((incidents[0].start, incidents[0].end), (0, 20 * S));
+        // Broadcast raises after 10 s: none of the 5 s stills lasted that long.
+        let broadcast = PipelineConfig::for_profile(crate::config::Profile::Broadcast);
+        let (incidents, _) = run_with(&broadcast, creeping(30, S, 0.05));
+        assert!(incidents.is_empty(), "{incidents:?}");
+        // A still picture (each segment's frames equal to its lead-in) is one freeze.
+        let (incidents, _) = run_with(&broadcast, creeping(30, S, 0.0));
+        assert_eq!(incidents.len(), 1, "{incidents:?}");
+        assert_eq!((incidents[0].start, incidents[0].end), (0, 30 * S));
+    }
+
+    #[test]
+    fn a_keyframe_does_not_restart_the_drift() {
+        // Each segment re-encodes the picture in a keyframe (the detector carries the
+        // drift over it): 0.05 a segment still adds up to five-second stills, which
+        // broadcast does not raise, while a still picture is one freeze.
+        let broadcast = PipelineConfig::for_profile(crate::config::Profile::Broadcast);
+        let with_keyframes = |drift| {
+            let mut reports = creeping(30, S, drift);
+            for r in &mut reports {
+                r.findings[0]
+                    .evidence
+                    .insert("keyframe_mafd".into(), Summary::of(0.5));
+            }
+            reports
+        };
+        let (incidents, _) = run_with(&broadcast, with_keyframes(0.05));
+        assert!(incidents.is_empty(), "{incidents:?}");
+        let (incidents, _) = run_with(&broadcast, with_keyframes(0.0));
+        assert_eq!(incidents.len(), 1, "{incidents:?}");
+        assert_eq!((incidents[0].start, incidents[0].end), (0, 30 * S));
+    }
+
+    #[test]
+    fn a_freeze_starting_anew_where_another_ends_is_a_new_run() {
+        // Within a segment, two runs of frozen pairs split by a changed picture touch.
+        let mut split = report(0, vec![(Freeze, 0, 600_000), (Freeze, 600_000, S)]);
+        split.findings[1].starts_anew = true;
+        let mut next = report(1, vec![(Freeze, 960_000, 1_500_000)]);
+        next.findings[0].reaches_end = false;
+        let (incidents, _) = run_all(vec![split.clone(), next.clone()]);
+        assert!(incidents.is_empty(), "{incidents:?}");
+        // Not starting anew (a keyframe left undecided between them), they are one run.
+        split.findings[1].starts_anew = false;
+        let (incidents, _) = run_all(vec![split, next]);
+        assert_eq!(incidents.len(), 1, "{incidents:?}");
+        assert_eq!((incidents[0].start, incidents[0].end), (0, 1_500_000));
     }
 
     #[test]

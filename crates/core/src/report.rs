@@ -143,6 +143,11 @@ pub struct Finding {
     /// The condition held up to the segment's last frame or sample (or the detector could
     /// not decide there), so it may go on in the next segment.
     pub reaches_end: bool,
+    /// The condition starts again at `start`: the item just before it was judged not to
+    /// have it, so the finding does not continue a run it only touches (a run of frozen
+    /// pairs of frames that starts with a changed picture touches the run before it).
+    #[serde(default)]
+    pub starts_anew: bool,
     /// How the finding bears on an incident of its kind: most say the condition holds
     /// ([`Level::Raise`]).
     #[serde(default)]
@@ -246,6 +251,7 @@ impl SegmentReport {
                 start,
                 end,
                 reaches_end: true,
+                starts_anew: false,
                 level: Level::Raise,
                 evidence,
             }],

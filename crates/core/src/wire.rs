@@ -17,7 +17,8 @@ use std::sync::Arc;
 /// 4: the kinds `loudness_jump` and `true_peak` (postcard numbers enum variants, so
 /// `input_loss` moved) and the aggregator's programme loudness window. 5: segments carry
 /// their TS health events (`Segment::ts_events`), kinds `ts_priority1`/`ts_priority2`.
-pub const WIRE_VERSION: u8 = 5;
+/// 6: `Finding::starts_anew`, and the aggregator's freeze drift.
+pub const WIRE_VERSION: u8 = 6;
 
 const TAG_SEGMENT: u8 = 1;
 const TAG_FINDINGS: u8 = 2;
@@ -224,6 +225,7 @@ mod tests {
             start: 10,
             end: 20,
             reaches_end: true,
+            starts_anew: false,
             level: Level::Raise,
             evidence: [("peak_dbfs".to_string(), Summary::of(-120.0))].into(),
         };

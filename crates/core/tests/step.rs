@@ -59,6 +59,7 @@ fn whole(segment: &Segment, kind: IncidentKind, holds: bool) -> Vec<Finding> {
         start: segment.start,
         end: segment.end,
         reaches_end: true,
+        starts_anew: false,
         level: Level::Raise,
         evidence: Default::default(),
     }]

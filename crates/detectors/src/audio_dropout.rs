@@ -61,6 +61,7 @@ impl Detector for AudioDropoutDetector {
                 start: from,
                 end: to,
                 reaches_end: false,
+                starts_anew: false,
                 level: Level::Raise,
                 evidence: Evidence::from([("gap_ms".to_string(), Summary::of(gap_ms))]),
             });

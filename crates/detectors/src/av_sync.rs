@@ -139,6 +139,7 @@ impl Detector for AvSyncDetector {
                     start: flash,
                     end: flash,
                     reaches_end: false,
+                    starts_anew: false,
                     level: Level::Clear,
                     evidence: Evidence::new(),
                 });

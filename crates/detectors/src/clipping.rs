@@ -53,6 +53,7 @@ impl Detector for ClippingDetector {
                     start: block.time_of(first),
                     end: block.time_of(first + len),
                     reaches_end: false,
+                    starts_anew: false,
                     level: Level::Raise,
                     evidence: [
                         ("clipped_samples".to_string(), Summary::of(len as f64)),

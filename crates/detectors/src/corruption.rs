@@ -49,6 +49,7 @@ impl Detector for CorruptionDetector {
                 start: segment.start,
                 end: segment.end,
                 reaches_end: false,
+                starts_anew: false,
                 level: Level::Raise,
                 evidence: Evidence::from([("decode_errors".to_string(), Summary::of(errors))]),
             });

@@ -94,6 +94,7 @@ impl Detector for FrameDropDetector {
                 start,
                 end,
                 reaches_end: false,
+                starts_anew: false,
                 level: Level::Raise,
                 evidence,
             });

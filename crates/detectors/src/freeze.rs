@@ -8,13 +8,20 @@
 //! second, where frame-to-frame differences alone would call all of it frozen. A freeze
 //! over frames F..L (all equal to F) is reported as `[pts(F), end(L))`. The segment's
 //! lead-in frame makes the pair straddling the segment boundary visible; the reference
-//! starts again from it in each segment, so motion slower than the noise level per
-//! segment (0.01 code values a frame at 25 fps) is, to a viewer, a still.
+//! starts again from it in each segment, and the aggregator carries the run's drift over
+//! segment edges (each finding's largest `mafd` from its reference, summed: an upper
+//! bound), ending the run where the sum passes the noise level. A run that starts with a
+//! changed picture says so (`starts_anew`): it touches the run before it, which it does
+//! not continue.
 //!
 //! A keyframe inside a freeze re-encodes the still picture and so differs from the frame
 //! before it by compression noise; a pair from an inter-coded frame to a keyframe is the same
 //! up to the looser `keyframe_noise_db`, so such a freeze is not cut in pieces at every
-//! keyframe. In intra-only streams (every frame a keyframe) the strict level applies.
+//! keyframe. The comparison goes on from the keyframe, the drift up to it carried (the
+//! pairs' `mafd` within a freeze is the drift from its first frame so far): a picture
+//! creeping over keyframes still adds up, as it does with FFmpeg's freezedetect, which has
+//! no keyframe tolerance. In intra-only streams (every frame a keyframe) the strict level
+//! applies.
 //!
 //! An unchanging black picture is black, not frozen: unless `include_black` is set, pairs of
 //! black frames (by the black detector's criteria) are not counted as frozen.
@@ -33,8 +40,9 @@ use vqa_core::{time, Detector, DetectorName};
 use crate::black::BlackDetector;
 use crate::runs::Runs;
 
-/// Measurement: mean absolute luma difference of a frame from the one before (from the
-/// first frame of a freeze, within one), 8-bit code values.
+/// Measurement: mean absolute luma difference of a frame from the one before (within a
+/// freeze, its drift from the freeze's first frame: see [`FreezeDetector`]), 8-bit code
+/// values.
 pub const MAFD: &str = "freeze.mafd";
 
 /// The measured difference of a changing pair comes from one row in this many.
@@ -63,22 +71,25 @@ impl FreezeDetector {
     }
 
     /// Judges frame `b` against `reference`, the first frame of the run it would continue
-    /// (`a`, the frame just before `b`, tells whether `b` refreshes an inter-coded picture).
-    fn judge(&self, reference: &VideoFrame, a: &VideoFrame, b: &VideoFrame) -> Pair {
+    /// or the last keyframe that refreshed it, `carried` being how far the picture had
+    /// drifted from the run's first frame by then (`a`, the frame just before `b`, tells
+    /// whether `b` refreshes an inter-coded picture). A frozen pair's value is the drift so
+    /// far: `carried` plus `b`'s difference from `reference`.
+    fn judge(&self, reference: &VideoFrame, carried: f64, a: &VideoFrame, b: &VideoFrame) -> Pair {
         // Only a keyframe after an inter-coded frame is a refresh: in intra-only streams every
         // frame is a keyframe and the strict level applies.
         let refresh = b.keyframe && !a.keyframe;
         let max = if refresh {
             self.keyframe_max_mafd
         } else {
-            self.max_mafd
+            self.max_mafd - carried
         };
         // Checked only for frozen pairs, which are rare: the black test scans the frame.
         match self
             .frozen_mafd(reference, b, max)
             .filter(|_| !self.is_black(b))
         {
-            Some(mafd) if mafd <= self.max_mafd => Pair::Frozen(mafd),
+            Some(mafd) if carried + mafd <= self.max_mafd => Pair::Frozen(carried + mafd),
             Some(mafd) => Pair::Refresh(mafd),
             None => Pair::Changed,
         }
@@ -166,15 +177,25 @@ impl Detector for FreezeDetector {
         let pairs: Vec<(&VideoFrame, &VideoFrame)> =
             frames.windows(2).map(|w| (w[0], w[1])).collect();
         // Each frame against the first frame of the run it would continue: a changed frame
-        // starts the next comparison, and so does a keyframe re-encoding the still picture
-        // (the frames after it predict from it, not from the picture before).
+        // starts the next comparison. So does a keyframe re-encoding the still picture (the
+        // frames after it predict from it, not from the picture before), but the drift up to
+        // it is carried: a picture creeping across keyframes still adds up.
         let mut reference = frames.first().copied();
+        let (mut drift, mut carried) = (0.0, 0.0);
         let verdicts: Vec<Pair> = pairs
             .iter()
             .map(|&(a, b)| {
-                let verdict = self.judge(reference.unwrap_or(a), a, b);
-                if !matches!(verdict, Pair::Frozen(_)) {
-                    reference = Some(b);
+                let verdict = self.judge(reference.unwrap_or(a), carried, a, b);
+                match verdict {
+                    Pair::Frozen(so_far) => drift = so_far,
+                    Pair::Refresh(_) => {
+                        carried = drift;
+                        reference = Some(b);
+                    }
+                    Pair::Changed => {
+                        (drift, carried) = (0.0, 0.0);
+                        reference = Some(b);
+                    }
                 }
                 verdict
             })
@@ -270,6 +291,24 @@ mod tests {
         let f = detector().analyze(&video_segment(1, Some(still(24)), frames));
         assert_eq!(f.len(), 1);
         assert_eq!((f[0].start, f[0].end), (24 * FRAME, 30 * FRAME));
+    }
+
+    #[test]
+    fn a_freeze_of_the_next_picture_starts_anew_where_the_first_ends() {
+        // Picture A for frames 0..10, picture B from frame 10: two runs that touch (each
+        // compared with its own first frame); the second says it starts anew, so the
+        // aggregator does not take them for one.
+        let other = |n: i64| frame(n * FRAME, |x, y| ((x + 2 * y) % 150) as u8 + 40);
+        let frames = (0..25)
+            .map(|n| if n < 10 { still(n) } else { other(n) })
+            .collect();
+        let f = detector().analyze(&video_segment(0, None, frames));
+        let runs: Vec<(i64, i64, bool)> =
+            f.iter().map(|f| (f.start, f.end, f.starts_anew)).collect();
+        assert_eq!(
+            runs,
+            vec![(0, 10 * FRAME, false), (10 * FRAME, 25 * FRAME, true)]
+        );
     }
 
     #[test]

@@ -11,6 +11,8 @@ struct Run {
     end: Micros,
     evidence: Evidence,
     from_first_item: bool,
+    /// The item before the run was judged a miss (not undecided).
+    anew: bool,
 }
 
 /// Collects the runs of consecutive "hit" items of one segment.
@@ -28,6 +30,8 @@ pub(crate) struct Runs {
     seen_items: bool,
     /// Every item so far was undecided: the next run may continue one from the segment before.
     undecided_lead: bool,
+    /// The last item was a miss: a run starting next starts anew.
+    after_miss: bool,
 }
 
 impl Runs {
@@ -46,6 +50,7 @@ impl Runs {
             findings: Vec::new(),
             seen_items: false,
             undecided_lead: false,
+            after_miss: false,
         }
     }
 
@@ -63,6 +68,7 @@ impl Runs {
     pub fn push(&mut self, start: Micros, end: Micros, hit: Option<&[(&str, f64)]>) {
         let first_item = !self.seen_items || std::mem::take(&mut self.undecided_lead);
         self.seen_items = true;
+        let after_miss = std::mem::replace(&mut self.after_miss, hit.is_none());
         let Some(measures) = hit else {
             self.close(false);
             return;
@@ -79,6 +85,7 @@ impl Runs {
             end,
             evidence: Evidence::new(),
             from_first_item: first_item,
+            anew: after_miss,
         });
         run.end = run.end.max(end);
         for (name, value) in measures {
@@ -95,6 +102,7 @@ impl Runs {
     pub fn push_undecided(&mut self) {
         self.undecided_lead = !self.seen_items;
         self.seen_items = true;
+        self.after_miss = false;
         self.close(true);
     }
 
@@ -107,6 +115,7 @@ impl Runs {
                     start: run.start,
                     end: run.end,
                     reaches_end: at_last_item,
+                    starts_anew: run.anew,
                     level: self.level,
                     evidence: run.evidence,
                 });

@@ -95,6 +95,7 @@ fn outside(finding: Finding, covering: &[Finding]) -> Vec<Finding> {
                 start: from,
                 end: c.start,
                 reaches_end: false,
+                starts_anew: false,
                 level: Level::Raise,
                 ..finding.clone()
             });
@@ -277,6 +278,7 @@ mod tests {
             start,
             end,
             reaches_end,
+            starts_anew: false,
             level: Level::Raise,
             evidence: Default::default(),
         };

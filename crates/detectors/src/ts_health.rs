@@ -70,6 +70,7 @@ impl Detector for TsHealthDetector {
                             start: event.start,
                             end,
                             reaches_end: event.ongoing,
+                            starts_anew: false,
                             level: Level::Raise,
                             evidence: Evidence::new(),
                         })
