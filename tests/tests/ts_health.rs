@@ -88,12 +88,16 @@ type TsIncident = (IncidentKind, f64, f64, Vec<String>);
 /// The TS incidents of analysing `path` (kind, start, end (s), the indicators), and the
 /// report's errors per indicator.
 fn ts_incidents(path: &Path) -> (Vec<TsIncident>, Vec<(String, u64)>) {
+    ts_incidents_with(path, &PipelineConfig::default())
+}
+
+fn ts_incidents_with(
+    path: &Path,
+    config: &PipelineConfig,
+) -> (Vec<TsIncident>, Vec<(String, u64)>) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let analysis = rt
-        .block_on(vqa_deploy_ecs::analyze_file(
-            path,
-            &PipelineConfig::default(),
-        ))
+        .block_on(vqa_deploy_ecs::analyze_file(path, config))
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let ts = analysis
         .report
@@ -238,5 +242,85 @@ fn damaged_packets_are_ts_incidents_at_their_pictures_and_a_clean_stream_has_non
                 "PAT back at {back:.3}, incident ends {end:.3}"
             );
         }
+    }
+}
+
+/// A live MPEG-TS over UDP, its bytes sent as they are (7 packets a datagram, as
+/// broadcast senders do) with a video packet lost at 3 s and TEI set on one at 5 s: the
+/// analyser reads the datagrams FFmpeg's demuxer reads, once, and finds both at their
+/// pictures' times.
+#[test]
+fn a_live_udp_transport_stream_is_checked_as_it_arrives() {
+    if !vqa_testkit::ffmpeg_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clean = dir.path().join("clean.ts");
+    make_ts(&clean);
+    let bytes = std::fs::read(&clean).expect("read");
+    let packets = video_packets(&clean);
+    let video_pid = pid(&bytes[packets[0].0..]);
+    let at = |t: f64| {
+        *packets
+            .iter()
+            .find(|(_, time)| *time >= t)
+            .expect("a picture that late")
+    };
+    let mut out: Vec<&[u8]> = bytes.chunks_exact(PACKET).collect();
+    let (tei_offset, tei_at) = at(5.0);
+    let mut tei: [u8; PACKET] = out[tei_offset / PACKET + 1].try_into().expect("188 bytes");
+    tei[1] |= 0x80;
+    out[tei_offset / PACKET + 1] = &tei;
+    let (lost_offset, lost_at) = at(3.0);
+    let lost = (lost_offset / PACKET + 2..out.len())
+        .find(|&i| pid(out[i]) == video_pid)
+        .expect("a video packet after 3 s");
+    out.remove(lost);
+    let datagrams: Vec<Vec<u8>> = out.chunks(7).map(|c| c.concat()).collect();
+
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("a sending socket");
+    let port = {
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").expect("a free port");
+        probe.local_addr().expect("its address").port()
+    };
+    let sender = std::thread::spawn(move || {
+        // Time for the analysis to open the port; then twice real time.
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let pause = std::time::Duration::from_secs_f64(SECONDS / 2.0 / datagrams.len() as f64);
+        for d in &datagrams {
+            socket
+                .send_to(d, ("127.0.0.1", port))
+                .expect("send a datagram");
+            std::thread::sleep(pause);
+        }
+    });
+    let mut config = PipelineConfig::default();
+    // The source stops sending when the file ends: the input ends 2 s later.
+    config.converter.read_timeout = 2.0;
+    let url = format!("udp://127.0.0.1:{port}");
+    let (found, counts) = ts_incidents_with(Path::new(&url), &config);
+    sender.join().expect("the sender finishes");
+    let counts: Vec<(&str, u64)> = counts.iter().map(|(i, n)| (i.as_str(), *n)).collect();
+    assert_eq!(
+        counts,
+        [("Continuity_count_error", 1), ("Transport_error", 1)],
+        "{found:?}"
+    );
+    let mut found: Vec<(f64, String)> = found
+        .into_iter()
+        .flat_map(|(_, start, _, evidence)| evidence.into_iter().map(move |e| (start, e)))
+        .filter(|(_, e)| vqa_core::model::TS_INDICATORS.contains(&e.as_str()))
+        .collect();
+    found.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert_eq!(found.len(), 2, "{found:?}");
+    for ((start, indicator), (want_at, want)) in found.iter().zip([
+        (lost_at, "Continuity_count_error"),
+        (tei_at, "Transport_error"),
+    ]) {
+        assert_eq!(indicator, want, "{found:?}");
+        assert!(
+            (start - want_at).abs() <= 0.1,
+            "{indicator} at {start:.3} s, its picture at {want_at:.3} s"
+        );
     }
 }

@@ -9,6 +9,7 @@ mod audio;
 mod chunk_writer;
 mod cutter;
 mod ts_tap;
+mod url_source;
 mod video;
 
 pub use chunk_writer::{ChunkWriter, WriteError};
@@ -306,6 +307,15 @@ impl FfmpegConverter {
             // FFmpeg's UDP reader keeps waiting past rw_timeout; its own `timeout` ends it.
             options.set("timeout", &timeout.max(1).to_string());
         }
+        if ts_health_enabled(config)
+            && ["udp", "srt"].contains(&scheme.to_ascii_lowercase().as_str())
+        {
+            // A live transport stream: read here, teed into the TS health analyser.
+            let stop = stop.unwrap_or_default();
+            let source = url_source::UrlReader::open(url, options, Arc::clone(&stop))
+                .map_err(|e| OpenError::Unreachable(describe(&e)))?;
+            return Self::open_live(source, &vqa_core::redact_url(url), stream, config, stop);
+        }
         let input = match stop {
             Some(stop) => ffmpeg::format::input_with_interrupt_and_dictionary(
                 &url,
@@ -327,6 +337,53 @@ impl FfmpegConverter {
             OpenError::Unreachable(why)
         })?;
         Self::from_input(input, vqa_core::redact_url(url), stream, config, None)
+    }
+
+    /// Opens a live source read by `source`: through the TS health tee when its first bytes
+    /// are an MPEG-TS, as it is otherwise. The bytes read to tell are handed on first.
+    fn open_live(
+        mut source: url_source::UrlReader,
+        name: &str,
+        stream: StreamId,
+        config: &PipelineConfig,
+        stop: Arc<AtomicBool>,
+    ) -> Result<Self, OpenError> {
+        let mut head = vec![0u8; 3 * vqa_ts_health::PACKET_SIZE];
+        let mut filled = 0;
+        while filled < head.len() {
+            match std::io::Read::read(&mut source, &mut head[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(OpenError::Unreachable(e.to_string())),
+            }
+        }
+        head.truncate(filled);
+        let is_ts = ts_tap::looks_like_ts(&head);
+        let reader = std::io::Read::chain(std::io::Cursor::new(head), source);
+        let stream_io = |io: Result<_, FfError>| io.map_err(|e| OpenError::NotMedia(describe(&e)));
+        let (io, health) = if is_ts {
+            let Some((tee, health)) = ts_tap::tap(reader, &config.ts_health) else {
+                return Err(OpenError::NotMedia(
+                    "invalid ts_health configuration".into(),
+                ));
+            };
+            (
+                stream_io(ffmpeg::format::context::StreamIo::from_read(tee))?,
+                Some(health),
+            )
+        } else {
+            (
+                stream_io(ffmpeg::format::context::StreamIo::from_read(reader))?,
+                None,
+            )
+        };
+        let input =
+            ffmpeg::format::input_from_stream_with_interrupt(io, Some(name), None, move || {
+                stop.load(Ordering::Relaxed)
+            })
+            .map_err(|e| OpenError::NotMedia(describe(&e)))?;
+        Self::from_input(input, name.to_string(), stream, config, health)
     }
 
     fn from_input(

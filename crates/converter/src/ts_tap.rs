@@ -266,7 +266,8 @@ mod tests {
         let names: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.indicator()).collect();
         assert_eq!(names, vqa_core::model::TS_INDICATORS);
         for kind in ErrorKind::ALL {
-            let first = vqa_core::model::TS_INDICATORS[..6].contains(&kind.indicator());
+            let first = vqa_core::model::TS_INDICATORS[..vqa_core::model::TS_PRIORITY1_INDICATORS]
+                .contains(&kind.indicator());
             assert_eq!(first, kind.priority().number() == 1);
         }
     }

@@ -234,6 +234,9 @@ pub const TS_INDICATORS: [&str; 12] = [
     "CAT_error",
 ];
 
+/// How many of [`TS_INDICATORS`] are priority 1: they come first.
+pub const TS_PRIORITY1_INDICATORS: usize = 6;
+
 /// One TR 101 290 error within a segment's span: a point (`start == end`) for an error
 /// found in one packet, or the part of a condition (sync lost; a table, PID, PCR or PTS
 /// absent) that lies in the segment: from the error, or the segment's start when it began

@@ -293,7 +293,7 @@ pub struct TsHealthSummary {
 impl TsHealthSummary {
     /// Errors of one priority (1 or 2), all indicators together.
     pub fn errors_of_priority(&self, priority: u8) -> u64 {
-        let first = &crate::model::TS_INDICATORS[..6];
+        let first = &crate::model::TS_INDICATORS[..crate::model::TS_PRIORITY1_INDICATORS];
         self.errors
             .iter()
             .filter(|(name, _)| first.contains(&name.as_str()) == (priority == 1))

@@ -200,6 +200,32 @@ impl Collector for Streams {
                 }
             }
         }
+        let mut family = encoder.encode_descriptor(
+            "vqa_ts_errors",
+            "MPEG-TS health (ETSI TR 101 290) errors found, per indicator: a condition (sync lost, a table, PID, PCR or PTS absent) counts once however long it lasts. 0 where the input is not an MPEG-TS.",
+            None,
+            MetricType::Counter,
+        )?;
+        for s in &streams {
+            for (i, (name, count)) in vqa_core::model::TS_INDICATORS
+                .iter()
+                .zip(&s.stats.ts_errors)
+                .enumerate()
+            {
+                let priority = if i < vqa_core::model::TS_PRIORITY1_INDICATORS {
+                    "1"
+                } else {
+                    "2"
+                };
+                let labels = [
+                    ("stream", s.spec.id.as_str()),
+                    ("indicator", name),
+                    ("priority", priority),
+                ];
+                ConstCounter::new(count.load(Ordering::Relaxed))
+                    .encode(family.encode_family(&labels)?)?;
+            }
+        }
         let sides = env.sides().each();
         type Cost = fn(&super::cost::StreamCost, Side) -> f64;
         let cost: [(&str, &str, MetricType, Cost); 2] = [
@@ -497,6 +523,60 @@ mod tests {
         text.lines()
             .find_map(|l| l.strip_prefix(&prefix))
             .and_then(|v| v.trim().parse().ok())
+    }
+
+    #[test]
+    fn ts_errors_are_counted_per_indicator_and_a_condition_once() {
+        let settings = MonitorSettings {
+            allow_local_files: true,
+            ..MonitorSettings::default()
+        };
+        let monitor = Monitor::with_stages(
+            settings,
+            vqa_notify::Notifiers::new(None),
+            None,
+            Stages::InProcess,
+        )
+        .expect("monitor");
+        let list = StreamList::parse(
+            "[monitor]\nallow_local_files = true\n[[stream]]\nid = \"s\"\nurl = \"/nonexistent/clip.ts\"\n",
+            &PipelineConfig::default(),
+        )
+        .expect("list");
+        monitor.apply(&list);
+        let streams = monitor.env().running();
+        let stream = streams.first().expect("the stream runs");
+        let event = |indicator: &str, detail: &str| vqa_core::model::TsEvent {
+            indicator: indicator.into(),
+            priority: 1,
+            pid: Some(256),
+            start: 0,
+            end: 0,
+            ongoing: false,
+            detail: detail.into(),
+        };
+        // Two segments: two CC errors, and a PID absent over both (its second part,
+        // carried over, has no detail).
+        stream.stats.count_ts_errors(&[
+            event("Continuity_count_error", "expected 3, got 5"),
+            event("PID_error", "PID 256 absent for 5.2 s"),
+        ]);
+        stream.stats.count_ts_errors(&[
+            event("PID_error", ""),
+            event("Continuity_count_error", "expected 9, got 11"),
+            event("Transport_error", "TEI set"),
+        ]);
+        let text = text(&registry(monitor.env())).expect("metrics");
+        let count = |indicator: &str, priority: u8| {
+            let labels = format!("stream=\"s\",indicator=\"{indicator}\",priority=\"{priority}\"");
+            sample(&text, "vqa_ts_errors_total", &labels)
+                .unwrap_or_else(|| panic!("no {indicator} in\n{text}"))
+        };
+        assert_eq!(count("Continuity_count_error", 1), 2.0);
+        assert_eq!(count("PID_error", 1), 1.0);
+        assert_eq!(count("Transport_error", 2), 1.0);
+        assert_eq!(count("TS_sync_loss", 1), 0.0);
+        assert_eq!(count("CRC_error", 2), 0.0);
     }
 
     #[test]

@@ -83,6 +83,24 @@ pub struct StreamStats {
     pub finished: AtomicBool,
     /// What each topology side has cost so far.
     pub cost: super::cost::StreamCost,
+    /// TR 101 290 errors found, per indicator (in `vqa_core::model::TS_INDICATORS`' order);
+    /// a condition lasting over several segments counts once.
+    pub ts_errors: [AtomicU64; vqa_core::model::TS_INDICATORS.len()],
+}
+
+impl StreamStats {
+    /// Counts the TS health errors a segment carries.
+    pub(super) fn count_ts_errors(&self, events: &[vqa_core::model::TsEvent]) {
+        // A condition carried over from an earlier segment (no detail) was counted there.
+        for e in events.iter().filter(|e| !e.detail.is_empty()) {
+            let known = vqa_core::model::TS_INDICATORS
+                .iter()
+                .position(|name| *name == e.indicator);
+            if let Some(counter) = known.and_then(|i| self.ts_errors.get(i)) {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 /// The live edge: the newest packet read and when it arrived.
@@ -697,6 +715,7 @@ impl Actor {
         };
         self.worst_thinning = self.worst_thinning.max(keep_every);
         let frames = segment.video.len() as u64;
+        stats.count_ts_errors(&segment.ts_events);
         let end = segment.end;
         let index = segment.index;
         let detection = Detection::shedding(&self.full, &self.thinned, keep_every);
