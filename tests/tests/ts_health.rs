@@ -79,6 +79,15 @@ fn video_packets(path: &Path) -> Vec<(usize, f64)> {
     .collect()
 }
 
+/// The first video packet (a picture's first TS packet) at or after `t`: its offset and its
+/// picture's time.
+fn picture_at(packets: &[(usize, f64)], t: f64) -> (usize, f64) {
+    *packets
+        .iter()
+        .find(|(_, time)| *time >= t)
+        .expect("a picture that late")
+}
+
 fn pid(packet: &[u8]) -> u16 {
     (u16::from(packet[1] & 0x1f) << 8) | u16::from(packet[2])
 }
@@ -146,14 +155,7 @@ fn damaged_packets_are_ts_incidents_at_their_pictures_and_a_clean_stream_has_non
     let bytes = std::fs::read(&clean).expect("read");
     let packets = video_packets(&clean);
     let video_pid = pid(&bytes[packets[0].0..]);
-    // The first video packet (a picture's first TS packet) at or after `t`: its offset and
-    // its picture's time.
-    let at = |t: f64| {
-        *packets
-            .iter()
-            .find(|(_, time)| *time >= t)
-            .expect("a picture that late")
-    };
+    let at = |t: f64| picture_at(&packets, t);
     let mut out: Vec<[u8; PACKET]> = bytes
         .chunks_exact(PACKET)
         .map(|p| p.try_into().expect("188 bytes"))
@@ -260,12 +262,7 @@ fn a_live_udp_transport_stream_is_checked_as_it_arrives() {
     let bytes = std::fs::read(&clean).expect("read");
     let packets = video_packets(&clean);
     let video_pid = pid(&bytes[packets[0].0..]);
-    let at = |t: f64| {
-        *packets
-            .iter()
-            .find(|(_, time)| *time >= t)
-            .expect("a picture that late")
-    };
+    let at = |t: f64| picture_at(&packets, t);
     let mut out: Vec<&[u8]> = bytes.chunks_exact(PACKET).collect();
     let (tei_offset, tei_at) = at(5.0);
     let mut tei: [u8; PACKET] = out[tei_offset / PACKET + 1].try_into().expect("188 bytes");

@@ -525,25 +525,27 @@ mod tests {
             .and_then(|v| v.trim().parse().ok())
     }
 
-    #[test]
-    fn ts_errors_are_counted_per_indicator_and_a_condition_once() {
+    /// A monitor with `stages` watching one stream, `s`, whose input never connects.
+    fn monitoring_one_stream(stages: Stages) -> Monitor {
         let settings = MonitorSettings {
             allow_local_files: true,
             ..MonitorSettings::default()
         };
-        let monitor = Monitor::with_stages(
-            settings,
-            vqa_notify::Notifiers::new(None),
-            None,
-            Stages::InProcess,
-        )
-        .expect("monitor");
+        let monitor =
+            Monitor::with_stages(settings, vqa_notify::Notifiers::new(None), None, stages)
+                .expect("monitor");
         let list = StreamList::parse(
             "[monitor]\nallow_local_files = true\n[[stream]]\nid = \"s\"\nurl = \"/nonexistent/clip.ts\"\n",
             &PipelineConfig::default(),
         )
         .expect("list");
         monitor.apply(&list);
+        monitor
+    }
+
+    #[test]
+    fn ts_errors_are_counted_per_indicator_and_a_condition_once() {
+        let monitor = monitoring_one_stream(Stages::InProcess);
         let streams = monitor.env().running();
         let stream = streams.first().expect("the stream runs");
         let event = |indicator: &str, detail: &str| vqa_core::model::TsEvent {
@@ -581,26 +583,10 @@ mod tests {
 
     #[test]
     fn each_sides_cost_is_in_metrics_once_a_chunk_is_accounted() {
-        let settings = MonitorSettings {
-            allow_local_files: true,
-            ..MonitorSettings::default()
-        };
         let sink = Arc::new(Held::default());
-        let monitor = Monitor::with_stages(
-            settings,
-            vqa_notify::Notifiers::new(None),
-            None,
-            Stages::Both(sink.clone()),
-        )
-        .expect("monitor");
         // A stream that never connects: it stays monitored while its distributed side
         // gives no report.
-        let list = StreamList::parse(
-            "[monitor]\nallow_local_files = true\n[[stream]]\nid = \"s\"\nurl = \"/nonexistent/clip.ts\"\n",
-            &PipelineConfig::default(),
-        )
-        .expect("list");
-        monitor.apply(&list);
+        let monitor = monitoring_one_stream(Stages::Both(sink.clone()));
         let events = super::super::lock(&sink.0)
             .clone()
             .expect("the stream opened its run");
