@@ -28,7 +28,7 @@ case "$(uname -m)" in
   *) echo "build-ecs-image.sh: no OCI architecture name for $(uname -m)" >&2; exit 1 ;;
 esac
 
-static_build "$profile" -p vqa-cli --bin vqa --features static-ffmpeg
+static_build_deliverables "$profile"
 static_require_self_contained "$static_bin_dir/vqa"
 
 out=target/ecs-image

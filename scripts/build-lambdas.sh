@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 profile="${1:-release}"
 ca=/etc/ssl/certs/ca-certificates.crt
 [ -f "$ca" ] || { echo "build-lambdas.sh: $ca is missing; apt-get install ca-certificates" >&2; exit 1; }
-static_build "$profile" -p vqa-deploy-lambda --bins --features static-ffmpeg
+static_build_deliverables "$profile"
 for name in vqa-converter vqa-detector vqa-aggregator; do
   out="target/lambda/$name"
   bin="$static_bin_dir/$name"

@@ -47,6 +47,16 @@ static_build() {
   static_bin_dir="$build_dir/$triple/$dir"
 }
 
+# static_build_deliverables PROFILE: the Lambda handlers and vqa (the ECS image's), in one
+# cargo invocation, so the two share every dependency built with the same features: built
+# apart, the crates whose features differ between the two (hyper, tower, the AWS SDK's
+# runtime and everything above them) were built twice, 8 of CI's minutes. Whichever script
+# runs second finds everything built.
+static_build_deliverables() {
+  static_build "$1" -p vqa-deploy-lambda -p vqa-cli --bins \
+    --features vqa-deploy-lambda/static-ffmpeg,vqa-cli/static-ffmpeg
+}
+
 # static_require_self_contained BINARY: a program interpreter (ld-linux) or a NEEDED library
 # would have to come from the root it runs in.
 static_require_self_contained() {

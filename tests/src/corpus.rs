@@ -166,6 +166,8 @@ fn kind_specs(kind: DefectKind, size: CorpusSize) -> Vec<(String, ClipSpec)> {
                     spec,
                     vec![span(2.5 + 0.6 * x, [0.043, 0.12, 0.384, 0.064, 0.2][i])],
                 ),
+                // Inverted for 4 to 6 s: longer than file QC's 3 s raise time.
+                DefectKind::AudioPhase => with(spec, vec![span(1.5 + 0.3 * x, 4.0 + 0.5 * x)]),
                 DefectKind::AvSync => ClipSpec {
                     content: Content::SyncPattern,
                     gop: None,

@@ -391,6 +391,10 @@ fn check_kind(spec: &ClipSpec, kind: DefectKind, span: Span, frames: u64) -> Res
                 20.0 * peak.log10()
             );
         }
+        DefectKind::AudioPhase => ensure!(
+            spec.audio_channels >= 2,
+            "an audio_phase defect inverts the second channel: audio_channels must be 2 or more"
+        ),
         DefectKind::Clipping => {
             let gain = spec.clipping_gain_db;
             ensure!(gain.is_finite(), "clipping_gain_db must be a number");
@@ -645,6 +649,16 @@ fn channel_expression(channel: usize, spec: &ClipSpec, layout: &Layout) -> Strin
     }
     if let Some(gains) = gain_expression(layout, DefectKind::Clipping, spec.clipping_gain_db) {
         signal = format!("clip({signal}*{gains},-1,1)");
+    }
+    // Out of phase: the second channel is the first's inverse over the spans (the channels'
+    // noise is one sequence, `random(0)` seeded alike in each, so the inversion is exact).
+    let inverted: Vec<String> = layout
+        .spans(DefectKind::AudioPhase)
+        .map(|s| format!("gte(n,{})*lt(n,{})", s.first, s.end))
+        .collect();
+    if channel == 1 && !inverted.is_empty() {
+        let first = channel_expression(0, spec, layout);
+        signal = format!("if({},-({first}),{signal})", inverted.join("+"));
     }
     let gates: Vec<String> = layout
         .spans(DefectKind::Silence)

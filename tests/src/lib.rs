@@ -88,11 +88,13 @@
 //! ```
 
 mod bad_inputs;
+pub mod captions;
 pub mod corpus;
 pub mod emulator;
 mod graph;
 mod reference;
 mod tools;
+pub mod ts_edit;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -137,7 +139,7 @@ pub use vqa_core::IncidentKind as DefectKind;
 
 /// The kinds a clip can carry, in a fixed order: not `onnx` (a model's verdict) nor
 /// `input_loss` (a live input's).
-pub const INJECTABLE: [DefectKind; 12] = [
+pub const INJECTABLE: [DefectKind; 13] = [
     DefectKind::Freeze,
     DefectKind::Black,
     DefectKind::Silence,
@@ -150,6 +152,7 @@ pub const INJECTABLE: [DefectKind; 12] = [
     DefectKind::Clipping,
     DefectKind::AvSync,
     DefectKind::AudioDropout,
+    DefectKind::AudioPhase,
 ];
 
 /// Which track a defect is rendered in.
@@ -166,7 +169,8 @@ pub(crate) fn track(kind: DefectKind) -> Track {
         DefectKind::Silence
         | DefectKind::LoudnessJump
         | DefectKind::Clipping
-        | DefectKind::AudioDropout => Track::Audio,
+        | DefectKind::AudioDropout
+        | DefectKind::AudioPhase => Track::Audio,
         DefectKind::AvSync => Track::Both,
         _ => Track::Video,
     }
@@ -1014,7 +1018,8 @@ mod tests {
                 "loudness_jump",
                 "clipping",
                 "av_sync",
-                "audio_dropout"
+                "audio_dropout",
+                "audio_phase"
             ]
         );
         let json = serde_json::to_string(&Defect::new(DefectKind::FrameDrop, 1.0, 1.2))

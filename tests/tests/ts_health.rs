@@ -4,93 +4,12 @@
 //! bytes were damaged (the ground truth: FFmpeg's own packet positions and times).
 
 use std::path::Path;
-use std::process::Command;
 
 use vqa_core::{time, IncidentKind, PipelineConfig};
 
-const PACKET: usize = 188;
+use vqa_testkit::ts_edit::{make_ts, picture_at, pid, video_packets, PACKET};
+
 const SECONDS: f64 = 11.0;
-
-fn make_ts(path: &Path) {
-    let (video, audio) = (
-        format!("testsrc2=size=320x240:rate=25:duration={SECONDS}"),
-        format!("sine=frequency=440:sample_rate=48000:duration={SECONDS}"),
-    );
-    vqa_testkit::run_ffmpeg(
-        [
-            "-f",
-            "lavfi",
-            "-i",
-            &video,
-            "-f",
-            "lavfi",
-            "-i",
-            &audio,
-            "-c:v",
-            "mpeg2video",
-            "-b:v",
-            "1M",
-            "-c:a",
-            "mp2",
-            "-muxrate",
-            "2M",
-            "-pcr_period",
-            "20",
-            "-f",
-            "mpegts",
-        ]
-        .into_iter()
-        .chain([path.to_str().expect("utf-8 path")]),
-    )
-    .expect("ffmpeg makes the TS");
-}
-
-/// The video packets' byte positions and times on vqa's timeline (seconds from the
-/// input's start), from ffprobe.
-fn video_packets(path: &Path) -> Vec<(usize, f64)> {
-    let probe = |args: &[&str]| {
-        let out = Command::new("ffprobe")
-            .args(["-v", "error"])
-            .args(args)
-            .arg(path)
-            .output()
-            .expect("ffprobe runs");
-        String::from_utf8(out.stdout).expect("utf-8")
-    };
-    let start: f64 = probe(&["-show_entries", "format=start_time", "-of", "csv=p=0"])
-        .trim()
-        .parse()
-        .expect("start time");
-    probe(&[
-        "-select_streams",
-        "v",
-        "-show_entries",
-        "packet=pos,pts_time",
-        "-of",
-        "csv=p=0",
-    ])
-    .lines()
-    .filter_map(|l| {
-        let mut fields = l.split(',');
-        let pts = fields.next()?.trim().parse::<f64>().ok()?;
-        let pos = fields.next()?.trim().parse().ok()?;
-        Some((pos, pts - start))
-    })
-    .collect()
-}
-
-/// The first video packet (a picture's first TS packet) at or after `t`: its offset and its
-/// picture's time.
-fn picture_at(packets: &[(usize, f64)], t: f64) -> (usize, f64) {
-    *packets
-        .iter()
-        .find(|(_, time)| *time >= t)
-        .expect("a picture that late")
-}
-
-fn pid(packet: &[u8]) -> u16 {
-    (u16::from(packet[1] & 0x1f) << 8) | u16::from(packet[2])
-}
 
 type TsIncident = (IncidentKind, f64, f64, Vec<String>);
 
@@ -145,7 +64,7 @@ fn damaged_packets_are_ts_incidents_at_their_pictures_and_a_clean_stream_has_non
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let clean = dir.path().join("clean.ts");
-    make_ts(&clean);
+    make_ts(&clean, SECONDS).expect("ffmpeg makes the TS");
     assert_eq!(
         ts_incidents(&clean),
         (vec![], vec![]),
@@ -153,9 +72,12 @@ fn damaged_packets_are_ts_incidents_at_their_pictures_and_a_clean_stream_has_non
     );
 
     let bytes = std::fs::read(&clean).expect("read");
-    let packets = video_packets(&clean);
+    let packets = video_packets(&clean).expect("ffprobe lists the pictures");
     let video_pid = pid(&bytes[packets[0].0..]);
-    let at = |t: f64| picture_at(&packets, t);
+    let at = |t: f64| {
+        let (offset, time, _) = picture_at(&packets, t).expect("a picture that late");
+        (offset, time)
+    };
     let mut out: Vec<[u8; PACKET]> = bytes
         .chunks_exact(PACKET)
         .map(|p| p.try_into().expect("188 bytes"))
@@ -201,8 +123,8 @@ fn damaged_packets_are_ts_incidents_at_their_pictures_and_a_clean_stream_has_non
     let pat_time = packets
         .iter()
         .rev()
-        .find(|(o, _)| *o <= last_pat * PACKET)
-        .map_or(0.0, |(_, t)| *t);
+        .find(|(o, _, _)| *o <= last_pat * PACKET)
+        .map_or(0.0, |(_, t, _)| *t);
     truth.push((IncidentKind::TsPriority1, pat_time + 0.5, "PAT_error"));
     // A video packet of the picture at 3 s lost (last, as it removes a packet).
     let (offset, t) = at(3.0);
@@ -258,11 +180,14 @@ fn a_live_udp_transport_stream_is_checked_as_it_arrives() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let clean = dir.path().join("clean.ts");
-    make_ts(&clean);
+    make_ts(&clean, SECONDS).expect("ffmpeg makes the TS");
     let bytes = std::fs::read(&clean).expect("read");
-    let packets = video_packets(&clean);
+    let packets = video_packets(&clean).expect("ffprobe lists the pictures");
     let video_pid = pid(&bytes[packets[0].0..]);
-    let at = |t: f64| picture_at(&packets, t);
+    let at = |t: f64| {
+        let (offset, time, _) = picture_at(&packets, t).expect("a picture that late");
+        (offset, time)
+    };
     let mut out: Vec<&[u8]> = bytes.chunks_exact(PACKET).collect();
     let (tei_offset, tei_at) = at(5.0);
     let mut tei: [u8; PACKET] = out[tei_offset / PACKET + 1].try_into().expect("188 bytes");

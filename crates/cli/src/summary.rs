@@ -65,6 +65,18 @@ pub fn render(report: &StreamReport) -> String {
             s.mean, s.min, s.max, s.count
         );
     }
+    let captions: Vec<String> = [
+        ("CEA-608", vqa_core::captions::CEA608_SHARE),
+        ("CEA-708", vqa_core::captions::CEA708_SHARE),
+    ]
+    .into_iter()
+    .filter_map(|(name, key)| report.measurements.get(key).map(|s| (name, s)))
+    .filter(|(_, s)| s.max > 0.0)
+    .map(|(name, s)| format!("{name} in {:.0}% of pictures", s.mean * 100.0))
+    .collect();
+    if !captions.is_empty() {
+        let _ = writeln!(out, "  captions: {}", captions.join(", "));
+    }
     if let Some(ts) = &report.ts_health {
         let errors: Vec<String> = ts
             .errors

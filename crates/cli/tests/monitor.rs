@@ -766,7 +766,7 @@ fn two_detector_shards_merge_into_the_report_of_one_process() {
         d.join("shards.toml"),
         format!(
             "[[shard]]\nname = \"video\"\nurl = \"{}\"\ndetectors = [\"freeze\", \"black\", \"blockiness\", \
-             \"blur\", \"colorbars\", \"corruption\", \"frame_drop\", \"ts_priority1\"]\n\
+             \"blur\", \"colorbars\", \"corruption\", \"frame_drop\", \"ts_priority1\", \"scte35\", \"captions\", \"borders\", \"aspect_ratio\", \"field_order\"]\n\
              [[shard]]\nname = \"audio\"\nurl = \"{}\"\ndetectors = [\"silence\", \"loudness\", \"clipping\", \"av_sync\", \"audio_dropout\", \
              \"audio_phase\", \"audio_level\"]\n",
             urls[0], urls[1]

@@ -194,6 +194,7 @@ impl Cutter {
             audio_lead_in,
             decode_errors: std::mem::take(&mut self.pending_errors),
             ts_events: Vec::new(),
+            splice_cues: Vec::new(),
         };
         self.next_index += 1;
         self.window += 1;
@@ -248,6 +249,8 @@ mod tests {
             range: LumaRange::Limited,
             keyframe: false,
             corrupt: false,
+            format: Default::default(),
+            captions: Default::default(),
             luma: Bytes::from_static(&[0; 4]),
         }
     }

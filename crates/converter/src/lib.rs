@@ -787,6 +787,18 @@ impl Decoding {
             let mut segment = self.cutter.cut(self.eof)?;
             if let Some(ts) = self.ts.as_mut() {
                 segment.ts_events = ts.events_for(segment.start, segment.end);
+                segment.splice_cues = ts.take_cues();
+                // The pre-roll on the stream's timeline (the analyser's is against the PCR,
+                // which runs ahead of presentation by the multiplex's delay).
+                for cue in &mut segment.splice_cues {
+                    if let Some(pts) = cue.splice_pts {
+                        cue.pre_roll = Some(vqa_ts_health::scte35::pre_roll_on_timeline(
+                            cue.at,
+                            self.origin,
+                            pts,
+                        ));
+                    }
+                }
             }
             let Some(chunk) = self.chunk.as_mut() else {
                 return Some(segment);
@@ -896,9 +908,11 @@ impl Decoding {
     }
 }
 
-/// Whether the configuration runs TS health (its detector is on).
+/// Whether the configuration reads the transport stream's own packets: TS health or
+/// SCTE-35 (either detector on).
 fn ts_health_enabled(config: &PipelineConfig) -> bool {
     config.detectors.contains(&DetectorName::TsPriority1)
+        || config.detectors.contains(&DetectorName::Scte35)
 }
 
 /// Whether `source` starts like an MPEG-TS; leaves it at its start.

@@ -26,7 +26,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use vqa_core::config::TsHealthConfig;
-use vqa_core::model::TsEvent;
+use vqa_core::model::{SpliceCue, TsEvent};
 use vqa_core::report::{TsHealthSummary, TsProgramme};
 use vqa_core::{time, Micros};
 use vqa_ts_health::{Analyser, Config, ErrorKind, Event, Report, PACKET_SIZE, SYNC_BYTE};
@@ -107,6 +107,8 @@ pub(crate) struct TsHealth {
     /// Conditions (sync lost, a table, PID, PCR or PTS absent) open at the last segment's
     /// end: their indicator's kind, PID, priority and where they began.
     open: Vec<(ErrorKind, Option<u16>, Micros, String)>,
+    /// SCTE-35 cues taken by `events_for`, for `take_cues`.
+    cues: Vec<SpliceCue>,
 }
 
 /// A reader teeing into a new analyser, and the decoding half that hands its events on.
@@ -126,6 +128,7 @@ pub(crate) fn tap<R>(inner: R, config: &TsHealthConfig) -> Option<(TeeReader<R>,
         shared,
         pending: VecDeque::new(),
         open: Vec::new(),
+        cues: Vec::new(),
     };
     Some((reader, health))
 }
@@ -187,6 +190,10 @@ impl TsHealth {
                         out.push(ts_event(error.kind, error.pid, at, at, false, error.detail));
                     }
                 }
+                Event::Splice(mut cue) => {
+                    cue.at = cue.at.max(start);
+                    self.cues.push(cue);
+                }
                 Event::Cleared(cleared) => {
                     let at = cleared.at.max(start);
                     if let Some(i) = self
@@ -212,6 +219,11 @@ impl TsHealth {
         }
         out.sort_by_key(|e| e.start);
         out
+    }
+
+    /// The SCTE-35 cues among the events the last `events_for` took: that segment's.
+    pub(crate) fn take_cues(&mut self) -> Vec<SpliceCue> {
+        std::mem::take(&mut self.cues)
     }
 }
 

@@ -5,7 +5,8 @@ use ffmpeg::format::Pixel;
 use ffmpeg::util::frame::Video as AvFrame;
 use ffmpeg::{codec, Packet, Rational};
 use ffmpeg_next as ffmpeg;
-use vqa_core::model::{LumaRange, VideoFrame};
+use vqa_core::captions::Captions;
+use vqa_core::model::{LumaRange, PictureFormat, Scan, VideoFrame};
 use vqa_core::Micros;
 
 use crate::cutter::Cutter;
@@ -48,6 +49,23 @@ fn luma_access(format: Pixel) -> LumaAccess {
         P010LE | P016LE => LumaAccess::Wide(8),
         _ => LumaAccess::Convert,
     }
+}
+
+/// The picture's declared sample aspect ratio and scan: FFmpeg's `sample_aspect_ratio`
+/// (0/1 when the stream declares none) and `interlaced_frame` / `top_field_first`.
+fn picture_format(frame: &AvFrame) -> PictureFormat {
+    let sar = frame.aspect_ratio();
+    let (n, d) = (sar.numerator(), sar.denominator());
+    let sar = match (u32::try_from(n), u32::try_from(d)) {
+        (Ok(n), Ok(d)) if n > 0 && d > 0 => (n, d),
+        _ => (0, 1),
+    };
+    let scan = match (frame.is_interlaced(), frame.is_top_first()) {
+        (false, _) => Scan::Progressive,
+        (true, true) => Scan::TopFieldFirst,
+        (true, false) => Scan::BottomFieldFirst,
+    };
+    PictureFormat { sar, scan }
 }
 
 pub(crate) struct VideoTrack {
@@ -175,6 +193,11 @@ impl VideoTrack {
             )
         };
         let corrupt = error_flags != 0 || flags & ffmpeg::ffi::AV_FRAME_FLAG_CORRUPT != 0;
+        let format = picture_format(&frame);
+        // ATSC A/53 closed captions the decoder found in the picture (its cc_data triplets).
+        let captions = frame
+            .side_data(ffmpeg::util::frame::side_data::Type::A53CC)
+            .map_or(Captions::NONE, |cc| Captions::from_cc_data(cc.data()));
         let stride = frame.stride(0);
         let sane_stride = stride >= width as usize && stride < (1 << 24);
         let (luma, stride, range) = match luma_access(frame.format()) {
@@ -202,6 +225,8 @@ impl VideoTrack {
         Some(VideoFrame {
             keyframe,
             corrupt,
+            format,
+            captions,
             pts,
             duration,
             width,

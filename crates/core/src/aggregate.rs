@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
+use crate::captions::{Captions, CEA608, CEA608_SHARE, CEA708, CEA708_SHARE, REQUIRED};
 use crate::config::{IncidentRule, PipelineConfig};
 use crate::loudness::{LoudnessSummary, ProgrammeWindow, MOMENTARY};
 use crate::model::StreamId;
@@ -100,6 +101,13 @@ pub struct AggregatorState {
     /// (mean absolute luma difference, an upper bound), with the run's end it was taken at.
     #[serde(default)]
     freeze_drift: Option<(Micros, f64)>,
+    /// The picture's established black borders and a different geometry being confirmed.
+    #[serde(default)]
+    borders: BorderState,
+    /// The caption services of the last segment that carried captions (none before any
+    /// did): what a loss of captions lost.
+    #[serde(default)]
+    captions_seen: Captions,
 }
 
 /// The mean edge width of each segment of the last `blur.onset_window` of picture that was
@@ -122,6 +130,43 @@ impl SharpnessWindow {
     fn sharpest(&self) -> Option<f64> {
         self.0.iter().map(|&(_, w)| w).min_by(f64::total_cmp)
     }
+}
+
+/// Black borders (top, bottom, left, right) in pixels.
+type Geometry = [u32; 4];
+
+/// What the aggregator knows of the picture's borders across segments: the geometry that
+/// last held `borders.min_duration` (none before the first did), and a different one seen
+/// since, with when it was first seen, the end of its last sighting and how long it was
+/// seen (pictures not measured, black or dim, are neither for nor against it).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct BorderState {
+    established: Option<Geometry>,
+    candidate: Option<BorderCandidate>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct BorderCandidate {
+    geometry: Geometry,
+    start: Micros,
+    end: Micros,
+    seen: Micros,
+}
+
+/// The geometry of a run of pictures the borders detector measured alike (the rounded
+/// mean of each edge).
+fn run_geometry(evidence: &Evidence) -> Option<Geometry> {
+    let edge = |name: &str| {
+        evidence
+            .get(name)
+            .map(|s| s.mean.round().clamp(0.0, f64::from(u32::MAX)) as u32)
+    };
+    Some([
+        edge("top_px")?,
+        edge("bottom_px")?,
+        edge("left_px")?,
+        edge("right_px")?,
+    ])
 }
 
 /// Closed incidents the state holds before they move out in one batch: the state a segment
@@ -200,6 +245,10 @@ pub struct IncidentAggregator {
     /// Freeze's noise level (mean absolute luma difference, 8-bit code values), when the
     /// freeze detector runs.
     freeze_noise: Option<f64>,
+    /// Border changes, when the borders detector runs.
+    borders: Option<BorderRule>,
+    /// `captions.required`, when the captions detector runs.
+    captions_required: Option<bool>,
 }
 
 /// How a blur's onset is judged (`[blur]`).
@@ -207,6 +256,13 @@ pub struct IncidentAggregator {
 struct OnsetRule {
     window: Micros,
     min_rise: f64,
+}
+
+/// How border changes are judged (`[borders]`).
+#[derive(Clone, Copy, Debug)]
+struct BorderRule {
+    tolerance_px: u32,
+    hold: Micros,
 }
 
 /// How programme loudness is judged (`[loudness]`).
@@ -244,11 +300,22 @@ impl IncidentAggregator {
         let freeze_noise = config
             .is_enabled(crate::DetectorName::Freeze)
             .then(|| crate::config::db_to_ratio(config.freeze.noise_db) * 255.0);
+        let captions_required = config
+            .is_enabled(crate::DetectorName::Captions)
+            .then_some(config.captions.required);
+        let borders = config
+            .is_enabled(crate::DetectorName::Borders)
+            .then(|| BorderRule {
+                tolerance_px: config.borders.tolerance_px,
+                hold: time::from_secs(config.borders.min_duration),
+            });
         IncidentAggregator {
+            borders,
             rules,
             programme,
             blur_onset,
             freeze_noise,
+            captions_required,
         }
     }
 
@@ -298,6 +365,120 @@ impl IncidentAggregator {
                 state.freeze_drift = Some((f.end, total));
             }
         }
+    }
+
+    /// Keeps the segment's `captions` findings (spans without captions) that count: those
+    /// after captions were seen, earlier in the stream (the services the state remembers)
+    /// or earlier in the segment (the services the detector names in the finding's
+    /// evidence), and with `captions.required` all of them; each names the services lost,
+    /// or `required`. A stream that never carried captions raises nothing unless required.
+    /// Then the segment's own captions (its `captions.*` measurements) join the state.
+    fn judge_captions(&self, state: &mut AggregatorState, report: &mut SegmentReport) {
+        let Some(required) = self.captions_required else {
+            return;
+        };
+        let seen = state.captions_seen;
+        report.findings.retain_mut(|f| {
+            if f.kind != IncidentKind::Captions {
+                return true;
+            }
+            let before = Captions {
+                cea608: f.evidence.contains_key(CEA608),
+                cea708: f.evidence.contains_key(CEA708),
+            };
+            let lost = if before.any() { before } else { seen };
+            for name in lost.names() {
+                f.evidence.insert(name.into(), Summary::of(1.0));
+            }
+            if !lost.any() && required {
+                f.evidence.insert(REQUIRED.into(), Summary::of(1.0));
+            }
+            lost.any() || required
+        });
+        let present = |name: &str| {
+            report
+                .measurements
+                .values
+                .get(name)
+                .is_some_and(|s| s.max > 0.0)
+        };
+        let here = Captions {
+            cea608: present(CEA608_SHARE),
+            cea708: present(CEA708_SHARE),
+        };
+        if here.any() {
+            state.captions_seen = here;
+        }
+    }
+
+    /// Turns the borders detector's measurements (findings at the hold level: runs of
+    /// pictures with one geometry, `top_px` ... `right_px`) into changes: a geometry more
+    /// than `tolerance_px` from the established one on some edge, seen for
+    /// `borders.min_duration`, is a `borders` finding from where it was first seen to where
+    /// that was reached, with the sizes before (`before_top_px` ...) and after; it becomes
+    /// the established geometry. The first geometry to hold is established without one.
+    fn judge_borders(&self, state: &mut AggregatorState, report: &mut SegmentReport) {
+        let (mut runs, mut findings): (Vec<Finding>, Vec<Finding>) =
+            std::mem::take(&mut report.findings)
+                .into_iter()
+                .partition(|f| f.kind == IncidentKind::Borders && f.level == Level::Hold);
+        let Some(rule) = self.borders else {
+            report.findings = findings;
+            return;
+        };
+        let close = |a: &Geometry, b: &Geometry| {
+            a.iter()
+                .zip(b)
+                .all(|(x, y)| x.abs_diff(*y) <= rule.tolerance_px)
+        };
+        runs.sort_by_key(|f| f.start);
+        let b = &mut state.borders;
+        for run in runs {
+            let Some(geometry) = run_geometry(&run.evidence) else {
+                continue;
+            };
+            if b.established.is_some_and(|e| close(&e, &geometry)) {
+                b.candidate = None;
+                continue;
+            }
+            let c = match b.candidate.as_mut() {
+                Some(c) if close(&c.geometry, &geometry) => {
+                    c.end = c.end.max(run.end);
+                    c.seen += run.end - run.start;
+                    c
+                }
+                _ => b.candidate.insert(BorderCandidate {
+                    geometry,
+                    start: run.start,
+                    end: run.end,
+                    seen: run.end - run.start,
+                }),
+            };
+            if c.seen < rule.hold {
+                continue;
+            }
+            let (new, start, end) = (c.geometry, c.start, c.end);
+            b.candidate = None;
+            if let Some(old) = b.established.replace(new) {
+                let mut evidence = Evidence::new();
+                for (i, edge) in ["top", "bottom", "left", "right"].iter().enumerate() {
+                    let px = |g: &Geometry| Summary::of(f64::from(g[i]));
+                    evidence.insert(format!("before_{edge}_px"), px(&old));
+                    evidence.insert(format!("{edge}_px"), px(&new));
+                }
+                findings.push(Finding {
+                    kind: IncidentKind::Borders,
+                    channel: None,
+                    start,
+                    end,
+                    reaches_end: false,
+                    starts_anew: true,
+                    level: Level::Raise,
+                    evidence,
+                });
+            }
+        }
+        report.findings = findings;
     }
 
     /// Keeps the segment's blur findings that continue a blurred run or open one where the
@@ -432,6 +613,8 @@ impl IncidentAggregator {
         self.judge_loudness(state, &mut report);
         self.judge_blur(state, &mut report);
         self.judge_freeze(state, &mut report);
+        self.judge_borders(state, &mut report);
+        self.judge_captions(state, &mut report);
         let c = &mut state.coverage;
         c.segments += 1;
         c.video_frames += u64::from(report.video_frames);
@@ -446,11 +629,12 @@ impl IncidentAggregator {
             let key = key_of(f);
             let rule = self.rule(f.kind);
             // A finding that starts anew continues a run only across a gap the clear-after
-            // time bridges, not one it merely touches.
-            let joins = state.open.get(&key).is_some_and(|run| {
-                let reach = run.end + rule.bridge(run.announced);
-                f.start < reach || (f.start == reach && !f.starts_anew)
-            });
+            // time bridges, not one it merely touches; an event continues none.
+            let joins = !f.kind.is_event()
+                && state.open.get(&key).is_some_and(|run| {
+                    let reach = run.end + rule.bridge(run.announced);
+                    f.start < reach || (f.start == reach && !f.starts_anew)
+                });
             match (f.level, joins) {
                 (Level::Clear, _) => {
                     // Only a kind measured now and then needs to be told: for the others,
@@ -534,6 +718,10 @@ impl IncidentAggregator {
         if let Some(run) = state.open.get_mut(&key) {
             if !run.announced && run.raised_until - run.start >= self.rule(key.0).min_duration {
                 run.announced = true;
+                // An event is announced once, when it closes, with all it says.
+                if key.0.is_event() {
+                    return;
+                }
                 events.push(IncidentEvent::Opened {
                     kind: key.0,
                     channel: key.1,
@@ -559,7 +747,9 @@ impl IncidentAggregator {
             return;
         }
         let duration = run.end - run.start;
-        let severity = if duration >= rule.critical_after {
+        let severity = if kind.is_event() {
+            Severity::Info
+        } else if duration >= rule.critical_after {
             Severity::Critical
         } else {
             Severity::Major
@@ -693,7 +883,119 @@ mod tests {
         run_with(&PipelineConfig::default(), reports)
     }
 
+    /// SCTE-35 cues are events: each its own incident of severity info, announced once
+    /// when it closes (no `Opened`), however close two cues are.
+    #[test]
+    fn cues_are_events_each_announced_once() {
+        let cue = |start: Micros| Finding {
+            kind: IncidentKind::Scte35,
+            channel: None,
+            start,
+            end: start + 1_000,
+            reaches_end: false,
+            starts_anew: true,
+            level: Level::Raise,
+            evidence: Evidence::new(),
+        };
+        let mut first = report(0, vec![]);
+        first.findings = vec![cue(200_000), cue(201_500), cue(999_500)];
+        let mut second = report(1, vec![]);
+        second.findings = vec![cue(1_500_000)];
+        let (incidents, events) = run_all(vec![first, second, report(2, vec![])]);
+        let starts: Vec<_> = incidents.iter().map(|i| (i.start, i.severity)).collect();
+        let info = Severity::Info;
+        assert_eq!(
+            starts,
+            vec![
+                (200_000, info),
+                (201_500, info),
+                (999_500, info),
+                (1_500_000, info)
+            ]
+        );
+        assert!(events.iter().all(|e| matches!(e, IncidentEvent::Closed(_))));
+        assert_eq!(events.len(), 4);
+        let n = crate::notify::Notification::from_event(&StreamId::new("t"), &events[0], None);
+        assert_eq!(n.event, crate::notify::Phase::Event);
+    }
+
     use IncidentKind::*;
+
+    /// A segment whose pictures the borders detector measured as `runs` (start, end,
+    /// geometry).
+    fn measured(index: u64, runs: &[(Micros, Micros, [u32; 4])]) -> SegmentReport {
+        let mut r = report(index, vec![]);
+        r.findings = runs
+            .iter()
+            .map(|&(start, end, g)| {
+                let mut evidence = Evidence::new();
+                for (name, v) in ["top_px", "bottom_px", "left_px", "right_px"]
+                    .into_iter()
+                    .zip(g)
+                {
+                    evidence.insert(name.into(), Summary::of(f64::from(v)));
+                }
+                Finding {
+                    kind: Borders,
+                    channel: None,
+                    start,
+                    end,
+                    reaches_end: false,
+                    starts_anew: false,
+                    level: Level::Hold,
+                    evidence,
+                }
+            })
+            .collect();
+        r
+    }
+
+    #[test]
+    fn a_border_change_is_reported_once_it_held_across_segments() {
+        let plain = [0, 0, 0, 0];
+        let boxed = [60, 60, 0, 0];
+        let reports = vec![
+            // The first geometry to hold is established, no change.
+            measured(0, &[(0, S, plain)]),
+            measured(1, &[(S, 2 * S, plain)]),
+            // A letterbox for 0.4 s (too short), back, then for good from 2.6 s, with
+            // black pictures (not measured) from 3.0 to 3.2 s and 2 px of jitter.
+            measured(
+                2,
+                &[
+                    (2 * S, 2_200_000, plain),
+                    (2_200_000, 2_600_000, boxed),
+                    (2_600_000, 2_600_000, plain),
+                    (2_600_000, 3 * S, [61, 59, 0, 0]),
+                ],
+            ),
+            measured(3, &[(3_200_000, 4 * S, [62, 60, 1, 0])]),
+            measured(4, &[(4 * S, 5 * S, boxed)]),
+            // Plain again from 5.5 s on: a second change.
+            measured(5, &[(5 * S, 5_500_000, boxed), (5_500_000, 6 * S, plain)]),
+            measured(6, &[(6 * S, 7 * S, plain)]),
+        ];
+        let (incidents, events) = run_all(reports);
+        let spans: Vec<_> = incidents.iter().map(|i| (i.kind, i.start, i.end)).collect();
+        assert_eq!(
+            spans,
+            vec![(Borders, 2_600_000, 4 * S), (Borders, 5_500_000, 7 * S)],
+            "{incidents:?}"
+        );
+        let e = &incidents[0].evidence;
+        assert_eq!((e["before_top_px"].mean, e["top_px"].mean), (0.0, 61.0));
+        assert_eq!(
+            IncidentKind::Borders.headline(e).as_deref(),
+            Some("borders (top/bottom/left/right) 0/0/0/0 → 61/59/0/0 px")
+        );
+        assert_eq!(incidents[1].evidence["before_top_px"].mean, 61.0);
+        // No hold-level measurement reaches an incident, and each change opened one.
+        let opened = events
+            .iter()
+            .filter(|e| matches!(e, IncidentEvent::Opened { kind: Borders, .. }))
+            .count();
+        assert_eq!(opened, 2);
+    }
 
     /// Broadcast raises silence after 10 s and clears it after 10 s without: fragments of
     /// quiet that never last are no incident however close together, while a gap shorter
@@ -1253,6 +1555,105 @@ mod tests {
             .filter(|i| i.kind == Blur)
             .map(|i| (i.start, i.end))
             .collect()
+    }
+
+    /// `n` one-second segments: those `captioned` holds carry `services` throughout (their
+    /// measurement says so), the others carry none (a `captions` finding over all of it,
+    /// as the detector reports it), and a segment where captions end after 0.4 s says so.
+    fn caption_segments(
+        n: u64,
+        services: crate::captions::Captions,
+        captioned: &dyn Fn(u64) -> f64,
+    ) -> Vec<SegmentReport> {
+        (0..n)
+            .map(|i| {
+                let (start, end) = (i as i64 * S, (i as i64 + 1) * S);
+                let share = captioned(i);
+                let mut r = report(i, vec![]);
+                for (name, on) in [
+                    (CEA608_SHARE, services.cea608),
+                    (CEA708_SHARE, services.cea708),
+                ] {
+                    r.measurements.add(name, if on { share } else { 0.0 });
+                }
+                if share < 1.0 {
+                    let from = end - ((1.0 - share) * S as f64) as i64;
+                    let mut evidence = Evidence::new();
+                    if share > 0.0 {
+                        for name in services.names() {
+                            evidence.insert(name.into(), Summary::of(1.0));
+                        }
+                    }
+                    r.findings.push(Finding {
+                        kind: IncidentKind::Captions,
+                        channel: None,
+                        start: from.max(start),
+                        end,
+                        reaches_end: true,
+                        starts_anew: share > 0.0,
+                        level: Level::Raise,
+                        evidence,
+                    });
+                }
+                r
+            })
+            .collect()
+    }
+
+    #[test]
+    fn captions_lost_raise_after_30_s_and_never_present_raise_nothing_unless_required() {
+        let s708 = crate::captions::Captions {
+            cea608: false,
+            cea708: true,
+        };
+        // Never captioned: nothing, however long.
+        let (incidents, events) = run_all(caption_segments(50, s708, &|_| 0.0));
+        assert!(incidents.is_empty() && events.is_empty(), "{incidents:?}");
+
+        // 708 for 10.4 s, then none for 39.6 s: one incident from 10.4 s, naming 708.
+        let lost = |i: u64| match i {
+            0..10 => 1.0,
+            10 => 0.4,
+            _ => 0.0,
+        };
+        let (incidents, _) = run_all(caption_segments(50, s708, &lost));
+        assert_eq!(incidents.len(), 1, "{incidents:?}");
+        let i = &incidents[0];
+        assert_eq!((i.start, i.end), (10_400_000, 50 * S));
+        assert_eq!(
+            IncidentKind::Captions.headline(&i.evidence).as_deref(),
+            Some("CEA-708 captions lost")
+        );
+
+        // Gone for 29 s and back: nothing.
+        let back = |i: u64| if (10..39).contains(&i) { 0.0 } else { 1.0 };
+        let (incidents, _) = run_all(caption_segments(50, s708, &back));
+        assert!(incidents.is_empty(), "{incidents:?}");
+
+        // Required: absence from the start counts, and a later loss names the service.
+        let mut config = PipelineConfig::default();
+        config.captions.required = true;
+        let late = |i: u64| if (35..40).contains(&i) { 1.0 } else { 0.0 };
+        let (incidents, _) = run_with(&config, caption_segments(80, s708, &late));
+        assert_eq!(incidents.len(), 2, "{incidents:?}");
+        assert_eq!((incidents[0].start, incidents[0].end), (0, 35 * S));
+        assert_eq!(
+            IncidentKind::Captions
+                .headline(&incidents[0].evidence)
+                .as_deref(),
+            Some("no captions (required)")
+        );
+        assert_eq!((incidents[1].start, incidents[1].end), (40 * S, 80 * S));
+        assert!(incidents[1].evidence.contains_key(CEA708));
+        assert!(!incidents[1].evidence.contains_key(REQUIRED));
+
+        // The detector off: the aggregator leaves its kind alone.
+        let off = PipelineConfig {
+            detectors: vec![crate::DetectorName::Freeze],
+            ..PipelineConfig::default()
+        };
+        let (incidents, _) = run_with(&off, caption_segments(50, s708, &|_| 0.0));
+        assert_eq!(incidents.len(), 1, "not judged: {incidents:?}");
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub struct PipelineConfig {
     pub corruption: CorruptionConfig,
     pub blur: BlurConfig,
     pub colorbars: ColorbarsConfig,
+    pub borders: BordersConfig,
+    pub aspect_ratio: AspectRatioConfig,
+    pub field_order: FieldOrderConfig,
     pub frame_drop: FrameDropConfig,
     pub loudness: LoudnessConfig,
     pub loudness_jump: LoudnessJumpConfig,
@@ -54,8 +57,11 @@ pub struct PipelineConfig {
     pub audio_phase: AudioPhaseConfig,
     pub audio_mono: AudioMonoConfig,
     pub audio_level: AudioLevelConfig,
+    pub captions: CaptionsConfig,
     pub onnx: OnnxConfig,
     pub ts_health: TsHealthConfig,
+    pub scte35: Scte35Config,
+    pub scte35_absent: Scte35AbsentConfig,
     pub input_loss: InputLossConfig,
     pub aggregator: AggregatorConfig,
     pub converter: ConverterConfig,
@@ -74,6 +80,9 @@ impl Default for PipelineConfig {
             corruption: CorruptionConfig::default(),
             blur: BlurConfig::default(),
             colorbars: ColorbarsConfig::default(),
+            borders: BordersConfig::default(),
+            aspect_ratio: AspectRatioConfig::default(),
+            field_order: FieldOrderConfig::default(),
             frame_drop: FrameDropConfig::default(),
             loudness: LoudnessConfig::default(),
             loudness_jump: LoudnessJumpConfig::default(),
@@ -84,8 +93,11 @@ impl Default for PipelineConfig {
             audio_phase: AudioPhaseConfig::default(),
             audio_mono: AudioMonoConfig::default(),
             audio_level: AudioLevelConfig::default(),
+            captions: CaptionsConfig::default(),
             onnx: OnnxConfig::default(),
             ts_health: TsHealthConfig::default(),
+            scte35: Scte35Config::default(),
+            scte35_absent: Scte35AbsentConfig::default(),
             input_loss: InputLossConfig::default(),
             aggregator: AggregatorConfig::default(),
             converter: ConverterConfig::default(),
@@ -416,6 +428,207 @@ impl KindSection for BlurConfig {
         )?;
         let r = self.min_rise;
         f.check("min_rise", r, r >= 1.0, "expected a factor, 1 or more")
+    }
+}
+
+/// `borders`: letterbox or pillarbox appearing, disappearing or changing size — the black
+/// rows at the top and bottom, columns at the left and right, measured on each picture as
+/// FFmpeg's cropdetect does (a line is black when its mean luma is at most `limit` above
+/// black), and compared across segments by the aggregator: a geometry differing from the
+/// established one by more than `tolerance_px` on any edge, held for `min_duration`, is a
+/// change. docs/picture-format.md.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BordersConfig {
+    /// A row or column is border when its mean luma is at most this far above the black
+    /// level (8-bit code values; default 8: cropdetect's `limit` 24 on TV-range black 16).
+    pub limit: f64,
+    /// ... and none of its sampled pixels is more than this far above black (default 32):
+    /// a border is uniformly dark along its length, a dark scene's row seldom is.
+    pub max_pixel: f64,
+    /// The picture's first line inside a border must be content: its mean at least this
+    /// far above black (default 24); a border ending in dim picture (a fade, a night
+    /// scene) is not measured.
+    pub min_content: f64,
+    /// Borders facing each other (top and bottom, left and right) may differ by at most
+    /// this share of the larger plus `tolerance_px` (default 0.25); a picture with one
+    /// much larger is dark at one edge, not boxed, and is not measured.
+    pub max_asymmetry: f64,
+    /// A change is more than this many pixels on some edge (default 2).
+    pub tolerance_px: u32,
+    /// Pictures measured: one in this many, and every picture between two measured ones
+    /// that differ (default 5), so a change is exact to the picture.
+    pub stride: u32,
+    /// The new geometry must hold this long, in seconds, to be a change (default 1.0: a
+    /// change is reported within 2 s of 1 s segments); the incident spans it.
+    pub min_duration: f64,
+    /// Incidents lasting at least this long are critical (default 3600 s: a change is
+    /// an event, seldom critical).
+    pub critical_after: f64,
+}
+
+impl Default for BordersConfig {
+    fn default() -> Self {
+        BordersConfig {
+            limit: 8.0,
+            max_pixel: 32.0,
+            min_content: 24.0,
+            max_asymmetry: 0.25,
+            tolerance_px: 2,
+            stride: 5,
+            min_duration: 1.0,
+            critical_after: 3600.0,
+        }
+    }
+}
+
+impl KindSection for BordersConfig {
+    fn rule(&self) -> Rule {
+        Rule::new(self.min_duration, self.critical_after)
+    }
+
+    fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
+        f.duration("min_duration", self.min_duration)?;
+        f.duration("critical_after", self.critical_after)?;
+        let code = "expected 8-bit code values above black, 0 to 255";
+        f.check(
+            "limit",
+            self.limit,
+            (0.0..=255.0).contains(&self.limit),
+            code,
+        )?;
+        let p = self.max_pixel;
+        f.check("max_pixel", p, (self.limit..=255.0).contains(&p), code)?;
+        let c = self.min_content;
+        f.check("min_content", c, (0.0..=255.0).contains(&c), code)?;
+        let a = self.max_asymmetry;
+        f.check(
+            "max_asymmetry",
+            a,
+            (0.0..=1.0).contains(&a),
+            "expected a share, 0 to 1",
+        )?;
+        let t = f64::from(self.tolerance_px);
+        f.check("tolerance_px", t, t <= 100.0, "expected pixels, 0 to 100")?;
+        let s = f64::from(self.stride);
+        f.check(
+            "stride",
+            s,
+            (1.0..=100.0).contains(&s),
+            "expected pictures, 1 to 100",
+        )
+    }
+}
+
+/// `aspect_ratio`: the declared display aspect ratio (width × sample aspect ratio / height)
+/// changing from one picture to the next, as a stream switching between 16:9 and 4:3
+/// signalling does. A stream that declares no sample aspect ratio displays square pixels.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AspectRatioConfig {
+    /// A change is a relative difference of more than this (default 0.01: 16:9 against
+    /// 4:3 is 0.33, rounding of SAR to small integers less than 0.005).
+    pub tolerance: f64,
+    /// Incidents lasting at least this long are critical (default 3600 s: a change is an
+    /// event).
+    pub critical_after: f64,
+}
+
+impl Default for AspectRatioConfig {
+    fn default() -> Self {
+        AspectRatioConfig {
+            tolerance: 0.01,
+            critical_after: 3600.0,
+        }
+    }
+}
+
+impl KindSection for AspectRatioConfig {
+    fn rule(&self) -> Rule {
+        // One picture with the new ratio is the change.
+        Rule::new(0.0, self.critical_after)
+    }
+
+    fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
+        f.duration("critical_after", self.critical_after)?;
+        let t = self.tolerance;
+        f.check(
+            "tolerance",
+            t,
+            t > 0.0 && t < 1.0,
+            "expected a share above 0, below 1",
+        )
+    }
+}
+
+/// `field_order`: interlaced content against the declared scan — declared progressive but
+/// combed, or declared top field first but bottom first (and vice versa) — judged per
+/// picture as FFmpeg's idet does (thresholds its `intl_thres` and `prog_thres`) and per
+/// segment by majority. docs/picture-format.md.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FieldOrderConfig {
+    /// A picture is interlaced with one field first when that order's combing exceeds the
+    /// other's this many times (default 1.04: idet's `intl_thres`).
+    pub interlace_threshold: f64,
+    /// ... and progressive when the combing across frames exceeds the combing within the
+    /// picture this many times (default 1.5: idet's `prog_thres`).
+    pub progressive_threshold: f64,
+    /// A segment contradicts its declaration when at least this share of its pictures
+    /// judged show one scan against it (default 0.6) ...
+    pub min_share: f64,
+    /// ... those pictures comb plainly: their deciding ratio (one field order's combing
+    /// over the other's) is this much on average (default 1.2: interlaced pans measure
+    /// 1.5-1.8, progressive pictures idet misjudges 1.04-1.1) ...
+    pub min_ratio: f64,
+    /// ... and at least this share of its pictures were judged at all (default 0.5: a
+    /// still or flat picture shows no combing).
+    pub min_judged: f64,
+    /// Shortest contradiction reported, in seconds (default 5.0: sustained).
+    pub min_duration: f64,
+    /// Incidents lasting at least this long are critical (default 60.0 s).
+    pub critical_after: f64,
+    /// The incident closes only once the condition has been absent this long, in seconds
+    /// (default 5.0): a still scene in an interlaced programme does not end it.
+    pub clear_after: f64,
+}
+
+impl Default for FieldOrderConfig {
+    fn default() -> Self {
+        FieldOrderConfig {
+            interlace_threshold: 1.04,
+            progressive_threshold: 1.5,
+            min_share: 0.6,
+            min_ratio: 1.2,
+            min_judged: 0.5,
+            min_duration: 5.0,
+            critical_after: 60.0,
+            clear_after: 5.0,
+        }
+    }
+}
+
+impl KindSection for FieldOrderConfig {
+    fn rule(&self) -> Rule {
+        Rule::new(self.min_duration, self.critical_after).clearing(self.clear_after)
+    }
+
+    fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
+        f.duration("min_duration", self.min_duration)?;
+        f.duration("critical_after", self.critical_after)?;
+        f.duration_or_zero("clear_after", self.clear_after)?;
+        let factor = "expected a factor above 1";
+        let i = self.interlace_threshold;
+        f.check("interlace_threshold", i, i > 1.0, factor)?;
+        let p = self.progressive_threshold;
+        f.check("progressive_threshold", p, p > 1.0, factor)?;
+        let share = "expected a share above 0, at most 1";
+        let m = self.min_share;
+        f.check("min_share", m, m > 0.0 && m <= 1.0, share)?;
+        let r = self.min_ratio;
+        f.check("min_ratio", r, r >= 1.0, "expected a factor, 1 or more")?;
+        let j = self.min_judged;
+        f.check("min_judged", j, j > 0.0 && j <= 1.0, share)
     }
 }
 
@@ -1132,6 +1345,49 @@ impl KindSection for AudioLevelConfig {
     }
 }
 
+/// `captions`: closed captions (CEA-608/708 in ATSC A/53 picture user data) lost — present,
+/// then absent for `min_duration` — or, with `required`, absent from the start. Defaults
+/// follow Grass Valley Kaleido's closed-caption alarm: 30 s without captions. docs/captions.md
+/// has the sources.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaptionsConfig {
+    /// Captions must be there from the start: their absence counts before any were seen
+    /// (default false: a stream that never carried captions raises nothing).
+    pub required: bool,
+    /// How long captions must be absent before the incident is raised, in seconds (default
+    /// 30, Kaleido's).
+    pub min_duration: f64,
+    /// Incidents at least this long are critical (default 120.0 s).
+    pub critical_after: f64,
+    /// The incident closes only once captions have been back this long, in seconds
+    /// (default 0: at once; broadcast 10).
+    pub clear_after: f64,
+}
+
+impl Default for CaptionsConfig {
+    fn default() -> Self {
+        CaptionsConfig {
+            required: false,
+            min_duration: 30.0,
+            critical_after: 120.0,
+            clear_after: 0.0,
+        }
+    }
+}
+
+impl KindSection for CaptionsConfig {
+    fn rule(&self) -> Rule {
+        Rule::new(self.min_duration, self.critical_after).clearing(self.clear_after)
+    }
+
+    fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
+        f.duration("min_duration", self.min_duration)?;
+        f.duration("critical_after", self.critical_after)?;
+        f.duration_or_zero("clear_after", self.clear_after)
+    }
+}
+
 /// `onnx`: any ONNX image model, run with tract on luma patches or on the resized frame.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -1360,6 +1616,67 @@ impl KindSection for TsHealthConfig {
     }
 }
 
+/// `scte35`: the SCTE-35 splice cues of an MPEG-TS input (ANSI/SCTE 35), decoded and
+/// reported as they arrive: each cue an event of severity `info` in the report and in the
+/// notifications, with its command, event id, out of or back into the network, pre-roll and
+/// duration (docs/scte35.md). Runs on MPEG-TS inputs whose PMT declares an SCTE-35 PID, when
+/// the `scte35` detector is on (by default).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Scte35Config {
+    /// Report `splice_null` and `bandwidth_reservation` commands too (default false: they
+    /// are the heartbeats and filler an encoder sends between cues, as often as every second).
+    pub heartbeats: bool,
+}
+
+impl KindSection for Scte35Config {
+    fn rule(&self) -> Rule {
+        // Each cue is its own event, reported at once; repeats of a cue are events too.
+        Rule::new(0.0, 0.0)
+    }
+
+    fn validate(&self, _: &Fields) -> Result<(), ConfigError> {
+        Ok(())
+    }
+}
+
+/// `scte35_absent`: an alarm when no SCTE-35 cue (other than heartbeats) arrived for
+/// `min_duration` — the ad-insertion signalling stopped. Off by default, since a channel
+/// without breaks for an hour is normal for many; Grass Valley Kaleido's "SCTE-35 absent"
+/// alarm, likewise optional, defaults to 60 minutes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Scte35AbsentConfig {
+    /// Raise the alarm (default false).
+    pub enabled: bool,
+    /// No cue for this many seconds raises it (default 3600: Kaleido's 60 minutes).
+    pub min_duration: f64,
+    /// Critical after this many seconds without a cue (default 7200).
+    pub critical_after: f64,
+}
+
+impl Default for Scte35AbsentConfig {
+    fn default() -> Self {
+        Scte35AbsentConfig {
+            enabled: false,
+            min_duration: 3600.0,
+            critical_after: 7200.0,
+        }
+    }
+}
+
+impl KindSection for Scte35AbsentConfig {
+    fn rule(&self) -> Rule {
+        // A cue ends the time without one exactly where it arrived.
+        Rule::new(self.min_duration, self.critical_after).exact()
+    }
+
+    fn validate(&self, f: &Fields) -> Result<(), ConfigError> {
+        f.duration("min_duration", self.min_duration)?;
+        f.duration("critical_after", self.critical_after)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConverterConfig {
@@ -1502,6 +1819,7 @@ impl PipelineConfig {
             timings!(audio_phase => (10.0, 10.0, 60.0));
             timings!(audio_mono => (60.0, 10.0, 300.0));
             timings!(audio_level => (30.0, 10.0, 120.0));
+            timings!(captions => (30.0, 10.0, 120.0));
             (c.onnx.min_duration, c.onnx.clear_after) = (1.0, 5.0);
             c.loudness.clear_lu = 2.0;
             c.loudness.programme_window = 600.0;
@@ -1643,7 +1961,11 @@ impl PipelineConfig {
         IncidentRule {
             min_duration: time::from_secs(rule.min_duration),
             critical_after: time::from_secs(rule.critical_after),
-            clear_after: time::from_secs(rule.clear_after.max(self.aggregator.join_gap)),
+            clear_after: time::from_secs(if rule.exact {
+                rule.clear_after
+            } else {
+                rule.clear_after.max(self.aggregator.join_gap)
+            }),
             continuity: rule.continuity,
         }
     }
@@ -1733,6 +2055,9 @@ pub struct Rule {
     /// beep): an incident stays open until a measurement says the condition is gone
     /// ([`crate::report::Level::Clear`]).
     pub continuity: bool,
+    /// The findings' times are exact (spans of whole segments, cue arrivals: no picture
+    /// timestamps to round), so `aggregator.join_gap` does not bridge them.
+    pub exact: bool,
 }
 
 impl Rule {
@@ -1742,6 +2067,14 @@ impl Rule {
             critical_after,
             clear_after: 0.0,
             continuity: false,
+            exact: false,
+        }
+    }
+
+    pub fn exact(self) -> Self {
+        Rule {
+            exact: true,
+            ..self
         }
     }
 

@@ -137,6 +137,19 @@ kinds! {
         /// Colour bars in place of programme.
         Colorbars = "colorbars", section colorbars,
             headline |get: &Get| get("bars").map(|s| format!("{} bars", s.max));
+        /// Letterbox or pillarbox appearing, disappearing or changing size: the black
+        /// borders (top, bottom, left, right) changed by more than the tolerance and held;
+        /// the evidence has the sizes before and after.
+        Borders = "borders", section borders,
+            headline |get: &Get| border_change(get);
+        /// The declared display aspect ratio changed between two pictures.
+        AspectRatio = "aspect_ratio", section aspect_ratio,
+            headline |get: &Get| get("dar").zip(get("dar_before"))
+                .map(|(now, was)| format!("display aspect {:.3} → {:.3}", was.mean, now.mean));
+        /// Interlaced content against the declared field order (or declared progressive),
+        /// as FFmpeg's idet judges the pictures.
+        FieldOrder = "field_order", section field_order,
+            headline |get: &Get| field_order(get);
         /// Video timestamps jump: frames missing, or time going backwards.
         FrameDrop = "frame_drop", section frame_drop,
             headline |get: &Get| get("missing_frames")
@@ -181,6 +194,11 @@ kinds! {
                 .map(|s| format!("too high: peak {:.1} dBFS or above", s.min))
                 .or_else(|| get("low_peak_dbfs")
                     .map(|s| format!("too low: peak {:.1} dBFS at most", s.max)));
+        /// Closed captions (CEA-608/708, A/53) lost: present, then absent for
+        /// `captions.min_duration`; or, with `captions.required`, absent from the start. The
+        /// evidence names the services there before (`cea608`, `cea708`) or `required`.
+        Captions = "captions", section captions,
+            headline |get: &Get| captions_lost(get);
         /// A user-supplied ONNX model scored frames above its threshold.
         Onnx = "onnx", section onnx,
             headline |get: &Get| get("score").map(|s| format!("model score {:.2} (mean)", s.mean));
@@ -189,6 +207,10 @@ kinds! {
         /// the evidence.
         TsPriority1 = "ts_priority1", section ts_health,
             headline |get: &Get| ts_indicators(get, 1);
+        /// MPEG-TS inputs: an SCTE-35 splice cue arrived — an event, not a defect (severity
+        /// `info`); its command, event id, out or in, pre-roll and duration in the evidence.
+        Scte35 = "scte35", section scte35,
+            headline |get: &Get| scte35_headline(get);
     }
     also {
         /// Short-term loudness far from the programme: above the target's maximum (a
@@ -204,12 +226,28 @@ kinds! {
         /// receiver relies on is broken: TEI, CRC, PCR, PTS, CAT).
         TsPriority2 = "ts_priority2", section ts_health, by TsPriority1,
             headline |get: &Get| ts_indicators(get, 2);
+        /// MPEG-TS inputs: no SCTE-35 cue (other than heartbeats) for
+        /// `scte35_absent.min_duration`, when that alarm is enabled.
+        Scte35Absent = "scte35_absent", section scte35_absent, by Scte35,
+            headline |get: &Get| get("without_cue_s")
+                .map(|s| format!("no cue for {:.0} s", s.max));
     }
     others {
         /// A live input stopped sending or could not be reached (`vqa monitor`).
         InputLoss = "input_loss", section input_loss,
             headline |get: &Get| get("reconnect_attempts")
                 .map(|s| format!("{:.0} reconnection attempts", s.max));
+    }
+}
+
+/// Which caption services a `captions` incident lost, from its evidence.
+fn captions_lost(get: &Get) -> Option<String> {
+    use crate::captions::{CEA608, CEA708};
+    match (get(CEA608).is_some(), get(CEA708).is_some()) {
+        (true, true) => Some("CEA-608 and CEA-708 captions lost".into()),
+        (true, false) => Some("CEA-608 captions lost".into()),
+        (false, true) => Some("CEA-708 captions lost".into()),
+        (false, false) => get(crate::captions::REQUIRED).map(|_| "no captions (required)".into()),
     }
 }
 
@@ -224,7 +262,74 @@ fn ts_indicators(get: &Get, priority: u8) -> Option<String> {
     (!found.is_empty()).then(|| found.join(", "))
 }
 
+/// A border change's sizes before and after, top/bottom/left/right in pixels.
+fn border_change(get: &Get) -> Option<String> {
+    let sizes = |prefix: &str| -> Option<String> {
+        let edge = |e: &str| get(&format!("{prefix}{e}_px")).map(|s| s.mean.round());
+        Some(format!(
+            "{}/{}/{}/{}",
+            edge("top")?,
+            edge("bottom")?,
+            edge("left")?,
+            edge("right")?
+        ))
+    };
+    Some(format!(
+        "borders (top/bottom/left/right) {} → {} px",
+        sizes("before_")?,
+        sizes("")?
+    ))
+}
+
+/// What the pictures' combing said against what the stream declared.
+fn field_order(get: &Get) -> Option<String> {
+    // One value per picture judged so (its combing ratio).
+    let count = |name: &str| get(name).map_or(0, |s| s.count);
+    let declared = get("declared").map(|s| match s.max.round() as i64 {
+        0 => "progressive",
+        1 => "tff",
+        _ => "bff",
+    })?;
+    Some(format!(
+        "declared {declared}, pictures tff ×{} bff ×{} progressive ×{}",
+        count("tff"),
+        count("bff"),
+        count("progressive")
+    ))
+}
+
+/// A cue's evidence in words: `splice_insert out, event 1207959695, pre-roll 4.0 s, break
+/// 60.3 s`.
+fn scte35_headline(get: &Get) -> Option<String> {
+    let command = get("command")?.max;
+    let mut words = vec![crate::model::SpliceCue::command_name(command as u8).to_string()];
+    if get("cancel").is_some_and(|s| s.max > 0.0) {
+        words[0] += " cancel";
+    }
+    match get("out_of_network").map(|s| s.max) {
+        Some(v) if v > 0.0 => words[0] += " out",
+        Some(_) => words[0] += " in",
+        None => {}
+    }
+    if let Some(id) = get("event_id") {
+        words.push(format!("event {:.0}", id.max));
+    }
+    if let Some(p) = get("pre_roll_s") {
+        words.push(format!("pre-roll {:.1} s", p.max));
+    }
+    if let Some(d) = get("duration_s") {
+        words.push(format!("duration {:.1} s", d.max));
+    }
+    Some(words.join(", "))
+}
+
 impl IncidentKind {
+    /// Kinds that report events rather than defects: each is reported once, when it is
+    /// known, with severity `info` (no `opened` before it).
+    pub fn is_event(self) -> bool {
+        matches!(self, IncidentKind::Scte35)
+    }
+
     /// The kind named `name` (as in reports and configuration).
     pub fn from_name(name: &str) -> Option<IncidentKind> {
         IncidentKind::ALL.into_iter().find(|k| k.as_str() == name)
@@ -293,8 +398,8 @@ mod tests {
             }
         }
         // input_loss has no detector; loudness_jump and true_peak are the loudness
-        // detector's, ts_priority2 the TS health detector's.
-        assert_eq!(DetectorName::ALL.len() + 4, IncidentKind::ALL.len());
+        // detector's, ts_priority2 the TS health detector's, scte35_absent the scte35's.
+        assert_eq!(DetectorName::ALL.len() + 5, IncidentKind::ALL.len());
         assert_eq!(
             IncidentKind::TruePeak.detector(),
             Some(DetectorName::Loudness)

@@ -6,6 +6,7 @@
 //! code cannot tell which topology it runs in.
 
 pub mod aggregate;
+pub mod captions;
 pub mod chunk;
 pub mod config;
 pub mod cost;

@@ -71,8 +71,63 @@ pub struct VideoFrame {
     /// error concealment in use), or it was decoded after such a picture and before the next
     /// random access point that decoded clean: it predicts from the damage.
     pub corrupt: bool,
+    /// What the stream declares about the picture's shape and scan (sample aspect ratio,
+    /// field order), as the decoder hands it on.
+    #[serde(default)]
+    pub format: PictureFormat,
+    /// The closed-caption services the picture carried (ATSC A/53 `cc_data`, padding not
+    /// counted): what the `captions` detector looks for.
+    #[serde(default)]
+    pub captions: crate::captions::Captions,
     /// `stride * height` bytes (the last row may be only `width` long).
     pub luma: Bytes,
+}
+
+/// What a stream declares about one picture's shape and scan: the `aspect_ratio` and
+/// `field_order` detectors compare it between pictures and with the content.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PictureFormat {
+    /// Sample (pixel) aspect ratio, numerator and denominator; a zero in either: not
+    /// declared (FFmpeg's 0/1), which displays as square pixels.
+    pub sar: (u32, u32),
+    /// How the picture is scanned, as declared.
+    pub scan: Scan,
+}
+
+impl PictureFormat {
+    /// The sample aspect ratio as a number: 1 when not declared.
+    pub fn sar_value(&self) -> f64 {
+        match self.sar {
+            (n, d) if n > 0 && d > 0 => f64::from(n) / f64::from(d),
+            _ => 1.0,
+        }
+    }
+}
+
+/// A picture's declared scan: progressive, or interlaced with one field first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scan {
+    /// The stream says nothing (synthetic frames, formats without the flag).
+    #[default]
+    Unknown,
+    Progressive,
+    /// Interlaced, top field first.
+    TopFieldFirst,
+    /// Interlaced, bottom field first.
+    BottomFieldFirst,
+}
+
+impl Scan {
+    /// The name in evidence and docs: `progressive`, `tff`, `bff`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scan::Unknown => "unknown",
+            Scan::Progressive => "progressive",
+            Scan::TopFieldFirst => "tff",
+            Scan::BottomFieldFirst => "bff",
+        }
+    }
 }
 
 impl VideoFrame {
@@ -214,6 +269,81 @@ pub struct Segment {
     /// The transport stream's health (ETSI TR 101 290) over the segment's span, when the
     /// input is an MPEG-TS: what the converter's analyser of the input's bytes found.
     pub ts_events: Vec<TsEvent>,
+    /// The SCTE-35 splice cues that arrived in the segment's span (MPEG-TS inputs), decoded.
+    #[serde(default)]
+    pub splice_cues: Vec<SpliceCue>,
+}
+
+/// An SCTE-35 `splice_info_section` (ANSI/SCTE 35 2022, §9) that arrived on a PID its
+/// programme's PMT declares as SCTE-35 (stream_type 0x86), decoded: the cue an ad inserter or
+/// a downstream splicer acts on.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpliceCue {
+    /// When the section arrived, on the stream's timeline.
+    pub at: Micros,
+    pub pid: u16,
+    /// `splice_command_type`: 0x00 splice_null, 0x04 splice_schedule, 0x05 splice_insert,
+    /// 0x06 time_signal, 0x07 bandwidth_reservation, 0xFF private_command.
+    pub command: u8,
+    /// splice_insert's `splice_event_id`, else the first segmentation descriptor's
+    /// `segmentation_event_id`.
+    pub event_id: Option<u32>,
+    /// The event is cancelled (`splice_event_cancel_indicator` or
+    /// `segmentation_event_cancel_indicator`).
+    pub cancel: bool,
+    /// Out of the network (a break starts) or back in (it ends): splice_insert's
+    /// `out_of_network_indicator`, or what a segmentation descriptor's type says (the
+    /// starts and ends of breaks and placement opportunities); `None` when neither says.
+    pub out_of_network: Option<bool>,
+    /// The splice time (`splice_time` + `pts_adjustment`, mod 2^33), 90 kHz, as in the
+    /// stream; `None` when the splice is immediate or no time is given.
+    pub splice_pts: Option<u64>,
+    /// The splice point relative to the arrival, on the stream's timeline: the pre-roll.
+    /// `None` when `splice_pts` is.
+    pub pre_roll: Option<Micros>,
+    /// `splice_immediate_flag`.
+    pub immediate: bool,
+    /// The break's `break_duration`, else the first segmentation descriptor's
+    /// `segmentation_duration`.
+    pub duration: Option<Micros>,
+    /// `auto_return` of the break duration.
+    pub auto_return: bool,
+    /// The `segmentation_type_id` of each segmentation descriptor, in order.
+    pub segmentation_types: Vec<u8>,
+    /// `encrypted_packet`: everything from the command on is encrypted, so only `at` and
+    /// `pid` are known (`command` reads 0xFF).
+    pub encrypted: bool,
+}
+
+impl SpliceCue {
+    pub const SPLICE_NULL: u8 = 0x00;
+    pub const SPLICE_SCHEDULE: u8 = 0x04;
+    pub const SPLICE_INSERT: u8 = 0x05;
+    pub const TIME_SIGNAL: u8 = 0x06;
+    pub const BANDWIDTH_RESERVATION: u8 = 0x07;
+    pub const PRIVATE_COMMAND: u8 = 0xFF;
+
+    /// The command's name as SCTE 35 spells it.
+    pub fn command_name(command: u8) -> &'static str {
+        match command {
+            Self::SPLICE_NULL => "splice_null",
+            Self::SPLICE_SCHEDULE => "splice_schedule",
+            Self::SPLICE_INSERT => "splice_insert",
+            Self::TIME_SIGNAL => "time_signal",
+            Self::BANDWIDTH_RESERVATION => "bandwidth_reservation",
+            Self::PRIVATE_COMMAND => "private_command",
+            _ => "reserved",
+        }
+    }
+
+    /// A cue that signals something: not a `splice_null` or `bandwidth_reservation` (the
+    /// heartbeats and filler an encoder sends between events).
+    pub fn signals(&self) -> bool {
+        !matches!(
+            self.command,
+            Self::SPLICE_NULL | Self::BANDWIDTH_RESERVATION
+        )
+    }
 }
 
 /// The TR 101 290 indicators vqa's TS analyser (`vqa-ts-health`) reports, as the standard
@@ -255,6 +385,15 @@ pub struct TsEvent {
     pub ongoing: bool,
     /// What was wrong, with the values involved (empty for a condition carried over).
     pub detail: String,
+}
+
+impl TsEvent {
+    /// Whether the error was found in this segment: a condition carried over from an
+    /// earlier one (which has no detail) was counted there, so counters and evidence that
+    /// add the segments up take only these.
+    pub fn found_here(&self) -> bool {
+        !self.detail.is_empty()
+    }
 }
 
 impl Segment {

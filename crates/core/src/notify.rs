@@ -13,6 +13,8 @@ use crate::time;
 pub enum Phase {
     Opened,
     Closed,
+    /// A kind that reports events (an SCTE-35 cue): one notification each, with its evidence.
+    Event,
 }
 
 /// What a notification says. Times are seconds from the start of the input, as in reports.
@@ -54,7 +56,11 @@ impl Notification {
                 report,
             },
             IncidentEvent::Closed(i) => Notification {
-                event: Phase::Closed,
+                event: if i.kind.is_event() {
+                    Phase::Event
+                } else {
+                    Phase::Closed
+                },
                 stream: stream.clone(),
                 kind: i.kind,
                 channel: i.channel,

@@ -179,6 +179,8 @@ pub enum Level {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
+    /// An event, not a defect: what a kind that reports events (SCTE-35 cues) reports.
+    Info,
     /// Lasted at least the kind's minimum duration.
     Major,
     /// Lasted at least the kind's `critical_after` duration.

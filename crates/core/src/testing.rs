@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 
-use crate::model::{AudioBlock, LumaRange, Segment, StreamId, VideoFrame};
+use crate::model::{AudioBlock, LumaRange, PictureFormat, Segment, StreamId, VideoFrame};
 
 /// One picture's duration at 25 fps, µs.
 pub const FRAME: i64 = 40_000;
@@ -28,6 +28,8 @@ pub fn frame(pts: i64, fill: impl Fn(usize, usize) -> u8) -> VideoFrame {
         range: LumaRange::Limited,
         keyframe: false,
         corrupt: false,
+        format: PictureFormat::default(),
+        captions: Default::default(),
         luma: Bytes::from(luma),
     }
 }
@@ -68,6 +70,8 @@ pub fn textured_frame(pts: i64, width: u32, height: u32, seed: &mut u32) -> Vide
         range: LumaRange::Limited,
         keyframe: pts == 0,
         corrupt: false,
+        format: PictureFormat::default(),
+        captions: Default::default(),
         luma: Bytes::from(luma),
     }
 }
@@ -107,6 +111,7 @@ pub fn video_segment(index: u64, lead_in: Option<VideoFrame>, frames: Vec<VideoF
         audio_lead_in: vec![],
         decode_errors: 0,
         ts_events: vec![],
+        splice_cues: vec![],
     }
 }
 
@@ -139,6 +144,7 @@ pub fn full_segment(stream: &str, index: u64) -> Segment {
         audio: vec![stereo_block(start, 1.0)],
         decode_errors: 1,
         ts_events: vec![],
+        splice_cues: vec![],
         ..video_segment(index, Some(lead_in), video)
     }
 }

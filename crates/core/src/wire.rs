@@ -17,8 +17,10 @@ use std::sync::Arc;
 /// 4: the kinds `loudness_jump` and `true_peak` (postcard numbers enum variants, so
 /// `input_loss` moved) and the aggregator's programme loudness window. 5: segments carry
 /// their TS health events (`Segment::ts_events`), kinds `ts_priority1`/`ts_priority2`.
-/// 6: `Finding::starts_anew`, and the aggregator's freeze drift.
-pub const WIRE_VERSION: u8 = 6;
+/// 6: `Finding::starts_anew`, and the aggregator's freeze drift. 7: segments carry SCTE-35
+/// cues (`Segment::splice_cues`), captions and each picture's declared format; the kinds
+/// `scte35`, `scte35_absent`, captions' and the picture format's, `Severity::Info`.
+pub const WIRE_VERSION: u8 = 7;
 
 const TAG_SEGMENT: u8 = 1;
 const TAG_FINDINGS: u8 = 2;
@@ -166,6 +168,8 @@ mod tests {
             range: LumaRange::Limited,
             keyframe: false,
             corrupt: pts == 3_040_000,
+            format: Default::default(),
+            captions: Default::default(),
             luma: Bytes::from((0..16u8).collect::<Vec<_>>()),
         };
         Segment {
@@ -202,6 +206,18 @@ mod tests {
                 end: 4_000_000,
                 ongoing: true,
                 detail: "no PAT for more than 500 ms (last at 2.700 s)".into(),
+            }],
+            splice_cues: vec![crate::model::SpliceCue {
+                at: 3_500_000,
+                pid: 500,
+                command: crate::model::SpliceCue::SPLICE_INSERT,
+                event_id: Some(0x4800_008F),
+                out_of_network: Some(true),
+                pre_roll: Some(4_000_000),
+                duration: Some(60_293_567),
+                auto_return: true,
+                segmentation_types: vec![0x34],
+                ..Default::default()
             }],
         }
     }

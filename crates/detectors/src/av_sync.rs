@@ -204,6 +204,7 @@ mod tests {
             audio_lead_in: vec![block(start - 500_000, start)],
             decode_errors: 0,
             ts_events: vec![],
+            splice_cues: vec![],
         }
     }
 

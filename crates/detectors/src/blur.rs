@@ -240,6 +240,8 @@ mod tests {
             range: LumaRange::Limited,
             keyframe: false,
             corrupt: false,
+            format: Default::default(),
+            captions: Default::default(),
             luma: luma.into(),
         }
     }

@@ -53,9 +53,8 @@ impl Detector for TsHealthDetector {
                     event.end.max(event.start + POINT).min(segment.end)
                 };
                 let pid = event.pid.map_or(-1.0, f64::from);
-                // A condition carried over from an earlier segment (no detail) was counted
-                // there: the aggregator adds the segments' evidence up.
-                let counted = !event.detail.is_empty();
+                // The aggregator adds the segments' evidence up: each error once.
+                let counted = event.found_here();
                 let f = match current.as_mut().filter(|f| event.start <= f.end) {
                     Some(f) => {
                         f.end = f.end.max(end);

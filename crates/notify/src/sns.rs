@@ -28,6 +28,7 @@ fn subject(n: &Notification) -> String {
     let phase = match n.event {
         vqa_core::notify::Phase::Opened => "opened",
         vqa_core::notify::Phase::Closed => "closed",
+        vqa_core::notify::Phase::Event => "event",
     };
     let text = format!("vqa: {} {phase} on {}", n.kind, n.stream);
     text.chars()

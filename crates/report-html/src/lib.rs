@@ -36,6 +36,7 @@ const LANE: f64 = 26.0;
 /// A bar's colour by severity.
 pub fn severity_colour(severity: Severity) -> &'static str {
     match severity {
+        Severity::Info => "#4e79a7",
         Severity::Major => "#f28e2b",
         Severity::Critical => "#d62728",
     }
@@ -43,6 +44,7 @@ pub fn severity_colour(severity: Severity) -> &'static str {
 
 fn severity_name(severity: Severity) -> &'static str {
     match severity {
+        Severity::Info => "info",
         Severity::Major => "major",
         Severity::Critical => "critical",
     }
@@ -229,22 +231,32 @@ fn header(report: &StreamReport) -> String {
     }
     html.push_str("</table>");
 
-    let mut by_kind: BTreeMap<IncidentKind, (usize, usize)> = BTreeMap::new();
+    let mut by_kind: BTreeMap<IncidentKind, (usize, usize, usize)> = BTreeMap::new();
     for i in &report.incidents {
         let n = by_kind.entry(i.kind).or_default();
         match i.severity {
+            Severity::Info => n.2 += 1,
             Severity::Major => n.0 += 1,
             Severity::Critical => n.1 += 1,
         }
     }
+    // Events (SCTE-35 cues) are listed with the incidents but not counted as defects.
+    let defects = report
+        .incidents
+        .iter()
+        .filter(|i| i.severity != Severity::Info)
+        .count();
     let _ = write!(
         html,
         "<p class=\"counts\"><b>{} incident{}</b>",
-        report.incidents.len(),
-        if report.incidents.len() == 1 { "" } else { "s" }
+        defects,
+        if defects == 1 { "" } else { "s" }
     );
-    for (kind, (major, critical)) in by_kind {
+    for (kind, (major, critical, info)) in by_kind {
         let mut what = vec![];
+        if info > 0 {
+            what.push(format!("{info} event{}", if info == 1 { "" } else { "s" }));
+        }
         if major > 0 {
             what.push(format!("{major} major"));
         }

@@ -189,6 +189,8 @@ mod tests {
             range: LumaRange::Full,
             keyframe: false,
             corrupt: false,
+            format: Default::default(),
+            captions: Default::default(),
             luma,
         };
         Segment {
@@ -204,6 +206,7 @@ mod tests {
             audio_lead_in: vec![],
             decode_errors: 0,
             ts_events: vec![],
+            splice_cues: vec![],
         }
     }
 

@@ -6,6 +6,7 @@
 
 use std::time::Instant;
 
+use vqa_core::model::SpliceCue;
 use vqa_ts_health::{Analyser, Config, Event};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -46,6 +47,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     c.at as f64 / 1e6,
                     c.kind.indicator(),
                     c.pid.map_or("-".to_string(), |p| format!("{p:#x}")),
+                ),
+                Event::Splice(cue) => println!(
+                    "{:>10.3} s  {:<34} pid {:<7} {:?}",
+                    cue.at as f64 / 1e6,
+                    SpliceCue::command_name(cue.command),
+                    format!("{:#x}", cue.pid),
+                    cue
                 ),
             }
         }

@@ -12,6 +12,7 @@ use crate::model::{
 };
 use crate::packet::{pcr_delta, Header, NULL_PID, PACKET_SIZE, PCR_TICKS_PER_MICRO};
 use crate::psi::{self, SectionAssembler, SyntaxHeader};
+use crate::scte35;
 
 const PID_COUNT: usize = 0x2000;
 const PAT_PID: u16 = 0x0000;
@@ -653,8 +654,35 @@ impl Analyser {
                 now,
                 format!("section with table_id {table_id:#04x} on a PMT PID (a PMT is 0x02)"),
             ),
+            Role::Sections if table_id == scte35::SPLICE_INFO_TABLE_ID => {
+                self.splice(pid, section, now)
+            }
             _ => {}
         }
+    }
+
+    /// A splice_info_section on a PID a PMT declares as SCTE-35: decoded, with its splice
+    /// time against the programme's clock (its PCR, carried forward to `now`).
+    fn splice(&mut self, pid: u16, section: &[u8], now: Micros) {
+        let Some(programme) = self
+            .programmes
+            .iter()
+            .find(|p| p.streams.iter().any(|s| s.pid == pid && s.is_scte35()))
+        else {
+            return;
+        };
+        let Some(info) = scte35::decode(section) else {
+            return;
+        };
+        let clock = programme
+            .pcr_pid
+            .and_then(|pcr_pid| self.pids.get(pcr_pid)?.last_pcr)
+            .map(|(at, pcr)| {
+                let since = u64::try_from(now.saturating_sub(at)).unwrap_or(0);
+                (pcr / 300 + since * 9 / 100) % (1 << 33)
+            });
+        self.counters.splice_cues += 1;
+        self.events.push(Event::Splice(info.cue(now, pid, clock)));
     }
 
     fn pat(&mut self, section: &[u8], now: Micros) {

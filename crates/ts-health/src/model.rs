@@ -2,6 +2,7 @@
 //! counters per kind, the programmes and PIDs it found; and its configuration.
 
 use serde::{Deserialize, Serialize};
+use vqa_core::model::SpliceCue;
 use vqa_core::time::{self, Micros};
 
 /// The TR 101 290 (V1.4.1, §5.2.1–5.2.2) indicators this crate checks. PCR_accuracy_error
@@ -146,6 +147,9 @@ pub struct Cleared {
 pub enum Event {
     Error(Tr101290Error),
     Cleared(Cleared),
+    /// An SCTE-35 splice_info_section arrived (on a PID a PMT declares as SCTE-35, its CRC
+    /// intact), decoded.
+    Splice(SpliceCue),
 }
 
 impl Event {
@@ -153,6 +157,7 @@ impl Event {
         match self {
             Event::Error(error) => error.at,
             Event::Cleared(cleared) => cleared.at,
+            Event::Splice(cue) => cue.at,
         }
     }
 }
@@ -168,6 +173,8 @@ pub struct Counters {
     pub bytes: u64,
     /// Bytes skipped while out of sync.
     pub skipped_bytes: u64,
+    /// SCTE-35 splice_info_sections decoded.
+    pub splice_cues: u64,
 }
 
 impl Counters {

@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use vqa_core::model::SpliceCue;
 use vqa_ts_health::ErrorKind::{self, *};
 use vqa_ts_health::{Analyser, Config, ConfigError, Event, Priority};
 
@@ -405,7 +406,18 @@ fn the_clean_stream_clears_nothing_and_says_what_it_carries() {
         ..Plan::default()
     };
     let (events, report) = analyse(&concat(&write(&plan)));
-    assert_eq!(events, vec![]);
+    // Nothing but the SCTE-35 PID's heartbeats, each decoded as the splice_null it is.
+    assert!(!events.is_empty());
+    for event in &events {
+        match event {
+            Event::Splice(cue) => assert_eq!(
+                (cue.command, cue.pid, cue.event_id, cue.pre_roll),
+                (SpliceCue::SPLICE_NULL, 0x1F4, None, None)
+            ),
+            other => panic!("not a clean stream's event: {other:?}"),
+        }
+    }
+    assert_eq!(report.counters.splice_cues, events.len() as u64);
     assert!(ErrorKind::ALL
         .iter()
         .all(|&k| report.counters.errors(k) == 0));

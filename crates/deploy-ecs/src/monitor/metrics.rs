@@ -226,6 +226,22 @@ impl Collector for Streams {
                     .encode(family.encode_family(&labels)?)?;
             }
         }
+        let mut family = encoder.encode_descriptor(
+            "vqa_scte35_cues",
+            "SCTE-35 splice cues decoded from an MPEG-TS input, per command (heartbeats included). 0 where the input is not an MPEG-TS or carries no SCTE-35.",
+            None,
+            MetricType::Counter,
+        )?;
+        for s in &streams {
+            for (command, count) in super::stream::SCTE35_COMMANDS
+                .iter()
+                .zip(&s.stats.scte35_cues)
+            {
+                let labels = [("stream", s.spec.id.as_str()), ("command", command)];
+                ConstCounter::new(count.load(Ordering::Relaxed))
+                    .encode(family.encode_family(&labels)?)?;
+            }
+        }
         let sides = env.sides().each();
         type Cost = fn(&super::cost::StreamCost, Side) -> f64;
         let cost: [(&str, &str, MetricType, Cost); 2] = [
@@ -525,8 +541,13 @@ mod tests {
             .and_then(|v| v.trim().parse().ok())
     }
 
+    /// A UDP port nobody sends to: the stream stays up, waiting.
+    const SILENT: &str = "udp://127.0.0.1:0";
+    /// A missing file: the stream's own side ends at once.
+    const MISSING: &str = "/nonexistent/clip.ts";
+
     /// A monitor with `stages` watching one stream, `s`, whose input never connects.
-    fn monitoring_one_stream(stages: Stages) -> Monitor {
+    fn monitoring_one_stream(stages: Stages, url: &str) -> Monitor {
         let settings = MonitorSettings {
             allow_local_files: true,
             ..MonitorSettings::default()
@@ -535,7 +556,9 @@ mod tests {
             Monitor::with_stages(settings, vqa_notify::Notifiers::new(None), None, stages)
                 .expect("monitor");
         let list = StreamList::parse(
-            "[monitor]\nallow_local_files = true\n[[stream]]\nid = \"s\"\nurl = \"/nonexistent/clip.ts\"\n",
+            &format!(
+                "[monitor]\nallow_local_files = true\n[[stream]]\nid = \"s\"\nurl = \"{url}\"\n"
+            ),
             &PipelineConfig::default(),
         )
         .expect("list");
@@ -545,7 +568,7 @@ mod tests {
 
     #[test]
     fn ts_errors_are_counted_per_indicator_and_a_condition_once() {
-        let monitor = monitoring_one_stream(Stages::InProcess);
+        let monitor = monitoring_one_stream(Stages::InProcess, SILENT);
         let streams = monitor.env().running();
         let stream = streams.first().expect("the stream runs");
         let event = |indicator: &str, detail: &str| vqa_core::model::TsEvent {
@@ -582,11 +605,42 @@ mod tests {
     }
 
     #[test]
+    fn scte35_cues_are_counted_per_command() {
+        use vqa_core::model::SpliceCue;
+        let monitor = monitoring_one_stream(Stages::InProcess, SILENT);
+        let streams = monitor.env().running();
+        let stream = streams.first().expect("the stream runs");
+        let cue = |command: u8| SpliceCue {
+            command,
+            ..SpliceCue::default()
+        };
+        stream.stats.count_splice_cues(&[
+            cue(SpliceCue::SPLICE_INSERT),
+            cue(SpliceCue::SPLICE_NULL),
+            cue(SpliceCue::SPLICE_NULL),
+            cue(SpliceCue::PRIVATE_COMMAND),
+        ]);
+        let text = text(&registry(monitor.env())).expect("metrics");
+        let count = |command: &str| {
+            sample(
+                &text,
+                "vqa_scte35_cues_total",
+                &format!("stream=\"s\",command=\"{command}\""),
+            )
+            .unwrap_or_else(|| panic!("no {command} in\n{text}"))
+        };
+        assert_eq!(count("splice_insert"), 1.0);
+        assert_eq!(count("splice_null"), 2.0);
+        assert_eq!(count("time_signal"), 0.0);
+        assert_eq!(count("other"), 1.0);
+    }
+
+    #[test]
     fn each_sides_cost_is_in_metrics_once_a_chunk_is_accounted() {
         let sink = Arc::new(Held::default());
         // A stream that never connects: it stays monitored while its distributed side
         // gives no report.
-        let monitor = monitoring_one_stream(Stages::Both(sink.clone()));
+        let monitor = monitoring_one_stream(Stages::Both(sink.clone()), MISSING);
         let events = super::super::lock(&sink.0)
             .clone()
             .expect("the stream opened its run");

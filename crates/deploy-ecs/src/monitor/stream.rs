@@ -86,13 +86,29 @@ pub struct StreamStats {
     /// TR 101 290 errors found, per indicator (in `vqa_core::model::TS_INDICATORS`' order);
     /// a condition lasting over several segments counts once.
     pub ts_errors: [AtomicU64; vqa_core::model::TS_INDICATORS.len()],
+    /// SCTE-35 cues decoded, per command (in [`SCTE35_COMMANDS`]' order).
+    pub scte35_cues: [AtomicU64; SCTE35_COMMANDS.len()],
 }
 
+/// The SCTE-35 commands counted apart in `/metrics`; `other` takes the rest.
+pub const SCTE35_COMMANDS: [&str; 4] = ["splice_insert", "time_signal", "splice_null", "other"];
+
 impl StreamStats {
+    /// Counts the SCTE-35 cues a segment carries, heartbeats included.
+    pub(super) fn count_splice_cues(&self, cues: &[vqa_core::model::SpliceCue]) {
+        for cue in cues {
+            let name = vqa_core::model::SpliceCue::command_name(cue.command);
+            let i = SCTE35_COMMANDS
+                .iter()
+                .position(|c| *c == name)
+                .unwrap_or(SCTE35_COMMANDS.len() - 1);
+            self.scte35_cues[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Counts the TS health errors a segment carries.
     pub(super) fn count_ts_errors(&self, events: &[vqa_core::model::TsEvent]) {
-        // A condition carried over from an earlier segment (no detail) was counted there.
-        for e in events.iter().filter(|e| !e.detail.is_empty()) {
+        for e in events.iter().filter(|e| e.found_here()) {
             let known = vqa_core::model::TS_INDICATORS
                 .iter()
                 .position(|name| *name == e.indicator);
@@ -716,6 +732,7 @@ impl Actor {
         self.worst_thinning = self.worst_thinning.max(keep_every);
         let frames = segment.video.len() as u64;
         stats.count_ts_errors(&segment.ts_events);
+        stats.count_splice_cues(&segment.splice_cues);
         let end = segment.end;
         let index = segment.index;
         let detection = Detection::shedding(&self.full, &self.thinned, keep_every);

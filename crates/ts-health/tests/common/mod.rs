@@ -374,7 +374,7 @@ pub fn errors(events: &[Event]) -> Vec<(ErrorKind, Option<u16>, i64)> {
         .iter()
         .filter_map(|e| match e {
             Event::Error(e) => Some((e.kind, e.pid, e.at)),
-            Event::Cleared(_) => None,
+            _ => None,
         })
         .collect()
 }
@@ -384,7 +384,7 @@ pub fn cleared(events: &[Event]) -> Vec<(ErrorKind, Option<u16>, i64)> {
         .iter()
         .filter_map(|e| match e {
             Event::Cleared(c) => Some((c.kind, c.pid, c.at)),
-            Event::Error(_) => None,
+            _ => None,
         })
         .collect()
 }
