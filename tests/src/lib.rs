@@ -163,6 +163,24 @@ pub(crate) enum Track {
     Both,
 }
 
+/// A photograph for tests that need natural detail: scikit-learn's china.jpg, which
+/// scripts/corpus/fetch-test-image.sh fetches from Debian (python3-sklearn) and caches.
+pub fn test_photo() -> PathBuf {
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/corpus/fetch-test-image.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "{} failed (it fetches python3-sklearn with apt-get): {}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
 /// The track a defect of `kind` is rendered in.
 pub(crate) fn track(kind: DefectKind) -> Track {
     match kind {

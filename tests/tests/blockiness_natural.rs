@@ -11,22 +11,6 @@ use std::process::Command;
 use vqa_core::{DetectorName, Incident, IncidentKind, PipelineConfig};
 use vqa_deploy_ecs::analyze_file;
 
-fn photo() -> PathBuf {
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/corpus/fetch-test-image.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .output()
-        .expect("bash runs");
-    assert!(
-        out.status.success(),
-        "{} failed (it fetches python3-sklearn with apt-get): {}",
-        script.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
-
 fn ffmpeg(args: &[&str]) {
     let out = Command::new("ffmpeg")
         .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y"])
@@ -62,7 +46,7 @@ fn a_starved_mpeg2_pan_over_a_photograph_is_blocky_and_its_clean_twin_is_not() {
     if !vqa_testkit::ffmpeg_or_skip() {
         return;
     }
-    let photo = photo();
+    let photo = vqa_testkit::test_photo();
     let dir = tempfile::tempdir().expect("tempdir");
     let at = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
     // 4 s at 25 fps, 640x360: a slow zoom and pan, as a camera would.

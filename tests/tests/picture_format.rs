@@ -6,7 +6,6 @@
 //! the testkit's natural programme and a pan over a real photograph.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use vqa_core::{time, DetectorName, Incident, IncidentKind, PipelineConfig, StreamReport};
 use vqa_testkit::{make_clip, run_ffmpeg, ClipSpec, Content};
@@ -137,26 +136,9 @@ fn letterbox_and_pillarbox_appearing_changing_and_going_are_found_and_black_is_n
     assert!(of_kind(&report, IncidentKind::FieldOrder).is_empty());
 }
 
-/// scikit-learn's china.jpg (fetched from Debian by scripts/corpus/fetch-test-image.sh).
-fn photo() -> PathBuf {
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/corpus/fetch-test-image.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .output()
-        .expect("bash runs");
-    assert!(
-        out.status.success(),
-        "{} failed (it fetches python3-sklearn with apt-get): {}",
-        script.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
-
 /// 8 s at 25 fps, 640x360, a slow zoom and pan over a photograph, through `then`.
 fn pan(dir: &Path, name: &str, then: &str) -> PathBuf {
-    let photo = photo();
+    let photo = vqa_testkit::test_photo();
     let filter = format!(
         "scale=900:600:force_original_aspect_ratio=increase,crop=900:600,\
          zoompan=z='1.05+0.2*on/200':x='(iw-iw/zoom)*(0.2+0.5*on/200)':\
@@ -331,7 +313,7 @@ fn interlaced_content_against_its_declared_field_order_is_found_and_agreement_is
     }
     // A slow pan over a photograph shot at 50 pictures a second and woven top first,
     // declared progressive: natural motion combs less, and is found too.
-    let photo = photo();
+    let photo = vqa_testkit::test_photo();
     let woven = dir.path().join("pan.mpg");
     let (photo, out) = (photo.to_string_lossy(), woven.to_string_lossy());
     run_ffmpeg([
