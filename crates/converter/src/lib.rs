@@ -786,8 +786,8 @@ impl Decoding {
         loop {
             let mut segment = self.cutter.cut(self.eof)?;
             if let Some(ts) = self.ts.as_mut() {
-                segment.ts_events = ts.events_for(segment.start, segment.end);
-                segment.splice_cues = ts.take_cues();
+                (segment.ts_events, segment.splice_cues) =
+                    ts.events_for(segment.start, segment.end);
                 // The pre-roll on the stream's timeline (the analyser's is against the PCR,
                 // which runs ahead of presentation by the multiplex's delay).
                 for cue in &mut segment.splice_cues {

@@ -107,8 +107,6 @@ pub(crate) struct TsHealth {
     /// Conditions (sync lost, a table, PID, PCR or PTS absent) open at the last segment's
     /// end: their indicator's kind, PID, priority and where they began.
     open: Vec<(ErrorKind, Option<u16>, Micros, String)>,
-    /// SCTE-35 cues taken by `events_for`, for `take_cues`.
-    cues: Vec<SpliceCue>,
 }
 
 /// A reader teeing into a new analyser, and the decoding half that hands its events on.
@@ -128,7 +126,6 @@ pub(crate) fn tap<R>(inner: R, config: &TsHealthConfig) -> Option<(TeeReader<R>,
         shared,
         pending: VecDeque::new(),
         open: Vec::new(),
-        cues: Vec::new(),
     };
     Some((reader, health))
 }
@@ -167,12 +164,16 @@ impl TsHealth {
     }
 
     /// The events in `[start, end)` (and any left from before `start`, placed at `start`),
-    /// conditions open over it included.
-    pub(crate) fn events_for(&mut self, start: Micros, end: Micros) -> Vec<TsEvent> {
+    /// conditions open over it included, and the SCTE-35 cues among them.
+    pub(crate) fn events_for(
+        &mut self,
+        start: Micros,
+        end: Micros,
+    ) -> (Vec<TsEvent>, Vec<SpliceCue>) {
         if let Some(analyser) = lock(&self.shared).analyser.as_mut() {
             self.pending.extend(analyser.take_events());
         }
-        let mut out = Vec::new();
+        let (mut out, mut cues) = (Vec::new(), Vec::new());
         // Conditions carried over from earlier segments start at this one's start.
         for (_, _, since, _) in &mut self.open {
             *since = (*since).max(start);
@@ -192,7 +193,7 @@ impl TsHealth {
                 }
                 Event::Splice(mut cue) => {
                     cue.at = cue.at.max(start);
-                    self.cues.push(cue);
+                    cues.push(cue);
                 }
                 Event::Cleared(cleared) => {
                     let at = cleared.at.max(start);
@@ -218,12 +219,7 @@ impl TsHealth {
             ));
         }
         out.sort_by_key(|e| e.start);
-        out
-    }
-
-    /// The SCTE-35 cues among the events the last `events_for` took: that segment's.
-    pub(crate) fn take_cues(&mut self) -> Vec<SpliceCue> {
-        std::mem::take(&mut self.cues)
+        (out, cues)
     }
 }
 
@@ -338,7 +334,7 @@ mod tests {
                 at: 2_200_000,
             }),
         ]);
-        let first = health.events_for(1_000_000, 2_000_000);
+        let (first, _) = health.events_for(1_000_000, 2_000_000);
         let spans: Vec<_> = first
             .iter()
             .map(|e| (e.indicator.as_str(), e.start, e.end, e.ongoing))
@@ -350,11 +346,11 @@ mod tests {
                 ("Continuity_count_error", 1_600_000, 1_600_000, false)
             ]
         );
-        let second = health.events_for(2_000_000, 3_000_000);
+        let (second, _) = health.events_for(2_000_000, 3_000_000);
         assert_eq!(
             (second[0].start, second[0].end, second[0].ongoing),
             (2_000_000, 2_200_000, false)
         );
-        assert!(health.events_for(3_000_000, 4_000_000).is_empty());
+        assert!(health.events_for(3_000_000, 4_000_000).0.is_empty());
     }
 }
