@@ -401,10 +401,11 @@ fn spans_of(report: &StreamReport) -> Vec<Span> {
 /// `config`'s enabled detectors' kinds.
 fn enabled_kinds(config: &PipelineConfig) -> Vec<IncidentKind> {
     // Every kind an enabled detector reports or measures (loudness: also loudness_jump and
-    // true_peak).
+    // true_peak). Events (an SCTE-35 cue) are not defects: they are scored only where a
+    // clip labels them.
     IncidentKind::ALL
         .into_iter()
-        .filter(|k| k.detector().is_some_and(|d| config.is_enabled(d)))
+        .filter(|k| !k.is_event() && k.detector().is_some_and(|d| config.is_enabled(d)))
         .collect()
 }
 
@@ -813,6 +814,13 @@ mod tests {
         assert!(close(s.mean_end_error_s, 0.3), "{s:?}");
         assert_eq!(s.misses[0].start, 5.0);
         assert_eq!(s.false_positives[0].start, 7.0);
+    }
+
+    #[test]
+    fn events_are_not_scored_as_defects() {
+        let kinds = enabled_kinds(&PipelineConfig::default());
+        assert!(kinds.contains(&IncidentKind::Freeze));
+        assert!(!kinds.contains(&IncidentKind::Scte35), "{kinds:?}");
     }
 
     #[test]
