@@ -3,12 +3,13 @@
 # headers (for ffmpeg-next), clang (for bindgen), pkg-config, the ffmpeg CLI (test clips), and
 # umoci and runc (tests/tests/ecs_image.rs unpacks the ECS image with umoci and runs it with
 # runc; the TLS test makes its certificate with the openssl CLI), and chromium (the HTML
-# report's test renders the page headless and checks the screenshot).
+# report's test renders the page headless and checks the screenshot), and zzuf (the media
+# fuzzing campaign, scripts/fuzz-media.sh, and its short run in the tests).
 # Idempotent: does nothing when everything is already there.
 set -euo pipefail
 
 packages=(libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
-          pkg-config clang libclang-dev ffmpeg python3-venv binutils umoci runc openssl chromium)
+          pkg-config clang libclang-dev ffmpeg python3-venv binutils umoci runc openssl chromium zzuf)
 
 missing=()
 for p in "${packages[@]}"; do
