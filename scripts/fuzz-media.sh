@@ -33,7 +33,7 @@ while (($#)); do
     --out) out="$2"; shift 2 ;;
     --vqa) vqa="$2"; shift 2 ;;
     --seed) first_seed="$2"; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) echo "fuzz-media.sh: unknown argument '$1'; see --help" >&2; exit 1 ;;
   esac
 done
