@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::{make_clip, BarsPattern, ClipSpec, Content, Defect, DefectKind};
+use crate::{make_clip, BarsPattern, ClipSpec, Container, Content, Defect, DefectKind};
 
 /// The manifest's file name inside the corpus directory.
 pub const MANIFEST_NAME: &str = "corpus.json";
@@ -168,6 +168,47 @@ fn kind_specs(kind: DefectKind, size: CorpusSize) -> Vec<(String, ClipSpec)> {
                 ),
                 // Inverted for 4 to 6 s: longer than file QC's 3 s raise time.
                 DefectKind::AudioPhase => with(spec, vec![span(1.5 + 0.3 * x, 4.0 + 0.5 * x)]),
+                // Clicks every 0.25 s on the first channel over 0.5 to 1.5 s (one incident),
+                // the last clip's a single click.
+                DefectKind::AudioClicks => {
+                    let length = if i == 4 { 0.0 } else { 0.5 + 0.25 * x };
+                    with(spec, vec![span(2.0 + 0.7 * x, length + 1.0 / 48_000.0)])
+                }
+                // Letterbox, pillarbox or both for 2.5 to 3.7 s (a change in and a change
+                // out), the last clip's to the end (a change in only).
+                DefectKind::Borders => {
+                    let start = 2.0 + 0.4 * x;
+                    let end = if i == 4 {
+                        duration
+                    } else {
+                        start + 2.5 + 0.3 * x
+                    };
+                    ClipSpec {
+                        letterbox_px: [30, 0, 34, 0, 20][i],
+                        pillarbox_px: [0, 80, 0, 160, 20][i],
+                        ..with(spec, vec![Defect::new(kind, start, end)])
+                    }
+                }
+                // A sample aspect ratio declared for 2 to 4 s (changes in and out), the last
+                // clip's to the end; MPEG-TS, where the SPS repeats at each keyframe.
+                DefectKind::AspectRatio => {
+                    let start = 2.0 + 0.5 * x;
+                    let end = if i == 4 {
+                        duration
+                    } else {
+                        start + 2.0 + 0.5 * x
+                    };
+                    ClipSpec {
+                        container: Container::Ts,
+                        span_sar: [[4, 3], [3, 2], [16, 11], [12, 11], [2, 1]][i],
+                        ..with(spec, vec![Defect::new(kind, start, end)])
+                    }
+                }
+                // Interlaced for 6 to 8 s of a 10 or 12 s clip (vqa raises one after 5 s).
+                DefectKind::FieldOrder => ClipSpec {
+                    duration: if full { 12.0 } else { 10.0 },
+                    ..with(spec, vec![span(1.0 + 0.6 * x, 6.0 + 0.5 * x)])
+                },
                 DefectKind::AvSync => ClipSpec {
                     content: Content::SyncPattern,
                     gop: None,

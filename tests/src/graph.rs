@@ -56,6 +56,28 @@ const SYNC_DIM: f64 = 0.4;
 pub(crate) const MAX_AV_OFFSET_MS: f64 = 400.0;
 /// MPEG-2 quantiser scale of the blocky picture (its coarsest).
 const STARVED_QSCALE: u32 = 31;
+/// H.264's sample aspect ratios with an `aspect_ratio_idc` (Table E-1) other than 1:1: an
+/// aspect ratio span declares one of these, coded in the same 8 bits as 1:1.
+const H264_SAR_TABLE: [[u32; 2]; 15] = [
+    [12, 11],
+    [10, 11],
+    [16, 11],
+    [40, 33],
+    [24, 11],
+    [20, 11],
+    [32, 11],
+    [80, 33],
+    [18, 11],
+    [15, 11],
+    [64, 33],
+    [160, 99],
+    [4, 3],
+    [3, 2],
+    [2, 1],
+];
+/// A field_order span lasts at least this long: vqa raises one after 5 s
+/// (`field_order.min_duration`), and the first segment may be judged otherwise.
+const FIELD_ORDER_MIN_SECONDS: f64 = 6.0;
 /// Frame rates MPEG-2 can code (integer ones), hence those a blockiness clip may have.
 const MPEG2_FRAME_RATES: [u32; 5] = [24, 25, 30, 50, 60];
 
@@ -391,6 +413,63 @@ fn check_kind(spec: &ClipSpec, kind: DefectKind, span: Span, frames: u64) -> Res
                 20.0 * peak.log10()
             );
         }
+        DefectKind::AudioClicks => ensure!(
+            spec.audio_level_db.is_none_or(|db| db <= -12.0),
+            "an audio_clicks defect adds half of full scale to single samples: audio_level_db \
+             must be -12 dBFS or lower, or the clicks would clip"
+        ),
+        DefectKind::Borders => {
+            let (rows, columns) = (spec.letterbox_px, spec.pillarbox_px);
+            ensure!(
+                rows % 2 == 0 && columns % 2 == 0 && rows.max(columns) >= 4,
+                "letterbox_px {rows} and pillarbox_px {columns} must be even and one of them 4 \
+                 or more (vqa reports changes of more than 2 px)"
+            );
+            ensure!(
+                4 * rows <= spec.height && 4 * columns <= spec.width,
+                "letterbox_px {rows} / pillarbox_px {columns} leave too little picture: at most \
+                 a quarter of the height / width on each side"
+            );
+            // A change is one once the new borders held this long; the clip's own borders
+            // must hold as long first.
+            let hold = round_index(
+                vqa_core::config::BordersConfig::default().min_duration,
+                spec.fps,
+            );
+            ensure!(
+                span.first >= hold
+                    && span.end - span.first >= hold
+                    && (span.end == frames || frames - span.end >= hold),
+                "a borders defect needs {hold} frames without borders before it, must last \
+                 {hold} frames, and must leave {hold} frames after it (or reach the end): \
+                 vqa reports a change once the new borders held {hold} frames"
+            );
+        }
+        DefectKind::AspectRatio => {
+            ensure!(
+                spec.container == crate::Container::Ts,
+                "an aspect_ratio defect changes the SPS that MPEG-TS repeats at each keyframe: \
+                 container must be ts"
+            );
+            ensure!(
+                H264_SAR_TABLE.contains(&spec.span_sar),
+                "span_sar {:?} is not in H.264's table of sample aspect ratios (other than 1:1): \
+                 {H264_SAR_TABLE:?}",
+                spec.span_sar
+            );
+            ensure!(
+                span.first >= 1,
+                "an aspect_ratio defect needs a picture before it to change from"
+            );
+        }
+        DefectKind::FieldOrder => {
+            let least = round_index(FIELD_ORDER_MIN_SECONDS, spec.fps);
+            ensure!(
+                span.first >= 1 && span.end - span.first >= least,
+                "a field_order defect takes each bottom field from the frame before (it needs \
+                 one) and must last {FIELD_ORDER_MIN_SECONDS} s: vqa raises one after 5 s"
+            );
+        }
         DefectKind::AudioPhase => ensure!(
             spec.audio_channels >= 2,
             "an audio_phase defect inverts the second channel: audio_channels must be 2 or more"
@@ -537,8 +616,8 @@ pub(crate) enum Pass {
 }
 
 /// Appends the video defect chain from `[v0]` to `[vout]`: freezes, then blur, colour
-/// bars and black over the (possibly frozen) picture, then blockiness (frames from the
-/// blocky pass, input 0) and the frame drops.
+/// bars and black over the (possibly frozen) picture, interlacing and black borders, then
+/// blockiness (frames from the blocky pass, input 0) and the frame drops.
 fn push_video_defects(graph: &mut String, spec: &ClipSpec, layout: &Layout, pass: Pass) {
     let mut current = 0usize;
     // Freezes first, so a black span inside a freeze is still black.
@@ -582,6 +661,30 @@ fn push_video_defects(graph: &mut String, spec: &ClipSpec, layout: &Layout, pass
             "drawbox=x=0:y=0:w=iw:h=ih:color=black:t=fill:enable='{enable}',"
         );
     }
+    if let Some(enable) = frames_expression(layout, DefectKind::FieldOrder) {
+        // Each frame's bottom field from the frame before: fields from two instants woven
+        // into one progressive frame, combing where the picture moves.
+        let _ = write!(
+            graph,
+            "format=yuv420p,split[fo_a][fo_b];[fo_b]phase=mode=t[fo_c];\
+             [fo_a][fo_c]overlay=eof_action=pass:enable='{enable}',"
+        );
+    }
+    if let Some(enable) = frames_expression(layout, DefectKind::Borders) {
+        let (rows, columns) = (spec.letterbox_px, spec.pillarbox_px);
+        let mut bars = Vec::new();
+        if rows > 0 {
+            bars.push(format!("x=0:y=0:w=iw:h={rows}"));
+            bars.push(format!("x=0:y=ih-{rows}:w=iw:h={rows}"));
+        }
+        if columns > 0 {
+            bars.push(format!("x=0:y=0:w={columns}:h=ih"));
+            bars.push(format!("x=iw-{columns}:y=0:w={columns}:h=ih"));
+        }
+        for bar in bars {
+            let _ = write!(graph, "drawbox={bar}:color=black:t=fill:enable='{enable}',");
+        }
+    }
     if pass == Pass::Blocky {
         graph.push_str("format=yuv420p[vout]");
         return;
@@ -610,6 +713,25 @@ fn gain_expression(layout: &Layout, kind: DefectKind, gain_db: f64) -> Option<St
         .map(|s| format!("(1+{extra}*gte(n,{})*lt(n,{}))", s.first, s.end))
         .collect();
     (!factors.is_empty()).then(|| factors.join("*"))
+}
+
+/// Height of an injected click: one sample raised by half of full scale (-6 dBFS).
+const CLICK_AMPLITUDE: f64 = 0.5;
+
+/// Clicks of an audio_clicks span come this often, in seconds: one incident (they are
+/// closer than `audio_clicks.clear_after`), a crackle rather than one pop.
+const CLICK_INTERVAL: f64 = 0.25;
+
+/// The sample indices of the first channel that carry a click: the first and last samples of
+/// each audio_clicks span, and every [`CLICK_INTERVAL`] between.
+fn click_samples(layout: &Layout, rate: u32) -> impl Iterator<Item = u64> + '_ {
+    let step = round_index(CLICK_INTERVAL, rate).max(1);
+    layout.spans(DefectKind::AudioClicks).flat_map(move |s| {
+        let last = s.end.saturating_sub(1).max(s.first);
+        (s.first..last)
+            .step_by(step as usize)
+            .chain(std::iter::once(last))
+    })
 }
 
 /// The `aevalsrc` expression for one channel: tone plus noise (or the sync pattern's
@@ -659,6 +781,14 @@ fn channel_expression(channel: usize, spec: &ClipSpec, layout: &Layout) -> Strin
     if channel == 1 && !inverted.is_empty() {
         let first = channel_expression(0, spec, layout);
         signal = format!("if({},-({first}),{signal})", inverted.join("+"));
+    }
+    if channel == 0 {
+        let clicks: Vec<String> = click_samples(layout, spec.sample_rate)
+            .map(|n| format!("eq(n,{n})"))
+            .collect();
+        if !clicks.is_empty() {
+            signal = format!("({signal}+{CLICK_AMPLITUDE}*({}))", clicks.join("+"));
+        }
     }
     let gates: Vec<String> = layout
         .spans(DefectKind::Silence)
@@ -844,6 +974,67 @@ mod tests {
         let blocky = blocky_pass_args(&spec, &layout, "b.m2v").join(" ");
         assert!(blocky.contains("mpeg2video -g 1 -q:v 31"), "{blocky}");
         assert!(!blocky.contains("select="), "every frame: {blocky}");
+    }
+
+    #[test]
+    fn picture_format_kinds_render_by_frame_index_and_refuse_what_vqa_could_not_see() {
+        let spec = ClipSpec {
+            letterbox_px: 30,
+            pillarbox_px: 20,
+            defects: vec![
+                Defect::new(DefectKind::FieldOrder, 1.0, 7.0),
+                Defect::new(DefectKind::Borders, 2.0, 4.0),
+            ],
+            ..ClipSpec::default()
+        };
+        let placed = layout(&spec).expect("valid spec");
+        let graph = filter_complex(&spec, &placed).expect("graph");
+        for part in [
+            "[fo_b]phase=mode=t[fo_c];[fo_a][fo_c]overlay=eof_action=pass:enable='between(n,25,174)'",
+            "drawbox=x=0:y=ih-30:w=iw:h=30:color=black:t=fill:enable='between(n,50,99)'",
+            "drawbox=x=iw-20:y=0:w=20:h=ih:color=black:t=fill:enable='between(n,50,99)'",
+        ] {
+            assert!(graph.contains(part), "{part} in {graph}");
+        }
+        let bad = |spec: ClipSpec| layout(&spec).map(|_| ()).map_err(|e| e.to_string());
+        let with = |defect: Defect| ClipSpec {
+            defects: vec![defect],
+            ..ClipSpec::default()
+        };
+        let borders = |start, end| with(Defect::new(DefectKind::Borders, start, end));
+        assert!(
+            bad(borders(0.5, 4.0)).is_err(),
+            "no borders of its own before"
+        );
+        assert!(bad(borders(2.0, 2.5)).is_err(), "shorter than vqa's hold");
+        assert!(bad(borders(2.0, 9.5)).is_err(), "gone too close to the end");
+        assert!(bad(borders(2.0, 10.0)).is_ok(), "to the end");
+        assert!(bad(ClipSpec {
+            letterbox_px: 2,
+            ..borders(2.0, 4.0)
+        })
+        .is_err());
+        assert!(bad(ClipSpec {
+            letterbox_px: 70,
+            ..borders(2.0, 4.0)
+        })
+        .is_err_and(|e| e.contains("quarter")));
+        let aspect = with(Defect::new(DefectKind::AspectRatio, 2.0, 4.0));
+        assert!(bad(aspect.clone()).is_err_and(|e| e.contains("ts")));
+        let aspect = ClipSpec {
+            container: crate::Container::Ts,
+            ..aspect
+        };
+        assert!(bad(aspect.clone()).is_ok());
+        assert!(bad(ClipSpec {
+            span_sar: [3, 4],
+            ..aspect
+        })
+        .is_err_and(|e| e.contains("table")));
+        let interlaced = |start, end| with(Defect::new(DefectKind::FieldOrder, start, end));
+        assert!(bad(interlaced(2.0, 7.0)).is_err(), "5 s is too short");
+        assert!(bad(interlaced(0.0, 7.0)).is_err(), "no frame before");
+        assert!(bad(interlaced(2.0, 8.0)).is_ok());
     }
 
     #[test]

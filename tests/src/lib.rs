@@ -48,6 +48,25 @@
 //!   from the rendered file (the `noise` bitstream filter's `drop`), timestamps kept, as
 //!   packets lost in transport leave them. Truth is measured, not assumed: from the first
 //!   missing packet's time to the next present packet's.
+//! * **audio_clicks** `[S, E)`: clicks on the first channel — sample `round(S·sr)`, every
+//!   0.25 s after it and the span's last sample each raised by 0.5 (single-sample impulses at
+//!   −6 dBFS). Truth is the span: from the first click to just after the last.
+//! * **borders** `[S, E)`: black bars over the frame range — [`ClipSpec::letterbox_px`] rows
+//!   at the top and bottom, [`ClipSpec::pillarbox_px`] columns at the left and right
+//!   (`drawbox`, enabled by frame number). Truth is the changes, not the span: the bars
+//!   appearing, `[F/fps, F/fps + hold)`, and, when the span ends before the clip does, going
+//!   again, `[(L+1)/fps, (L+1)/fps + hold)`, where `hold` is vqa's default
+//!   `borders.min_duration` (1 s): a change is reported once the new borders held that long,
+//!   so each edge is an incident of its own.
+//! * **aspect_ratio** `[S, E)`: the frame range declared with [`ClipSpec::span_sar`]
+//!   instead of square pixels. The clip is MPEG-TS (the H.264 SPS repeats at every
+//!   keyframe), keyframes are forced at `F` and `L + 1`, and the SPS of the keyframes in the
+//!   range are rewritten (`h264_metadata`, same size, spliced in packet by packet). Truth is
+//!   measured with ffprobe, not assumed: each picture whose sample aspect ratio differs from
+//!   the one before it, for one picture.
+//! * **field_order** `[S, E)`: the frame range interlaced — each frame's bottom field taken
+//!   from the frame before (`phase=mode=t`: moving content combs, bottom field first) —
+//!   while the stream stays declared progressive. At least 6 s: vqa raises one after 5 s.
 //! * **av_sync**: on [`Content::SyncPattern`], every beep moved by
 //!   [`ClipSpec::av_offset_ms`]. The measured offset is [`Clip::av_offset_ms`]; beyond
 //!   [`AV_SYNC_MAX_LATE_MS`] late or [`AV_SYNC_MAX_EARLY_MS`] early the whole clip is an
@@ -139,7 +158,7 @@ pub use vqa_core::IncidentKind as DefectKind;
 
 /// The kinds a clip can carry, in a fixed order: not `onnx` (a model's verdict) nor
 /// `input_loss` (a live input's).
-pub const INJECTABLE: [DefectKind; 13] = [
+pub const INJECTABLE: [DefectKind; 17] = [
     DefectKind::Freeze,
     DefectKind::Black,
     DefectKind::Silence,
@@ -153,6 +172,10 @@ pub const INJECTABLE: [DefectKind; 13] = [
     DefectKind::AvSync,
     DefectKind::AudioDropout,
     DefectKind::AudioPhase,
+    DefectKind::AudioClicks,
+    DefectKind::Borders,
+    DefectKind::AspectRatio,
+    DefectKind::FieldOrder,
 ];
 
 /// Which track a defect is rendered in.
@@ -188,7 +211,8 @@ pub(crate) fn track(kind: DefectKind) -> Track {
         | DefectKind::LoudnessJump
         | DefectKind::Clipping
         | DefectKind::AudioDropout
-        | DefectKind::AudioPhase => Track::Audio,
+        | DefectKind::AudioPhase
+        | DefectKind::AudioClicks => Track::Audio,
         DefectKind::AvSync => Track::Both,
         _ => Track::Video,
     }
@@ -319,7 +343,10 @@ impl Container {
         match self {
             Container::Mp4 => &["-movflags", "+faststart", "-f", "mp4"],
             Container::Mkv => &["-f", "matroska"],
-            Container::Ts => &["-f", "mpegts"],
+            // A PCR at least every 20 ms: FFmpeg's variable-rate TS otherwise carries one
+            // only with a picture, 40 ms apart at 25 fps, which TR 101 290 counts as PCR
+            // repetition errors.
+            Container::Ts => &["-pcr_period", "20", "-f", "mpegts"],
         }
     }
 
@@ -378,6 +405,16 @@ pub struct ClipSpec {
     /// tolerance ([`AV_SYNC_MAX_LATE_MS`] late, [`AV_SYNC_MAX_EARLY_MS`] early) the
     /// whole clip is an [`DefectKind::AvSync`] defect.
     pub av_offset_ms: f64,
+    /// Black rows at the top and at the bottom over each [`DefectKind::Borders`] span (even;
+    /// at most a quarter of the height each).
+    pub letterbox_px: u32,
+    /// Black columns at the left and at the right over each [`DefectKind::Borders`] span
+    /// (even; at most a quarter of the width each).
+    pub pillarbox_px: u32,
+    /// The sample aspect ratio each [`DefectKind::AspectRatio`] span declares (the rest of
+    /// the clip declares square pixels): one of H.264's table of ratios (4:3, 12:11, 10:11,
+    /// 16:11, 40:33, 24:11, 20:11, 32:11, 80:33, 18:11, 15:11, 64:33, 160:99, 3:2, 2:1).
+    pub span_sar: [u32; 2],
 }
 
 impl Default for ClipSpec {
@@ -403,6 +440,9 @@ impl Default for ClipSpec {
             blur_sigma: 4.0,
             bars: BarsPattern::Smpte,
             av_offset_ms: 0.0,
+            letterbox_px: 40,
+            pillarbox_px: 0,
+            span_sar: [4, 3],
         }
     }
 }
@@ -575,8 +615,12 @@ pub fn make_clip(dir: &Path, name: &str, spec: &ClipSpec) -> Result<Clip> {
     let damaged = dir.join(format!(".{file_name}.damaged.partial"));
     let blocky = dir.join(format!(".{file_name}.blocky.partial"));
     let holed = dir.join(format!(".{file_name}.holed.partial"));
+    let sar_plain = dir.join(format!(".{file_name}.sar.partial"));
+    let sar_changed = dir.join(format!(".{file_name}.sar-changed.partial"));
     let cleanup = || {
         let _ = fs::remove_file(&partial);
+        let _ = fs::remove_file(&sar_plain);
+        let _ = fs::remove_file(&sar_changed);
         let _ = fs::remove_file(&damaged);
         let _ = fs::remove_file(&holed);
         let _ = fs::remove_file(&blocky);
@@ -628,6 +672,15 @@ pub fn make_clip(dir: &Path, name: &str, spec: &ClipSpec) -> Result<Clip> {
         None => Vec::new(),
     };
     let finished = if dropped.is_empty() { finished } else { &holed };
+    let finished = if layout.spans(DefectKind::AspectRatio).next().is_some() {
+        if let Err(err) = declare_span_sar(spec, &layout, finished, &sar_plain, &sar_changed) {
+            cleanup();
+            return Err(err.context(format!("changing the aspect ratio in {}", path.display())));
+        }
+        &sar_plain
+    } else {
+        finished
+    };
     fs::rename(finished, &path)
         .with_context(|| format!("renaming {} to {}", finished.display(), path.display()))?;
     cleanup();
@@ -674,17 +727,33 @@ pub fn make_clip(dir: &Path, name: &str, spec: &ClipSpec) -> Result<Clip> {
             Track::Audio => (sample_rate, audio_offset),
             Track::Video | Track::Both => (fps, video_offset),
         };
-        // Corruption and audio dropout truth is where the damage really is, measured.
-        if !matches!(
-            placed.kind,
-            DefectKind::Corruption | DefectKind::AudioDropout
-        ) {
-            truth.push(Defect::new(
+        match placed.kind {
+            // Corruption, audio dropout and aspect ratio truth is where the damage or the
+            // change really is, measured.
+            DefectKind::Corruption | DefectKind::AudioDropout | DefectKind::AspectRatio => {}
+            // The borders appearing, and going again where the clip goes on without them.
+            DefectKind::Borders => {
+                let hold = vqa_core::config::BordersConfig::default().min_duration;
+                let edges =
+                    std::iter::once(first).chain((placed.span.end < layout.frames).then_some(end));
+                for edge in edges {
+                    let start = edge / rate + offset;
+                    truth.push(Defect::new(
+                        placed.kind,
+                        tidy_seconds(start),
+                        tidy_seconds(start + hold),
+                    ));
+                }
+            }
+            _ => truth.push(Defect::new(
                 placed.kind,
                 tidy_seconds(first / rate + offset),
                 tidy_seconds(end / rate + offset),
-            ));
+            )),
         }
+    }
+    if layout.spans(DefectKind::AspectRatio).next().is_some() {
+        truth.extend(aspect_changes(spec, &layout, &path)?);
     }
     let video_end = layout.frames as f64 / fps + video_offset;
     truth.extend(
@@ -769,6 +838,11 @@ fn render_args(
             // Keep the timestamps `select` left, gaps included.
             args.extend(["-fps_mode".into(), "passthrough".into()]);
         }
+        if let Some(keyframes) = sar_keyframes(layout) {
+            // An IDR picture (with the SPS) where each aspect ratio span starts and ends.
+            args.extend(["-force_key_frames".into(), keyframes]);
+            args.extend(["-forced-idr".into(), "1".into()]);
+        }
     }
     if spec.audio_channels > 0 {
         let bitrate = format!("{}k", 64 * u32::from(spec.audio_channels));
@@ -778,6 +852,118 @@ fn render_args(
     args.extend(spec.container.muxer_args().iter().map(|s| s.to_string()));
     args.push(out.to_string_lossy().into_owned());
     args
+}
+
+/// The `-force_key_frames` expression that puts a keyframe at the first frame of every
+/// aspect ratio span and at the first frame after it (by the encoder's frame numbers), or
+/// `None` without such spans.
+fn sar_keyframes(layout: &graph::Layout) -> Option<String> {
+    let terms: Vec<String> = layout
+        .spans(DefectKind::AspectRatio)
+        .flat_map(|s| [s.first, s.end])
+        .filter(|&frame| frame < layout.frames)
+        .map(|frame| format!("eq(n,{})", layout.encoded_index(frame)))
+        .collect();
+    (!terms.is_empty()).then(|| format!("expr:{}", terms.join("+")))
+}
+
+/// Copies the MPEG-TS `from` to `plain` with the aspect ratio spans declaring
+/// [`ClipSpec::span_sar`]: both the clip and a copy declaring that ratio throughout go
+/// through `h264_metadata` (so they are muxed alike and differ only in their SPS, which keeps
+/// its size: both ratios are in H.264's table), and the TS packets of the keyframes inside
+/// a span are taken from the copy (`changed`).
+fn declare_span_sar(
+    spec: &ClipSpec,
+    layout: &graph::Layout,
+    from: &Path,
+    plain: &Path,
+    changed: &Path,
+) -> Result<()> {
+    let [num, den] = spec.span_sar;
+    for (sar, to) in [((1, 1), plain), ((num, den), changed)] {
+        copy_through_bsf(
+            spec,
+            from,
+            to,
+            "-bsf:v",
+            &format!("h264_metadata=sample_aspect_ratio={}/{}", sar.0, sar.1),
+        )?;
+    }
+    let mut bytes = fs::read(plain).with_context(|| format!("reading {}", plain.display()))?;
+    let other = fs::read(changed).with_context(|| format!("reading {}", changed.display()))?;
+    ensure!(
+        bytes.len() == other.len() && bytes.len() % ts_edit::PACKET == 0,
+        "declaring {num}:{den} changed the stream's size ({} to {} bytes): the SPS did not \
+         keep its size",
+        bytes.len(),
+        other.len()
+    );
+    // Pictures in file order by where their first TS packet is; their times in display
+    // order name the frames.
+    let mut pictures = ts_edit::video_packets(plain)?;
+    pictures.sort_by_key(|p| p.0);
+    let mut times: Vec<f64> = pictures.iter().map(|p| p.1).collect();
+    times.sort_by(f64::total_cmp);
+    let time_of = |frame: u64| {
+        usize::try_from(layout.encoded_index(frame))
+            .ok()
+            .and_then(|i| times.get(i).copied())
+            .unwrap_or(f64::INFINITY)
+    };
+    // Half a frame early, so a picture's own time is safely inside.
+    let early = 0.5 / f64::from(spec.fps);
+    let spans: Vec<(f64, f64)> = layout
+        .spans(DefectKind::AspectRatio)
+        .map(|s| (time_of(s.first) - early, time_of(s.end) - early))
+        .collect();
+    let mut spliced = 0;
+    for (offset, packet) in other.chunks_exact(ts_edit::PACKET).enumerate() {
+        let offset = offset * ts_edit::PACKET;
+        if bytes[offset..offset + ts_edit::PACKET] == *packet {
+            continue;
+        }
+        let picture = pictures.partition_point(|p| p.0 <= offset);
+        let time = picture
+            .checked_sub(1)
+            .map(|i| pictures[i].1)
+            .ok_or_else(|| anyhow!("the SPS changed at byte {offset}, before any picture"))?;
+        if spans.iter().any(|&(s, e)| s <= time && time < e) {
+            bytes[offset..offset + ts_edit::PACKET].copy_from_slice(packet);
+            spliced += 1;
+        }
+    }
+    ensure!(
+        spliced > 0,
+        "no keyframe inside an aspect_ratio span declares {num}:{den}"
+    );
+    fs::write(plain, bytes).with_context(|| format!("writing {}", plain.display()))
+}
+
+/// The aspect ratio changes really in the file: each picture whose sample aspect ratio
+/// differs from the one before it, as ffprobe decodes them; there must be one where each
+/// span starts and one where it ends (unless it ends with the clip).
+fn aspect_changes(spec: &ClipSpec, layout: &graph::Layout, path: &Path) -> Result<Vec<Defect>> {
+    let frame = 1.0 / f64::from(spec.fps);
+    let square = |sar: [u32; 2]| if sar[0] == 0 { [1, 1] } else { sar };
+    let changes: Vec<Defect> = tools::frame_sars(path)?
+        .windows(2)
+        .filter(|w| square(w[0].1) != square(w[1].1))
+        .map(|w| {
+            let start = tidy_seconds(w[1].0);
+            Defect::new(DefectKind::AspectRatio, start, tidy_seconds(start + frame))
+        })
+        .collect();
+    let expected: usize = layout
+        .spans(DefectKind::AspectRatio)
+        .map(|s| if s.end < layout.frames { 2 } else { 1 })
+        .sum();
+    ensure!(
+        changes.len() == expected,
+        "{} declares {} aspect ratio changes, {expected} were asked for: {changes:?}",
+        path.display(),
+        changes.len()
+    );
+    Ok(changes)
 }
 
 /// The `noise` bitstream filter's `amount` expression that damages the packets of every
@@ -796,18 +982,17 @@ fn damage_expression(layout: &graph::Layout) -> Option<String> {
     (!terms.is_empty()).then(|| format!("if({}\\,{CORRUPTION_BYTE_INTERVAL}\\,0)", terms.join("+")))
 }
 
-/// Copies `from` to `to` (every stream, no re-encoding) through the `noise` bitstream
-/// filter with `options`, on the streams `bsf` (`-bsf:v` or `-bsf:a`) names.
-fn copy_through_noise(
+/// Copies `from` to `to` (every stream, no re-encoding) through the bitstream `filter`
+/// (`noise=...`, `h264_metadata=...`), on the streams `bsf` (`-bsf:v` or `-bsf:a`) names.
+fn copy_through_bsf(
     spec: &ClipSpec,
     from: &Path,
     to: &Path,
     bsf: &str,
-    options: &str,
+    filter: &str,
 ) -> Result<()> {
     let mut args: Vec<String> = vec!["-i".into(), from.to_string_lossy().into_owned()];
-    args.extend(["-map", "0", "-c", "copy", bsf].map(String::from));
-    args.push(format!("noise={options}"));
+    args.extend(["-map", "0", "-c", "copy", bsf, filter].map(String::from));
     args.extend(spec.container.muxer_args().iter().map(|s| s.to_string()));
     args.push(to.to_string_lossy().into_owned());
     run_ffmpeg(&args)
@@ -821,12 +1006,12 @@ fn damage_packets(
     damaged: &Path,
     expression: &str,
 ) -> Result<Vec<f64>> {
-    copy_through_noise(
+    copy_through_bsf(
         spec,
         clean,
         damaged,
         "-bsf:v",
-        &format!("amount={expression}"),
+        &format!("noise=amount={expression}"),
     )?;
     let before = video_packets(clean)?;
     let after = video_packets(damaged)?;
@@ -871,7 +1056,13 @@ fn drop_audio_packets(
     to: &Path,
     expression: &str,
 ) -> Result<Vec<(f64, f64)>> {
-    copy_through_noise(spec, from, to, "-bsf:a", &format!("drop={expression}"))?;
+    copy_through_bsf(
+        spec,
+        from,
+        to,
+        "-bsf:a",
+        &format!("noise=drop={expression}"),
+    )?;
     let before = tools::audio_packet_times(from)?;
     let after = tools::audio_packet_times(to)?;
     let present = |t: f64| after.iter().any(|a| (a - t).abs() < 1e-6);
@@ -1037,7 +1228,11 @@ mod tests {
                 "clipping",
                 "av_sync",
                 "audio_dropout",
-                "audio_phase"
+                "audio_phase",
+                "audio_clicks",
+                "borders",
+                "aspect_ratio",
+                "field_order"
             ]
         );
         let json = serde_json::to_string(&Defect::new(DefectKind::FrameDrop, 1.0, 1.2))

@@ -309,6 +309,41 @@ pub fn audio_packet_times(path: &Path) -> Result<Vec<f64>> {
     packets_of(path, "a:0", &[], "", |_, time| Some(time), |t| *t)
 }
 
+/// The sample aspect ratio each decoded picture of the first video stream declares, with
+/// the picture's time in seconds from the start of the file, by time (`[0, 1]` where it
+/// declares none). Decodes the stream.
+pub(crate) fn frame_sars(path: &Path) -> Result<Vec<(f64, [u32; 2])>> {
+    let json = ffprobe_json(
+        path,
+        &[
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "format=start_time:frame=pts_time,sample_aspect_ratio",
+        ],
+    )?;
+    let format_start = number(json.get("format").and_then(|f| f.get("start_time"))).unwrap_or(0.0);
+    let ratio = |v: Option<&Value>| -> [u32; 2] {
+        v.and_then(Value::as_str)
+            .and_then(|s| s.split_once(':'))
+            .and_then(|(n, d)| Some([n.parse().ok()?, d.parse().ok()?]))
+            .unwrap_or([0, 1])
+    };
+    let mut frames: Vec<(f64, [u32; 2])> = json
+        .get("frames")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|f| {
+            let time = number(f.get("pts_time"))? - format_start;
+            Some((time, ratio(f.get("sample_aspect_ratio"))))
+        })
+        .collect();
+    frames.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Ok(frames)
+}
+
 /// Times of the keyframes of the first video stream, in seconds from the start of the
 /// file, ascending.
 pub fn video_keyframes(path: &Path) -> Result<Vec<f64>> {

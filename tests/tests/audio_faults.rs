@@ -206,3 +206,51 @@ fn a_level_too_low_then_too_high_for_longer_than_30_s_is_two_incidents() {
     later.audio_level.min_duration = 40.0;
     assert_found(&analyze(&path, &later), &[]);
 }
+
+#[test]
+fn clicks_in_decoded_audio_are_found_on_their_channel_and_a_clean_pair_has_none() {
+    if !vqa_testkit::ffmpeg_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = PipelineConfig {
+        detectors: vec![DetectorName::AudioClicks],
+        ..PipelineConfig::default()
+    };
+    // Off by default: source recordings carry single bad samples by the hundred.
+    assert!(!PipelineConfig::default().is_enabled(DetectorName::AudioClicks));
+    // FLAC keeps the samples as made. Left: one sample 0.3 up at 2.5 s, and three at 6.0,
+    // 6.3 and 6.6 s (one crackling incident); right: 16 samples zeroed at 9.002 s, where the
+    // pair is at 0.13 (a micro-dropout: no hole in the timeline).
+    let left = format!("{LEFT}+0.3*(eq(n,120000)+eq(n,288000)+eq(n,302400)+eq(n,316800))");
+    let right = format!("({RIGHT})*(1-between(n,432100,432115))");
+    let graph = format!("aevalsrc='{left}|{right}':c=stereo:s=48000:d=12");
+    let path = make(dir.path(), "clicks.flac", &graph, None, &["-c:a", "flac"]);
+    let report = analyze(&path, &config);
+    assert_found(
+        &report,
+        &[
+            (IncidentKind::AudioClicks, Some(0), 2.5, 2.5),
+            (IncidentKind::AudioClicks, Some(0), 6.0, 6.6),
+            (IncidentKind::AudioClicks, Some(1), 9.002, 9.002),
+        ],
+    );
+    let crackle = report
+        .incidents
+        .iter()
+        .find(|i| time::to_secs(i.start) > 5.0 && i.channel == Some(0))
+        .expect("the crackle");
+    assert_eq!(crackle.evidence["jump_dbfs"].count, 3);
+    // Each click to the millisecond.
+    for i in &report.incidents {
+        let start = time::to_secs(i.start);
+        let nearest = [2.5, 6.0, 9.0021].map(|t: f64| (start - t).abs());
+        assert!(nearest.iter().any(|&d| d <= 0.001), "{start} is no click");
+    }
+
+    let clean = format!("aevalsrc='{LEFT}|{RIGHT}':c=stereo:s=48000:d=12");
+    let path = make(dir.path(), "clean.flac", &clean, None, &["-c:a", "flac"]);
+    assert_found(&analyze(&path, &config), &[]);
+    let path = make(dir.path(), "clean.m4a", &clean, None, AAC);
+    assert_found(&analyze(&path, &config), &[]);
+}

@@ -39,7 +39,11 @@ fn a_short_fuzzing_campaign_finds_nothing() {
     let log = std::fs::read_to_string(out.join("log.tsv")).unwrap_or_default();
     let found: Vec<String> = ["crash", "hang", "status"]
         .iter()
-        .flat_map(|k| std::fs::read_dir(out.join("found").join(k)).into_iter().flatten())
+        .flat_map(|k| {
+            std::fs::read_dir(out.join("found").join(k))
+                .into_iter()
+                .flatten()
+        })
         .flatten()
         .filter(|e| e.path().extension().is_some_and(|x| x == "txt"))
         .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
@@ -50,7 +54,11 @@ fn a_short_fuzzing_campaign_finds_nothing() {
         String::from_utf8_lossy(&run.stderr),
         found.join("\n---\n")
     );
-    let rows: Vec<Vec<&str>> = log.lines().skip(1).map(|l| l.split('\t').collect()).collect();
+    let rows: Vec<Vec<&str>> = log
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').collect())
+        .collect();
     assert_eq!(rows.len(), 270, "{summary}");
     let seeds: std::collections::BTreeSet<&str> = rows.iter().map(|r| r[0]).collect();
     assert_eq!(seeds.len(), 9, "every container/codec seed: {seeds:?}");

@@ -177,6 +177,14 @@ kinds! {
         AudioDropout = "audio_dropout", section audio_dropout,
             headline |get: &Get| get("gap_ms")
                 .map(|s| format!("{} holes, longest {:.0} ms", s.count, s.max));
+        /// Clicks and pops: sample discontinuities inside the decoded audio (a bad splice, a
+        /// corrupt sample, a few samples lost inside a block), on one channel (`channel`);
+        /// clicks closer than `audio_clicks.clear_after` are one incident.
+        AudioClicks = "audio_clicks", section audio_clicks,
+            headline |get: &Get| get("jump_dbfs").map(|s| {
+                let clicks = if s.count == 1 { "click" } else { "clicks" };
+                format!("{} {clicks}, loudest jump {:.1} dBFS", s.count, s.max)
+            });
         /// A stereo pair out of phase (a channel's polarity inverted): the pair's correlation
         /// below the threshold; `channel` is the pair's first channel.
         AudioPhase = "audio_phase", section audio_phase,
@@ -344,12 +352,18 @@ impl fmt::Display for IncidentKind {
 
 impl DetectorName {
     /// Detectors that run when the configuration names none: all but `onnx`, which needs a
-    /// model file, and `audio_mono`, which only a deliverable spec requiring stereo asks for
-    /// (programmes are legitimately near mono for long stretches).
+    /// model file, `audio_mono`, which only a deliverable spec requiring stereo asks for
+    /// (programmes are legitimately near mono for long stretches), and `audio_clicks`, which
+    /// finds the single bad samples many source recordings carry (docs/audio.md).
     pub fn defaults() -> Vec<DetectorName> {
         DetectorName::ALL
             .into_iter()
-            .filter(|d| !matches!(d, DetectorName::Onnx | DetectorName::AudioMono))
+            .filter(|d| {
+                !matches!(
+                    d,
+                    DetectorName::Onnx | DetectorName::AudioMono | DetectorName::AudioClicks
+                )
+            })
             .collect()
     }
 

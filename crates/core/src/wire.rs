@@ -20,7 +20,8 @@ use std::sync::Arc;
 /// 6: `Finding::starts_anew`, and the aggregator's freeze drift. 7: segments carry SCTE-35
 /// cues (`Segment::splice_cues`), captions and each picture's declared format; the kinds
 /// `scte35`, `scte35_absent`, captions' and the picture format's, `Severity::Info`.
-pub const WIRE_VERSION: u8 = 7;
+/// 8: the kind `audio_clicks` (after `audio_dropout`: the kinds after it moved).
+pub const WIRE_VERSION: u8 = 8;
 
 const TAG_SEGMENT: u8 = 1;
 const TAG_FINDINGS: u8 = 2;

@@ -39,6 +39,7 @@ fn bench(c: &mut Criterion) {
     let mut segment: Segment = vqa_core::testing::audio_segment(1, second(1));
     segment.audio_lead_in = second(0);
     for name in [
+        DetectorName::AudioClicks,
         DetectorName::AudioPhase,
         DetectorName::AudioMono,
         DetectorName::AudioLevel,

@@ -2,6 +2,7 @@
 //! between segments (the aggregator joins findings across segments).
 
 mod aspect_ratio;
+mod audio_clicks;
 mod audio_dropout;
 mod audio_level;
 mod audio_mono;
@@ -28,6 +29,7 @@ mod stereo;
 mod ts_health;
 
 pub use aspect_ratio::{display_aspect, AspectRatioDetector};
+pub use audio_clicks::AudioClicksDetector;
 pub use audio_dropout::AudioDropoutDetector;
 pub use audio_level::AudioLevelDetector;
 pub use audio_mono::AudioMonoDetector;
@@ -85,6 +87,10 @@ pub fn from_config(config: &PipelineConfig) -> Result<Vec<Box<dyn Detector>>, Mo
                 DetectorName::AudioDropout => {
                     Box::new(AudioDropoutDetector::new(&config.audio_dropout))
                 }
+                DetectorName::AudioClicks => Box::new(AudioClicksDetector::new(
+                    &config.audio_clicks,
+                    &config.audio_dropout,
+                )),
                 DetectorName::AudioPhase => Box::new(AudioPhaseDetector::new(&config.audio_phase)),
                 DetectorName::AudioMono => Box::new(AudioMonoDetector::new(&config.audio_mono)),
                 DetectorName::AudioLevel => Box::new(AudioLevelDetector::new(

@@ -673,7 +673,9 @@ pub fn render(e: &Evaluation) -> String {
     out.push_str(
         "A truth defect is found when an incident of its kind overlaps it; an incident \
          overlapping no truth or implied defect of its kind is a false positive. Errors are \
-         over found defects. Loudness edges lag by up to 3 s (the short-term window).\n",
+         over found defects. Loudness edges lag by up to 3 s (the short-term window); a \
+         border change is labelled with the 1 s it must hold and reported to the end of the \
+         segment in which it held.\n",
     );
     if let Some(clean) = &e.clean {
         render_clean(&mut out, clean);
