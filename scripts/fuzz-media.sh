@@ -98,12 +98,18 @@ PY
 fi
 mapfile -t seeds < <(cd "$out/seeds" && ls)
 
+# vqa analyze on one input, killed after a time limit (seconds); stderr to a file. Returns
+# vqa's exit status (137 when killed).
+analyze() { # limit, input, stderr file
+  timeout -s KILL "$1" "$vqa" analyze --no-progress --format json "$2" >/dev/null 2>"$3"
+}
+
 # --- Each seed's clean time: the hang limit is 10x it (at least 5 s) --------------------------
 declare -A limit
 for s in "${seeds[@]}"; do
   start=$(date +%s.%N)
   status=0
-  timeout 120 "$vqa" analyze --no-progress --format json "$out/seeds/$s" >/dev/null 2>"$out/work/clean.err" || status=$?
+  analyze 120 "$out/seeds/$s" "$out/work/clean.err" || status=$?
   took=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
   if [ "$status" -ne 0 ]; then
     echo "fuzz-media.sh: the clean seed $s exits $status: $(head -c 300 "$out/work/clean.err")" >&2
@@ -122,14 +128,13 @@ run_one() { # seed file, zzuf seed, ratio, hang limit
   zzuf -s "$z" -r "$r" <"$out/seeds/$s" >"$input"
   local start status=0 took outcome
   start=$(date +%s.%N)
-  timeout -s KILL "$lim" "$vqa" analyze --no-progress --format json "$input" >/dev/null 2>"$err" || status=$?
+  analyze "$lim" "$input" "$err" || status=$?
   took=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
   if [ "$status" -eq 137 ]; then
     # A hang is confirmed by a second run with 4 times the time: a machine busy with
     # something else (a build) can stall one run past the limit.
     status=0
-    timeout -s KILL "$(awk -v l="$lim" 'BEGIN { print l * 4 }')" \
-      "$vqa" analyze --no-progress --format json "$input" >/dev/null 2>"$err" || status=$?
+    analyze "$(awk -v l="$lim" 'BEGIN { print l * 4 }')" "$input" "$err" || status=$?
   fi
   case "$status" in
     0|1|3) outcome=ok ;;
@@ -147,7 +152,7 @@ run_one() { # seed file, zzuf seed, ratio, hang limit
   rm -f "$err"
   printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$z" "$r" "$status" "$took" "$outcome"
 }
-export -f run_one
+export -f analyze run_one
 
 ratios=(0.00001 0.0001 0.001 0.004 0.01)
 started=$(date +%s)
