@@ -88,12 +88,17 @@ fn with(spec: ClipSpec, defects: Vec<Defect>) -> ClipSpec {
     ClipSpec { defects, ..spec }
 }
 
+/// Kinds only the full corpus carries: vqa raises them after 30 s (Volicon's level alarms),
+/// longer than the quick corpus's clips.
+pub const FULL_ONLY: [DefectKind; 1] = [DefectKind::AudioLevel];
+
 /// The clips of one kind: `(name, spec)`.
 fn kind_specs(kind: DefectKind, size: CorpusSize) -> Vec<(String, ClipSpec)> {
     if !crate::INJECTABLE.contains(&kind) {
         return Vec::new();
     }
     let count = match size {
+        CorpusSize::Quick if FULL_ONLY.contains(&kind) => 0,
         CorpusSize::Quick => 2,
         CorpusSize::Full => 5,
     };
@@ -209,6 +214,39 @@ fn kind_specs(kind: DefectKind, size: CorpusSize) -> Vec<(String, ClipSpec)> {
                     duration: if full { 12.0 } else { 10.0 },
                     ..with(spec, vec![span(1.0 + 0.6 * x, 6.0 + 0.5 * x)])
                 },
+                // One video TS packet lost (a continuity count error) in each picture of
+                // 1 to 10 pictures, the last clip's in two places; MPEG-TS, a keyframe every
+                // 25 or 50 pictures.
+                DefectKind::TsPriority1 => {
+                    let frames = [1.0, 3.0, 10.0, 1.0, 5.0][i];
+                    let mut defects = vec![span(2.0 + 0.6 * x, frames / 25.0)];
+                    if i == 4 {
+                        defects.push(span(6.5, 1.0 / 25.0));
+                    }
+                    ClipSpec {
+                        container: Container::Ts,
+                        gop: Some([25, 50][i % 2]),
+                        ..with(spec, defects)
+                    }
+                }
+                // The transport error indicator set on one video TS packet of each picture
+                // of 1 to 25 pictures.
+                DefectKind::TsPriority2 => {
+                    let frames = [1.0, 5.0, 25.0, 2.0, 1.0][i];
+                    ClipSpec {
+                        container: Container::Ts,
+                        gop: Some([50, 25][i % 2]),
+                        ..with(spec, vec![span(2.4 + 0.7 * x, frames / 25.0)])
+                    }
+                }
+                // The level 25 to 29 dB down (the tone's peaks at -47 to -51 dBFS), or
+                // 21 dB up (peaks at -0.6 dBFS), for 32 to 36 s of a 40 s clip (vqa raises
+                // one after 30 s).
+                DefectKind::AudioLevel => ClipSpec {
+                    duration: 40.0,
+                    level_gain_db: [-25.0, 21.0, -29.0, -27.0, 21.0][i],
+                    ..with(spec, vec![span(2.0 + 0.5 * x, 32.0 + x)])
+                },
                 DefectKind::AvSync => ClipSpec {
                     content: Content::SyncPattern,
                     gop: None,
@@ -270,10 +308,28 @@ pub fn corpus_specs(size: CorpusSize) -> Vec<(String, ClipSpec)> {
 pub fn write_corpus(
     dir: &Path,
     size: CorpusSize,
+    progress: impl FnMut(usize, usize, &str),
+) -> Result<Manifest> {
+    write_corpus_of(dir, size, &[], progress)
+}
+
+/// [`write_corpus`] with only the clips of `kinds` (all of them when empty): to look at
+/// some detectors without rendering the rest.
+pub fn write_corpus_of(
+    dir: &Path,
+    size: CorpusSize,
+    kinds: &[DefectKind],
     mut progress: impl FnMut(usize, usize, &str),
 ) -> Result<Manifest> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let specs = corpus_specs(size);
+    let mut specs = corpus_specs(size);
+    if !kinds.is_empty() {
+        specs.retain(|(name, _)| {
+            kinds
+                .iter()
+                .any(|k| name.starts_with(&format!("{}_", k.as_str())))
+        });
+    }
     let total = specs.len();
     let mut clips = Vec::with_capacity(total);
     for (position, (name, spec)) in specs.into_iter().enumerate() {
@@ -330,7 +386,8 @@ mod tests {
                     .iter()
                     .filter(|(name, _)| name.starts_with(&format!("{}_", kind.as_str())))
                     .count();
-                assert_eq!(n, per_kind, "{size:?} {kind}");
+                let full_only = size == CorpusSize::Quick && FULL_ONLY.contains(&kind);
+                assert_eq!(n, if full_only { 0 } else { per_kind }, "{size:?} {kind}");
             }
             let n = specs
                 .iter()

@@ -462,12 +462,41 @@ fn check_kind(spec: &ClipSpec, kind: DefectKind, span: Span, frames: u64) -> Res
                 "an aspect_ratio defect needs a picture before it to change from"
             );
         }
+        DefectKind::TsPriority1 | DefectKind::TsPriority2 => ensure!(
+            spec.container == crate::Container::Ts && spec.gop.is_some() && span.first >= 1,
+            "a {kind} defect damages TS packets of the pictures it covers: container must be ts, \
+             the GOP fixed (set gop: damage lasts to the next keyframe) and a picture before it"
+        ),
         DefectKind::FieldOrder => {
             let least = round_index(FIELD_ORDER_MIN_SECONDS, spec.fps);
             ensure!(
                 span.first >= 1 && span.end - span.first >= least,
                 "a field_order defect takes each bottom field from the frame before (it needs \
                  one) and must last {FIELD_ORDER_MIN_SECONDS} s: vqa raises one after 5 s"
+            );
+        }
+        DefectKind::AudioLevel => {
+            let gain = spec.level_gain_db;
+            ensure!(gain.is_finite(), "level_gain_db must be a number");
+            let level = vqa_core::config::AudioLevelConfig::default();
+            let silence = vqa_core::config::SilenceConfig::default().noise_db;
+            let peak = 20.0 * (audio_peak(spec) * db_to_gain(gain)).log10();
+            let carrier = 20.0 * (audio_carrier(spec) * db_to_gain(gain)).log10();
+            ensure!(
+                (silence + 3.0 < carrier && peak < level.low_dbfs - 3.0)
+                    || (level.high_dbfs + 0.3 <= peak && peak <= -0.5),
+                "level_gain_db {gain} takes the peak to {peak:.1} dBFS: an audio_level defect \
+                 needs it 3 dB below {} dBFS (but 3 dB above the silence level, {silence} dB), \
+                 or between 0.3 dB above {} dBFS and -0.5 dBFS (clear of clipping's 0.99)",
+                level.low_dbfs,
+                level.high_dbfs
+            );
+            let least = round_index(level.min_duration + 1.0, spec.sample_rate);
+            ensure!(
+                span.end - span.first >= least,
+                "an audio_level defect must last {} s: vqa raises one after {} s",
+                level.min_duration + 1.0,
+                level.min_duration
             );
         }
         DefectKind::AudioPhase => ensure!(
@@ -767,6 +796,9 @@ fn channel_expression(channel: usize, spec: &ClipSpec, layout: &Layout) -> Strin
         }
     };
     if let Some(gains) = gain_expression(layout, DefectKind::LoudnessJump, spec.loudness_gain_db) {
+        signal = format!("{signal}*{gains}");
+    }
+    if let Some(gains) = gain_expression(layout, DefectKind::AudioLevel, spec.level_gain_db) {
         signal = format!("{signal}*{gains}");
     }
     if let Some(gains) = gain_expression(layout, DefectKind::Clipping, spec.clipping_gain_db) {

@@ -158,7 +158,7 @@ pub use vqa_core::IncidentKind as DefectKind;
 
 /// The kinds a clip can carry, in a fixed order: not `onnx` (a model's verdict) nor
 /// `input_loss` (a live input's).
-pub const INJECTABLE: [DefectKind; 17] = [
+pub const INJECTABLE: [DefectKind; 20] = [
     DefectKind::Freeze,
     DefectKind::Black,
     DefectKind::Silence,
@@ -176,6 +176,9 @@ pub const INJECTABLE: [DefectKind; 17] = [
     DefectKind::Borders,
     DefectKind::AspectRatio,
     DefectKind::FieldOrder,
+    DefectKind::TsPriority1,
+    DefectKind::TsPriority2,
+    DefectKind::AudioLevel,
 ];
 
 /// Which track a defect is rendered in.
@@ -212,7 +215,8 @@ pub(crate) fn track(kind: DefectKind) -> Track {
         | DefectKind::Clipping
         | DefectKind::AudioDropout
         | DefectKind::AudioPhase
-        | DefectKind::AudioClicks => Track::Audio,
+        | DefectKind::AudioClicks
+        | DefectKind::AudioLevel => Track::Audio,
         DefectKind::AvSync => Track::Both,
         _ => Track::Video,
     }
@@ -396,6 +400,10 @@ pub struct ClipSpec {
     /// Gain over each [`DefectKind::Clipping`] span, dB; it must drive the tone past
     /// full scale, where every sample is cut off at ±1.
     pub clipping_gain_db: f64,
+    /// Gain over each [`DefectKind::AudioLevel`] span, dB: it must take the peak level
+    /// below vqa's `audio_level.low_dbfs` (but above the silence level) or to its
+    /// `high_dbfs` (but below full scale).
+    pub level_gain_db: f64,
     /// Gaussian blur sigma over each [`DefectKind::Blur`] span, pixels (at least 3).
     pub blur_sigma: f64,
     /// The bars every [`DefectKind::Colorbars`] span shows.
@@ -437,6 +445,7 @@ impl Default for ClipSpec {
             audio_level_db: None,
             loudness_gain_db: 15.0,
             clipping_gain_db: 12.0,
+            level_gain_db: -25.0,
             blur_sigma: 4.0,
             bars: BarsPattern::Smpte,
             av_offset_ms: 0.0,
@@ -617,7 +626,9 @@ pub fn make_clip(dir: &Path, name: &str, spec: &ClipSpec) -> Result<Clip> {
     let holed = dir.join(format!(".{file_name}.holed.partial"));
     let sar_plain = dir.join(format!(".{file_name}.sar.partial"));
     let sar_changed = dir.join(format!(".{file_name}.sar-changed.partial"));
+    let ts_damaged = dir.join(format!(".{file_name}.ts-damaged.partial"));
     let cleanup = || {
+        let _ = fs::remove_file(&ts_damaged);
         let _ = fs::remove_file(&partial);
         let _ = fs::remove_file(&sar_plain);
         let _ = fs::remove_file(&sar_changed);
@@ -681,6 +692,18 @@ pub fn make_clip(dir: &Path, name: &str, spec: &ClipSpec) -> Result<Clip> {
     } else {
         finished
     };
+    let ts_damage = match damage_transport(&layout, finished, &ts_damaged) {
+        Ok(damage) => damage,
+        Err(err) => {
+            cleanup();
+            return Err(err.context(format!("damaging the TS packets of {}", path.display())));
+        }
+    };
+    let finished = if ts_damage.is_empty() {
+        finished
+    } else {
+        &ts_damaged
+    };
     fs::rename(finished, &path)
         .with_context(|| format!("renaming {} to {}", finished.display(), path.display()))?;
     cleanup();
@@ -728,9 +751,13 @@ pub fn make_clip(dir: &Path, name: &str, spec: &ClipSpec) -> Result<Clip> {
             Track::Video | Track::Both => (fps, video_offset),
         };
         match placed.kind {
-            // Corruption, audio dropout and aspect ratio truth is where the damage or the
-            // change really is, measured.
-            DefectKind::Corruption | DefectKind::AudioDropout | DefectKind::AspectRatio => {}
+            // Corruption, audio dropout, aspect ratio and TS damage truth is where the
+            // damage or the change really is, measured.
+            DefectKind::Corruption
+            | DefectKind::AudioDropout
+            | DefectKind::AspectRatio
+            | DefectKind::TsPriority1
+            | DefectKind::TsPriority2 => {}
             // The borders appearing, and going again where the clip goes on without them.
             DefectKind::Borders => {
                 let hold = vqa_core::config::BordersConfig::default().min_duration;
@@ -784,9 +811,35 @@ pub fn make_clip(dir: &Path, name: &str, spec: &ClipSpec) -> Result<Clip> {
             ));
         }
     }
+    // TS damage is in the stream from when its first packet arrives until the last damaged
+    // picture has been shown. The picture is decoded damaged, and the pictures predicted
+    // from it up to the next keyframe: what corruption reports may be reported there.
+    let mut ts_damaged_at: Vec<f64> = Vec::new();
+    for damage in &ts_damage {
+        let Some(last) = damage.pictures.iter().copied().reduce(f64::max) else {
+            continue;
+        };
+        truth.push(Defect::new(
+            damage.kind,
+            tidy_seconds(damage.first_arrival),
+            tidy_seconds(last + 1.0 / fps),
+        ));
+        ts_damaged_at.extend(&damage.pictures);
+    }
+    ts_damaged_at.sort_by(f64::total_cmp);
     truth.sort_by(|a, b| a.start.total_cmp(&b.start).then(a.kind.cmp(&b.kind)));
     let audio_end = layout.samples as f64 / sample_rate + audio_offset;
-    let implied = implied_defects(&truth, 1.0 / fps, audio_end);
+    let mut implied = implied_defects(&truth, 1.0 / fps, audio_end);
+    for (start, end) in corruption_spans(&ts_damaged_at, &keyframes, video_end) {
+        for kind in [
+            DefectKind::Corruption,
+            DefectKind::Blockiness,
+            DefectKind::FrameDrop,
+        ] {
+            implied.push(Defect::new(kind, tidy_seconds(start), tidy_seconds(end)));
+        }
+    }
+    implied.sort_by(|a, b| a.start.total_cmp(&b.start).then(a.kind.cmp(&b.kind)));
 
     Ok(Clip {
         path,
@@ -829,7 +882,14 @@ fn render_args(
             args.extend(["-g".into(), gop.clone(), "-keyint_min".into(), gop]);
             args.extend(["-sc_threshold".into(), "0".into()]);
         }
-        if layout.spans(DefectKind::Corruption).next().is_some() {
+        if [
+            DefectKind::Corruption,
+            DefectKind::TsPriority1,
+            DefectKind::TsPriority2,
+        ]
+        .into_iter()
+        .any(|kind| layout.spans(kind).next().is_some())
+        {
             // Without B-frames, decode order is display order: packet n is frame n, and
             // damage runs forward in time from the first damaged packet.
             args.extend(["-bf".into(), "0".into()]);
@@ -998,6 +1058,80 @@ fn copy_through_bsf(
     run_ffmpeg(&args)
 }
 
+/// A span of TS damage as it is in the file: its kind, the arrival time of its first
+/// damaged packet (on the multiplex's clock, the first byte at 0), and the times of the
+/// pictures whose packets were damaged.
+struct TsDamage {
+    kind: DefectKind,
+    first_arrival: f64,
+    pictures: Vec<f64>,
+}
+
+/// Copies the MPEG-TS `from` to `to` with one video TS packet of every picture of each
+/// ts_priority1 span lost and of each ts_priority2 span flagged with a transport error
+/// ([`ts_edit::damage_pictures`]), and returns where the damage is; nothing (and no copy)
+/// without such spans.
+fn damage_transport(layout: &graph::Layout, from: &Path, to: &Path) -> Result<Vec<TsDamage>> {
+    let spans: Vec<(DefectKind, graph::Span, ts_edit::PacketDamage)> = [
+        (DefectKind::TsPriority1, ts_edit::PacketDamage::Lose),
+        (
+            DefectKind::TsPriority2,
+            ts_edit::PacketDamage::TransportError,
+        ),
+    ]
+    .into_iter()
+    .flat_map(|(kind, how)| layout.spans(kind).map(move |span| (kind, span, how)))
+    .collect();
+    if spans.is_empty() {
+        return Ok(Vec::new());
+    }
+    let bytes = fs::read(from).with_context(|| format!("reading {}", from.display()))?;
+    // Pictures in file order are in display order: the clip has no B-frames.
+    let mut pictures = ts_edit::video_packets(from)?;
+    pictures.sort_by_key(|p| p.0);
+    let video_pid = pictures
+        .first()
+        .and_then(|p| bytes.get(p.0..p.0 + ts_edit::PACKET))
+        .map(ts_edit::pid)
+        .ok_or_else(|| anyhow!("{} has no video packets", from.display()))?;
+    let mut damage = Vec::new();
+    let mut chosen_per_span = Vec::new();
+    for (kind, span, how) in spans {
+        let frames = layout.encoded_index(span.first)..layout.encoded_index(span.end);
+        let chosen: Vec<&(usize, f64, u64)> = frames
+            .filter_map(|i| usize::try_from(i).ok().and_then(|i| pictures.get(i)))
+            .collect();
+        ensure!(
+            !chosen.is_empty(),
+            "a {kind} defect covers no picture of the encoded clip"
+        );
+        damage.extend(chosen.iter().map(|p| (p.0, how)));
+        chosen_per_span.push((kind, chosen));
+    }
+    let (out, damaged_packets) = ts_edit::damage_pictures(&bytes, video_pid, &damage)?;
+    // Times on the multiplex's clock with the first byte at 0, as TR 101 290 analysers time
+    // a file (and vqa: docs/ts-health.md).
+    let arrivals = ts_edit::arrival_times(&bytes)?;
+    let start = arrivals.first().copied().unwrap_or_default();
+    let mut damaged_packets = damaged_packets.into_iter();
+    let mut result = Vec::new();
+    for (kind, chosen) in chosen_per_span {
+        let first_arrival = damaged_packets
+            .by_ref()
+            .take(chosen.len())
+            .filter_map(|i| arrivals.get(i))
+            .fold(f64::INFINITY, |a, &b| a.min(b))
+            - start;
+        result.push(TsDamage {
+            kind,
+            first_arrival,
+            pictures: chosen.iter().map(|p| p.1).collect(),
+        });
+    }
+    fs::write(to, out).with_context(|| format!("writing {}", to.display()))?;
+    Ok(result)
+}
+
 /// Copies `clean` to `damaged` with the video packets `expression` selects damaged, and
 /// returns the times of the packets that really differ (every byte might have escaped).
 fn damage_packets(
@@ -1132,6 +1266,14 @@ fn implied_defects(truth: &[Defect], frame_seconds: f64, audio_end: f64) -> Vec<
                 implied.push(Defect::new(DefectKind::Blockiness, d.start, d.end));
                 implied.push(Defect::new(DefectKind::FrameDrop, d.start, d.end));
             }
+            DefectKind::AudioLevel => {
+                implied.push(Defect::new(
+                    DefectKind::LoudnessJump,
+                    d.start,
+                    tidy_seconds((d.end + SHORT_TERM_WINDOW).min(audio_end)),
+                ));
+                implied.push(Defect::new(DefectKind::TruePeak, d.start, d.end));
+            }
             DefectKind::Clipping => {
                 implied.push(Defect::new(
                     DefectKind::LoudnessJump,
@@ -1232,7 +1374,10 @@ mod tests {
                 "audio_clicks",
                 "borders",
                 "aspect_ratio",
-                "field_order"
+                "field_order",
+                "ts_priority1",
+                "ts_priority2",
+                "audio_level"
             ]
         );
         let json = serde_json::to_string(&Defect::new(DefectKind::FrameDrop, 1.0, 1.2))

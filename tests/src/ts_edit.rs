@@ -43,30 +43,43 @@ pub fn make_ts(path: &Path, seconds: f64) -> anyhow::Result<()> {
     ])
 }
 
+/// Runs ffprobe on `path` with `args`, and returns what it printed.
+fn ffprobe(path: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error"])
+        .args(args)
+        .arg(path)
+        .output()
+        .context("ffprobe runs")?;
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// Where vqa's timeline starts: the input's start time (seconds on the 90 kHz clock).
+pub fn start_time(path: &Path) -> anyhow::Result<f64> {
+    ffprobe(
+        path,
+        &["-show_entries", "format=start_time", "-of", "csv=p=0"],
+    )?
+    .trim()
+    .parse()
+    .context("start time")
+}
+
 /// The video packets' byte positions, times on vqa's timeline (seconds from the input's
 /// start) and PTS (90 kHz), from ffprobe.
 pub fn video_packets(path: &Path) -> anyhow::Result<Vec<(usize, f64, u64)>> {
-    let probe = |args: &[&str]| -> anyhow::Result<String> {
-        let out = Command::new("ffprobe")
-            .args(["-v", "error"])
-            .args(args)
-            .arg(path)
-            .output()
-            .context("ffprobe runs")?;
-        Ok(String::from_utf8(out.stdout)?)
-    };
-    let start: f64 = probe(&["-show_entries", "format=start_time", "-of", "csv=p=0"])?
-        .trim()
-        .parse()
-        .context("start time")?;
-    Ok(probe(&[
-        "-select_streams",
-        "v",
-        "-show_entries",
-        "packet=pos,pts_time,pts",
-        "-of",
-        "csv=p=0",
-    ])?
+    let start = start_time(path)?;
+    Ok(ffprobe(
+        path,
+        &[
+            "-select_streams",
+            "v",
+            "-show_entries",
+            "packet=pos,pts_time,pts",
+            "-of",
+            "csv=p=0",
+        ],
+    )?
     .lines()
     .filter_map(|l| {
         let mut fields = l.split(',');
@@ -76,6 +89,52 @@ pub fn video_packets(path: &Path) -> anyhow::Result<Vec<(usize, f64, u64)>> {
         Some((pos, time - start, pts))
     })
     .collect())
+}
+
+/// Each packet's arrival time, seconds on the system clock (the PCR's, whose base is the
+/// 90 kHz clock of the PTS): interpolated by byte position between the PCRs of the first
+/// PID that carries them (ISO/IEC 13818-1, 2.4.2.2), and at the nearest PCRs' rate before
+/// the first and after the last.
+pub fn arrival_times(ts: &[u8]) -> anyhow::Result<Vec<f64>> {
+    if !ts.len().is_multiple_of(PACKET) {
+        bail!("not whole 188-byte packets");
+    }
+    let pcr = |p: &[u8]| -> Option<f64> {
+        let adaptation = p[3] & 0x20 != 0 && p[4] >= 7 && p[5] & 0x10 != 0;
+        adaptation.then(|| {
+            let base = (u64::from(p[6]) << 25)
+                | (u64::from(p[7]) << 17)
+                | (u64::from(p[8]) << 9)
+                | (u64::from(p[9]) << 1)
+                | (u64::from(p[10]) >> 7);
+            let extension = (u64::from(p[10] & 1) << 8) | u64::from(p[11]);
+            (base * 300 + extension) as f64 / 27e6
+        })
+    };
+    let packets: Vec<&[u8]> = ts.chunks_exact(PACKET).collect();
+    let pcr_pid = packets
+        .iter()
+        .find(|p| pcr(p).is_some())
+        .map(|p| pid(p))
+        .context("no PCR")?;
+    let pcrs: Vec<(usize, f64)> = packets
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| pid(p) == pcr_pid)
+        .filter_map(|(i, p)| Some((i, pcr(p)?)))
+        .collect();
+    if pcrs.len() < 2 {
+        bail!("fewer than two PCRs: no rate to interpolate at");
+    }
+    Ok((0..packets.len())
+        .map(|i| {
+            let after = pcrs
+                .partition_point(|(at, _)| *at <= i)
+                .clamp(1, pcrs.len() - 1);
+            let ((i0, t0), (i1, t1)) = (pcrs[after - 1], pcrs[after]);
+            t0 + (i as f64 - i0 as f64) * (t1 - t0) / (i1 - i0) as f64
+        })
+        .collect())
 }
 
 /// The first video packet (a picture's first TS packet) at or after `t`: its offset, its
@@ -232,4 +291,141 @@ fn declare_scte35(packet: &[u8], pid: u16) -> anyhow::Result<Vec<u8>> {
     out.extend(section);
     out.resize(PACKET, 0xFF);
     Ok(out)
+}
+
+/// What [`damage_pictures`] does to a picture's TS packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PacketDamage {
+    /// The packet is lost: a continuity count error (TR 101 290 priority 1).
+    Lose,
+    /// The packet's transport_error_indicator is set: a transport error (priority 2).
+    TransportError,
+}
+
+/// `ts` with one video packet (PID `video_pid`) of each picture damaged: the picture's
+/// second packet, so its PES header stays, or its only one. `pictures` are the byte offsets
+/// of the pictures' first packets (as [`video_packets`] gives them), in any order. Returns
+/// the new stream and, for each picture, the index in `ts` of the packet damaged.
+pub fn damage_pictures(
+    ts: &[u8],
+    video_pid: u16,
+    pictures: &[(usize, PacketDamage)],
+) -> anyhow::Result<(Vec<u8>, Vec<usize>)> {
+    if !ts.len().is_multiple_of(PACKET) {
+        bail!("not whole 188-byte packets");
+    }
+    let packets: Vec<&[u8]> = ts.chunks_exact(PACKET).collect();
+    let mut damage: Vec<(usize, PacketDamage)> = Vec::with_capacity(pictures.len());
+    for &(offset, how) in pictures {
+        let first = offset / PACKET;
+        if offset % PACKET != 0 || packets.get(first).is_none_or(|p| pid(p) != video_pid) {
+            bail!("no video packet starts a picture at byte {offset}");
+        }
+        // The picture's next packet, unless the next picture starts there (PUSI set).
+        let second = (first + 1..packets.len())
+            .find(|&i| pid(packets[i]) == video_pid)
+            .filter(|&i| packets[i][1] & 0x40 == 0);
+        damage.push((second.unwrap_or(first), how));
+    }
+    let mut out = Vec::with_capacity(ts.len());
+    for (i, packet) in packets.iter().enumerate() {
+        match damage.iter().find(|(at, _)| *at == i).map(|(_, how)| how) {
+            Some(PacketDamage::Lose) => {}
+            Some(PacketDamage::TransportError) => {
+                out.push(packet[0]);
+                out.push(packet[1] | 0x80);
+                out.extend(&packet[2..]);
+            }
+            None => out.extend(*packet),
+        }
+    }
+    Ok((out, damage.into_iter().map(|(at, _)| at).collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A packet of `pid`, starting a PES when `start`, with a PCR (27 MHz ticks) if given.
+    fn packet(pid: u16, start: bool, pcr: Option<u64>) -> [u8; PACKET] {
+        let mut p = [0xFFu8; PACKET];
+        p[..4].copy_from_slice(&[
+            0x47,
+            u8::from(start) << 6 | (pid >> 8) as u8,
+            pid as u8,
+            0x10,
+        ]);
+        if let Some(pcr) = pcr {
+            let (base, extension) = (pcr / 300, pcr % 300);
+            p[3] = 0x30;
+            p[4] = 7;
+            p[5] = 0x10;
+            p[6..10].copy_from_slice(&((base >> 1) as u32).to_be_bytes());
+            p[10] = ((base & 1) << 7) as u8 | 0x7E | (extension >> 8) as u8;
+            p[11] = extension as u8;
+        }
+        p
+    }
+
+    #[test]
+    fn arrival_times_interpolate_between_pcrs_by_position() {
+        let mut ts = Vec::new();
+        for i in 0..21u64 {
+            let pcr = (i % 10 == 0).then_some(27_000_000 + i * 2_700);
+            ts.extend(packet(
+                if pcr.is_some() { 0x100 } else { 0x101 },
+                false,
+                pcr,
+            ));
+        }
+        let times = arrival_times(&ts).expect("PCRs");
+        assert_eq!(times.len(), 21);
+        for (i, t) in times.iter().enumerate() {
+            assert!((t - (1.0 + i as f64 * 1e-4)).abs() < 1e-9, "{i}: {t}");
+        }
+        assert!(
+            arrival_times(&ts[..PACKET * 9]).is_err(),
+            "one PCR gives no rate"
+        );
+    }
+
+    #[test]
+    fn a_pictures_second_packet_is_damaged_or_its_only_one() {
+        // Picture A: packets 0, 2, 3 (audio at 1); picture B: packet 4 only; picture C: 5, 6.
+        let layout = [
+            (0x100, true),
+            (0x101, true),
+            (0x100, false),
+            (0x100, false),
+            (0x100, true),
+            (0x100, true),
+            (0x100, false),
+        ];
+        let ts: Vec<u8> = layout
+            .iter()
+            .flat_map(|&(pid, start)| packet(pid, start, None))
+            .collect();
+        let (lost, at) = damage_pictures(
+            &ts,
+            0x100,
+            &[(0, PacketDamage::Lose), (4 * PACKET, PacketDamage::Lose)],
+        )
+        .expect("damaged");
+        assert_eq!(at, [2, 4]);
+        let kept: Vec<&[u8]> = lost.chunks(PACKET).collect();
+        let want: Vec<&[u8]> = [0, 1, 3, 5, 6]
+            .map(|i| &ts[i * PACKET..(i + 1) * PACKET])
+            .to_vec();
+        assert_eq!(kept, want);
+        let (flagged, at) =
+            damage_pictures(&ts, 0x100, &[(5 * PACKET, PacketDamage::TransportError)])
+                .expect("damaged");
+        assert_eq!(at, [6]);
+        assert_eq!(flagged.len(), ts.len());
+        let teis: Vec<usize> = (0..7)
+            .filter(|i| flagged[i * PACKET + 1] & 0x80 != 0)
+            .collect();
+        assert_eq!(teis, [6]);
+        assert!(damage_pictures(&ts, 0x100, &[(PACKET, PacketDamage::Lose)]).is_err());
+    }
 }

@@ -18,15 +18,15 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use vqa_testkit::{
-    bench_clip_spec, ffmpeg_available, make_clip, write_corpus, ClipSpec, Container, Content,
-    CorpusSize, Defect, FFMPEG_INSTALL_HINT,
+    bench_clip_spec, corpus::write_corpus_of, ffmpeg_available, make_clip, ClipSpec, Container,
+    Content, CorpusSize, Defect, DefectKind, FFMPEG_INSTALL_HINT,
 };
 
 const USAGE: &str = "usage: vqa-make-clip [--implied] OUT.{mp4,mkv,ts}\n       \
                      vqa-make-clip --bench SECONDS [--size WxH] [--with-defects] OUT.mp4   \
                      (1080p25 benchmark clip, or WxH; --with-defects: frozen for a third of it, black for a sixth)\n       \
-                     vqa-make-clip --corpus DIR [--quick]   \
-                     (labelled clips of every defect kind and DIR/corpus.json, for `vqa eval`)";
+                     vqa-make-clip --corpus DIR [--quick] [--kinds KIND,...]   \
+                     (labelled clips of every defect kind, or of these, and DIR/corpus.json, for `vqa eval`)";
 
 fn demo_spec(container: Container) -> ClipSpec {
     ClipSpec {
@@ -51,6 +51,7 @@ fn run() -> Result<()> {
     let mut bench: Option<f64> = None;
     let mut corpus: Option<PathBuf> = None;
     let mut quick = false;
+    let mut kinds: Vec<DefectKind> = Vec::new();
     let mut size: Option<(u32, u32)> = None;
     let mut out: Option<PathBuf> = None;
     let mut args = std::env::args_os().skip(1);
@@ -76,6 +77,24 @@ fn run() -> Result<()> {
                     _ => bail!("--size needs WIDTHxHEIGHT, even numbers of at least 16, e.g. 1280x720\n{USAGE}"),
                 }
             }
+            Some("--kinds") => {
+                let list = args.next().and_then(|s| s.to_str().map(str::to_owned));
+                let Some(list) = list else {
+                    bail!("--kinds needs a comma-separated list of kinds\n{USAGE}")
+                };
+                for name in list.split(',') {
+                    let kind = vqa_testkit::INJECTABLE
+                        .into_iter()
+                        .find(|k| k.as_str() == name.trim());
+                    match kind {
+                        Some(kind) => kinds.push(kind),
+                        None => bail!(
+                            "--kinds: `{name}` is not a kind a clip can carry; use some of {}",
+                            vqa_testkit::INJECTABLE.map(|k| k.as_str()).join(",")
+                        ),
+                    }
+                }
+            }
             Some("--corpus") => match args.next() {
                 Some(dir) => corpus = Some(PathBuf::from(dir)),
                 None => bail!("--corpus needs a directory\n{USAGE}"),
@@ -97,10 +116,10 @@ fn run() -> Result<()> {
         if out.is_some() || bench.is_some() || with_defects {
             bail!("--corpus takes only a directory and --quick\n{USAGE}");
         }
-        return make_corpus(&dir, quick);
+        return make_corpus(&dir, quick, &kinds);
     }
-    if quick {
-        bail!("--quick goes with --corpus\n{USAGE}");
+    if quick || !kinds.is_empty() {
+        bail!("--quick and --kinds go with --corpus\n{USAGE}");
     }
     if size.is_some() && bench.is_none() {
         bail!("--size goes with --bench\n{USAGE}");
@@ -164,7 +183,7 @@ fn run() -> Result<()> {
 }
 
 /// Writes the corpus, with one progress line per clip on stderr and a summary on stdout.
-fn make_corpus(dir: &Path, quick: bool) -> Result<()> {
+fn make_corpus(dir: &Path, quick: bool, kinds: &[DefectKind]) -> Result<()> {
     if !ffmpeg_available() {
         bail!("{FFMPEG_INSTALL_HINT}");
     }
@@ -174,7 +193,7 @@ fn make_corpus(dir: &Path, quick: bool) -> Result<()> {
         CorpusSize::Full
     };
     let started = Instant::now();
-    let manifest = write_corpus(dir, size, |position, total, name| {
+    let manifest = write_corpus_of(dir, size, kinds, |position, total, name| {
         eprintln!("[{:>2}/{total}] {name}", position + 1);
     })
     .with_context(|| format!("{}: cannot write the corpus", dir.display()))?;
