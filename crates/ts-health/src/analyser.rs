@@ -788,7 +788,10 @@ impl Analyser {
         for programme in &self.programmes {
             for stream in &programme.streams {
                 let entry = &mut listed[usize::from(stream.pid)];
-                entry.referenced = true;
+                // Splice cues come when there is a break to announce, minutes apart: their
+                // PID going quiet is no PID_error (`scte35_absent` judges that, by its own
+                // limit).
+                entry.referenced |= stream.stream_type != SCTE35_STREAM_TYPE;
                 if entry.role != Some(Role::Pmt) {
                     entry.role = Some(match stream.stream_type {
                         SCTE35_STREAM_TYPE | PRIVATE_SECTIONS_STREAM_TYPE => Role::Sections,

@@ -66,6 +66,25 @@ fn cases() -> Vec<Case> {
             vec![],
         ),
         case(
+            // Cues come when there is a break to announce, minutes apart: an SCTE-35 PID
+            // the PMT declares is not a PID that goes missing (scte35_absent judges that).
+            "SCTE-35 declared, no cue for 8 s",
+            Plan {
+                scte35: true,
+                ..Plan::default()
+            },
+            |p| {
+                for packet in &mut p[1500..9500] {
+                    let pid = u16::from(packet[1] & 0x1F) << 8 | u16::from(packet[2]);
+                    if pid == SCTE35 {
+                        packet[1] = (packet[1] & 0xE0) | (NULL >> 8) as u8;
+                        packet[2] = NULL as u8;
+                    }
+                }
+            },
+            vec![],
+        ),
+        case(
             "clean, the PCR wrapping at 2^33 x 300 after 1 s",
             Plan {
                 clock_start_us: ((1u64 << 33) * 300 / 27) - 1_000_000,
