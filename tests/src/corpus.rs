@@ -247,6 +247,20 @@ fn kind_specs(kind: DefectKind, size: CorpusSize) -> Vec<(String, ClipSpec)> {
                     level_gain_db: [-25.0, 21.0, -29.0, -27.0, 21.0][i],
                     ..with(spec, vec![span(2.0 + 0.5 * x, 32.0 + x)])
                 },
+                // A break announced by a splice_insert out (with its duration) and ended by
+                // one back in: two events; the last clip's break runs past its end.
+                DefectKind::Scte35 => {
+                    let start = 1.5 + 0.5 * x;
+                    let end = if i == 4 {
+                        duration
+                    } else {
+                        start + 3.0 + 0.5 * x
+                    };
+                    ClipSpec {
+                        container: Container::Ts,
+                        ..with(spec, vec![Defect::new(kind, start, end)])
+                    }
+                }
                 DefectKind::AvSync => ClipSpec {
                     content: Content::SyncPattern,
                     gop: None,

@@ -462,6 +462,11 @@ fn check_kind(spec: &ClipSpec, kind: DefectKind, span: Span, frames: u64) -> Res
                 "an aspect_ratio defect needs a picture before it to change from"
             );
         }
+        DefectKind::Scte35 => ensure!(
+            spec.container == crate::Container::Ts && span.first >= 1 && span.end > span.first,
+            "an scte35 defect sends splice cues in the transport stream: container must be ts, \
+             with a picture before it, and it must last a picture or more"
+        ),
         DefectKind::TsPriority1 | DefectKind::TsPriority2 => ensure!(
             spec.container == crate::Container::Ts && spec.gop.is_some() && span.first >= 1,
             "a {kind} defect damages TS packets of the pictures it covers: container must be ts, \

@@ -158,7 +158,7 @@ pub use vqa_core::IncidentKind as DefectKind;
 
 /// The kinds a clip can carry, in a fixed order: not `onnx` (a model's verdict) nor
 /// `input_loss` (a live input's).
-pub const INJECTABLE: [DefectKind; 20] = [
+pub const INJECTABLE: [DefectKind; 21] = [
     DefectKind::Freeze,
     DefectKind::Black,
     DefectKind::Silence,
@@ -179,6 +179,7 @@ pub const INJECTABLE: [DefectKind; 20] = [
     DefectKind::TsPriority1,
     DefectKind::TsPriority2,
     DefectKind::AudioLevel,
+    DefectKind::Scte35,
 ];
 
 /// Which track a defect is rendered in.
@@ -627,7 +628,9 @@ pub fn make_clip(dir: &Path, name: &str, spec: &ClipSpec) -> Result<Clip> {
     let sar_plain = dir.join(format!(".{file_name}.sar.partial"));
     let sar_changed = dir.join(format!(".{file_name}.sar-changed.partial"));
     let ts_damaged = dir.join(format!(".{file_name}.ts-damaged.partial"));
+    let cued = dir.join(format!(".{file_name}.cued.partial"));
     let cleanup = || {
+        let _ = fs::remove_file(&cued);
         let _ = fs::remove_file(&ts_damaged);
         let _ = fs::remove_file(&partial);
         let _ = fs::remove_file(&sar_plain);
@@ -704,6 +707,14 @@ pub fn make_clip(dir: &Path, name: &str, spec: &ClipSpec) -> Result<Clip> {
     } else {
         &ts_damaged
     };
+    let cues = match add_cues(spec, &layout, finished, &cued) {
+        Ok(cues) => cues,
+        Err(err) => {
+            cleanup();
+            return Err(err.context(format!("adding SCTE-35 cues to {}", path.display())));
+        }
+    };
+    let finished = if cues.is_empty() { finished } else { &cued };
     fs::rename(finished, &path)
         .with_context(|| format!("renaming {} to {}", finished.display(), path.display()))?;
     cleanup();
@@ -757,7 +768,8 @@ pub fn make_clip(dir: &Path, name: &str, spec: &ClipSpec) -> Result<Clip> {
             | DefectKind::AudioDropout
             | DefectKind::AspectRatio
             | DefectKind::TsPriority1
-            | DefectKind::TsPriority2 => {}
+            | DefectKind::TsPriority2
+            | DefectKind::Scte35 => {}
             // The borders appearing, and going again where the clip goes on without them.
             DefectKind::Borders => {
                 let hold = vqa_core::config::BordersConfig::default().min_duration;
@@ -826,6 +838,10 @@ pub fn make_clip(dir: &Path, name: &str, spec: &ClipSpec) -> Result<Clip> {
         ));
         ts_damaged_at.extend(&damage.pictures);
     }
+    truth.extend(
+        cues.iter()
+            .map(|&(start, end)| Defect::new(DefectKind::Scte35, start, end)),
+    );
     ts_damaged_at.sort_by(f64::total_cmp);
     truth.sort_by(|a, b| a.start.total_cmp(&b.start).then(a.kind.cmp(&b.kind)));
     let audio_end = layout.samples as f64 / sample_rate + audio_offset;
@@ -1132,6 +1148,75 @@ fn damage_transport(layout: &graph::Layout, from: &Path, to: &Path) -> Result<Ve
     Ok(result)
 }
 
+/// The PID the corpus's SCTE-35 cues are sent on.
+const SCTE35_PID: u16 = 0x1F4;
+
+/// How long before its splice point a corpus cue is sent, seconds.
+const CUE_PRE_ROLL: f64 = 2.0;
+
+/// Copies the MPEG-TS `from` to `to` with SCTE-35 cues ([`ts_edit::with_scte35`]): for each
+/// scte35 span, a splice_insert out of the network sent with its first picture (the break's
+/// duration the span's, the splice point [`CUE_PRE_ROLL`] later) and one back in sent with
+/// the picture after it, unless the clip ends first. Returns each cue's packet on the
+/// multiplex's clock (the first byte at 0, whole microseconds, as vqa times them): from its
+/// arrival to the next packet's; nothing (and no copy) without such spans.
+fn add_cues(
+    spec: &ClipSpec,
+    layout: &graph::Layout,
+    from: &Path,
+    to: &Path,
+) -> Result<Vec<(f64, f64)>> {
+    let spans: Vec<graph::Span> = layout.spans(DefectKind::Scte35).collect();
+    if spans.is_empty() {
+        return Ok(Vec::new());
+    }
+    let bytes = fs::read(from).with_context(|| format!("reading {}", from.display()))?;
+    let mut pictures = ts_edit::video_packets(from)?;
+    pictures.sort_by_key(|p| p.0);
+    let picture = |frame: u64| {
+        usize::try_from(layout.encoded_index(frame))
+            .ok()
+            .and_then(|i| pictures.get(i))
+    };
+    let ticks = |seconds: f64| (seconds * 90_000.0).round() as u64;
+    let mut cues: Vec<(usize, Vec<u8>)> = Vec::new();
+    for (event, span) in (1u32..).zip(&spans) {
+        let first = picture(span.first)
+            .ok_or_else(|| anyhow!("an scte35 defect starts after the last picture"))?;
+        let duration = (span.end - span.first) as f64 / f64::from(spec.fps);
+        let splice = first.2 + ticks(CUE_PRE_ROLL);
+        cues.push((
+            first.0,
+            ts_edit::splice_insert(event, true, splice, Some(ticks(duration))),
+        ));
+        if let Some(back) = picture(span.end).filter(|_| span.end < layout.frames) {
+            let splice = back.2 + ticks(CUE_PRE_ROLL);
+            cues.push((back.0, ts_edit::splice_insert(event, false, splice, None)));
+        }
+    }
+    cues.sort_by_key(|c| c.0);
+    let out = ts_edit::with_scte35(&bytes, SCTE35_PID, &cues)?;
+    let arrivals = ts_edit::arrival_times(&out)?;
+    let origin = arrivals.first().copied().unwrap_or_default();
+    let micros = |i: usize| {
+        arrivals
+            .get(i)
+            .map(|t| ((t - origin) * 1e6).floor() / 1e6)
+            .ok_or_else(|| anyhow!("no packet {i} after a cue"))
+    };
+    // The k-th cue's packet went in before the packet at its offset, after k others.
+    let mut times = Vec::with_capacity(cues.len());
+    for (k, (offset, _)) in cues.iter().enumerate() {
+        let index = offset / ts_edit::PACKET + k;
+        times.push((
+            tidy_seconds(micros(index)?),
+            tidy_seconds(micros(index + 1)?),
+        ));
+    }
+    fs::write(to, out).with_context(|| format!("writing {}", to.display()))?;
+    Ok(times)
+}
+
 /// Copies `clean` to `damaged` with the video packets `expression` selects damaged, and
 /// returns the times of the packets that really differ (every byte might have escaped).
 fn damage_packets(
@@ -1377,7 +1462,8 @@ mod tests {
                 "field_order",
                 "ts_priority1",
                 "ts_priority2",
-                "audio_level"
+                "audio_level",
+                "scte35"
             ]
         );
         let json = serde_json::to_string(&Defect::new(DefectKind::FrameDrop, 1.0, 1.2))

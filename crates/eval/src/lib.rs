@@ -428,6 +428,8 @@ pub async fn evaluate(
         return Err(ReferenceError::NotInstalled.into());
     }
     let enabled = enabled_kinds(config);
+    // Whether a kind's detector ran (events too, which are scored where clips label them).
+    let detected = |kind: IncidentKind| kind.detector().is_some_and(|d| config.is_enabled(d));
     let labelled: BTreeSet<IncidentKind> = manifest
         .clips
         .iter()
@@ -507,7 +509,7 @@ pub async fn evaluate(
             }
         }
         for (kind, score) in kinds.iter().zip(&mut vqa_scores) {
-            let found: &[Span] = if enabled.contains(kind) { &found } else { &[] };
+            let found: &[Span] = if detected(*kind) { &found } else { &[] };
             score.add_clip(clip, *kind, found);
             if *kind == IncidentKind::AvSync && enabled.contains(kind) {
                 score.offset_clips = Some(sync_clips);
@@ -557,7 +559,7 @@ pub async fn evaluate(
             let filter = settings.describe(kind);
             DetectorResult {
                 detector: kind,
-                ran: enabled.contains(&kind),
+                ran: detected(kind),
                 vqa,
                 ffmpeg: filter
                     .filter(|_| reference_kinds.contains(&kind))
