@@ -20,7 +20,8 @@ pub struct MonitorArgs {
     /// Also accept stream lists over HTTP on --listen: PUT /streams replaces the list,
     /// GET /streams shows it, GET /reports/ID serves a finished stream's report. This
     /// is how `vqa router` drives detector shards; listen on a private address, and set
-    /// VQA_CONTROL_TOKEN (the same for the router) to require it as a bearer token.
+    /// VQA_CONTROL_TOKEN (the same for the router) to require it as a bearer token
+    /// (required unless --listen is a loopback address). Bodies up to 4 MiB.
     #[arg(long, requires = "listen")]
     pub control: bool,
 

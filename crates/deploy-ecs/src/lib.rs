@@ -6,6 +6,7 @@
 //! it. The monitor ([`monitor`]) and the detector-shard router ([`router`]) are the live
 //! services the ECS tasks run.
 
+pub mod http;
 pub mod layers;
 pub mod monitor;
 pub mod resources;
@@ -43,6 +44,13 @@ pub enum ServiceError {
     ReportsDir { dir: String, source: std::io::Error },
     #[error("--listen {addr}: {reason}")]
     Listen { addr: String, reason: String },
+    /// `--control` on an address other machines reach, with no token to keep them out.
+    #[error(
+        "--listen {addr}: not a loopback address, and --control there without a token lets \
+         anyone who reaches it replace the streams; set VQA_CONTROL_TOKEN (the router sends \
+         the same), or listen on 127.0.0.1"
+    )]
+    ControlWithoutToken { addr: String },
     /// A stream that cannot be started (its detectors' model is missing, say).
     #[error("stream `{stream}`: {reason}")]
     Stream { stream: String, reason: String },
@@ -118,33 +126,6 @@ pub(crate) fn write_report_or_log(
             path.display()
         );
     }
-}
-
-/// An HTTP server on `addr` (a `--listen` flag's value) and the address it got.
-pub(crate) fn listen(
-    addr: &str,
-) -> Result<(tiny_http::Server, std::net::SocketAddr), ServiceError> {
-    let listen = |reason: String| ServiceError::Listen {
-        addr: addr.to_string(),
-        reason,
-    };
-    let server =
-        tiny_http::Server::http(addr).map_err(|e| listen(format!("cannot listen there: {e}")))?;
-    let local = server
-        .server_addr()
-        .to_ip()
-        .ok_or_else(|| listen("not an IP address and port".into()))?;
-    Ok((server, local))
-}
-
-/// A request's path, without its query.
-pub(crate) fn request_path(request: &tiny_http::Request) -> String {
-    request
-        .url()
-        .split('?')
-        .next()
-        .unwrap_or_default()
-        .to_string()
 }
 
 /// Locks a map of timestamps; a panicking holder cannot leave it half-updated.

@@ -153,7 +153,8 @@ impl PackagerRun {
         if length <= 0 {
             return 0;
         }
-        ((end - self.origin).max(0) / length) as u64
+        // Saturating: `origin` comes from the state store, `end` from the media.
+        (end.saturating_sub(self.origin).max(0) / length) as u64
     }
 }
 
@@ -205,5 +206,17 @@ mod tests {
         assert_eq!(run.windows_until(1_400_000 + 4_160_000, s), 4);
         assert_eq!(run.windows_until(0, s), 0, "before the origin: none");
         assert_eq!(run.stream("ch"), "ch-5");
+        // A run's origin read back from the state store may be anything (fuzzing found the
+        // subtraction overflowing).
+        let far = PackagerRun {
+            origin: i64::MIN,
+            first: 0,
+        };
+        assert_eq!(far.windows_until(i64::MAX, s), (i64::MAX / s) as u64);
+        let late = PackagerRun {
+            origin: i64::MAX,
+            first: 0,
+        };
+        assert_eq!(late.windows_until(i64::MIN, s), 0);
     }
 }

@@ -19,6 +19,7 @@
 mod client;
 
 use std::fmt;
+use std::io::Read;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -148,6 +149,53 @@ const FRAME_CONCURRENCY: usize = 8;
 const ZSTD_LEVEL: i32 = 1;
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
 
+/// The most an object may decode to (2 GiB: a second of 4K luma at 120 frames per second is
+/// 1 GiB). A few kilobytes of zstd can claim gigabytes; past this an object is refused as
+/// malformed rather than exhausting the function's memory.
+pub const MAX_OBJECT_BYTES: u64 = 2 << 30;
+
+/// An object as stored: zstd frames (by their magic) are decompressed, anything else is
+/// returned as is; `key` names the object in errors. Refuses what decodes past
+/// [`MAX_OBJECT_BYTES`].
+pub fn decode_object(key: &str, bytes: Bytes) -> Result<Bytes, TransportError> {
+    decode_object_within(key, bytes, MAX_OBJECT_BYTES)
+}
+
+/// [`decode_object`] with another bound on the decoded size (the fuzz targets use a small
+/// one).
+pub fn decode_object_within(key: &str, bytes: Bytes, limit: u64) -> Result<Bytes, TransportError> {
+    if !bytes.starts_with(&ZSTD_MAGIC) {
+        return Ok(bytes);
+    }
+    let fail = |reason: String| TransportError::Decode {
+        key: key.to_string(),
+        reason: format!("zstd: {reason}"),
+    };
+    let too_large = || {
+        fail(format!(
+            "decodes to more than {limit} bytes; not an object vqa wrote"
+        ))
+    };
+    // A frame that declares its size is refused before anything is decoded; one that
+    // declares none, or lies, is stopped by the bounded read below.
+    if let Ok(Some(declared)) = zstd::zstd_safe::get_frame_content_size(&bytes) {
+        if declared > limit {
+            return Err(too_large());
+        }
+    }
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(bytes.as_ref())
+        .map_err(|e| fail(e.to_string()))?;
+    let mut out = Vec::new();
+    (&mut decoder)
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| fail(e.to_string()))?;
+    if out.len() as u64 > limit {
+        return Err(too_large());
+    }
+    Ok(Bytes::from(out))
+}
+
 /// Handoff through an S3 bucket (AWS, or an emulator such as moto or LocalStack).
 #[derive(Clone)]
 pub struct S3Transport {
@@ -215,15 +263,7 @@ impl S3Transport {
     }
 
     fn decode(&self, key: &str, bytes: Bytes) -> Result<Bytes, TransportError> {
-        if !bytes.starts_with(&ZSTD_MAGIC) {
-            return Ok(bytes);
-        }
-        zstd::stream::decode_all(bytes.as_ref())
-            .map(Bytes::from)
-            .map_err(|e| TransportError::Decode {
-                key: key.to_string(),
-                reason: format!("zstd: {e}"),
-            })
+        decode_object(key, bytes)
     }
 
     /// Stores a segment as a manifest plus one object per picture. Pictures go first, so a
@@ -613,6 +653,34 @@ mod tests {
             "vqa/cam1/00000007/frames/0012"
         );
         assert_eq!(layout.input_key(&stream, "a.mp4"), "vqa/cam1/input/a.mp4");
+    }
+
+    /// A zstd object of a few kilobytes can decode to gigabytes (fuzzing found
+    /// `decode_all` believing it): past the bound it is refused, whether its frame declares
+    /// its size or not.
+    #[test]
+    fn objects_decoding_past_the_bound_are_refused() {
+        use std::io::Write;
+        let zeros = vec![0u8; 4 << 20];
+        let declared = zstd::bulk::compress(&zeros, 1).unwrap();
+        let mut streamed = Vec::new();
+        let mut encoder = zstd::stream::write::Encoder::new(&mut streamed, 1).unwrap();
+        encoder.write_all(&zeros).unwrap();
+        encoder.finish().unwrap();
+        assert_eq!(
+            zstd::zstd_safe::get_frame_content_size(&streamed).ok(),
+            Some(None),
+            "a streamed frame declares no size"
+        );
+        for object in [declared, streamed] {
+            assert!(object.len() < 4096, "{} bytes", object.len());
+            let e = decode_object_within("k", Bytes::from(object.clone()), 1 << 20).unwrap_err();
+            assert!(e.to_string().contains("more than 1048576 bytes"), "{e}");
+            let whole = decode_object_within("k", Bytes::from(object), 4 << 20).unwrap();
+            assert_eq!(whole.len(), 4 << 20);
+        }
+        let raw = Bytes::from_static(b"\x08\x03not zstd");
+        assert_eq!(decode_object("k", raw.clone()).unwrap(), raw);
     }
 
     #[test]

@@ -226,9 +226,10 @@ impl StreamList {
         let mut streams = Vec::new();
         for s in raw.stream {
             let id = s.id.trim().to_string();
-            if id.is_empty() || id.contains(['/', '\\']) || id.starts_with('.') {
+            if let Some(problem) = stream_id_problem(&id) {
                 return Err(ListError::Invalid(format!(
-                    "stream id `{id}`: expected a name without slashes (it names the report file)"
+                    "stream id `{}`: {problem} (it names the report file)",
+                    id.escape_debug()
                 )));
             }
             if !ids.insert(id.clone()) {
@@ -309,6 +310,26 @@ impl StreamList {
             monitor: raw.monitor,
             streams,
         })
+    }
+}
+
+/// Longest stream id, bytes: `<id>.json` stays well within a file name's 255.
+pub const MAX_STREAM_ID_BYTES: usize = 200;
+
+/// Why `id` cannot name a stream, if it cannot. An id names the stream's report file (and
+/// `GET /reports/ID`), so it must be a file name of its own: not empty, no slash, backslash
+/// or control character, not starting with a dot, at most [`MAX_STREAM_ID_BYTES`].
+pub fn stream_id_problem(id: &str) -> Option<&'static str> {
+    if id.is_empty() {
+        Some("expected a name, not nothing")
+    } else if id.len() > MAX_STREAM_ID_BYTES {
+        Some("expected at most 200 bytes")
+    } else if id.contains(['/', '\\']) || id.chars().any(char::is_control) {
+        Some("expected a name without slashes or control characters")
+    } else if id.starts_with('.') {
+        Some("expected a name not starting with a dot")
+    } else {
+        None
     }
 }
 
@@ -424,5 +445,32 @@ mod tests {
         let secret = "[[stream]]\nid = \"a\"\nurl = \"ftp://u:hunter2@h/x\"\n";
         let e = StreamList::parse(secret, &base).unwrap_err().to_string();
         assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn stream_ids_are_file_names_of_their_own() {
+        let base = PipelineConfig::default();
+        let long = "x".repeat(MAX_STREAM_ID_BYTES + 1);
+        for (id, expect) in [
+            ("a/b", "without slashes"),
+            ("a\\\\b", "without slashes"),
+            ("a\\u0000b", "control characters"),
+            ("a\\nb", "control characters"),
+            ("..", "not starting with a dot"),
+            (".hidden", "not starting with a dot"),
+            (" ", "not nothing"),
+            (
+                long.as_str(),
+                &format!("at most {MAX_STREAM_ID_BYTES} bytes"),
+            ),
+        ] {
+            let text = format!("[[stream]]\nid = \"{id}\"\nurl = \"udp://h:1\"\n");
+            let e = StreamList::parse(&text, &base).unwrap_err().to_string();
+            assert!(e.contains(expect) && !e.contains('\n'), "{id}: {e}");
+        }
+        let fine = "x".repeat(MAX_STREAM_ID_BYTES);
+        for id in ["news", "news 1", "chaîne-2", "a.b", fine.as_str()] {
+            assert_eq!(stream_id_problem(id), None, "{id}");
+        }
     }
 }

@@ -17,6 +17,7 @@ use prometheus_client::registry::Registry;
 
 use super::ab::Side;
 use super::Env;
+use crate::http;
 
 /// Latency histograms the actors feed.
 pub struct Metrics {
@@ -335,17 +336,17 @@ pub struct Control {
     pub last: std::sync::Mutex<String>,
     /// When set, the control endpoints answer only requests carrying
     /// `Authorization: Bearer <token>` (`VQA_CONTROL_TOKEN`, shared with the router).
+    /// Required unless the endpoint listens on loopback ([`serve`] refuses otherwise).
     pub token: Option<String>,
 }
 
 /// Whether a request carries the control token (always, when there is none).
-pub fn authorized(request: &tiny_http::Request, token: Option<&str>) -> bool {
+pub fn authorized(request: &http::Request, token: Option<&str>) -> bool {
     let Some(token) = token else { return true };
     let expected = format!("Bearer {token}");
-    request.headers().iter().any(|h| {
-        h.field.equiv("Authorization")
-            && constant_time_eq(h.value.as_str().as_bytes(), expected.as_bytes())
-    })
+    request
+        .header("Authorization")
+        .any(|value| constant_time_eq(value, expected.as_bytes()))
 }
 
 /// Compares without stopping at the first difference (no timing hint about the token).
@@ -353,27 +354,23 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Largest stream list accepted over HTTP.
-const MAX_LIST_BYTES: u64 = 4 << 20;
+/// What the monitor's endpoint accepts: [`http::Limits`]' defaults, whose body limit
+/// (4 MiB) bounds a stream list.
+pub fn limits() -> http::Limits {
+    http::Limits::default()
+}
 
-fn put_streams(
-    request: &mut tiny_http::Request,
-    env: &Arc<Env>,
-    control: &Control,
-) -> (u16, String) {
-    let mut text = String::new();
-    use std::io::Read;
-    if let Err(e) = request
-        .as_reader()
-        .take(MAX_LIST_BYTES)
-        .read_to_string(&mut text)
-    {
-        return (400, format!("cannot read the stream list: {e}\n"));
-    }
+fn put_streams(body: Vec<u8>, env: &Arc<Env>, control: &Control) -> http::Response {
+    let Ok(text) = String::from_utf8(body) else {
+        return http::Response::text(400, "the stream list is not UTF-8 text\n");
+    };
+    // Held while the list is applied: concurrent PUTs apply one after the other, and
+    // `GET /streams` shows the list applied last.
+    let mut last = super::lock(&control.last);
     match super::StreamList::parse_under(&text, &control.base, env.settings()) {
         Ok(list) => {
             let changes = env.apply(&list);
-            *super::lock(&control.last) = text;
+            *last = text;
             tracing::info!(
                 "stream list over HTTP: added {:?}, removed {:?}, restarted {:?}",
                 changes.added,
@@ -385,107 +382,120 @@ fn put_streams(
                 "removed": changes.removed,
                 "restarted": changes.restarted,
             });
-            (200, format!("{body}\n"))
+            http::Response::text(200, format!("{body}\n"))
         }
-        Err(e) => (400, format!("{e:#}; fix the stream list\n")),
+        Err(e) => http::Response::text(400, format!("{e:#}; fix the stream list\n")),
     }
 }
 
-/// Serves `/metrics` and `/healthz` on `addr` from a thread of its own; with `control`,
+/// `GET /reports/ID`: a finished stream's report, from memory. `ID` is percent-decoded and
+/// must be a stream id, so nothing but an id ever reaches the lookup.
+fn report(encoded: &str, env: &Env) -> http::Response {
+    let id = http::percent_decode(encoded).and_then(|b| String::from_utf8(b).ok());
+    let Some(id) = id.filter(|id| super::list::stream_id_problem(id).is_none()) else {
+        return http::Response::text(400, "GET /reports/ID: ID is not a stream id\n");
+    };
+    match env.report(&id).map(|r| serde_json::to_string_pretty(&r)) {
+        Some(Ok(json)) => http::Response::new(200, "application/json", json),
+        _ => http::Response::text(
+            404,
+            format!("no finished report for stream `{}`\n", id.escape_debug()),
+        ),
+    }
+}
+
+fn health(env: &Env) -> http::Response {
+    let streams = env.running();
+    let up = streams
+        .iter()
+        .filter(|s| s.stats.up.load(Ordering::Relaxed))
+        .count();
+    let healthy = env.pool.alive() == env.pool.size();
+    let body = serde_json::json!({
+        "status": if healthy { "ok" } else { "workers stopped" },
+        "streams": streams.len(),
+        "up": up,
+        "workers": env.pool.alive(),
+    });
+    http::Response::new(
+        if healthy { 200 } else { 503 },
+        "application/json",
+        format!("{body}\n"),
+    )
+}
+
+fn answer(
+    mut request: http::Request,
+    env: &Arc<Env>,
+    registry: &Registry,
+    control: Option<&Control>,
+) -> http::Response {
+    let body = std::mem::take(&mut request.body);
+    let path = request.path();
+    let reports = path.strip_prefix("/reports/");
+    if let Some(control) = control {
+        if (path == "/streams" || reports.is_some())
+            && !authorized(&request, control.token.as_deref())
+        {
+            return http::Response::text(
+                401,
+                "the control endpoints need Authorization: Bearer <VQA_CONTROL_TOKEN>\n",
+            );
+        }
+    }
+    match (request.method.as_str(), path, control) {
+        ("PUT", "/streams", Some(control)) => put_streams(body, env, control),
+        ("GET", "/streams", Some(control)) => {
+            http::Response::new(200, "application/toml", super::lock(&control.last).clone())
+        }
+        ("GET", _, Some(_)) if reports.is_some() => report(reports.unwrap_or_default(), env),
+        (_, "/streams", None) => {
+            http::Response::text(405, "stream lists over HTTP need vqa monitor --control\n")
+        }
+        ("GET" | "HEAD", "/metrics", _) => match text(registry) {
+            Some(text) => http::Response::new(
+                200,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                text,
+            ),
+            None => http::Response::text(500, "cannot encode the metrics\n"),
+        },
+        ("GET" | "HEAD", "/healthz", _) => health(env),
+        _ => http::Response::text(404, "not found: try GET /metrics or /healthz\n"),
+    }
+}
+
+/// Refuses `control` without a token on an address other machines reach.
+pub fn refuse_unprotected(
+    bound: &http::Bound,
+    control: &Control,
+) -> Result<(), crate::ServiceError> {
+    if control.token.is_none() && !bound.is_loopback() {
+        return Err(crate::ServiceError::ControlWithoutToken {
+            addr: bound.addr().to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Serves `/metrics` and `/healthz` on `bound` from a thread of its own; with `control`,
 /// also `PUT /streams` (replace the stream list), `GET /streams` (the list last accepted)
-/// and `GET /reports/ID` (a finished stream's report).
+/// and `GET /reports/ID` (a finished stream's report), every request within `limits`.
+/// Refuses `control` without a token on an address other than loopback.
 pub fn serve(
-    addr: &str,
+    bound: http::Bound,
     env: &Arc<Env>,
     control: Option<Control>,
+    limits: http::Limits,
 ) -> Result<std::net::SocketAddr, crate::ServiceError> {
-    let (server, local) = crate::listen(addr)?;
+    if let Some(control) = &control {
+        refuse_unprotected(&bound, control)?;
+    }
     let registry = registry(env);
     let env = env.clone();
-    std::thread::Builder::new()
-        .name("vqa-metrics".into())
-        .spawn(move || {
-            for mut request in server.incoming_requests() {
-                let path = crate::request_path(&request);
-                let method = request.method().clone();
-                let denied = control.as_ref().is_some_and(|c| {
-                    (path == "/streams" || path.starts_with("/reports/"))
-                        && !authorized(&request, c.token.as_deref())
-                });
-                let (status, content_type, body) = match (method, path.as_str(), &control) {
-                    _ if denied => (
-                        401,
-                        "text/plain",
-                        "the control endpoints need Authorization: Bearer <VQA_CONTROL_TOKEN>\n"
-                            .to_string(),
-                    ),
-                    (tiny_http::Method::Put, "/streams", Some(control)) => {
-                        let (status, body) = put_streams(&mut request, &env, control);
-                        (status, "text/plain", body)
-                    }
-                    (tiny_http::Method::Get, "/streams", Some(control)) => {
-                        (200, "application/toml", super::lock(&control.last).clone())
-                    }
-                    (tiny_http::Method::Get, p, Some(_)) if p.starts_with("/reports/") => {
-                        let id = &p["/reports/".len()..];
-                        match env.report(id).map(|r| serde_json::to_string_pretty(&r)) {
-                            Some(Ok(json)) => (200, "application/json", json),
-                            _ => (
-                                404,
-                                "text/plain",
-                                format!("no finished report for stream `{id}`\n"),
-                            ),
-                        }
-                    }
-                    (_, "/streams", None) => (
-                        405,
-                        "text/plain",
-                        "stream lists over HTTP need vqa monitor --control\n".to_string(),
-                    ),
-                    (_, path, _) => match path {
-                        "/metrics" => match text(&registry) {
-                            Some(text) => (
-                                200,
-                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                                text,
-                            ),
-                            None => (500, "text/plain", "cannot encode the metrics\n".into()),
-                        },
-                        "/healthz" => {
-                            let streams = env.running();
-                            let up = streams
-                                .iter()
-                                .filter(|s| s.stats.up.load(Ordering::Relaxed))
-                                .count();
-                            let healthy = env.pool.alive() == env.pool.size();
-                            let body = serde_json::json!({
-                                "status": if healthy { "ok" } else { "workers stopped" },
-                                "streams": streams.len(),
-                                "up": up,
-                                "workers": env.pool.alive(),
-                            });
-                            (
-                                if healthy { 200 } else { 503 },
-                                "application/json",
-                                format!("{body}\n"),
-                            )
-                        }
-                        _ => (
-                            404,
-                            "text/plain",
-                            "not found: try /metrics or /healthz\n".into(),
-                        ),
-                    },
-                };
-                let mut response = tiny_http::Response::from_string(body).with_status_code(status);
-                if let Ok(header) = tiny_http::Header::from_bytes("Content-Type", content_type) {
-                    response.add_header(header);
-                }
-                let _ = request.respond(response);
-            }
-        })
-        .map_err(|e| crate::ServiceError::system("start the metrics HTTP thread", e))?;
-    Ok(local)
+    let handler: http::Handler =
+        Arc::new(move |request| answer(request, &env, &registry, control.as_ref()));
+    http::serve(bound, "vqa-metrics", limits, handler)
 }
 
 #[cfg(test)]
@@ -711,6 +721,202 @@ mod tests {
         let sides: Vec<&str> = cost.iter().map(|c| c.topology.as_str()).collect();
         assert_eq!(sides, ["single", "distributed"]);
         assert!(cost[1].usd >= expected, "{cost:?}");
+        monitor.shutdown(Duration::from_millis(100));
+    }
+
+    /// The monitor's endpoint with `--control` and the token `s3cret`, under `limits`.
+    fn control_endpoint(monitor: &Monitor, limits: http::Limits) -> std::net::SocketAddr {
+        let control = Control {
+            base: PipelineConfig::default(),
+            last: std::sync::Mutex::new("the list before\n".into()),
+            token: Some("s3cret".into()),
+        };
+        let bound = http::bind("127.0.0.1:0").expect("bind");
+        serve(bound, monitor.env(), Some(control), limits).expect("serve")
+    }
+
+    /// Sends `request` on a new connection; the status and body answered.
+    fn call(addr: std::net::SocketAddr, request: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(addr).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+        c.write_all(request.as_bytes()).expect("send");
+        let mut answer = String::new();
+        let _ = c.read_to_string(&mut answer);
+        let status = answer
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = answer
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    const AUTH: &str = "Authorization: Bearer s3cret\r\n";
+
+    fn get(addr: std::net::SocketAddr, path: &str, headers: &str) -> (u16, String) {
+        call(addr, &format!("GET {path} HTTP/1.1\r\n{headers}\r\n"))
+    }
+
+    #[test]
+    fn a_stalled_stream_list_holds_neither_metrics_nor_health_and_is_dropped() {
+        let monitor = monitoring_one_stream(Stages::InProcess, SILENT);
+        let limits = http::Limits {
+            body_timeout: Duration::from_secs(3),
+            ..limits()
+        };
+        let addr = control_endpoint(&monitor, limits);
+        let started = std::time::Instant::now();
+        use std::io::{Read, Write};
+        let mut slow = std::net::TcpStream::connect(addr).expect("connect");
+        slow.write_all(
+            format!("PUT /streams HTTP/1.1\r\n{AUTH}Content-Length: 1000\r\n\r\n[[stream]]\n")
+                .as_bytes(),
+        )
+        .expect("send");
+        let (status, metrics) = get(addr, "/metrics", "");
+        assert_eq!(status, 200);
+        assert!(metrics.contains("vqa_streams 1"), "{metrics}");
+        assert_eq!(get(addr, "/healthz", "").0, 200);
+        slow.set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+        let mut late = String::new();
+        let _ = slow.read_to_string(&mut late);
+        assert!(late.starts_with("HTTP/1.1 408 "), "{late}");
+        assert!(started.elapsed() >= limits.body_timeout);
+        assert_eq!(
+            get(addr, "/streams", AUTH),
+            (200, "the list before\n".into())
+        );
+        assert_eq!(monitor.env().running().len(), 1);
+        monitor.shutdown(Duration::from_millis(100));
+    }
+
+    #[test]
+    fn an_oversized_stream_list_is_refused_413_and_changes_nothing() {
+        let monitor = monitoring_one_stream(Stages::InProcess, SILENT);
+        let addr = control_endpoint(&monitor, limits());
+        let entry = "[[stream]]\nid = \"big\"\nurl = \"udp://127.0.0.1:9\"\n";
+        let list = entry.repeat(limits().body_bytes / entry.len() + 1);
+        let (status, body) = call(
+            addr,
+            &format!(
+                "PUT /streams HTTP/1.1\r\n{AUTH}Content-Length: {}\r\n\r\n{list}",
+                list.len()
+            ),
+        );
+        assert_eq!(status, 413, "{body}");
+        assert_eq!(
+            body,
+            format!(
+                "request body of {} bytes is larger than the 4194304 bytes accepted\n",
+                list.len()
+            )
+        );
+        assert_eq!(
+            get(addr, "/streams", AUTH),
+            (200, "the list before\n".into())
+        );
+        let running: Vec<String> = monitor
+            .env()
+            .running()
+            .iter()
+            .map(|s| s.spec.id.to_string())
+            .collect();
+        assert_eq!(running, ["s"]);
+        monitor.shutdown(Duration::from_millis(100));
+    }
+
+    #[test]
+    fn reports_are_looked_up_by_stream_id_only_and_need_the_token() {
+        // The stream's input is missing: it ends at once, and its report is kept.
+        let monitor = monitoring_one_stream(Stages::InProcess, MISSING);
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while monitor.reports().is_empty() && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let addr = control_endpoint(&monitor, limits());
+        let (status, report) = get(addr, "/reports/s", AUTH);
+        assert_eq!(status, 200, "{report}");
+        assert!(report.contains("\"stream\": \"s\""), "{report}");
+        let long = "x".repeat(super::super::list::MAX_STREAM_ID_BYTES + 1);
+        for (path, expected) in [
+            ("/reports/..", 400),
+            ("/reports/../../etc/passwd", 400),
+            ("/reports/%2e%2e%2f%2e%2e%2fetc%2fpasswd", 400),
+            ("/reports/..%2Fs", 400),
+            ("/reports/s%2F..", 400),
+            ("/reports/s%5C..", 400),
+            ("/reports/s%00", 400),
+            ("/reports/%zz", 400),
+            ("/reports/%ff", 400),
+            ("/reports/", 400),
+            (&format!("/reports/{long}"), 400),
+            ("/reports/t", 404),
+            ("/reports/s%20", 404),
+        ] {
+            let (status, body) = get(addr, path, AUTH);
+            assert_eq!(status, expected, "{path}: {body}");
+            assert!(
+                !body.contains("root:") && !body.contains("\"stream\""),
+                "{path}: {body}"
+            );
+        }
+        // An id escaped as the router escapes it is found.
+        let (status, _) = get(
+            addr,
+            &format!("/reports/{}", http::percent_encode("s")),
+            AUTH,
+        );
+        assert_eq!(status, 200);
+        for headers in [
+            "",
+            "Authorization: Bearer s3cre\r\n",
+            "Authorization: Bearer s3creT\r\n",
+            "Authorization: s3cret\r\n",
+            "Authorization: Bearer s3cret2\r\n",
+            "Authorization: bearer s3cret\r\n",
+        ] {
+            for path in ["/reports/s", "/streams", "/reports/..%2F"] {
+                let (status, body) = get(addr, path, headers);
+                assert_eq!(status, 401, "{path} with {headers:?}: {body}");
+            }
+        }
+        let (status, _) = get(addr, "/reports/s", "authorization: Bearer s3cret\r\n");
+        assert_eq!(status, 200);
+        assert_eq!(get(addr, "/metrics", "").0, 200);
+        monitor.shutdown(Duration::from_millis(100));
+    }
+
+    #[test]
+    fn control_without_a_token_is_refused_off_loopback() {
+        let monitor = monitoring_one_stream(Stages::InProcess, SILENT);
+        let control = |token: Option<&str>| Control {
+            base: PipelineConfig::default(),
+            last: Default::default(),
+            token: token.map(String::from),
+        };
+        let open = http::bind("0.0.0.0:0").expect("bind");
+        let e = serve(open, monitor.env(), Some(control(None)), limits())
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            e.starts_with("--listen 0.0.0.0:0: not a loopback address")
+                && e.contains("set VQA_CONTROL_TOKEN")
+                && e.contains("127.0.0.1")
+                && !e.contains('\n'),
+            "{e}"
+        );
+        let open = http::bind("0.0.0.0:0").expect("bind");
+        assert!(serve(open, monitor.env(), Some(control(Some("t"))), limits()).is_ok());
+        let open = http::bind("0.0.0.0:0").expect("bind");
+        assert!(serve(open, monitor.env(), None, limits()).is_ok());
+        let local = http::bind("127.0.0.1:0").expect("bind");
+        assert!(serve(local, monitor.env(), Some(control(None)), limits()).is_ok());
         monitor.shutdown(Duration::from_millis(100));
     }
 }

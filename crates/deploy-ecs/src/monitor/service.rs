@@ -32,7 +32,8 @@ pub struct ServiceOptions {
     /// Serve `/metrics` and `/healthz` there.
     pub listen: Option<String>,
     /// Also accept stream lists on `listen` (`PUT /streams`), the way `vqa router` drives a
-    /// shard; `VQA_CONTROL_TOKEN` then names the bearer token it requires.
+    /// shard; `VQA_CONTROL_TOKEN` then names the bearer token it requires, which it must
+    /// when `listen` is not a loopback address.
     pub control: bool,
     /// Where the stages run.
     pub stages: super::Stages,
@@ -74,6 +75,23 @@ pub async fn run(
     let list_file = options.list_file.as_deref();
     let settings = list.monitor.clone();
     let distributed = !matches!(options.stages, super::Stages::InProcess);
+    // Bound before anything starts: an address in use, or --control open to others
+    // without a token, stops the service at once.
+    let bound = options
+        .listen
+        .as_deref()
+        .map(crate::http::bind)
+        .transpose()?;
+    let control = options.control.then(|| metrics::Control {
+        base: base.clone(),
+        last: Default::default(),
+        token: std::env::var("VQA_CONTROL_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty()),
+    });
+    if let (Some(bound), Some(control)) = (&bound, &control) {
+        metrics::refuse_unprotected(bound, control)?;
+    }
     let monitor = Monitor::with_stages(
         settings.clone(),
         notifiers,
@@ -83,15 +101,8 @@ pub async fn run(
     if let Some(prices) = options.prices {
         monitor.price_with(prices);
     }
-    if let Some(addr) = &options.listen {
-        let control = options.control.then(|| metrics::Control {
-            base: base.clone(),
-            last: Default::default(),
-            token: std::env::var("VQA_CONTROL_TOKEN")
-                .ok()
-                .filter(|t| !t.is_empty()),
-        });
-        let local = metrics::serve(addr, monitor.env(), control)?;
+    if let Some(bound) = bound {
+        let local = metrics::serve(bound, monitor.env(), control, metrics::limits())?;
         tracing::info!("metrics at http://{local}/metrics, health at http://{local}/healthz");
     }
     let changes = monitor.apply(&list);

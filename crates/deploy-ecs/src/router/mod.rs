@@ -272,36 +272,42 @@ impl Relay {
     }
 }
 
-/// Serves `POST /notify` (from shards) and `GET /healthz` on `addr`.
-pub fn serve(addr: &str, relay: Arc<Relay>) -> Result<std::net::SocketAddr, ServiceError> {
-    let (server, local) = crate::listen(addr)?;
-    std::thread::Builder::new()
-        .name("vqa-router".into())
-        .spawn(move || {
-            for mut request in server.incoming_requests() {
-                let path = crate::request_path(&request);
-                let (status, body) = match (request.method(), path.as_str()) {
-                    (tiny_http::Method::Post, "/notify") => {
-                        let mut text = String::new();
-                        use std::io::Read;
-                        let _ = request.as_reader().take(1 << 20).read_to_string(&mut text);
-                        match serde_json::from_str::<Notification>(&text) {
-                            Ok(n) => {
-                                relay.forward(n);
-                                (200, String::new())
-                            }
-                            Err(e) => (400, format!("not a vqa notification: {e}\n")),
+/// What the router's endpoint accepts: a notification is a few kilobytes; 1 MiB is ample.
+pub fn limits() -> crate::http::Limits {
+    crate::http::Limits {
+        body_bytes: 1 << 20,
+        ..crate::http::Limits::default()
+    }
+}
+
+/// Serves `POST /notify` (from shards) and `GET /healthz` on `addr`, every request within
+/// `limits`.
+pub fn serve(
+    addr: &str,
+    relay: Arc<Relay>,
+    limits: crate::http::Limits,
+) -> Result<std::net::SocketAddr, ServiceError> {
+    use crate::http::Response;
+    let bound = crate::http::bind(addr)?;
+    let handler: crate::http::Handler =
+        Arc::new(
+            move |request| match (request.method.as_str(), request.path()) {
+                ("POST", "/notify") => {
+                    match serde_json::from_slice::<Notification>(&request.body) {
+                        Ok(n) => {
+                            relay.forward(n);
+                            Response::text(200, "")
                         }
+                        Err(e) => Response::text(400, format!("not a vqa notification: {e}\n")),
                     }
-                    (tiny_http::Method::Get, "/healthz") => (200, "{\"status\":\"ok\"}\n".into()),
-                    _ => (404, "not found: POST /notify, GET /healthz\n".into()),
-                };
-                let _ = request
-                    .respond(tiny_http::Response::from_string(body).with_status_code(status));
-            }
-        })
-        .map_err(|e| ServiceError::system("start the router's HTTP thread", e))?;
-    Ok(local)
+                }
+                ("GET" | "HEAD", "/healthz") => {
+                    Response::new(200, "application/json", "{\"status\":\"ok\"}\n")
+                }
+                _ => Response::text(404, "not found: POST /notify, GET /healthz\n"),
+            },
+        );
+    crate::http::serve(bound, "vqa-router", limits, handler)
 }
 
 impl Router {
@@ -397,7 +403,11 @@ impl Router {
         for (id, shards) in &self.pending {
             let mut parts = Vec::new();
             for &i in shards {
-                let url = format!("{}/reports/{id}", self.shards[i].url);
+                let url = format!(
+                    "{}/reports/{}",
+                    self.shards[i].url,
+                    crate::http::percent_encode(id)
+                );
                 let report = self
                     .authorized(self.agent.get(&url))
                     .call()
