@@ -133,6 +133,12 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// How long a stopping service (`vqa monitor`, `vqa router`) keeps delivering queued
+/// notifications: what is still queued then is counted undelivered, so the process exits
+/// before ECS's default 30 s between SIGTERM and SIGKILL (the soak found a backlog of a
+/// thousand notifications to a failing webhook taking minutes to drain).
+pub const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Segments in flight between converter and detectors, by default: enough to keep both busy,
 /// few enough that memory stays bounded (a 1080p segment of 25 frames is ~75 MB decoded).
 pub const DEFAULT_IN_FLIGHT: usize = 3;

@@ -6,9 +6,9 @@
 use std::io::Write;
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use vqa_core::notify::Notification;
 use vqa_core::{IncidentEvent, StreamId};
@@ -78,11 +78,33 @@ pub struct WebhookStats {
     pub failed: u64,
 }
 
+/// When the queued destinations stop trying: set by [`Notifiers::finish_within`]. Past it
+/// a notification still queued is counted as failed without being sent, and no retry waits.
+#[derive(Clone, Default)]
+struct GiveUp(Arc<Mutex<Option<Instant>>>);
+
+impl GiveUp {
+    fn set(&self, at: Instant) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(at);
+    }
+
+    /// How long is left before giving up (`None`: no limit).
+    fn left(&self) -> Option<Duration> {
+        let at = (*self.0.lock().unwrap_or_else(|p| p.into_inner()))?;
+        Some(at.saturating_duration_since(Instant::now()))
+    }
+
+    fn passed(&self) -> bool {
+        self.left().is_some_and(|left| left.is_zero())
+    }
+}
+
 /// Every configured destination of one run's notifications.
 #[derive(Default)]
 pub struct Notifiers {
     sinks: Vec<Sink>,
     report: Option<String>,
+    give_up: GiveUp,
 }
 
 impl Notifiers {
@@ -91,6 +113,7 @@ impl Notifiers {
         Notifiers {
             sinks: Vec::new(),
             report,
+            give_up: GiveUp::default(),
         }
     }
 
@@ -120,9 +143,10 @@ impl Notifiers {
             return Err(NotifyError::NotHttp(vqa_core::redact_url(url)));
         }
         let target = url.to_string();
+        let give_up = self.give_up.clone();
         self.add_queued(
             format!("webhook {}", vqa_core::redact_url(url)),
-            move |rx| deliver(&target, rx),
+            move |rx| deliver(&target, rx, &give_up),
         )
     }
 
@@ -130,8 +154,9 @@ impl Notifiers {
     /// AWS configuration).
     pub fn add_sns(&mut self, topic: &str, sdk: &aws_config::SdkConfig) -> Result<(), NotifyError> {
         let notifier = SnsNotifier::new(sdk, topic)?;
+        let give_up = self.give_up.clone();
         self.add_queued(format!("SNS topic {topic}"), move |rx| {
-            publish(&notifier, rx)
+            publish(&notifier, rx, &give_up)
         })
     }
 
@@ -193,6 +218,14 @@ impl Notifiers {
         }
     }
 
+    /// [`finish`](Self::finish), but giving up after `limit`: what is still queued then is
+    /// counted as failed without being sent, and no retry waits past it (a request under way
+    /// ends within its own 10 s timeout). For a service that must stop before it is killed.
+    pub fn finish_within(self, limit: Duration) -> Vec<(String, WebhookStats)> {
+        self.give_up.set(Instant::now() + limit);
+        self.finish()
+    }
+
     /// Waits for the webhooks to deliver what is queued; returns each one's figures
     /// (dropped notifications count as failed).
     pub fn finish(self) -> Vec<(String, WebhookStats)> {
@@ -216,7 +249,7 @@ impl Notifiers {
 }
 
 /// The webhook thread: each notification POSTed, retried on connection errors, 429 and 5xx.
-fn deliver(url: &str, rx: Receiver<Notification>) -> WebhookStats {
+fn deliver(url: &str, rx: Receiver<Notification>, give_up: &GiveUp) -> WebhookStats {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(10)))
         .http_status_as_error(false)
@@ -224,6 +257,10 @@ fn deliver(url: &str, rx: Receiver<Notification>) -> WebhookStats {
         .into();
     let mut stats = WebhookStats::default();
     for notification in rx {
+        if give_up.passed() {
+            stats.failed += 1;
+            continue;
+        }
         let body = notification.to_json_line();
         let mut wait = Duration::from_millis(500);
         let mut attempt = 1;
@@ -240,7 +277,7 @@ fn deliver(url: &str, rx: Receiver<Notification>) -> WebhookStats {
                 Ok(r) => r.status().as_u16() == 429 || r.status().is_server_error(),
                 Err(_) => true,
             };
-            if !retry || attempt >= WEBHOOK_ATTEMPTS {
+            if !retry || attempt >= WEBHOOK_ATTEMPTS || give_up.left().is_some_and(|l| l < wait) {
                 stats.failed += 1;
                 let why = match result {
                     Ok(r) => format!("HTTP {}", r.status()),
@@ -261,7 +298,7 @@ fn deliver(url: &str, rx: Receiver<Notification>) -> WebhookStats {
 }
 
 /// The SNS thread: each notification published (the SDK retries throttling and 5xx).
-fn publish(notifier: &SnsNotifier, rx: Receiver<Notification>) -> WebhookStats {
+fn publish(notifier: &SnsNotifier, rx: Receiver<Notification>, give_up: &GiveUp) -> WebhookStats {
     let mut stats = WebhookStats::default();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -275,6 +312,10 @@ fn publish(notifier: &SnsNotifier, rx: Receiver<Notification>) -> WebhookStats {
         }
     };
     for n in rx {
+        if give_up.passed() {
+            stats.failed += 1;
+            continue;
+        }
         match runtime.block_on(notifier.publish(&n)) {
             Ok(()) => stats.delivered += 1,
             Err(why) => {
@@ -284,4 +325,79 @@ fn publish(notifier: &SnsNotifier, rx: Receiver<Notification>) -> WebhookStats {
         }
     }
     stats
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// A webhook that answers every request 500 after reading it; returns its URL and the
+    /// count of requests it took.
+    fn failing_webhook() -> (String, Arc<AtomicU64>) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/hook", listener.local_addr().expect("address"));
+        let requests = Arc::new(AtomicU64::new(0));
+        let counted = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(&stream);
+                let mut length = 0usize;
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    line.clear();
+                }
+                let mut body = vec![0; length];
+                let _ = std::io::Read::read_exact(&mut reader, &mut body);
+                counted.fetch_add(1, Ordering::SeqCst);
+                let _ = (&stream).write_all(
+                    b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            }
+        });
+        (url, requests)
+    }
+
+    fn notification(n: usize) -> Notification {
+        Notification {
+            event: vqa_core::notify::Phase::Opened,
+            stream: StreamId::new(format!("s{n}")),
+            kind: vqa_core::IncidentKind::Freeze,
+            channel: None,
+            start: n as f64,
+            end: None,
+            severity: vqa_core::report::Severity::Major,
+            evidence: Default::default(),
+            report: None,
+        }
+    }
+
+    #[test]
+    fn finishing_within_a_limit_gives_up_on_what_is_queued() {
+        let (url, requests) = failing_webhook();
+        let mut notifiers = Notifiers::new(None);
+        notifiers.add_webhook(&url).expect("webhook");
+        for n in 0..20 {
+            notifiers.forward(&notification(n));
+        }
+        let stats = notifiers.finish_within(Duration::from_millis(1200));
+        assert_eq!(stats.len(), 1);
+        // Every one counted, none delivered. Without the limit each would be tried 5 times
+        // over 7.5 s of waits (100 requests, 150 s); with it, a retry is not waited for
+        // past the limit, and once it has passed nothing more is sent.
+        assert_eq!(
+            stats[0].1,
+            WebhookStats {
+                delivered: 0,
+                failed: 20
+            }
+        );
+        let sent = requests.load(Ordering::SeqCst);
+        assert!((1..40).contains(&sent), "{sent} requests");
+    }
 }

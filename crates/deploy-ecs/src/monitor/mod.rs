@@ -358,7 +358,9 @@ impl Monitor {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        let webhooks = notifiers.map(Notifiers::finish).unwrap_or_default();
+        let webhooks = notifiers
+            .map(|n| n.finish_within(crate::SHUTDOWN_DRAIN))
+            .unwrap_or_default();
         Finished { reports, webhooks }
     }
 }

@@ -261,14 +261,17 @@ impl Relay {
         }
     }
 
-    /// Waits for queued deliveries; returns each queued destination's figures.
+    /// Waits for queued deliveries (at most [`SHUTDOWN_DRAIN`](crate::SHUTDOWN_DRAIN)); returns
+    /// each queued destination's figures.
     pub fn finish(&self) -> Vec<(String, vqa_notify::WebhookStats)> {
         let notifiers = self
             .notifiers
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        notifiers.map(Notifiers::finish).unwrap_or_default()
+        notifiers
+            .map(|n| n.finish_within(crate::SHUTDOWN_DRAIN))
+            .unwrap_or_default()
     }
 }
 
