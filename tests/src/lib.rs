@@ -976,8 +976,7 @@ fn declare_span_sar(
     );
     // Pictures in file order by where their first TS packet is; their times in display
     // order name the frames.
-    let mut pictures = ts_edit::video_packets(plain)?;
-    pictures.sort_by_key(|p| p.0);
+    let pictures = ts_edit::pictures_in_file_order(plain)?;
     let mut times: Vec<f64> = pictures.iter().map(|p| p.1).collect();
     times.sort_by(f64::total_cmp);
     let time_of = |frame: u64| {
@@ -1103,8 +1102,7 @@ fn damage_transport(layout: &graph::Layout, from: &Path, to: &Path) -> Result<Ve
     }
     let bytes = fs::read(from).with_context(|| format!("reading {}", from.display()))?;
     // Pictures in file order are in display order: the clip has no B-frames.
-    let mut pictures = ts_edit::video_packets(from)?;
-    pictures.sort_by_key(|p| p.0);
+    let pictures = ts_edit::pictures_in_file_order(from)?;
     let video_pid = pictures
         .first()
         .and_then(|p| bytes.get(p.0..p.0 + ts_edit::PACKET))
@@ -1125,10 +1123,7 @@ fn damage_transport(layout: &graph::Layout, from: &Path, to: &Path) -> Result<Ve
         chosen_per_span.push((kind, chosen));
     }
     let (out, damaged_packets) = ts_edit::damage_pictures(&bytes, video_pid, &damage)?;
-    // Times on the multiplex's clock with the first byte at 0, as TR 101 290 analysers time
-    // a file (and vqa: docs/ts-health.md).
-    let arrivals = ts_edit::arrival_times(&bytes)?;
-    let start = arrivals.first().copied().unwrap_or_default();
+    let arrivals = ts_edit::arrival_times_from_start(&bytes)?;
     let mut damaged_packets = damaged_packets.into_iter();
     let mut result = Vec::new();
     for (kind, chosen) in chosen_per_span {
@@ -1136,8 +1131,7 @@ fn damage_transport(layout: &graph::Layout, from: &Path, to: &Path) -> Result<Ve
             .by_ref()
             .take(chosen.len())
             .filter_map(|i| arrivals.get(i))
-            .fold(f64::INFINITY, |a, &b| a.min(b))
-            - start;
+            .fold(f64::INFINITY, |a, &b| a.min(b));
         result.push(TsDamage {
             kind,
             first_arrival,
@@ -1171,8 +1165,7 @@ fn add_cues(
         return Ok(Vec::new());
     }
     let bytes = fs::read(from).with_context(|| format!("reading {}", from.display()))?;
-    let mut pictures = ts_edit::video_packets(from)?;
-    pictures.sort_by_key(|p| p.0);
+    let pictures = ts_edit::pictures_in_file_order(from)?;
     let picture = |frame: u64| {
         usize::try_from(layout.encoded_index(frame))
             .ok()
@@ -1196,12 +1189,11 @@ fn add_cues(
     }
     cues.sort_by_key(|c| c.0);
     let out = ts_edit::with_scte35(&bytes, SCTE35_PID, &cues)?;
-    let arrivals = ts_edit::arrival_times(&out)?;
-    let origin = arrivals.first().copied().unwrap_or_default();
+    let arrivals = ts_edit::arrival_times_from_start(&out)?;
     let micros = |i: usize| {
         arrivals
             .get(i)
-            .map(|t| ((t - origin) * 1e6).floor() / 1e6)
+            .map(|t| (t * 1e6).floor() / 1e6)
             .ok_or_else(|| anyhow!("no packet {i} after a cue"))
     };
     // The k-th cue's packet went in before the packet at its offset, after k others.

@@ -91,6 +91,22 @@ pub fn video_packets(path: &Path) -> anyhow::Result<Vec<(usize, f64, u64)>> {
     .collect())
 }
 
+/// [`video_packets`] in file order (by their first packet's offset). Without B-frames,
+/// that is display order.
+pub fn pictures_in_file_order(path: &Path) -> anyhow::Result<Vec<(usize, f64, u64)>> {
+    let mut pictures = video_packets(path)?;
+    pictures.sort_by_key(|p| p.0);
+    Ok(pictures)
+}
+
+/// [`arrival_times`] from the first byte, as TR 101 290 analysers (and vqa:
+/// docs/ts-health.md) time a file: the multiplex's clock with the first packet at 0.
+pub fn arrival_times_from_start(ts: &[u8]) -> anyhow::Result<Vec<f64>> {
+    let times = arrival_times(ts)?;
+    let origin = times.first().copied().unwrap_or_default();
+    Ok(times.into_iter().map(|t| t - origin).collect())
+}
+
 /// Each packet's arrival time, seconds on the system clock (the PCR's, whose base is the
 /// 90 kHz clock of the PTS): interpolated by byte position between the PCRs of the first
 /// PID that carries them (ISO/IEC 13818-1, 2.4.2.2), and at the nearest PCRs' rate before
