@@ -512,9 +512,12 @@ mod tests {
     use super::*;
 
     /// A sink that runs nothing and keeps the stream's events, so the test can report a
-    /// chunk's usage as the distributed topology's client does.
+    /// chunk's usage as the distributed topology's client does; it counts the runs opened.
     #[derive(Default)]
-    struct Held(std::sync::Mutex<Option<Arc<dyn ChunkEvents>>>);
+    struct Held(
+        std::sync::Mutex<Option<Arc<dyn ChunkEvents>>>,
+        std::sync::atomic::AtomicUsize,
+    );
 
     struct Discard;
 
@@ -539,6 +542,7 @@ mod tests {
             events: Arc<dyn ChunkEvents>,
         ) -> Result<Box<dyn ChunkStream>, String> {
             *super::super::lock(&self.0) = Some(events);
+            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Ok(Box::new(Discard))
         }
     }
@@ -574,6 +578,78 @@ mod tests {
         .expect("list");
         monitor.apply(&list);
         monitor
+    }
+
+    /// One stream `s` reading `url`, its black minimum `black` seconds.
+    fn list_of_one(url: &str, black: f64) -> StreamList {
+        StreamList::parse(
+            &format!(
+                "[monitor]\nallow_local_files = true\n[[stream]]\nid = \"s\"\nurl = \"{url}\"\n\
+                 [stream.config]\nblack = {{ min_duration = {black} }}\n"
+            ),
+            &PipelineConfig::default(),
+        )
+        .expect("list")
+    }
+
+    #[test]
+    fn a_restarted_stream_starts_only_once_its_previous_run_has_finished() {
+        // Two runs of one id share its keys in the transport (segments, aggregator state):
+        // overlapping, the new run took over the old one's state and notified its incidents
+        // closed a second time (the soak found it). An `ab` stream is finished only once its
+        // distributed side reports, so the test holds the old run open as long as it likes.
+        let sink = Arc::new(Held::default());
+        let opened = || sink.1.load(std::sync::atomic::Ordering::SeqCst);
+        let monitor = monitoring_one_stream(Stages::Both(sink.clone()), MISSING);
+        assert_eq!(opened(), 1);
+        let first = super::super::lock(&sink.0).clone().expect("the first run");
+
+        let changes = monitor.apply(&list_of_one(MISSING, 7.0));
+        assert_eq!(changes.restarted, vec!["s".to_string()]);
+        assert!(changes.added.is_empty());
+        monitor.tick();
+        assert_eq!(opened(), 1, "the new run must wait for the old one");
+        assert!(monitor.streams().is_empty());
+        // Listed again meanwhile (another edit): still one run waiting, not two.
+        let changes = monitor.apply(&list_of_one(MISSING, 8.0));
+        assert!(changes.added.is_empty() && changes.restarted.is_empty());
+        assert_eq!(opened(), 1);
+
+        first.finished(Err("the distributed side stopped".into()));
+        monitor.tick();
+        assert_eq!(opened(), 2, "the old run finished: the new one starts");
+        let streams = monitor.streams();
+        assert_eq!(streams.len(), 1);
+        assert_eq!(
+            streams[0]
+                .spec
+                .config
+                .rule(vqa_core::IncidentKind::Black)
+                .min_duration,
+            8 * 1_000_000,
+            "the latest entry runs"
+        );
+        assert_eq!(monitor.reports().len(), 1, "the old run's report");
+    }
+
+    #[test]
+    fn a_stream_removed_and_listed_again_waits_for_its_previous_run_too() {
+        let sink = Arc::new(Held::default());
+        let opened = || sink.1.load(std::sync::atomic::Ordering::SeqCst);
+        let monitor = monitoring_one_stream(Stages::Both(sink.clone()), MISSING);
+        let first = super::super::lock(&sink.0).clone().expect("the first run");
+        let empty = StreamList::parse("", &PipelineConfig::default()).expect("list");
+        assert_eq!(monitor.apply(&empty).removed, vec!["s".to_string()]);
+        let changes = monitor.apply(&list_of_one(MISSING, 7.0));
+        assert_eq!(changes.added, vec!["s".to_string()]);
+        monitor.tick();
+        assert_eq!(opened(), 1);
+        // Removed again before it could start: it never starts.
+        monitor.apply(&empty);
+        first.finished(Err("the distributed side stopped".into()));
+        monitor.tick();
+        assert_eq!(opened(), 1);
+        assert!(monitor.streams().is_empty());
     }
 
     #[test]

@@ -53,6 +53,10 @@ pub struct Env {
     /// Streams running, by id, and streams stopping (removed, not yet finished).
     streams: Mutex<BTreeMap<String, Stream>>,
     stopping: Mutex<Vec<Stream>>,
+    /// Streams listed whose previous run (restarted, or removed and listed again) has not
+    /// finished yet: started once it has. Two runs of one id never overlap, since their
+    /// segments and aggregator state are keyed by the id in the one transport.
+    waiting: Mutex<BTreeMap<String, StreamSpec>>,
     /// Reports of the streams that finished.
     reports: Mutex<Vec<StreamReport>>,
     /// Where the stages run; with a sink, where the streams' chunk files wait to be stored,
@@ -106,21 +110,56 @@ impl Env {
                 }
             }
         }
+        let mut waiting = lock(&self.waiting);
+        waiting.retain(|id, _| wanted.contains_key(id));
         for (id, spec) in wanted {
             if streams.contains_key(&id) {
                 continue;
             }
-            match Stream::start(spec.clone(), self) {
+            if !changes.restarted.contains(&id) && !waiting.contains_key(&id) {
+                changes.added.push(id.clone());
+            }
+            waiting.insert(id, spec.clone());
+        }
+        let failed = self.start_waiting(&mut streams, &mut waiting);
+        changes.added.retain(|id| !failed.contains(id));
+        changes.restarted.retain(|id| !failed.contains(id));
+        changes
+    }
+
+    /// Starts the waiting streams whose previous run has finished; returns those that could
+    /// not start (reported, and no longer waiting).
+    fn start_waiting(
+        self: &Arc<Self>,
+        streams: &mut BTreeMap<String, Stream>,
+        waiting: &mut BTreeMap<String, StreamSpec>,
+    ) -> Vec<String> {
+        let mut failed = Vec::new();
+        let busy: Vec<String> = lock(&self.stopping)
+            .iter()
+            .filter(|s| !s.shared.stats.finished.load(Ordering::SeqCst))
+            .map(|s| s.shared.spec.id.as_str().to_string())
+            .collect();
+        let ready: Vec<String> = waiting
+            .keys()
+            .filter(|id| !busy.contains(id))
+            .cloned()
+            .collect();
+        for id in ready {
+            let Some(spec) = waiting.remove(&id) else {
+                continue;
+            };
+            match Stream::start(spec, self) {
                 Ok(stream) => {
-                    if !changes.restarted.contains(&id) {
-                        changes.added.push(id.clone());
-                    }
                     streams.insert(id, stream);
                 }
-                Err(e) => tracing::error!("{e}; the stream is not monitored"),
+                Err(e) => {
+                    tracing::error!("{e}; the stream is not monitored");
+                    failed.push(id);
+                }
             }
         }
-        changes
+        failed
     }
 
     /// The report of a stream that finished (the latest, if it ran more than once); none
@@ -246,6 +285,7 @@ impl Monitor {
                 metrics: metrics::Metrics::default(),
                 streams: Mutex::default(),
                 stopping: Mutex::default(),
+                waiting: Mutex::default(),
                 reports: Mutex::default(),
                 stages,
                 chunk_dir: std::env::temp_dir().join(format!("vqa-chunks-{}", std::process::id())),
@@ -282,20 +322,27 @@ impl Monitor {
         self.env.apply(list)
     }
 
-    /// Once a second or so: lets lost streams' input_loss grow, and lets go of streams that
-    /// finished.
+    /// Once a second or so: lets lost streams' input_loss grow, lets go of streams that
+    /// finished, and starts the streams that waited for their previous run to finish.
     pub fn tick(&self) {
         self.env.accrue_process();
-        for s in lock(&self.env.streams).values() {
+        let mut streams = lock(&self.env.streams);
+        for s in streams.values() {
             s.tick(&self.env);
         }
-        let mut stopping = lock(&self.env.stopping);
-        for s in stopping.iter_mut() {
-            if s.shared.stats.finished.load(Ordering::SeqCst) {
-                s.join_reader();
+        {
+            let mut stopping = lock(&self.env.stopping);
+            for s in stopping.iter_mut() {
+                if s.shared.stats.finished.load(Ordering::SeqCst) {
+                    s.join_reader();
+                }
             }
+            stopping.retain(|s| !s.shared.stats.finished.load(Ordering::SeqCst));
         }
-        stopping.retain(|s| !s.shared.stats.finished.load(Ordering::SeqCst));
+        let mut waiting = lock(&self.env.waiting);
+        if !waiting.is_empty() {
+            let _ = self.env.start_waiting(&mut streams, &mut waiting);
+        }
     }
 
     /// Streams still monitored (a file stream finishes at its end).
@@ -322,6 +369,7 @@ impl Monitor {
         let env = self.env;
         {
             let mut streams = lock(&env.streams);
+            lock(&env.waiting).clear();
             let mut stopping = lock(&env.stopping);
             for (_, stream) in std::mem::take(&mut *streams) {
                 stream.stop(&env);
