@@ -1,20 +1,21 @@
 //! Where incident notifications go as the aggregator emits them: JSON lines to a file or
 //! stdout, HTTP webhooks (POST of the same JSON, retried with backoff) and Amazon SNS
 //! topics. A slow or dead destination never holds the analysis up: deliveries queue
-//! (bounded) on a thread per destination.
+//! (bounded) per destination, served by its own workers, each stream's in order and no
+//! stream's failures holding another's ([`dispatch`]).
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use vqa_core::notify::Notification;
 use vqa_core::{IncidentEvent, StreamId};
 
+mod dispatch;
 pub mod sns;
 
+use dispatch::Dispatch;
 use sns::SnsNotifier;
 
 /// Why a notification destination cannot be set up, or a notification was not delivered.
@@ -58,15 +59,18 @@ impl NotifyError {
 const WEBHOOK_QUEUE: usize = 1024;
 /// Attempts per notification: waits of 0.5, 1, 2 and 4 s between them.
 const WEBHOOK_ATTEMPTS: u32 = 5;
+/// Requests a webhook has under way at once (never two of one stream).
+const WEBHOOK_WORKERS: usize = 4;
+/// Publishes an SNS topic has under way at once.
+const SNS_WORKERS: usize = 2;
 
 enum Sink {
     Lines(Mutex<Box<dyn Write + Send>>),
-    /// A destination served from a queue on its own thread (webhook, SNS topic).
+    /// A destination served from its queues by its own workers (webhook, SNS topic).
     Queued {
         /// How it is named in messages (credentials hidden).
         name: String,
-        queue: SyncSender<Notification>,
-        worker: Option<JoinHandle<WebhookStats>>,
+        dispatch: Dispatch,
         dropped: Mutex<u64>,
     },
 }
@@ -144,9 +148,18 @@ impl Notifiers {
         }
         let target = url.to_string();
         let give_up = self.give_up.clone();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(10)))
+            .http_status_as_error(false)
+            .build()
+            .into();
         self.add_queued(
             format!("webhook {}", vqa_core::redact_url(url)),
-            move |rx| deliver(&target, rx, &give_up),
+            WEBHOOK_WORKERS,
+            move || {
+                let (agent, target, give_up) = (agent.clone(), target.clone(), give_up.clone());
+                move |n: &Notification| deliver(&agent, &target, n, &give_up)
+            },
         )
     }
 
@@ -154,26 +167,24 @@ impl Notifiers {
     /// AWS configuration).
     pub fn add_sns(&mut self, topic: &str, sdk: &aws_config::SdkConfig) -> Result<(), NotifyError> {
         let notifier = SnsNotifier::new(sdk, topic)?;
-        let give_up = self.give_up.clone();
-        self.add_queued(format!("SNS topic {topic}"), move |rx| {
-            publish(&notifier, rx, &give_up)
+        self.add_queued(format!("SNS topic {topic}"), SNS_WORKERS, move || {
+            let notifier = notifier.clone();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            move |n: &Notification| publish(&notifier, runtime.as_ref(), n)
         })
     }
 
-    fn add_queued(
-        &mut self,
-        name: String,
-        work: impl FnOnce(Receiver<Notification>) -> WebhookStats + Send + 'static,
-    ) -> Result<(), NotifyError> {
-        let (queue, rx) = sync_channel(WEBHOOK_QUEUE);
-        let worker = std::thread::Builder::new()
-            .name("vqa-notify".into())
-            .spawn(move || work(rx))
-            .map_err(NotifyError::Thread)?;
+    fn add_queued<F, S>(&mut self, name: String, workers: usize, make: F) -> Result<(), NotifyError>
+    where
+        F: Fn() -> S + Send + Sync + 'static,
+        S: FnMut(&Notification) -> bool,
+    {
+        let dispatch = Dispatch::start(workers, WEBHOOK_QUEUE, self.give_up.clone(), make)?;
         self.sinks.push(Sink::Queued {
             name,
-            queue,
-            worker: Some(worker),
+            dispatch,
             dropped: Mutex::new(0),
         });
         Ok(())
@@ -202,12 +213,11 @@ impl Notifiers {
                     }
                 }
                 Sink::Queued {
-                    queue,
+                    dispatch,
                     dropped,
                     name,
-                    ..
                 } => {
-                    if let Err(TrySendError::Full(_)) = queue.try_send(notification.clone()) {
+                    if !dispatch.push(notification.clone()) {
                         *dropped.lock().unwrap_or_else(|p| p.into_inner()) += 1;
                         tracing::warn!(
                             "{name}: {WEBHOOK_QUEUE} notifications waiting; dropping one"
@@ -233,13 +243,11 @@ impl Notifiers {
         for sink in self.sinks {
             if let Sink::Queued {
                 name,
-                queue,
-                worker,
+                mut dispatch,
                 dropped,
             } = sink
             {
-                drop(queue);
-                let mut stats = worker.and_then(|w| w.join().ok()).unwrap_or_default();
+                let mut stats = dispatch.finish();
                 stats.failed += dropped.into_inner().unwrap_or_else(|p| p.into_inner());
                 out.push((name, stats));
             }
@@ -248,83 +256,58 @@ impl Notifiers {
     }
 }
 
-/// The webhook thread: each notification POSTed, retried on connection errors, 429 and 5xx.
-fn deliver(url: &str, rx: Receiver<Notification>, give_up: &GiveUp) -> WebhookStats {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(10)))
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut stats = WebhookStats::default();
-    for notification in rx {
-        if give_up.passed() {
-            stats.failed += 1;
-            continue;
-        }
-        let body = notification.to_json_line();
-        let mut wait = Duration::from_millis(500);
-        let mut attempt = 1;
-        loop {
-            let result = agent
-                .post(url)
-                .header("content-type", "application/json")
-                .send(body.as_str());
-            let retry = match &result {
-                Ok(r) if r.status().is_success() => {
-                    stats.delivered += 1;
-                    break;
-                }
-                Ok(r) => r.status().as_u16() == 429 || r.status().is_server_error(),
-                Err(_) => true,
+/// POSTs one notification, retried on connection errors, 429 and 5xx; true when delivered.
+fn deliver(agent: &ureq::Agent, url: &str, notification: &Notification, give_up: &GiveUp) -> bool {
+    let body = notification.to_json_line();
+    let mut wait = Duration::from_millis(500);
+    let mut attempt = 1;
+    loop {
+        let result = agent
+            .post(url)
+            .header("content-type", "application/json")
+            .send(body.as_str());
+        let retry = match &result {
+            Ok(r) if r.status().is_success() => return true,
+            Ok(r) => r.status().as_u16() == 429 || r.status().is_server_error(),
+            Err(_) => true,
+        };
+        if !retry || attempt >= WEBHOOK_ATTEMPTS || give_up.left().is_some_and(|l| l < wait) {
+            let why = match result {
+                Ok(r) => format!("HTTP {}", r.status()),
+                Err(e) => e.to_string(),
             };
-            if !retry || attempt >= WEBHOOK_ATTEMPTS || give_up.left().is_some_and(|l| l < wait) {
-                stats.failed += 1;
-                let why = match result {
-                    Ok(r) => format!("HTTP {}", r.status()),
-                    Err(e) => e.to_string(),
-                };
-                tracing::warn!(
-                    "webhook {}: notification not delivered after {attempt} attempts ({why})",
-                    vqa_core::redact_url(url)
-                );
-                break;
-            }
-            std::thread::sleep(wait);
-            wait *= 2;
-            attempt += 1;
+            tracing::warn!(
+                "webhook {}: notification not delivered after {attempt} attempts ({why})",
+                vqa_core::redact_url(url)
+            );
+            return false;
         }
+        std::thread::sleep(wait);
+        wait *= 2;
+        attempt += 1;
     }
-    stats
 }
 
-/// The SNS thread: each notification published (the SDK retries throttling and 5xx).
-fn publish(notifier: &SnsNotifier, rx: Receiver<Notification>, give_up: &GiveUp) -> WebhookStats {
-    let mut stats = WebhookStats::default();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+/// Publishes one notification (the SDK retries throttling and 5xx); true when published.
+fn publish(
+    notifier: &SnsNotifier,
+    runtime: Result<&tokio::runtime::Runtime, &std::io::Error>,
+    n: &Notification,
+) -> bool {
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!("SNS topic {}: cannot start: {e}", notifier.topic());
-            stats.failed = rx.iter().count() as u64;
-            return stats;
+            return false;
         }
     };
-    for n in rx {
-        if give_up.passed() {
-            stats.failed += 1;
-            continue;
-        }
-        match runtime.block_on(notifier.publish(&n)) {
-            Ok(()) => stats.delivered += 1,
-            Err(why) => {
-                stats.failed += 1;
-                tracing::warn!("{why}");
-            }
+    match runtime.block_on(notifier.publish(n)) {
+        Ok(()) => true,
+        Err(why) => {
+            tracing::warn!("{why}");
+            false
         }
     }
-    stats
 }
 
 #[cfg(test)]
@@ -375,6 +358,77 @@ mod tests {
             evidence: Default::default(),
             report: None,
         }
+    }
+
+    #[test]
+    fn a_webhook_hanging_on_one_streams_notification_still_gets_the_others_at_once() {
+        // The receiver holds any request of stream s0 until it has the 12 of the others (at
+        // most 20 s); the others are answered at once. Bodies are logged as answered.
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/hook", listener.local_addr().expect("address"));
+        let got: Arc<Mutex<Vec<Notification>>> = Arc::default();
+        let log = got.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(&stream);
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                        line.clear();
+                    }
+                    let mut body = vec![0; length];
+                    let _ = std::io::Read::read_exact(&mut reader, &mut body);
+                    let n: Notification = serde_json::from_slice(&body).expect("a notification");
+                    let until = Instant::now() + Duration::from_secs(20);
+                    while n.stream.as_str() == "s0"
+                        && log.lock().unwrap().len() < 12
+                        && Instant::now() < until
+                    {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    log.lock().unwrap().push(n);
+                    let _ = (&stream).write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                    );
+                });
+            }
+        });
+        let mut notifiers = Notifiers::new(None);
+        notifiers.add_webhook(&url).expect("webhook");
+        // s0 first, twice; then 12 of three other streams.
+        notifiers.forward(&notification(0));
+        notifiers.forward(&Notification {
+            start: 100.0,
+            ..notification(0)
+        });
+        for n in 1..13 {
+            notifiers.forward(&notification(1 + n % 3));
+        }
+        let stats = notifiers.finish();
+        assert_eq!(
+            stats[0].1,
+            WebhookStats {
+                delivered: 14,
+                failed: 0
+            }
+        );
+        let got = got.lock().unwrap();
+        let streams: Vec<&str> = got.iter().map(|n| n.stream.as_str()).collect();
+        assert!(
+            streams[..12].iter().all(|s| *s != "s0"),
+            "the others waited for s0: {streams:?}"
+        );
+        let s0: Vec<f64> = got
+            .iter()
+            .filter(|n| n.stream.as_str() == "s0")
+            .map(|n| n.start)
+            .collect();
+        assert_eq!(s0, vec![0.0, 100.0], "s0's notifications in order");
     }
 
     #[test]
