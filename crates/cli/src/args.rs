@@ -268,7 +268,9 @@ pub struct PipelineArgs {
 #[derive(clap::Args)]
 pub struct SinkArgs {
     /// Also POST each notification (the same JSON) to this URL, retrying with backoff on
-    /// connection errors, 429 and 5xx. Repeatable.
+    /// connection errors, 429 and 5xx; with `Authorization: Bearer $VQA_WEBHOOK_TOKEN` when
+    /// that is set (a shard's webhook to its router: the router's VQA_CONTROL_TOKEN).
+    /// Repeatable.
     #[arg(long, value_name = "URL")]
     pub webhook: Vec<String>,
 
@@ -291,8 +293,11 @@ impl SinkArgs {
         if let Some(path) = lines {
             notifiers.add_lines(path)?;
         }
+        let token = std::env::var("VQA_WEBHOOK_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty());
         for url in &self.webhook {
-            notifiers.add_webhook(url)?;
+            notifiers.add_webhook(url, token.as_deref())?;
         }
         if !self.sns.is_empty() {
             let sdk = vqa_transport_s3::aws_config(endpoint).await;

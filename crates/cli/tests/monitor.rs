@@ -747,6 +747,8 @@ fn two_detector_shards_merge_into_the_report_of_one_process() {
             .arg("--notify")
             .arg(d.join(format!("{name}.jsonl")))
             .env("VQA_CONTROL_TOKEN", "s3cret")
+            // The router takes the shards' notifications only with the token.
+            .env("VQA_WEBHOOK_TOKEN", "s3cret")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(d.join(format!("{name}.err"))).expect("log"))
             .spawn()

@@ -51,6 +51,13 @@ pub enum ServiceError {
          the same), or listen on 127.0.0.1"
     )]
     ControlWithoutToken { addr: String },
+    /// A router's `/notify` on an address other machines reach, with no token.
+    #[error(
+        "--listen {addr}: not a loopback address, and the router's /notify there without a \
+         token lets anyone who reaches it send notifications; set VQA_CONTROL_TOKEN (and \
+         VQA_WEBHOOK_TOKEN to the same on the shards), or listen on 127.0.0.1"
+    )]
+    NotifyWithoutToken { addr: String },
     /// A stream that cannot be started (its detectors' model is missing, say).
     #[error("stream `{stream}`: {reason}")]
     Stream { stream: String, reason: String },

@@ -141,13 +141,15 @@ impl Notifiers {
         Ok(())
     }
 
-    /// POSTs each notification to `url`.
-    pub fn add_webhook(&mut self, url: &str) -> Result<(), NotifyError> {
+    /// POSTs each notification to `url`, with `Authorization: Bearer <token>` when there is a
+    /// token (a router's `/notify` requires its shards' one).
+    pub fn add_webhook(&mut self, url: &str, token: Option<&str>) -> Result<(), NotifyError> {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(NotifyError::NotHttp(vqa_core::redact_url(url)));
         }
         let target = url.to_string();
         let give_up = self.give_up.clone();
+        let auth = token.map(|t| format!("Bearer {t}"));
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(10)))
             .http_status_as_error(false)
@@ -158,7 +160,8 @@ impl Notifiers {
             WEBHOOK_WORKERS,
             move || {
                 let (agent, target, give_up) = (agent.clone(), target.clone(), give_up.clone());
-                move |n: &Notification| deliver(&agent, &target, n, &give_up)
+                let auth = auth.clone();
+                move |n: &Notification| deliver(&agent, &target, auth.as_deref(), n, &give_up)
             },
         )
     }
@@ -257,15 +260,22 @@ impl Notifiers {
 }
 
 /// POSTs one notification, retried on connection errors, 429 and 5xx; true when delivered.
-fn deliver(agent: &ureq::Agent, url: &str, notification: &Notification, give_up: &GiveUp) -> bool {
+fn deliver(
+    agent: &ureq::Agent,
+    url: &str,
+    auth: Option<&str>,
+    notification: &Notification,
+    give_up: &GiveUp,
+) -> bool {
     let body = notification.to_json_line();
     let mut wait = Duration::from_millis(500);
     let mut attempt = 1;
     loop {
-        let result = agent
-            .post(url)
-            .header("content-type", "application/json")
-            .send(body.as_str());
+        let mut request = agent.post(url).header("content-type", "application/json");
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        let result = request.send(body.as_str());
         let retry = match &result {
             Ok(r) if r.status().is_success() => return true,
             Ok(r) => r.status().as_u16() == 429 || r.status().is_server_error(),
@@ -399,7 +409,7 @@ mod tests {
             }
         });
         let mut notifiers = Notifiers::new(None);
-        notifiers.add_webhook(&url).expect("webhook");
+        notifiers.add_webhook(&url, None).expect("webhook");
         // s0 first, twice; then 12 of three other streams.
         notifiers.forward(&notification(0));
         notifiers.forward(&Notification {
@@ -435,7 +445,7 @@ mod tests {
     fn finishing_within_a_limit_gives_up_on_what_is_queued() {
         let (url, requests) = failing_webhook();
         let mut notifiers = Notifiers::new(None);
-        notifiers.add_webhook(&url).expect("webhook");
+        notifiers.add_webhook(&url, None).expect("webhook");
         for n in 0..20 {
             notifiers.forward(&notification(n));
         }

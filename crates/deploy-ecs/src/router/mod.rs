@@ -18,7 +18,9 @@
 //! detectors = ["silence", "loudness", "clipping", "av_sync"]
 //! ```
 //!
-//! Shards run `vqa monitor --control --listen ADDR --webhook http://ROUTER/notify`.
+//! Shards run `vqa monitor --control --listen ADDR --webhook http://ROUTER/notify`. One token
+//! guards both ways: the router sends `VQA_CONTROL_TOKEN` to the shards' control endpoints
+//! and requires it on `/notify`, which the shards send as their `VQA_WEBHOOK_TOKEN`.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
@@ -283,18 +285,40 @@ pub fn limits() -> crate::http::Limits {
     }
 }
 
+/// The token the router and its shards share (`VQA_CONTROL_TOKEN`), if set.
+pub fn token_from_env() -> Option<String> {
+    std::env::var("VQA_CONTROL_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+}
+
 /// Serves `POST /notify` (from shards) and `GET /healthz` on `addr`, every request within
-/// `limits`.
+/// `limits`. With a token, `/notify` takes only requests carrying `Authorization: Bearer
+/// <token>`; without one it refuses to listen on an address other than loopback.
 pub fn serve(
     addr: &str,
     relay: Arc<Relay>,
+    token: Option<String>,
     limits: crate::http::Limits,
 ) -> Result<std::net::SocketAddr, ServiceError> {
     use crate::http::Response;
     let bound = crate::http::bind(addr)?;
+    if token.is_none() && !bound.is_loopback() {
+        return Err(ServiceError::NotifyWithoutToken {
+            addr: bound.addr().to_string(),
+        });
+    }
     let handler: crate::http::Handler =
         Arc::new(
             move |request| match (request.method.as_str(), request.path()) {
+                ("POST", "/notify")
+                    if !crate::monitor::metrics::authorized(&request, token.as_deref()) =>
+                {
+                    Response::text(
+                        401,
+                        "POST /notify needs Authorization: Bearer <VQA_CONTROL_TOKEN>\n",
+                    )
+                }
                 ("POST", "/notify") => {
                     match serde_json::from_slice::<Notification>(&request.body) {
                         Ok(n) => {
@@ -334,10 +358,7 @@ impl Router {
             reports_dir,
             merged: Vec::new(),
             down: BTreeSet::new(),
-            auth: std::env::var("VQA_CONTROL_TOKEN")
-                .ok()
-                .filter(|t| !t.is_empty())
-                .map(|t| format!("Bearer {t}")),
+            auth: token_from_env().map(|t| format!("Bearer {t}")),
         })
     }
 
@@ -465,6 +486,66 @@ impl Router {
 mod tests {
     use super::*;
     use vqa_core::PipelineConfig;
+
+    fn post_notify(port: u16, auth: Option<&str>, body: &str) -> u16 {
+        let mut request = ureq::post(&format!("http://127.0.0.1:{port}/notify"));
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        match request.send(body) {
+            Ok(r) => r.status().as_u16(),
+            Err(ureq::Error::StatusCode(code)) => code,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn notify_takes_only_the_shards_token_and_needs_one_off_loopback() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lines = dir.path().join("relayed.jsonl");
+        let mut notifiers = Notifiers::new(None);
+        notifiers.add_lines(&lines).expect("lines");
+        let relay = Arc::new(Relay::new(notifiers, None));
+        let local = serve(
+            "127.0.0.1:0",
+            relay.clone(),
+            Some("s3cret".into()),
+            limits(),
+        )
+        .expect("serve");
+        let note = |start: f64| {
+            serde_json::to_string(&Notification {
+                event: vqa_core::notify::Phase::Opened,
+                stream: vqa_core::StreamId::new("ch"),
+                kind: vqa_core::IncidentKind::Freeze,
+                channel: None,
+                start,
+                end: None,
+                severity: vqa_core::report::Severity::Major,
+                evidence: Default::default(),
+                report: None,
+            })
+            .expect("json")
+        };
+        let port = local.port();
+        assert_eq!(post_notify(port, None, &note(1.0)), 401);
+        assert_eq!(post_notify(port, Some("Bearer wrong!"), &note(2.0)), 401);
+        assert_eq!(post_notify(port, Some("Bearer s3cret"), &note(3.0)), 200);
+        let relayed: Vec<Notification> = std::fs::read_to_string(&lines)
+            .expect("relayed")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a notification"))
+            .collect();
+        assert_eq!(relayed.len(), 1);
+        assert_eq!(relayed[0].start, 3.0);
+
+        let refused = serve("0.0.0.0:0", relay, None, limits());
+        assert!(
+            matches!(refused, Err(ServiceError::NotifyWithoutToken { .. })),
+            "{:?}",
+            refused.map(|a| a.to_string()).map_err(|e| e.to_string())
+        );
+    }
 
     #[test]
     fn each_detector_goes_to_the_first_shard_running_it() {

@@ -48,7 +48,12 @@ pub async fn run(
     let shards = load_shards(&options.shards_file)?;
     let list = StreamList::load(list_file, base)?;
     let relay = Arc::new(Relay::new(notifiers.await?, options.reports_dir.clone()));
-    let local = serve(&options.listen, relay.clone(), super::limits())?;
+    let local = serve(
+        &options.listen,
+        relay.clone(),
+        super::token_from_env(),
+        super::limits(),
+    )?;
     tracing::info!("router at http://{local} (shards POST to /notify)");
     let mut router = Router::new(shards, options.reports_dir)?;
     router.set_list(&list).map_err(|e| ShardsError::InFile {
