@@ -342,7 +342,7 @@ impl ChunkEvents for LiveEvents {
                 if let Some(path) = &shared.report_path {
                     crate::write_report_or_log(&shared.spec.id, path, &report);
                 }
-                lock(&env.reports).push(report);
+                env.keep_report(report);
             }
             Err(why) => {
                 tracing::error!("{why}");

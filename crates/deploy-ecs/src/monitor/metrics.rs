@@ -630,6 +630,25 @@ mod tests {
             "the latest entry runs"
         );
         assert_eq!(monitor.reports().len(), 1, "the old run's report");
+        // Restarted again: still one report kept for the id, the latest run's.
+        let streams = monitor.streams();
+        let events = super::super::lock(&sink.0).clone().expect("the second run");
+        monitor.apply(&list_of_one(MISSING, 9.0));
+        events.finished(Err("the distributed side stopped".into()));
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while !streams[0]
+            .stats
+            .finished
+            .load(std::sync::atomic::Ordering::SeqCst)
+            && std::time::Instant::now() < until
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(streams[0]
+            .stats
+            .finished
+            .load(std::sync::atomic::Ordering::SeqCst));
+        assert_eq!(monitor.reports().len(), 1, "one report per id");
     }
 
     #[test]

@@ -57,7 +57,8 @@ pub struct Env {
     /// finished yet: started once it has. Two runs of one id never overlap, since their
     /// segments and aggregator state are keyed by the id in the one transport.
     waiting: Mutex<BTreeMap<String, StreamSpec>>,
-    /// Reports of the streams that finished.
+    /// The latest report of each stream id that finished (bounded by the ids, however
+    /// often streams restart).
     reports: Mutex<Vec<StreamReport>>,
     /// Where the stages run; with a sink, where the streams' chunk files wait to be stored,
     /// and streams started so far (each run's files in a folder of its own).
@@ -176,6 +177,13 @@ impl Env {
             .rev()
             .find(|r| r.stream.as_str() == id)
             .cloned()
+    }
+
+    /// Keeps a finished run's report, in place of an earlier run's of the same id.
+    fn keep_report(&self, report: StreamReport) {
+        let mut reports = lock(&self.reports);
+        reports.retain(|r| r.stream != report.stream);
+        reports.push(report);
     }
 
     /// Raw latencies observed so far (taken: the next call starts afresh).
@@ -358,7 +366,7 @@ impl Monitor {
             .collect()
     }
 
-    /// Reports of the streams finished so far.
+    /// Reports of the streams finished so far: the latest run's of each id.
     pub fn reports(&self) -> Vec<StreamReport> {
         lock(&self.env.reports).clone()
     }

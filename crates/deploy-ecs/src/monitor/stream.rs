@@ -850,7 +850,7 @@ impl Actor {
         }
         shared.stats.up.store(false, Ordering::SeqCst);
         shared.stats.finished.store(true, Ordering::SeqCst);
-        lock(&env.reports).push(report);
+        env.keep_report(report);
         Ok(())
     }
 }
@@ -993,7 +993,7 @@ pub(super) fn side_finished(
     if let Some(path) = &shared.report_path {
         crate::write_report_or_log(&shared.spec.id, path, &report);
     }
-    lock(&env.reports).push(report);
+    env.keep_report(report);
     shared.stats.up.store(false, Ordering::SeqCst);
     shared.stats.finished.store(true, Ordering::SeqCst);
 }
