@@ -72,6 +72,7 @@ pub async fn run(
     notifiers: Notifiers,
     stop: StopWhen,
 ) -> Result<Stopped, ServiceError> {
+    crate::resources::settle_allocator();
     let list_file = options.list_file.as_deref();
     let settings = list.monitor.clone();
     let distributed = !matches!(options.stages, super::Stages::InProcess);
