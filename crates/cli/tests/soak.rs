@@ -25,12 +25,7 @@ fn incidents(summary: &Value, kind: &str) -> (u64, u64) {
     (k[0].as_u64().unwrap_or(0), k[1].as_u64().unwrap_or(0))
 }
 
-// Out of the default run until its findings are fixed: in CI at stop 29 it failed with a
-// freeze and a frame_drop `closed` sent without their `opened`, and RSS grew 15.7 MB in 90 s
-// against a bound of 16.4 (the growth the hour measured, docs/soak.md). Run it with
-// `cargo test -p vqa-cli --test soak -- --ignored`.
 #[test]
-#[ignore = "issue 17: the soak's findings (closes without opens, RSS growth) are open; run with --ignored"]
 fn five_minute_soak_of_eight_live_streams_passes_its_checks() {
     if !vqa_testkit::ffmpeg_or_skip() {
         return;

@@ -190,17 +190,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     fn note(stream: &str, n: usize) -> Notification {
-        Notification {
-            event: vqa_core::notify::Phase::Opened,
-            stream: StreamId::new(stream),
-            kind: vqa_core::IncidentKind::Freeze,
-            channel: None,
-            start: n as f64,
-            end: None,
-            severity: vqa_core::report::Severity::Major,
-            evidence: Default::default(),
-            report: None,
-        }
+        crate::opened(stream, n as f64)
     }
 
     #[test]

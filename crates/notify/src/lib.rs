@@ -320,12 +320,44 @@ fn publish(
     }
 }
 
+/// A freeze opened on `stream` at `start`, for tests.
+#[cfg(test)]
+pub(crate) fn opened(stream: &str, start: f64) -> Notification {
+    Notification {
+        event: vqa_core::notify::Phase::Opened,
+        stream: StreamId::new(stream),
+        kind: vqa_core::IncidentKind::Freeze,
+        channel: None,
+        start,
+        end: None,
+        severity: vqa_core::report::Severity::Major,
+        evidence: Default::default(),
+        report: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::{BufRead, BufReader};
     use std::net::TcpListener;
     use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// Reads one request's head and its Content-Length body.
+    fn read_body(stream: &std::net::TcpStream) -> Vec<u8> {
+        let mut reader = BufReader::new(stream);
+        let mut length = 0usize;
+        let mut line = String::new();
+        while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+            line.clear();
+        }
+        let mut body = vec![0; length];
+        let _ = std::io::Read::read_exact(&mut reader, &mut body);
+        body
+    }
 
     /// A webhook that answers every request 500 after reading it; returns its URL and the
     /// count of requests it took.
@@ -336,17 +368,7 @@ mod tests {
         let counted = requests.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let mut reader = BufReader::new(&stream);
-                let mut length = 0usize;
-                let mut line = String::new();
-                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap_or(0);
-                    }
-                    line.clear();
-                }
-                let mut body = vec![0; length];
-                let _ = std::io::Read::read_exact(&mut reader, &mut body);
+                read_body(&stream);
                 counted.fetch_add(1, Ordering::SeqCst);
                 let _ = (&stream).write_all(
                     b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
@@ -357,17 +379,7 @@ mod tests {
     }
 
     fn notification(n: usize) -> Notification {
-        Notification {
-            event: vqa_core::notify::Phase::Opened,
-            stream: StreamId::new(format!("s{n}")),
-            kind: vqa_core::IncidentKind::Freeze,
-            channel: None,
-            start: n as f64,
-            end: None,
-            severity: vqa_core::report::Severity::Major,
-            evidence: Default::default(),
-            report: None,
-        }
+        opened(&format!("s{n}"), n as f64)
     }
 
     #[test]
@@ -382,17 +394,7 @@ mod tests {
             for stream in listener.incoming().flatten() {
                 let log = log.clone();
                 std::thread::spawn(move || {
-                    let mut reader = BufReader::new(&stream);
-                    let mut length = 0usize;
-                    let mut line = String::new();
-                    while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                            length = v.trim().parse().unwrap_or(0);
-                        }
-                        line.clear();
-                    }
-                    let mut body = vec![0; length];
-                    let _ = std::io::Read::read_exact(&mut reader, &mut body);
+                    let body = read_body(&stream);
                     let n: Notification = serde_json::from_slice(&body).expect("a notification");
                     let until = Instant::now() + Duration::from_secs(20);
                     while n.stream.as_str() == "s0"
