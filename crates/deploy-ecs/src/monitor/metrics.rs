@@ -615,8 +615,14 @@ mod tests {
         assert!(changes.added.is_empty() && changes.restarted.is_empty());
         assert_eq!(opened(), 1);
 
+        // The old run finishes once both its sides have (its own side ends on the pool, on
+        // its own time); the next tick after that starts the new one.
         first.finished(Err("the distributed side stopped".into()));
-        monitor.tick();
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while opened() < 2 && std::time::Instant::now() < until {
+            monitor.tick();
+            std::thread::sleep(Duration::from_millis(10));
+        }
         assert_eq!(opened(), 2, "the old run finished: the new one starts");
         let streams = monitor.streams();
         assert_eq!(streams.len(), 1);
@@ -666,6 +672,11 @@ mod tests {
         // Removed again before it could start: it never starts.
         monitor.apply(&empty);
         first.finished(Err("the distributed side stopped".into()));
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while monitor.reports().is_empty() && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(monitor.reports().len(), 1, "the old run finished");
         monitor.tick();
         assert_eq!(opened(), 1);
         assert!(monitor.streams().is_empty());
