@@ -105,6 +105,13 @@ impl Collector for Streams {
         )?;
         scalar(
             &mut encoder,
+            "vqa_streams_waiting",
+            "Streams listed that wait for their previous run (restarted, or removed and listed \
+             again) to finish before they start; more than a few seconds means a run is stuck.",
+            ConstGauge::new(super::lock(&env.waiting).len() as i64),
+        )?;
+        scalar(
+            &mut encoder,
             "vqa_workers",
             "Threads of the CPU pool decoding and detecting for every stream.",
             ConstGauge::new(env.pool.alive() as i64),
@@ -610,6 +617,13 @@ mod tests {
         monitor.tick();
         assert_eq!(opened(), 1, "the new run must wait for the old one");
         assert!(monitor.streams().is_empty());
+        let waiting = || {
+            let text = text(&registry(monitor.env())).expect("metrics");
+            text.lines()
+                .find_map(|l| l.strip_prefix("vqa_streams_waiting "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        };
+        assert_eq!(waiting(), Some(1.0));
         // Listed again meanwhile (another edit): still one run waiting, not two.
         let changes = monitor.apply(&list_of_one(MISSING, 8.0));
         assert!(changes.added.is_empty() && changes.restarted.is_empty());
@@ -624,6 +638,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert_eq!(opened(), 2, "the old run finished: the new one starts");
+        assert_eq!(waiting(), Some(0.0));
         let streams = monitor.streams();
         assert_eq!(streams.len(), 1);
         assert_eq!(
