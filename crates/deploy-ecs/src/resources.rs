@@ -42,6 +42,23 @@ pub fn settle_allocator() -> bool {
     }
 }
 
+/// How often a monitor hands the free pages of glibc's heaps back to the system
+/// ([`trim_heaps`]).
+pub const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Hands the free pages inside glibc's heaps back to the system (`malloc_trim`). With
+/// [`settle_allocator`] the soak's RSS still crept up about 0.5 MB a minute for an hour:
+/// freed blocks between live ones in the per-thread heaps, which glibc only returns from
+/// a heap's top. Walking the heaps takes milliseconds; a monitor does it every
+/// [`TRIM_EVERY`]. Nothing to do on other C libraries.
+pub fn trim_heaps() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory the allocator holds.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 fn rusage() -> Option<libc::rusage> {
     // SAFETY: getrusage writes into the zeroed struct we pass.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };

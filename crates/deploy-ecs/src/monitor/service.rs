@@ -115,6 +115,7 @@ pub async fn run(
     let mut seen = list_file.and_then(modified);
     let started = Instant::now();
     let mut last_tick = Instant::now();
+    let mut last_trim = Instant::now();
     let mut signals = StopSignals::new()?;
     loop {
         if signals.stopped_within(Duration::from_millis(200)).await {
@@ -123,6 +124,10 @@ pub async fn run(
         if last_tick.elapsed() >= Duration::from_secs(1) {
             monitor.tick();
             last_tick = Instant::now();
+        }
+        if last_trim.elapsed() >= crate::resources::TRIM_EVERY {
+            crate::resources::trim_heaps();
+            last_trim = Instant::now();
         }
         let now_modified = list_file.and_then(modified);
         if let (Some(path), true) = (list_file, now_modified != seen) {
