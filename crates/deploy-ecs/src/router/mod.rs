@@ -514,18 +514,12 @@ mod tests {
         )
         .expect("serve");
         let note = |start: f64| {
-            serde_json::to_string(&Notification {
-                event: vqa_core::notify::Phase::Opened,
-                stream: vqa_core::StreamId::new("ch"),
+            let opened = vqa_core::IncidentEvent::Opened {
                 kind: vqa_core::IncidentKind::Freeze,
                 channel: None,
-                start,
-                end: None,
-                severity: vqa_core::report::Severity::Major,
-                evidence: Default::default(),
-                report: None,
-            })
-            .expect("json")
+                start: vqa_core::time::from_secs(start),
+            };
+            Notification::from_event(&vqa_core::StreamId::new("ch"), &opened, None).to_json_line()
         };
         let port = local.port();
         assert_eq!(post_notify(port, None, &note(1.0)), 401);
