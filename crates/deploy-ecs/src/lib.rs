@@ -140,6 +140,14 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The token a router and its shards share (`VQA_CONTROL_TOKEN`), if set: shards require
+/// it on their control endpoints, the router sends it to them and requires it on `/notify`.
+pub fn control_token() -> Option<String> {
+    std::env::var("VQA_CONTROL_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+}
+
 /// How long a stopping service (`vqa monitor`, `vqa router`) keeps delivering queued
 /// notifications: what is still queued then is counted undelivered, so the process exits
 /// before ECS's default 30 s between SIGTERM and SIGKILL (the soak found a backlog of a

@@ -86,9 +86,7 @@ pub async fn run(
     let control = options.control.then(|| metrics::Control {
         base: base.clone(),
         last: Default::default(),
-        token: std::env::var("VQA_CONTROL_TOKEN")
-            .ok()
-            .filter(|t| !t.is_empty()),
+        token: crate::control_token(),
     });
     if let (Some(bound), Some(control)) = (&bound, &control) {
         metrics::refuse_unprotected(bound, control)?;

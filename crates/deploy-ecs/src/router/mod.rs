@@ -285,13 +285,6 @@ pub fn limits() -> crate::http::Limits {
     }
 }
 
-/// The token the router and its shards share (`VQA_CONTROL_TOKEN`), if set.
-pub fn token_from_env() -> Option<String> {
-    std::env::var("VQA_CONTROL_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty())
-}
-
 /// Serves `POST /notify` (from shards) and `GET /healthz` on `addr`, every request within
 /// `limits`. With a token, `/notify` takes only requests carrying `Authorization: Bearer
 /// <token>`; without one it refuses to listen on an address other than loopback.
@@ -358,7 +351,7 @@ impl Router {
             reports_dir,
             merged: Vec::new(),
             down: BTreeSet::new(),
-            auth: token_from_env().map(|t| format!("Bearer {t}")),
+            auth: crate::control_token().map(|t| format!("Bearer {t}")),
         })
     }
 

@@ -51,7 +51,7 @@ pub async fn run(
     let local = serve(
         &options.listen,
         relay.clone(),
-        super::token_from_env(),
+        crate::control_token(),
         super::limits(),
     )?;
     tracing::info!("router at http://{local} (shards POST to /notify)");
