@@ -20,7 +20,9 @@ pub struct RouterArgs {
     #[arg(long, value_name = "FILE")]
     pub shards: PathBuf,
 
-    /// Where shards POST their notifications (/notify) and /healthz is served.
+    /// Where shards POST their notifications (/notify) and /healthz is served. With
+    /// VQA_CONTROL_TOKEN set, /notify requires it as a bearer token (the shards send it as
+    /// VQA_WEBHOOK_TOKEN); required unless ADDR is a loopback address.
     #[arg(long, value_name = "ADDR")]
     pub listen: String,
 
