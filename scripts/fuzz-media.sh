@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Media fuzzing campaign: mutates a seed corpus covering every container and codec vqa reads
 # with zzuf, runs `vqa analyze` on each mutated input under a timeout, and keeps every input
-# that panics or crashes, hangs (runs longer than 10x its seed's clean time, at least 5 s, and
-# again for 4 times that on a second run), or exits with a
-# status outside the documented ones (0 analysed, 1 could not be analysed, 3 analysed in
-# part; 2 is a bad command line, which a file never is).
+# that panics or crashes, hangs, or exits with a status outside the documented ones (0 analysed, 1 could not be analysed, 3 analysed in
+# part; 2 is a bad command line, which a file never is). A hang is judged on CPU time, so
+# that a machine busy with something else cannot fake one: an input hangs when it uses 10
+# times its seed's clean CPU time (at least 5 s), or, stuck without using the CPU, runs 10
+# times that CPU limit in wall time (at least 60 s), and again for 4 times that on a second
+# run.
 #
 #   bash scripts/fuzz-media.sh [--inputs N] [--jobs J] [--out DIR] [--vqa PATH] [--seed S]
 #
@@ -42,7 +44,7 @@ done
   exit 1
 }
 
-for tool in zzuf ffmpeg python3 timeout awk; do
+for tool in zzuf ffmpeg python3 timeout prlimit awk; do
   command -v "$tool" >/dev/null || {
     echo "fuzz-media.sh: $tool is missing; run bash scripts/install-deps.sh" >&2
     exit 1
@@ -98,47 +100,49 @@ PY
 fi
 mapfile -t seeds < <(cd "$out/seeds" && ls)
 
-# vqa analyze on one input, killed after a time limit (seconds); stderr to a file. Returns
-# vqa's exit status (137 when killed).
-analyze() { # limit, input, stderr file
-  timeout -s KILL "$1" "$vqa" analyze --no-progress --format json "$2" >/dev/null 2>"$3"
+# vqa analyze on one input, stopped by SIGXCPU after a CPU time limit and killed after a
+# wall time limit (whole seconds); stderr to a file, no core file. Returns vqa's exit status:
+# 152 past the CPU limit, 137 past the wall limit.
+analyze() { # CPU limit, wall limit, input, stderr file
+  timeout -s KILL "$2" prlimit --core=0 --cpu="$1:$(($1 + 1))" \
+    "$vqa" analyze --no-progress --format json "$3" >/dev/null 2>"$4"
 }
 
-# --- Each seed's clean time: the hang limit is 10x it (at least 5 s) --------------------------
+# --- Each seed's clean CPU time: the CPU limit is 10x it (at least 5 s) ----------------------
 declare -A limit
+TIMEFORMAT='%U %S'
 for s in "${seeds[@]}"; do
-  start=$(date +%s.%N)
   status=0
-  analyze 120 "$out/seeds/$s" "$out/work/clean.err" || status=$?
-  took=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+  { time analyze 120 600 "$out/seeds/$s" "$out/work/clean.err"; } 2>"$out/work/clean.time" || status=$?
   if [ "$status" -ne 0 ]; then
     echo "fuzz-media.sh: the clean seed $s exits $status: $(head -c 300 "$out/work/clean.err")" >&2
     exit 1
   fi
-  limit[$s]=$(awk -v t="$took" 'BEGIN { l = t * 10; if (l < 5) l = 5; printf "%.1f", l }')
+  limit[$s]=$(awk '{ l = ($1 + $2) * 10; if (l < 5) l = 5; printf "%d", l + 0.999 }' "$out/work/clean.time")
 done
 
 # --- The campaign ---------------------------------------------------------------------------
 log="$out/log.tsv"
 printf 'seed\tzzuf_seed\tratio\tstatus\tseconds\toutcome\n' >"$log"
 export vqa out
-run_one() { # seed file, zzuf seed, ratio, hang limit
-  local s="$1" z="$2" r="$3" lim="$4"
+run_one() { # seed file, zzuf seed, ratio, CPU limit
+  local s="$1" z="$2" r="$3" cpu="$4"
   local ext="${s##*.}" input="$out/work/$s-$z.$ext" err="$out/work/$s-$z.err"
+  local wall=$((cpu * 10 < 60 ? 60 : cpu * 10))
   zzuf -s "$z" -r "$r" <"$out/seeds/$s" >"$input"
   local start status=0 took outcome
   start=$(date +%s.%N)
-  analyze "$lim" "$input" "$err" || status=$?
+  analyze "$cpu" "$wall" "$input" "$err" || status=$?
   took=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
   if [ "$status" -eq 137 ]; then
-    # A hang is confirmed by a second run with 4 times the time: a machine busy with
-    # something else (a build) can stall one run past the limit.
+    # Past the wall limit without reaching the CPU limit: confirmed by a second run with 4
+    # times the time, since a machine busy with something else can stall a run that long.
     status=0
-    analyze "$(awk -v l="$lim" 'BEGIN { print l * 4 }')" "$input" "$err" || status=$?
+    analyze "$cpu" "$((wall * 4))" "$input" "$err" || status=$?
   fi
   case "$status" in
     0|1|3) outcome=ok ;;
-    137) outcome=hang ;;  # killed by the timeout
+    152|137) outcome=hang ;;  # past the CPU limit (SIGXCPU) or the wall limit (killed)
     101|134|139|136|135|132) outcome=crash ;;  # panic, abort, SIGSEGV, SIGFPE, SIGBUS, SIGILL
     *) outcome=status ;;
   esac
