@@ -16,19 +16,8 @@ for component in rustfmt clippy; do
 done
 
 cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 bash scripts/lint-infra.sh
-# Clippy lints the workspace while the test build compiles it: its driver is the workspace's
-# compiler, as `cargo clippy` makes it for a check build, with warnings as errors. So the
-# dependencies are compiled once, for the tests, not a second time for a check build (4.4
-# minutes on 2 cores, against 1.5 that the lints add to the test build). `--all-targets`
-# builds (and so lints) the benchmarks and examples too; the test runs below reuse this
-# build, so they go through the same driver. (The deliverables' static builds do not: they
-# are built as they ship.)
-clippy_driver="$(rustc --print sysroot)/bin/clippy-driver"
-[ -x "$clippy_driver" ] || { echo "test.sh: $clippy_driver is missing; run rustup component add clippy" >&2; exit 1; }
-linted() { RUSTC_WORKSPACE_WRAPPER="$clippy_driver" CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__" "$@"; }
-echo "test.sh: building the workspace's tests, benchmarks and examples with clippy's lints (a first build takes about 20 minutes on 2 cores)" >&2
-linted cargo test --workspace --all-targets --no-run
 # The Lambda handlers as they deploy: self-contained bundles (glibc linked in, FFmpeg built
 # from Debian's source, trimmed and static; both cached under target/ after the first run),
 # each run by the emulator in a root holding nothing but its unzipped bundle (as root).
@@ -49,5 +38,5 @@ VQA_LOCALSTACK_ENDPOINT="$(VQA_EMULATOR=localstack VQA_EMULATOR_PORT=0 bash scri
   sed -n 's/^export AWS_ENDPOINT_URL=//p')"
 [ -n "$VQA_LOCALSTACK_ENDPOINT" ] || { echo "test.sh: LocalStack did not start" >&2; exit 1; }
 export VQA_LOCALSTACK_ENDPOINT
-linted cargo test --workspace
-VQA_TEST_ENDPOINT="$VQA_LOCALSTACK_ENDPOINT" linted cargo test --workspace --test s3_transport
+cargo test --workspace
+VQA_TEST_ENDPOINT="$VQA_LOCALSTACK_ENDPOINT" cargo test --workspace --test s3_transport
