@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Media fuzzing campaign: mutates a seed corpus covering every container and codec vqa reads
-# with zzuf, runs `vqa analyze` on each mutated input under a timeout, and keeps every input
-# that panics or crashes, hangs, or exits with a status outside the documented ones (0 analysed, 1 could not be analysed, 3 analysed in
-# part; 2 is a bad command line, which a file never is). A hang is judged on CPU time, so
-# that a machine busy with something else cannot fake one: an input hangs when it uses 10
-# times its seed's clean CPU time (at least 5 s), or, stuck without using the CPU, runs 10
-# times that CPU limit in wall time (at least 60 s), and again for 4 times that on a second
-# run.
+# with zzuf, runs `vqa analyze` on each mutated input under time limits, and keeps every
+# input that panics or crashes, hangs, or exits with a status outside the documented ones (0
+# analysed, 1 could not be analysed, 3 analysed in part; 2 is a bad command line, which a
+# file never is). A hang is judged on CPU time, so that a machine busy with something else
+# cannot fake one: an input hangs when it uses 10 times its seed's clean CPU time (at least
+# 5 s), or, stuck without using the CPU, runs 10 times that CPU limit in wall time (at least
+# 60 s), and again for 4 times that on a second run.
 #
 #   bash scripts/fuzz-media.sh [--inputs N] [--jobs J] [--out DIR] [--vqa PATH] [--seed S]
 #
